@@ -1,0 +1,99 @@
+/* mmheap: heaps in memory-mapped regions.
+ *
+ * One arena allocator for persistent heaps in files, for anonymous heaps
+ * (a drop-in malloc) and for fork-based snapshots.  See mmheap(3).
+ *
+ * Errors: functions return NULL or -1 with errno set to a standard code, and
+ * mmh_errmsg() returns a human-readable reason (thread-local, never NULL).
+ * Every function is thread-safe unless stated otherwise.
+ */
+#ifndef MMHEAP_H
+#define MMHEAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MMHEAP_VERSION_MAJOR 0
+#define MMHEAP_VERSION_MINOR 1
+
+typedef struct mmh_heap mmh_heap;
+
+typedef enum {
+    MMH_TRACK_AUTO = 0,   /* uffd where the kernel supports it, else mprotect */
+    MMH_TRACK_UFFD,       /* userfaultfd write-protect + PAGEMAP_SCAN          */
+    MMH_TRACK_MPROTECT,   /* mprotect + SIGSEGV                                */
+    MMH_TRACK_NONE        /* no tracking: commit writes the whole used extent  */
+} mmh_tracker;
+
+enum {
+    MMH_CREATE   = 1u << 0, /* create the file if it does not exist        */
+    MMH_EXCL     = 1u << 1, /* with MMH_CREATE: fail (EEXIST) if it exists  */
+    MMH_SHARED   = 1u << 2, /* MAP_SHARED: stores reach the page cache;     */
+                            /* commit msyncs only the dirty pages           */
+    MMH_READONLY = 1u << 3, /* map read-only; alloc/commit fail with EROFS  */
+    MMH_RELOCATE = 1u << 4, /* allow mapping at another base address        */
+};                          /* default for a file: MAP_PRIVATE              */
+
+typedef struct mmh_config {
+    size_t      size;     /* initial size of the backing file/region; 0 = default */
+    size_t      max_size; /* address space reserved: growth limit; 0 = default    */
+    unsigned    flags;    /* MMH_* above                                          */
+    mmh_tracker tracker;  /* dirty tracking backend                               */
+    void       *base;     /* base address for a new heap; NULL = library chooses  */
+    unsigned    mode;     /* permission bits for a created file; 0 = 0600         */
+} mmh_config;
+
+struct mmh_stats {
+    uint64_t    base;            /* address the heap is mapped at               */
+    uint64_t    size;            /* bytes of the heap in use (file size)        */
+    uint64_t    max_size;        /* bytes of address space reserved             */
+    uint64_t    allocated;       /* bytes in live blocks (usable sizes)         */
+    uint64_t    allocations;     /* live blocks                                 */
+    uint64_t    free_bytes;      /* bytes in free spans inside the used size    */
+    uint64_t    dirty_pages;     /* pages written since the last commit         */
+    uint64_t    faults;          /* write faults taken by the tracker           */
+    uint64_t    commits;         /* completed commits since open                */
+    uint64_t    bytes_written;   /* bytes written to the file by commits        */
+    uint64_t    last_commit_ns;  /* duration of the last commit                 */
+    uint64_t    last_commit_time;/* CLOCK_REALTIME of the last commit, ns       */
+    uint64_t    cow_pages;       /* copy-on-write pages of the last bg job      */
+    mmh_tracker tracker;         /* tracker in use (AUTO resolved)              */
+    unsigned    flags;           /* MMH_* flags the heap was opened with        */
+};
+
+/* path NULL: anonymous heap; cfg NULL: defaults. */
+mmh_heap *mmh_open(const char *path, const mmh_config *cfg);
+/* Commits a writable file-backed heap, then unmaps it.  Pointers into the
+ * heap are invalid afterwards.  No other thread may use h during or after. */
+int       mmh_close(mmh_heap *h);
+
+void  *mmh_alloc(mmh_heap *h, size_t size);
+void  *mmh_calloc(mmh_heap *h, size_t n, size_t size);
+void  *mmh_realloc(mmh_heap *h, void *p, size_t size);
+void  *mmh_aligned_alloc(mmh_heap *h, size_t align, size_t size);
+void   mmh_free(mmh_heap *h, void *p);
+size_t mmh_usable_size(mmh_heap *h, const void *p);
+
+void    *mmh_root(mmh_heap *h);              /* NULL until set */
+int      mmh_set_root(mmh_heap *h, void *p);
+uint64_t mmh_offset(mmh_heap *h, const void *p); /* 0 for NULL or outside h */
+void    *mmh_at(mmh_heap *h, uint64_t off);      /* NULL for 0 or outside h */
+
+int mmh_commit(mmh_heap *h);
+int mmh_commit_bg(mmh_heap *h);
+int mmh_snapshot(mmh_heap *h, const char *path);
+int mmh_wait(mmh_heap *h, int nohang);
+int mmh_touch(mmh_heap *h, void *p, size_t len);
+int mmh_stats(mmh_heap *h, struct mmh_stats *out);
+
+const char *mmh_errmsg(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MMHEAP_H */
