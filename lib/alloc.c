@@ -1,0 +1,280 @@
+/* The allocation interface.  The fast paths (a small block from the current
+ * page of the thread's slot, a small block back to a page the thread owns)
+ * take no lock and no atomic operation; everything else is pushed aside
+ * into the *_slow functions, page.c and segment.c. */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+static inline void count(_Atomic uint64_t *counter, uint64_t n)
+{
+    /* Only the slot's owner writes its counters: a plain add, made atomic so
+     * that mmh_stats may read them from another thread. */
+    atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static void *large_alloc(mmh_heap *h, size_t size, size_t align)
+{
+    if (size > h->max_size)
+        return mmh_fail_null(ENOMEM, "%s: %zu bytes requested, more than max_size %zu",
+                             h->path, size, h->max_size);
+    size_t slices = (size + MMH_SLICE_SIZE - 1) >> MMH_SLICE_SHIFT;
+    size_t align_slices = align > MMH_SLICE_SIZE ? align >> MMH_SLICE_SHIFT : 1;
+    char *p = NULL;
+    mmh_page *pg;
+    pthread_mutex_lock(&h->lock);
+    if (slices + align_slices - 1 < MMH_SEG_SLICES) {
+        pg = mmh_span_alloc(h, slices, align_slices);
+        if (pg) {
+            p = mmh_page_start(pg);
+            pg->free = mmh_off(h, p);
+        }
+    } else {
+        pg = mmh_huge_alloc(h, size, align < MMH_MIN_ALIGN ? MMH_MIN_ALIGN : align, &p);
+    }
+    if (pg) {
+        h->hdr->large_allocs++;
+        h->hdr->large_alloc_bytes += mmh_usable_size(h, p);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return p;
+}
+
+static void large_free(mmh_heap *h, mmh_page *pg, void *p)
+{
+    pthread_mutex_lock(&h->lock);
+    h->hdr->large_frees++;
+    h->hdr->large_free_bytes += mmh_usable_size(h, p);
+    if (pg->kind == MMH_PAGE_HUGE)
+        mmh_huge_free(h, pg);
+    else
+        mmh_span_free(h, pg);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void *small_alloc(mmh_heap *h, mmh_tbind *b, unsigned cls)
+{
+    mmh_page *pg = (mmh_page *)(b->base + b->slot->pages[cls]);
+    void *p;
+    if (likely(pg->free)) {
+        p = b->base + pg->free;
+        pg->free = *(uint64_t *)p;
+        pg->used++;
+    } else {
+        p = mmh_page_alloc_slow(h, b, cls);
+        if (!p)
+            return NULL;
+        pg = mmh_page_of(p);
+    }
+    count(&b->slot->allocs, 1);
+    count(&b->slot->alloc_bytes, pg->block_size);
+    return p;
+}
+
+static __attribute__((noinline)) void *alloc_slow(mmh_heap *h, size_t size, size_t align)
+{
+    if (!h)
+        return mmh_fail_null(EINVAL, "mmh_alloc: heap is NULL");
+    mmh_tbind *b = mmh_bind(h);
+    if (!b)
+        return NULL;
+    if (size <= MMH_SMALL_MAX && align <= MMH_SLICE_SIZE) {
+        unsigned cls = mmh_size_class(size < align ? align : size);
+        while (mmh_class_size(cls) % align)
+            cls++;
+        if (cls < MMH_CLASSES)
+            return small_alloc(h, b, cls);
+    }
+    return large_alloc(h, size, align);
+}
+
+void *mmh_alloc(mmh_heap *h, size_t size)
+{
+    if (likely(h && size <= MMH_SMALL_MAX)) {
+        mmh_tbind *b = mmh_bind(h);
+        if (likely(b))
+            return small_alloc(h, b, mmh_size_class(size));
+    }
+    return alloc_slow(h, size, MMH_MIN_ALIGN);
+}
+
+void *mmh_calloc(mmh_heap *h, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total))
+        return mmh_fail_null(ENOMEM, "mmh_calloc: %zu * %zu bytes overflows", n, size);
+    void *p = mmh_alloc(h, total);
+    if (p)
+        memset(p, 0, total);
+    return p;
+}
+
+void *mmh_aligned_alloc(mmh_heap *h, size_t align, size_t size)
+{
+    if (align == 0 || (align & (align - 1)))
+        return mmh_fail_null(EINVAL, "mmh_aligned_alloc: alignment %zu is not a power of two",
+                             align);
+    if (align <= MMH_MIN_ALIGN)
+        return mmh_alloc(h, size);
+    return alloc_slow(h, size, align);
+}
+
+/* Is p a live-looking block of h?  Cheap checks only: inside the heap,
+ * 16-aligned, in a segment that holds blocks, at a block boundary. */
+bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp)
+{
+    size_t rel = (size_t)((const char *)p - h->base);
+    if (rel < MMH_SLICE_SIZE || rel >= h->mapped || (rel & (MMH_MIN_ALIGN - 1)))
+        return false;
+    unsigned kind = MMH_SEGMAP_KIND(h->segmap[(rel - 1) >> MMH_SEG_SHIFT]);
+    if (kind != MMH_SEGMAP_SLICED && kind != MMH_SEGMAP_HUGE)
+        return false;
+    mmh_page *pg = mmh_page_of(p);
+    *pgp = pg;
+    switch (pg->kind) {
+    case MMH_PAGE_SMALL: {
+        size_t in = (size_t)((const char *)p - mmh_page_start(pg));
+        return in % pg->block_size == 0 && in / pg->block_size < pg->capacity;
+    }
+    case MMH_PAGE_LARGE:
+    case MMH_PAGE_HUGE:
+        return pg->free == rel;
+    default:
+        return false;
+    }
+}
+
+static __attribute__((noinline)) void free_slow(mmh_heap *h, void *p)
+{
+    int saved = errno;
+    mmh_page *pg;
+    if (!h) {
+        mmh_fail(EINVAL, "mmh_free: heap is NULL");
+        return;
+    }
+    if (!mmh_block_valid(h, p, &pg)) {
+        mmh_fail(EINVAL, "mmh_free: %p is not a block of heap %s", p, h->path);
+        return;
+    }
+    mmh_tbind *b = mmh_bind(h);
+    if (!b)
+        return;
+    if (pg->kind == MMH_PAGE_SMALL) {
+        uint32_t bsize = pg->block_size;
+        if (pg->slot == b->slot_id) {
+            *(uint64_t *)p = pg->free;
+            pg->free = mmh_off(h, p);
+            if (--pg->used == 0 || (pg->flags & MMH_PF_FULL))
+                mmh_page_free_local(h, b, pg);
+        } else {
+            mmh_page_free_remote(h, pg, p);
+        }
+        count(&b->slot->frees, 1);
+        count(&b->slot->free_bytes, bsize);
+    } else {
+        large_free(h, pg, p);
+    }
+    errno = saved;
+}
+
+void mmh_free(mmh_heap *h, void *p)
+{
+    if (!p)
+        return;
+    if (likely(h)) {
+        size_t rel = (size_t)((char *)p - h->base);
+        mmh_tbind *b = mmh_bind(h);
+        if (likely(b && rel - MMH_SLICE_SIZE < h->mapped - MMH_SLICE_SIZE &&
+                   !(rel & (MMH_MIN_ALIGN - 1)) &&
+                   h->segmap[(rel - 1) >> MMH_SEG_SHIFT] == MMH_SEGMAP(MMH_SEGMAP_SLICED, 0))) {
+            mmh_page *pg = mmh_page_of(p);
+            if (likely(pg->slot == b->slot_id)) {
+                uint32_t bsize = pg->block_size;
+                *(uint64_t *)p = pg->free;
+                pg->free = rel;
+                count(&b->slot->frees, 1);
+                count(&b->slot->free_bytes, bsize);
+                if (unlikely(--pg->used == 0 || (pg->flags & MMH_PF_FULL)))
+                    mmh_page_free_local(h, b, pg);
+                return;
+            }
+        }
+    }
+    free_slow(h, p);
+}
+
+size_t mmh_usable_size(mmh_heap *h, const void *p)
+{
+    mmh_page *pg;
+    if (!p || !h)
+        return 0;
+    if (!mmh_block_valid(h, p, &pg)) {
+        mmh_fail(EINVAL, "mmh_usable_size: %p is not a block of heap %s", p, h->path);
+        return 0;
+    }
+    switch (pg->kind) {
+    case MMH_PAGE_SMALL:
+        return pg->block_size;
+    case MMH_PAGE_LARGE:
+        return (size_t)(mmh_page_start(pg) + ((size_t)pg->slice_count << MMH_SLICE_SHIFT) -
+                        (const char *)p);
+    default: {
+        char *seg = (char *)mmh_segment_of(p) - MMH_SEGHDR_OFFSET;
+        return (size_t)(seg + (mmh_huge_segments(h, pg) << MMH_SEG_SHIFT) - (const char *)p);
+    }
+    }
+}
+
+/* Resize a large block in place; true when it now holds size bytes. */
+static bool resize_in_place(mmh_heap *h, mmh_page *pg, size_t size)
+{
+    if (pg->kind != MMH_PAGE_LARGE)
+        return false;
+    size_t slices = (size + MMH_SLICE_SIZE - 1) >> MMH_SLICE_SHIFT;
+    bool ok = true;
+    void *p = mmh_ptr(h, pg->free);
+    pthread_mutex_lock(&h->lock);
+    size_t before = mmh_usable_size(h, p);
+    if (slices < pg->slice_count)
+        mmh_span_shrink(h, pg, slices);
+    else if (slices > pg->slice_count)
+        ok = slices < MMH_SEG_SLICES && mmh_span_grow(h, pg, slices);
+    if (ok) {
+        h->hdr->large_free_bytes += before;
+        h->hdr->large_alloc_bytes += mmh_usable_size(h, p);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}
+
+void *mmh_realloc(mmh_heap *h, void *p, size_t size)
+{
+    mmh_page *pg;
+    if (!p)
+        return mmh_alloc(h, size);
+    if (size == 0) {
+        mmh_free(h, p);
+        return NULL;
+    }
+    if (!h)
+        return mmh_fail_null(EINVAL, "mmh_realloc: heap is NULL");
+    if (!mmh_block_valid(h, p, &pg))
+        return mmh_fail_null(EINVAL, "mmh_realloc: %p is not a block of heap %s", p, h->path);
+    size_t usable = mmh_usable_size(h, p);
+    if (pg->kind == MMH_PAGE_SMALL && size <= usable && size >= usable / 2)
+        return p;
+    if (pg->kind != MMH_PAGE_SMALL && size > MMH_SMALL_MAX) {
+        if (size <= usable && size >= usable / 2)
+            return p;
+        if (size <= h->max_size && resize_in_place(h, pg, size))
+            return p;
+    }
+    void *q = mmh_alloc(h, size);
+    if (!q)
+        return NULL;
+    memcpy(q, p, usable < size ? usable : size);
+    mmh_free(h, p);
+    return q;
+}

@@ -1,0 +1,99 @@
+/* The heap file format: the header at offset 0, where segment 0's metadata
+ * goes, and validation of a file before anything in it is trusted. */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+static size_t segmap_offset(void)
+{
+    return mmh_align_up(MMH_SEGHDR_OFFSET + sizeof(mmh_segment), 64);
+}
+
+static size_t slots_offset(size_t max_size)
+{
+    return mmh_align_up(segmap_offset() + (max_size >> MMH_SEG_SHIFT) * sizeof(uint32_t), 64);
+}
+
+/* Bytes of segment 0 taken by metadata for a heap of max_size. */
+size_t mmh_format_meta_size(size_t max_size)
+{
+    return slots_offset(max_size) + (size_t)MMH_SLOTS * sizeof(mmh_slot);
+}
+
+uint64_t mmh_format_checksum(const mmh_hdr *hdr)
+{
+    unsigned char copy[MMH_HDR_SIZE];
+    memcpy(copy, hdr, MMH_HDR_SIZE);
+    memset(copy + offsetof(mmh_hdr, checksum), 0, sizeof hdr->checksum);
+    return mmh_hash64(copy, sizeof copy, 0x6d6d68656170ull);
+}
+
+/* A new heap in the mapping [0, extent): header, then segment 0. */
+void mmh_format_init(mmh_heap *h, size_t extent)
+{
+    mmh_hdr *hdr = h->hdr;
+    memset(hdr, 0, MMH_HDR_SIZE);
+    memcpy(hdr->magic, MMH_MAGIC, sizeof hdr->magic);
+    hdr->version = MMH_FORMAT_VERSION;
+    hdr->hdr_size = MMH_HDR_SIZE;
+    hdr->page_size = (uint32_t)sysconf(_SC_PAGESIZE);
+    hdr->seg_size = (uint32_t)MMH_SEG_SIZE;
+    hdr->base = (uint64_t)(uintptr_t)h->base;
+    hdr->max_size = h->max_size;
+    hdr->extent = extent;
+    hdr->segmap_off = segmap_offset();
+    hdr->slots_off = slots_offset(h->max_size);
+    hdr->nslots = MMH_SLOTS;
+    hdr->first_slice = (uint32_t)(mmh_align_up(mmh_format_meta_size(h->max_size),
+                                               MMH_SLICE_SIZE) >> MMH_SLICE_SHIFT);
+    h->segmap = (uint32_t *)(h->base + hdr->segmap_off);
+    h->slots = (mmh_slot *)(h->base + hdr->slots_off);
+    mmh_segment_init_first(h);
+}
+
+static int corrupt(const char *path, const char *what)
+{
+    return mmh_fail(EBADMSG, "%s: corrupt heap file: %s", path, what);
+}
+
+/* Validate a header read from a file of file_size bytes. */
+int mmh_format_check(const char *path, const mmh_hdr *hdr, uint64_t file_size)
+{
+    if (file_size == 0)
+        return mmh_fail(EINVAL, "%s: empty file, not an mmheap heap", path);
+    if (file_size < sizeof hdr->magic || memcmp(hdr->magic, MMH_MAGIC, sizeof hdr->magic) != 0)
+        return mmh_fail(EINVAL, "%s: not an mmheap heap file (bad magic)", path);
+    if (file_size < MMH_HDR_SIZE)
+        return mmh_fail(EBADMSG, "%s: truncated: %llu bytes, shorter than the header",
+                        path, (unsigned long long)file_size);
+    if (hdr->version > MMH_FORMAT_VERSION)
+        return mmh_fail(EPROTONOSUPPORT,
+                        "%s: format version %u is newer than this library's (%u)",
+                        path, hdr->version, MMH_FORMAT_VERSION);
+    if (mmh_format_checksum(hdr) != hdr->checksum)
+        return corrupt(path, "header checksum mismatch");
+    if (hdr->version == 0 || hdr->hdr_size != MMH_HDR_SIZE || hdr->seg_size != MMH_SEG_SIZE)
+        return corrupt(path, "unknown header layout");
+    long page = sysconf(_SC_PAGESIZE);
+    if (hdr->page_size != (uint32_t)page)
+        return mmh_fail(EINVAL, "%s: made with page size %u, this system uses %ld",
+                        path, hdr->page_size, page);
+    if ((hdr->base & MMH_SEG_MASK) || (hdr->max_size & MMH_SEG_MASK) ||
+        hdr->max_size > MMH_MAX_MAX_SIZE || hdr->max_size < MMH_SEG_SIZE)
+        return corrupt(path, "bad base address or max_size");
+    if ((hdr->extent & MMH_SEG_MASK) || hdr->extent < MMH_SEG_SIZE || hdr->extent > hdr->max_size)
+        return corrupt(path, "bad extent");
+    if (hdr->segmap_off != segmap_offset() || hdr->slots_off != slots_offset(hdr->max_size) ||
+        hdr->nslots != MMH_SLOTS || hdr->slots_hwm > hdr->nslots ||
+        hdr->first_slice != mmh_align_up(mmh_format_meta_size(hdr->max_size),
+                                         MMH_SLICE_SIZE) >> MMH_SLICE_SHIFT)
+        return corrupt(path, "bad metadata layout");
+    if (hdr->root >= hdr->extent)
+        return corrupt(path, "root outside the heap");
+    if (file_size < hdr->extent)
+        return mmh_fail(EBADMSG, "%s: truncated: header says %llu bytes, file has %llu",
+                        path, (unsigned long long)hdr->extent, (unsigned long long)file_size);
+    return 0;
+}

@@ -1,0 +1,337 @@
+/* Opening and closing heaps, and the small accessors of the API. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KNOWN_FLAGS (MMH_CREATE | MMH_EXCL | MMH_SHARED | MMH_READONLY | MMH_RELOCATE)
+
+static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)
+{
+    const char *name = path ? path : "(anonymous)";
+    *cfg = in ? *in : (mmh_config){ 0 };
+    if (cfg->flags & ~KNOWN_FLAGS)
+        return mmh_fail(EINVAL, "%s: unknown flags 0x%x", name, cfg->flags & ~KNOWN_FLAGS);
+    if ((unsigned)cfg->tracker > MMH_TRACK_NONE)
+        return mmh_fail(EINVAL, "%s: unknown tracker %d", name, (int)cfg->tracker);
+    if (!path && (cfg->flags & (MMH_SHARED | MMH_READONLY | MMH_CREATE | MMH_EXCL)))
+        return mmh_fail(EINVAL, "anonymous heap: MMH_SHARED, MMH_READONLY, MMH_CREATE and "
+                                "MMH_EXCL need a file");
+    if ((cfg->flags & MMH_READONLY) && (cfg->flags & MMH_CREATE))
+        return mmh_fail(EINVAL, "%s: MMH_READONLY cannot create a heap", name);
+    if ((uintptr_t)cfg->base & MMH_SEG_MASK)
+        return mmh_fail(EINVAL, "%s: base %p is not aligned to %zu bytes", name, cfg->base,
+                        MMH_SEG_SIZE);
+    if (!cfg->max_size)
+        cfg->max_size = MMH_DEFAULT_MAX_SIZE;
+    if (cfg->max_size > MMH_MAX_MAX_SIZE || cfg->size > MMH_MAX_MAX_SIZE)
+        return mmh_fail(EINVAL, "%s: sizes above %zu bytes are not supported", name,
+                        MMH_MAX_MAX_SIZE);
+    cfg->max_size = mmh_align_up(cfg->max_size, MMH_SEG_SIZE);
+    cfg->size = mmh_align_up(cfg->size ? cfg->size : MMH_DEFAULT_SIZE, MMH_SEG_SIZE);
+    if (cfg->size > cfg->max_size)
+        return mmh_fail(EINVAL, "%s: size %zu is larger than max_size %zu", name, cfg->size,
+                        cfg->max_size);
+    if (mmh_format_meta_size(cfg->max_size) + MMH_SLICE_SIZE > MMH_SEG_SIZE)
+        return mmh_fail(EINVAL, "%s: max_size %zu is too large", name, cfg->max_size);
+    if (!cfg->mode)
+        cfg->mode = 0600;
+    return 0;
+}
+
+static mmh_heap *heap_new(const char *path, unsigned flags)
+{
+    mmh_heap *h = calloc(1, sizeof *h);
+    if (!h || !(h->path = strdup(path ? path : "(anonymous heap)"))) {
+        free(h);
+        return mmh_fail_null(ENOMEM, "%s: out of memory", path ? path : "(anonymous heap)");
+    }
+    h->fd = -1;
+    h->flags = flags;
+    h->tracker = MMH_TRACK_NONE;
+    pthread_mutex_init(&h->lock, NULL);
+    return h;
+}
+
+static void heap_destroy(mmh_heap *h)
+{
+    if (h->base)
+        mmh_region_release(h->base, h->max_size);
+    if (h->fd >= 0)
+        close(h->fd);
+    pthread_mutex_destroy(&h->lock);
+    free(h->path);
+    free(h);
+}
+
+static mmh_heap *heap_ready(mmh_heap *h)
+{
+    h->hdr = (mmh_hdr *)h->base;
+    h->segmap = (uint32_t *)(h->base + h->hdr->segmap_off);
+    h->slots = (mmh_slot *)(h->base + h->hdr->slots_off);
+    mmh_registry_add(h);
+    return h;
+}
+
+/* Reserve the address space and set up a new, empty heap in it. */
+static int heap_format(mmh_heap *h, const mmh_config *cfg)
+{
+    h->max_size = cfg->max_size;
+    h->base = mmh_region_reserve(cfg->base, cfg->max_size, cfg->base != NULL);
+    if (!h->base)
+        return mmh_fail(errno == EEXIST ? EADDRINUSE : ENOMEM,
+                        "%s: cannot reserve %zu bytes of address space%s: %s", h->path,
+                        cfg->max_size, cfg->base ? " at the requested base" : "",
+                        strerror(errno));
+    h->hdr = (mmh_hdr *)h->base;
+    if (mmh_region_grow(h, cfg->size) != 0)
+        return -1;
+    mmh_format_init(h, cfg->size);
+    return 0;
+}
+
+static int lock_file(mmh_heap *h)
+{
+    bool ro = h->flags & MMH_READONLY;
+    if (flock(h->fd, (ro ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0)
+        return 0;
+    if (errno == EWOULDBLOCK)
+        return mmh_fail(EBUSY, "%s: heap is in use by a writer%s", h->path,
+                        ro ? "" : " or reader");
+    return mmh_fail(errno, "%s: cannot lock: %s", h->path, strerror(errno));
+}
+
+static int sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir)
+        return mmh_fail(ENOMEM, "%s: out of memory", path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd >= 0 && fsync(fd) == 0 ? 0 : -1;
+    if (rc != 0)
+        mmh_fail(errno, "%s: cannot sync directory %s: %s", path, dir, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+    return rc;
+}
+
+static mmh_heap *open_existing(const char *path, const mmh_config *cfg);
+
+/* Build the heap in a temporary file, sync it, then link it into place, so
+ * that a crash never leaves a half-made heap under the name. */
+static mmh_heap *create_file(const char *path, const mmh_config *cfg)
+{
+    mmh_heap *h = heap_new(path, cfg->flags);
+    if (!h)
+        return NULL;
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof tmp) {
+        heap_destroy(h);
+        return mmh_fail_null(ENAMETOOLONG, "%s: path too long", path);
+    }
+    unlink(tmp);
+    h->fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, cfg->mode);
+    if (h->fd < 0) {
+        mmh_fail(errno, "%s: cannot create: %s", path, strerror(errno));
+        heap_destroy(h);
+        return NULL;
+    }
+    if (lock_file(h) != 0 || heap_format(h, cfg) != 0 || mmh_writeback(h) != 0)
+        goto fail;
+    if (link(tmp, path) != 0) {
+        int err = errno;
+        unlink(tmp);
+        heap_destroy(h);
+        if (err == EEXIST && !(cfg->flags & MMH_EXCL)) /* created meanwhile */
+            return open_existing(path, cfg);
+        return mmh_fail_null(err, "%s: cannot create: %s", path, strerror(err));
+    }
+    unlink(tmp);
+    if (sync_parent_dir(path) != 0) {
+        heap_destroy(h);
+        return NULL;
+    }
+    return heap_ready(h);
+fail:
+    unlink(tmp);
+    heap_destroy(h);
+    return NULL;
+}
+
+static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
+{
+    bool ro = cfg->flags & MMH_READONLY;
+    union {
+        mmh_hdr hdr;
+        unsigned char page[MMH_HDR_SIZE];
+    } buf;
+    const mmh_hdr *hdr = &buf.hdr;
+    struct stat st;
+    mmh_heap *h = heap_new(path, cfg->flags);
+    if (!h)
+        return NULL;
+    h->fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (h->fd < 0) {
+        int err = errno;
+        heap_destroy(h);
+        if (err == ENOENT && (cfg->flags & MMH_CREATE))
+            return create_file(path, cfg);
+        return mmh_fail_null(err, "%s: cannot open: %s", path, strerror(err));
+    }
+    if ((cfg->flags & MMH_CREATE) && (cfg->flags & MMH_EXCL)) {
+        mmh_fail(EEXIST, "%s: already exists", path);
+        goto fail;
+    }
+    if (fstat(h->fd, &st) != 0) {
+        mmh_fail(errno, "%s: cannot stat: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        mmh_fail(EINVAL, "%s: not a regular file", path);
+        goto fail;
+    }
+    if (lock_file(h) != 0)
+        goto fail;
+    memset(&buf, 0, sizeof buf);
+    ssize_t got = pread(h->fd, &buf, sizeof buf, 0);
+    if (got < 0) {
+        mmh_fail(errno, "%s: cannot read the header: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (mmh_format_check(path, hdr, (uint64_t)st.st_size) != 0)
+        goto fail;
+    h->max_size = hdr->max_size;
+    h->base = mmh_region_reserve((void *)(uintptr_t)hdr->base, hdr->max_size, true);
+    if (!h->base && errno == EEXIST && (cfg->flags & MMH_RELOCATE))
+        h->base = mmh_region_reserve(NULL, hdr->max_size, false);
+    if (!h->base) {
+        mmh_fail(errno == EEXIST ? EADDRINUSE : errno,
+                 "%s: cannot map the heap at its base address %p: %s%s", path,
+                 (void *)(uintptr_t)hdr->base, errno == EEXIST ? "the range is in use" :
+                 strerror(errno), errno == EEXIST ? " (MMH_RELOCATE allows another base)" : "");
+        goto fail;
+    }
+    if (mmh_region_map(h, 0, hdr->extent) != 0)
+        goto fail;
+    h->mapped = hdr->extent;
+    if (!ro) {
+        /* Growth that was never committed left the file longer. */
+        if ((uint64_t)st.st_size > hdr->extent && ftruncate(h->fd, (off_t)hdr->extent) != 0) {
+            mmh_fail(errno, "%s: cannot truncate to %llu bytes: %s", path,
+                     (unsigned long long)hdr->extent, strerror(errno));
+            goto fail;
+        }
+        h->hdr = (mmh_hdr *)h->base;
+        h->hdr->base = (uint64_t)(uintptr_t)h->base;
+        heap_ready(h);
+        mmh_slots_reset(h);
+        return h;
+    }
+    return heap_ready(h);
+fail:
+    heap_destroy(h);
+    return NULL;
+}
+
+mmh_heap *mmh_open(const char *path, const mmh_config *in)
+{
+    mmh_config cfg;
+    if (check_config(path, in, &cfg) != 0)
+        return NULL;
+    if (path) {
+        if (!*path)
+            return mmh_fail_null(EINVAL, "mmh_open: empty path");
+        return open_existing(path, &cfg);
+    }
+    mmh_heap *h = heap_new(NULL, cfg.flags);
+    if (!h)
+        return NULL;
+    if (heap_format(h, &cfg) != 0) {
+        heap_destroy(h);
+        return NULL;
+    }
+    return heap_ready(h);
+}
+
+int mmh_close(mmh_heap *h)
+{
+    if (!h)
+        return mmh_fail(EINVAL, "mmh_close: heap is NULL");
+    int rc = 0;
+    if (h->fd >= 0 && !(h->flags & MMH_READONLY))
+        rc = mmh_commit(h);
+    int err = errno;
+    mmh_registry_remove(h);
+    heap_destroy(h);
+    errno = err;
+    return rc;
+}
+
+static bool in_heap(const mmh_heap *h, const void *p)
+{
+    return (const char *)p >= h->base && (size_t)((const char *)p - h->base) < h->mapped;
+}
+
+void *mmh_root(mmh_heap *h)
+{
+    if (!h)
+        return mmh_fail_null(EINVAL, "mmh_root: heap is NULL");
+    pthread_mutex_lock(&h->lock);
+    uint64_t off = h->hdr->root;
+    pthread_mutex_unlock(&h->lock);
+    return off ? mmh_ptr(h, off) : NULL;
+}
+
+int mmh_set_root(mmh_heap *h, void *p)
+{
+    if (!h)
+        return mmh_fail(EINVAL, "mmh_set_root: heap is NULL");
+    if (h->flags & MMH_READONLY)
+        return mmh_fail(EROFS, "%s: heap is open read-only", h->path);
+    if (p && (!in_heap(h, p) || (char *)p < h->base + MMH_SLICE_SIZE))
+        return mmh_fail(EINVAL, "mmh_set_root: %p is not inside heap %s", p, h->path);
+    pthread_mutex_lock(&h->lock);
+    h->hdr->root = p ? mmh_off(h, p) : 0;
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+}
+
+uint64_t mmh_offset(mmh_heap *h, const void *p)
+{
+    if (!h || !p)
+        return 0;
+    if (!in_heap(h, p)) {
+        mmh_fail(EINVAL, "mmh_offset: %p is not inside heap %s", p, h->path);
+        return 0;
+    }
+    return mmh_off(h, p);
+}
+
+void *mmh_at(mmh_heap *h, uint64_t off)
+{
+    if (!h || !off)
+        return NULL;
+    if (off >= h->mapped)
+        return mmh_fail_null(EINVAL, "mmh_at: offset %llu is outside heap %s",
+                             (unsigned long long)off, h->path);
+    return mmh_ptr(h, off);
+}
+
+int mmh_touch(mmh_heap *h, void *p, size_t len)
+{
+    if (!h)
+        return mmh_fail(EINVAL, "mmh_touch: heap is NULL");
+    if (len && (!in_heap(h, p) || len > h->mapped - mmh_off(h, p)))
+        return mmh_fail(EINVAL, "mmh_touch: range %p+%zu is not inside heap %s", p, len,
+                        h->path);
+    return 0;
+}

@@ -1,0 +1,350 @@
+/* Internal types shared by the library: geometry, the in-heap structures,
+ * the process-side heap handle and the thread bindings.
+ *
+ * Everything stored inside a heap refers to other parts of the heap by
+ * offsets from the base, never by pointers, so a heap can be mapped again at
+ * another address (MMH_RELOCATE) and its allocator state stays valid.
+ */
+#ifndef MMH_INTERNAL_H
+#define MMH_INTERNAL_H
+
+#include "config.h"
+#include "mmheap.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define MMH_HIDDEN  __attribute__((visibility("hidden")))
+
+/* ---- geometry ---------------------------------------------------------
+ * The heap is an array of 4 MiB segments aligned to their size (the base is
+ * segment-aligned).  A segment is 64 slices of 64 KiB.  Slice 0 of every
+ * segment holds its metadata; segment 0 also holds the file header, the
+ * segment map and the thread slots.  Small objects live in pages (spans of
+ * 1 or 8 slices) of one size class; large objects get spans of slices; huge
+ * objects get runs of whole segments.  A block's metadata is found by
+ * arithmetic: segment = (p - 1) & ~mask, slice = (p - segment) >> 16.  The
+ * "- 1" lets a huge block that needs segment alignment start exactly at the
+ * end of its head segment's first slice range (descriptor 64).
+ */
+#define MMH_SLICE_SHIFT   16
+#define MMH_SLICE_SIZE    ((size_t)1 << MMH_SLICE_SHIFT)
+#define MMH_SEG_SHIFT     22
+#define MMH_SEG_SIZE      ((size_t)1 << MMH_SEG_SHIFT)
+#define MMH_SEG_MASK      (MMH_SEG_SIZE - 1)
+#define MMH_SEG_SLICES    ((unsigned)(MMH_SEG_SIZE / MMH_SLICE_SIZE))
+#define MMH_HDR_SIZE      4096u   /* file header: the first 4 KiB of the file */
+#define MMH_SEGHDR_OFFSET 4096u   /* segment header, inside every segment     */
+#define MMH_MIN_ALIGN     16u
+
+#define MMH_DEFAULT_SIZE     MMH_SEG_SIZE
+#define MMH_DEFAULT_MAX_SIZE ((size_t)64 << 30)
+#define MMH_MAX_MAX_SIZE     ((size_t)2 << 40)
+#define MMH_SLOTS            1024u
+
+/* ---- size classes -----------------------------------------------------
+ * Classes 1..8 are 16..128 bytes in steps of 16; above that, 4 classes per
+ * power of two up to 128 KiB (class 48).  Worst-case waste is 20% of the
+ * block just above a power of two.  Class 0 is unused.
+ */
+#define MMH_SMALL_MAX      ((size_t)128 << 10)
+#define MMH_CLASSES        49u
+#define MMH_SMALL_PAGE_MAX ((size_t)8 << 10)  /* classes up to this: 1-slice pages */
+#define MMH_MEDIUM_SLICES  8u                 /* larger classes: 8-slice pages    */
+
+static inline unsigned mmh_size_class(size_t size)
+{
+    if (size <= 128)
+        return size <= 16 ? 1 : (unsigned)((size + 15) >> 4);
+    size_t w = size - 1;
+    unsigned b = 63u - (unsigned)__builtin_clzll(w);
+    return 8u + (b - 7u) * 4u + (unsigned)((w >> (b - 2u)) & 3u) + 1u;
+}
+
+static inline size_t mmh_class_size(unsigned cls)
+{
+    if (cls <= 8)
+        return (size_t)cls * 16u;
+    unsigned k = cls - 9u, b = 7u + k / 4u;
+    return ((size_t)1 << b) + (size_t)(k % 4u + 1u) * ((size_t)1 << (b - 2u));
+}
+
+/* ---- in-heap structures ---------------------------------------------- */
+
+enum mmh_page_kind {
+    MMH_PAGE_FREE = 0,   /* free span of slices                 */
+    MMH_PAGE_SMALL,      /* page of blocks of one size class    */
+    MMH_PAGE_LARGE,      /* one block spanning slices           */
+    MMH_PAGE_HUGE,       /* one block spanning whole segments   */
+    MMH_PAGE_META,       /* segment metadata                    */
+};
+
+enum {
+    MMH_PF_PURGED = 1u << 0, /* free span: all its memory was handed back   */
+    MMH_PF_HOLES  = 1u << 1, /* free span: some of it was handed back       */
+    MMH_PF_FULL   = 1u << 2, /* small page parked on its slot's full list   */
+};
+
+/* Flags of a free span made of two: purged if both were, holes if either. */
+static inline unsigned mmh_merge_free_flags(unsigned a, unsigned b)
+{
+    return (a & b & MMH_PF_PURGED) | ((a | b) & MMH_PF_HOLES);
+}
+
+/* Low bits of mmh_page.xfree (blocks are 16-aligned), shared between the
+ * owner and remote freeing threads. */
+enum {
+    MMH_XF_FULL     = 1u << 0, /* owner parked the page as full             */
+    MMH_XF_NOTIFIED = 1u << 1, /* a remote free queued it on slot->xpages   */
+    MMH_XF_FLAGS    = 15u,
+};
+
+/* Descriptor of one slice; the first slice of a span describes the span. */
+typedef struct mmh_page {
+    uint64_t free;            /* SMALL: owner's free list (heap offset);
+                                 LARGE, HUGE: heap offset of the block     */
+    uint32_t used;            /* blocks handed out, as the owner knows it  */
+    uint32_t block_size;
+    uint32_t capacity;        /* blocks carved so far                      */
+    uint32_t reserved;        /* blocks the page holds                     */
+    uint32_t slot;            /* owning slot index + 1; 0: none            */
+    uint16_t slice_count;     /* span head: slices in the span             */
+    uint16_t slice_offset;    /* slices back to the span head              */
+    uint8_t  kind;
+    uint8_t  cls;
+    uint8_t  flags;           /* MMH_PF_*, owner or heap lock              */
+    uint8_t  pad_;
+    uint32_t pad2_;
+    _Atomic uint64_t xfree;   /* blocks freed by other threads: heap offset
+                                 of the first, low bits MMH_XF_*           */
+    uint64_t xnext;           /* link on the slot's notified stack         */
+    uint64_t next, prev;      /* span bin or slot list links               */
+} mmh_page;
+
+#define MMH_SEG_MAGIC 0x4d4d5347u /* "MMSG" */
+
+typedef struct mmh_segment {
+    uint32_t magic;
+    uint32_t first_slice;     /* first slice after the metadata            */
+    uint32_t nsegs;           /* free run head: segments in the run        */
+    uint32_t flags;           /* MMH_PF_PURGED for a free run              */
+    uint64_t next, prev;      /* free run list: heap offsets of segments   */
+    uint64_t reserved_[5];
+    mmh_page pages[MMH_SEG_SLICES + 1]; /* +1: see the geometry note       */
+} mmh_segment;
+
+/* Segment map: one entry per segment of the reservation. */
+#define MMH_SEGMAP_KIND(e) ((e) >> 28)
+#define MMH_SEGMAP_LEN(e)  ((e) & 0x0fffffffu)
+enum {
+    MMH_SEGMAP_NONE = 0,  /* outside the used extent                      */
+    MMH_SEGMAP_SLICED,    /* segment of spans                              */
+    MMH_SEGMAP_HUGE,      /* head of a huge block run; LEN = segments      */
+    MMH_SEGMAP_HUGE_IN,   /* inside a huge block run; LEN = back to head   */
+    MMH_SEGMAP_FREE,      /* head of a free run; LEN = segments            */
+    MMH_SEGMAP_FREE_IN,   /* inside a free run; LEN = back to the head,
+                             exact only in the run's last segment          */
+};
+#define MMH_SEGMAP(kind, len) (((uint32_t)(kind) << 28) | (uint32_t)(len))
+
+/* A thread's share of the heap.  Stored in the heap so that every block's
+ * state survives a commit; reopening only clears the owners. */
+typedef struct mmh_slot {
+    _Atomic uint64_t owner;      /* nonzero while a thread holds the slot   */
+    _Atomic uint64_t xpages;     /* full pages that got remote frees        */
+    uint64_t full;               /* list of full pages                      */
+    _Atomic uint64_t allocs;     /* blocks allocated by this slot's threads */
+    _Atomic uint64_t frees;      /* blocks they freed (any page)            */
+    _Atomic uint64_t alloc_bytes;
+    _Atomic uint64_t free_bytes;
+    uint64_t reserved_;
+    uint64_t pages[MMH_CLASSES]; /* per class: page allocated from, whose
+                                    list (next/prev) holds the others     */
+} mmh_slot;
+
+#define MMH_MAGIC          "MMHEAP\r\n"
+#define MMH_FORMAT_VERSION 1u
+#define MMH_SPAN_BINS      (MMH_SEG_SLICES)
+#define MMH_EMPTY_PAGE_OFF offsetof(mmh_hdr, empty_page)
+
+/* The file header: offset 0 of the file and of the heap.  The checksum
+ * covers the whole MMH_HDR_SIZE bytes with the checksum field zeroed. */
+typedef struct mmh_hdr {
+    char     magic[8];
+    uint32_t version;
+    uint32_t hdr_size;
+    uint32_t page_size;
+    uint32_t seg_size;
+    uint64_t base;            /* address the heap was last mapped at       */
+    uint64_t max_size;        /* reservation                               */
+    uint64_t extent;          /* bytes in use: the file size               */
+    uint64_t root;            /* offset of the root object; 0: none        */
+    uint64_t commit_seq;
+    uint64_t segmap_off;      /* segment map (uint32 per segment)          */
+    uint64_t slots_off;       /* MMH_SLOTS mmh_slot                        */
+    uint32_t nslots;
+    uint32_t slots_hwm;       /* slots ever used: the ones to reset        */
+    uint32_t first_slice;     /* of segment 0                              */
+    uint32_t pad_;
+    uint64_t span_bitmap;     /* bins with free spans                      */
+    uint64_t span_bins[MMH_SPAN_BINS + 1]; /* by slice count; heads of lists */
+    uint64_t free_segs;       /* list of free segment runs                 */
+    uint64_t large_allocs, large_frees, large_alloc_bytes, large_free_bytes;
+    uint64_t unpurged;        /* bytes of free memory not yet handed back  */
+    mmh_page empty_page;      /* page with no free block: slots' default   */
+    uint64_t checksum;
+} mmh_hdr;
+
+_Static_assert(sizeof(mmh_hdr) <= MMH_HDR_SIZE, "header fits its page");
+_Static_assert(MMH_SEGHDR_OFFSET + sizeof(mmh_segment) <= MMH_SLICE_SIZE,
+               "segment header fits slice 0");
+
+/* ---- process side -------------------------------------------------- */
+
+struct mmh_heap {
+    char           *base;
+    mmh_hdr        *hdr;
+    uint32_t       *segmap;
+    mmh_slot       *slots;
+    uint64_t        uid;       /* unique in this process, never reused */
+    int             fd;        /* -1: anonymous                        */
+    unsigned        flags;
+    mmh_tracker     tracker;
+    size_t          max_size;
+    _Atomic size_t  mapped;    /* bytes mapped (== extent)              */
+    pthread_mutex_t lock;      /* spans, segments, slots, root, commit  */
+    char           *path;      /* for messages; "(anonymous)"           */
+    int             commit_errno; /* nonzero: a write-back failed: final */
+    uint64_t        commits, bytes_written, last_commit_ns, last_commit_time;
+    struct mmh_heap *next_open;
+};
+
+/* A thread's binding to one heap: the slot it allocates from. */
+typedef struct mmh_tbind {
+    uint64_t  uid;
+    char     *base;
+    mmh_slot *slot;
+    uint32_t  slot_id;        /* slot index + 1, as in mmh_page.slot */
+    uint32_t  pad_;
+} mmh_tbind;
+
+#define MMH_TBINDS 4
+extern __thread mmh_tbind mmh_tls_binds[MMH_TBINDS]
+    __attribute__((tls_model("initial-exec"))) MMH_HIDDEN;
+
+MMH_HIDDEN mmh_tbind *mmh_bind_slow(mmh_heap *h);
+
+static inline mmh_tbind *mmh_bind(mmh_heap *h)
+{
+    mmh_tbind *b = &mmh_tls_binds[0];
+    if (likely(b->uid == h->uid))
+        return b;
+    return mmh_bind_slow(h);
+}
+
+static inline mmh_segment *mmh_segment_of(const void *p)
+{
+    uintptr_t seg = ((uintptr_t)p - 1) & ~(uintptr_t)MMH_SEG_MASK;
+    return (mmh_segment *)(seg + MMH_SEGHDR_OFFSET);
+}
+
+/* The span head describing p; p must lie in a sliced or huge segment. */
+static inline mmh_page *mmh_page_of(const void *p)
+{
+    uintptr_t seg = ((uintptr_t)p - 1) & ~(uintptr_t)MMH_SEG_MASK;
+    mmh_segment *s = (mmh_segment *)(seg + MMH_SEGHDR_OFFSET);
+    mmh_page *pg = &s->pages[((uintptr_t)p - seg) >> MMH_SLICE_SHIFT];
+    return pg - pg->slice_offset;
+}
+
+static inline char *mmh_page_start(const mmh_page *pg)
+{
+    uintptr_t seg = (uintptr_t)pg & ~(uintptr_t)MMH_SEG_MASK;
+    const mmh_segment *s = (const mmh_segment *)(seg + MMH_SEGHDR_OFFSET);
+    return (char *)(seg + ((size_t)(pg - s->pages) << MMH_SLICE_SHIFT));
+}
+
+static inline uint64_t mmh_off(const mmh_heap *h, const void *p)
+{
+    return (uint64_t)((const char *)p - h->base);
+}
+
+static inline void *mmh_ptr(const mmh_heap *h, uint64_t off)
+{
+    return h->base + off;
+}
+
+static inline size_t mmh_seg_index(const mmh_heap *h, const void *seg_start)
+{
+    return (size_t)(((const char *)seg_start - h->base) >> MMH_SEG_SHIFT);
+}
+
+static inline mmh_segment *mmh_seg_at(const mmh_heap *h, size_t idx)
+{
+    return (mmh_segment *)(h->base + (idx << MMH_SEG_SHIFT) + MMH_SEGHDR_OFFSET);
+}
+
+static inline size_t mmh_align_up(size_t x, size_t a)
+{
+    return (x + a - 1) & ~(a - 1);
+}
+
+/* ---- functions shared between files -------------------------------- */
+
+/* error.c */
+MMH_HIDDEN int   mmh_fail(int err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+MMH_HIDDEN void *mmh_fail_null(int err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* hash.c */
+MMH_HIDDEN uint64_t mmh_hash64(const void *data, size_t len, uint64_t seed);
+
+/* region.c: address space and mappings */
+MMH_HIDDEN void *mmh_region_reserve(void *want, size_t size, bool exact);
+MMH_HIDDEN int   mmh_region_map(mmh_heap *h, size_t from, size_t to);
+MMH_HIDDEN void  mmh_region_release(void *base, size_t size);
+MMH_HIDDEN void  mmh_region_purge(mmh_heap *h, size_t off, size_t len);
+MMH_HIDDEN int   mmh_region_prepare(mmh_heap *h, size_t off, size_t len);
+MMH_HIDDEN int   mmh_region_grow(mmh_heap *h, size_t extent);
+
+/* format.c: the file header */
+MMH_HIDDEN void     mmh_format_init(mmh_heap *h, size_t extent);
+MMH_HIDDEN int      mmh_format_check(const char *path, const mmh_hdr *hdr,
+                                     uint64_t file_size);
+MMH_HIDDEN uint64_t mmh_format_checksum(const mmh_hdr *hdr);
+MMH_HIDDEN size_t   mmh_format_meta_size(size_t max_size);
+
+/* segment.c: segments and spans; callers hold h->lock */
+MMH_HIDDEN void      mmh_segment_init_first(mmh_heap *h);
+MMH_HIDDEN mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices);
+MMH_HIDDEN void      mmh_span_free(mmh_heap *h, mmh_page *pg);
+MMH_HIDDEN bool      mmh_span_grow(mmh_heap *h, mmh_page *pg, size_t slices);
+MMH_HIDDEN void      mmh_span_shrink(mmh_heap *h, mmh_page *pg, size_t slices);
+MMH_HIDDEN mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, char **block);
+MMH_HIDDEN void      mmh_huge_free(mmh_heap *h, mmh_page *pg);
+MMH_HIDDEN size_t    mmh_huge_segments(const mmh_heap *h, const mmh_page *pg);
+MMH_HIDDEN void      mmh_purge_maybe(mmh_heap *h);
+
+/* page.c: small pages, owner side */
+MMH_HIDDEN void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls);
+MMH_HIDDEN void  mmh_page_free_local(mmh_heap *h, mmh_tbind *b, mmh_page *pg);
+MMH_HIDDEN void  mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p);
+
+/* thread.c: bindings and slots */
+MMH_HIDDEN void mmh_slots_reset(mmh_heap *h);
+MMH_HIDDEN int  mmh_registry_add(mmh_heap *h);
+MMH_HIDDEN void mmh_registry_remove(mmh_heap *h);
+
+/* commit.c */
+MMH_HIDDEN int mmh_writeback(mmh_heap *h);
+
+/* alloc.c */
+MMH_HIDDEN bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp);
+
+#endif /* MMH_INTERNAL_H */

@@ -1,0 +1,235 @@
+/* Small pages: the slow paths around the fast alloc/free in alloc.c.
+ *
+ * A page belongs to one slot.  Its owner pops and pushes its free list
+ * without synchronisation; other threads push freed blocks onto the atomic
+ * xfree list, which the owner collects when its free list runs dry.  A page
+ * with nothing left is parked on the slot's full list, out of the way of the
+ * allocation path; the first remote free into a parked page queues it on the
+ * slot's xpages stack so the owner takes it back (the FULL/NOTIFIED bits in
+ * xfree make that happen exactly once).  A page whose blocks are all free
+ * goes back to the span allocator.
+ */
+#include "internal.h"
+
+#include <errno.h>
+
+/* Bytes of blocks threaded onto the free list at a time: pages are touched
+ * as they are used, not when they are created. */
+#define EXTEND_BYTES 4096u
+
+static mmh_page *page_ptr(const mmh_heap *h, uint64_t off)
+{
+    return (mmh_page *)mmh_ptr(h, off);
+}
+
+/* ---- the slot's per-class lists (head: slot->pages[cls]) ------------- */
+
+static void class_unlink(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
+{
+    if (pg->prev)
+        page_ptr(h, pg->prev)->next = pg->next;
+    else
+        slot->pages[pg->cls] = pg->next ? pg->next : MMH_EMPTY_PAGE_OFF;
+    if (pg->next)
+        page_ptr(h, pg->next)->prev = pg->prev;
+    pg->next = pg->prev = 0;
+}
+
+static void class_push(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
+{
+    uint64_t head = slot->pages[pg->cls];
+    pg->prev = 0;
+    pg->next = head == MMH_EMPTY_PAGE_OFF ? 0 : head;
+    if (pg->next)
+        page_ptr(h, pg->next)->prev = mmh_off(h, pg);
+    slot->pages[pg->cls] = mmh_off(h, pg);
+}
+
+static void full_unlink(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
+{
+    if (pg->prev)
+        page_ptr(h, pg->prev)->next = pg->next;
+    else
+        slot->full = pg->next;
+    if (pg->next)
+        page_ptr(h, pg->next)->prev = pg->prev;
+    pg->next = pg->prev = 0;
+}
+
+static void full_push(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
+{
+    pg->prev = 0;
+    pg->next = slot->full;
+    if (pg->next)
+        page_ptr(h, pg->next)->prev = mmh_off(h, pg);
+    slot->full = mmh_off(h, pg);
+}
+
+/* ---- parking full pages ------------------------------------------------ */
+
+/* Park pg as full unless remote frees are already waiting in it. */
+static bool park(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
+{
+    uint64_t x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
+    do {
+        if (x & ~(uint64_t)MMH_XF_FLAGS)
+            return false;
+    } while (!atomic_compare_exchange_weak(&pg->xfree, &x, x | MMH_XF_FULL));
+    class_unlink(h, slot, pg);
+    full_push(h, slot, pg);
+    pg->flags |= MMH_PF_FULL;
+    return true;
+}
+
+static void unpark(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
+{
+    atomic_fetch_and(&pg->xfree, ~(uint64_t)MMH_XF_FULL);
+    full_unlink(h, slot, pg);
+    pg->flags &= (uint8_t)~MMH_PF_FULL;
+    class_push(h, slot, pg);
+}
+
+/* Take back the parked pages that remote frees queued on this slot. */
+static void drain_notified(mmh_heap *h, mmh_slot *slot)
+{
+    uint64_t off = atomic_exchange(&slot->xpages, 0);
+    while (off) {
+        mmh_page *pg = page_ptr(h, off);
+        off = pg->xnext;
+        atomic_fetch_and(&pg->xfree, ~(uint64_t)MMH_XF_NOTIFIED);
+        if (pg->flags & MMH_PF_FULL)
+            unpark(h, slot, pg);
+    }
+}
+
+/* ---- free lists --------------------------------------------------------- */
+
+/* Move the blocks other threads freed onto the owner's free list. */
+static void collect(mmh_heap *h, mmh_page *pg)
+{
+    uint64_t x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
+    do {
+        if (!(x & ~(uint64_t)MMH_XF_FLAGS))
+            return;
+    } while (!atomic_compare_exchange_weak(&pg->xfree, &x, x & MMH_XF_FLAGS));
+    uint64_t first = x & ~(uint64_t)MMH_XF_FLAGS, last = first;
+    uint32_t n = 1;
+    for (uint64_t next; (next = *(uint64_t *)mmh_ptr(h, last)) != 0; last = next)
+        n++;
+    *(uint64_t *)mmh_ptr(h, last) = pg->free;
+    pg->free = first;
+    pg->used -= n;
+}
+
+/* Thread more of the page's untouched blocks onto its free list. */
+static void extend(mmh_heap *h, mmh_page *pg)
+{
+    uint32_t n = EXTEND_BYTES / pg->block_size;
+    if (n == 0)
+        n = 1;
+    if (n > pg->reserved - pg->capacity)
+        n = pg->reserved - pg->capacity;
+    char *start = mmh_page_start(pg) + (size_t)pg->capacity * pg->block_size;
+    uint64_t off = mmh_off(h, start);
+    for (uint32_t i = 0; i + 1 < n; i++, off += pg->block_size)
+        *(uint64_t *)mmh_ptr(h, off) = off + pg->block_size;
+    *(uint64_t *)mmh_ptr(h, off) = pg->free;
+    pg->free = mmh_off(h, start);
+    pg->capacity += n;
+}
+
+static mmh_page *page_new(mmh_heap *h, uint32_t slot_id, unsigned cls)
+{
+    size_t bsize = mmh_class_size(cls);
+    size_t slices = bsize <= MMH_SMALL_PAGE_MAX ? 1 : MMH_MEDIUM_SLICES;
+    pthread_mutex_lock(&h->lock);
+    mmh_page *pg = mmh_span_alloc(h, slices, 1);
+    pthread_mutex_unlock(&h->lock);
+    if (!pg)
+        return NULL;
+    pg->kind = MMH_PAGE_SMALL;
+    pg->cls = (uint8_t)cls;
+    pg->block_size = (uint32_t)bsize;
+    pg->reserved = (uint32_t)((slices << MMH_SLICE_SHIFT) / bsize);
+    pg->slot = slot_id;
+    return pg;
+}
+
+static void *pop(mmh_heap *h, mmh_page *pg)
+{
+    void *p = mmh_ptr(h, pg->free);
+    pg->free = *(uint64_t *)p;
+    pg->used++;
+    return p;
+}
+
+/* The allocation path when the class's current page has no free block. */
+void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
+{
+    mmh_slot *slot = b->slot;
+    drain_notified(h, slot);
+    for (uint64_t off = slot->pages[cls]; off != MMH_EMPTY_PAGE_OFF && off;) {
+        mmh_page *pg = page_ptr(h, off);
+        off = pg->next;
+        collect(h, pg);
+        if (!pg->free && pg->capacity < pg->reserved)
+            extend(h, pg);
+        if (pg->free) {
+            if (slot->pages[cls] != mmh_off(h, pg)) {
+                class_unlink(h, slot, pg);
+                class_push(h, slot, pg);
+            }
+            return pop(h, pg);
+        }
+        if (!park(h, slot, pg)) {
+            collect(h, pg);
+            class_unlink(h, slot, pg);
+            class_push(h, slot, pg);
+            return pop(h, pg);
+        }
+    }
+    mmh_page *pg = page_new(h, b->slot_id, cls);
+    if (!pg)
+        return NULL;
+    class_push(h, slot, pg);
+    extend(h, pg);
+    return pop(h, pg);
+}
+
+/* After the owner pushed a block back: unpark a parked page, and give an
+ * empty page back unless it is the one its class allocates from. */
+void mmh_page_free_local(mmh_heap *h, mmh_tbind *b, mmh_page *pg)
+{
+    mmh_slot *slot = b->slot;
+    if (pg->flags & MMH_PF_FULL)
+        unpark(h, slot, pg);
+    if (pg->used != 0 || slot->pages[pg->cls] == mmh_off(h, pg))
+        return;
+    if (atomic_load(&pg->xfree) != 0) /* notified or holding remote frees */
+        return;
+    class_unlink(h, slot, pg);
+    pthread_mutex_lock(&h->lock);
+    mmh_span_free(h, pg);
+    pthread_mutex_unlock(&h->lock);
+}
+
+void mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p)
+{
+    uint64_t off = mmh_off(h, p), x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
+    uint64_t want;
+    do {
+        *(uint64_t *)p = x & ~(uint64_t)MMH_XF_FLAGS;
+        want = off | (x & MMH_XF_FLAGS);
+        if ((x & (MMH_XF_FULL | MMH_XF_NOTIFIED)) == MMH_XF_FULL)
+            want |= MMH_XF_NOTIFIED;
+    } while (!atomic_compare_exchange_weak(&pg->xfree, &x, want));
+    if (!((want ^ x) & MMH_XF_NOTIFIED))
+        return;
+    /* This free woke a parked page: queue it for its owner.  The page
+     * cannot be given back while NOTIFIED is set, so pg->slot is stable. */
+    mmh_slot *slot = &h->slots[pg->slot - 1];
+    uint64_t head = atomic_load_explicit(&slot->xpages, memory_order_relaxed);
+    do
+        pg->xnext = head;
+    while (!atomic_compare_exchange_weak(&slot->xpages, &head, mmh_off(h, pg)));
+}

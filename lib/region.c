@@ -1,0 +1,147 @@
+/* Address space: the reservation of max_size, the mappings of the used
+ * extent inside it, growth, and handing free memory back to the system. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+/* New heaps go between 16 TiB and 80 TiB: above where brk and PIE
+ * executables live and below the kernel's top-down mmap area. */
+#define ZONE_LO 0x100000000000ull
+#define ZONE_HI 0x500000000000ull
+
+static uint64_t random_u64(void)
+{
+    uint64_t r;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r)
+        return r;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
+}
+
+static void *reserve_at(void *want, size_t size)
+{
+    void *p = mmap(want, size, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (p != want) { /* kernels before 4.17 treat the flag as a hint */
+        munmap(p, size);
+        errno = EEXIST;
+        return NULL;
+    }
+    return p;
+}
+
+/* Reserve size bytes at want (exact) or at a random segment-aligned place in
+ * the zone.  NULL with errno EEXIST when want is taken. */
+void *mmh_region_reserve(void *want, size_t size, bool exact)
+{
+    if (exact)
+        return reserve_at(want, size);
+    uint64_t slots = (ZONE_HI - ZONE_LO - size) >> MMH_SEG_SHIFT;
+    for (int attempt = 0; attempt < 64; attempt++) {
+        uint64_t addr = ZONE_LO + ((random_u64() % slots) << MMH_SEG_SHIFT);
+        void *p = reserve_at((void *)addr, size);
+        if (p)
+            return p;
+        if (errno != EEXIST)
+            return NULL;
+    }
+    errno = ENOMEM;
+    return NULL;
+}
+
+void mmh_region_release(void *base, size_t size)
+{
+    munmap(base, size);
+}
+
+/* Map [from, to) of the heap over its reservation. */
+int mmh_region_map(mmh_heap *h, size_t from, size_t to)
+{
+    int prot = (h->flags & MMH_READONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
+    void *want = h->base + from, *p;
+    if (h->fd < 0)
+        p = mmap(want, to - from, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    else
+        p = mmap(want, to - from, prot,
+                 MAP_FIXED | ((h->flags & MMH_SHARED) ? MAP_SHARED : MAP_PRIVATE),
+                 h->fd, (off_t)from);
+    if (p == MAP_FAILED)
+        return mmh_fail(errno, "%s: cannot map %zu bytes at offset %zu: %s",
+                        h->path, to - from, from, strerror(errno));
+    return 0;
+}
+
+/* Hand the memory of a free range back.  Anonymous and private memory is
+ * dropped (a private file mapping falls back to the file's committed bytes,
+ * whose disk space a commit punches out).  A shared file gets a hole. */
+void mmh_region_purge(mmh_heap *h, size_t off, size_t len)
+{
+    if (h->fd >= 0 && (h->flags & MMH_SHARED))
+        fallocate(h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+    else
+        madvise(h->base + off, len, MADV_DONTNEED);
+}
+
+/* Make [off, off + len) of a shared file backed by disk blocks again after a
+ * purge, so that a full disk fails here instead of as SIGBUS on a store. */
+int mmh_region_prepare(mmh_heap *h, size_t off, size_t len)
+{
+    if (h->fd < 0 || !(h->flags & MMH_SHARED))
+        return 0;
+    if (fallocate(h->fd, 0, (off_t)off, (off_t)len) != 0)
+        return mmh_fail(errno == ENOSPC ? ENOMEM : errno,
+                        "%s: cannot allocate disk space for %zu bytes: %s",
+                        h->path, len, strerror(errno));
+    return 0;
+}
+
+static bool beyond_fsize_limit(size_t size)
+{
+    struct rlimit rl;
+    return getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+           (rlim_t)size > rl.rlim_cur;
+}
+
+/* Extend the used extent to `extent` bytes: grow the file (checking the
+ * file size limit first, since exceeding it raises SIGXFSZ) and map it. */
+int mmh_region_grow(mmh_heap *h, size_t extent)
+{
+    size_t old = h->mapped;
+    if (extent > h->max_size)
+        return mmh_fail(ENOMEM, "%s: heap full: %zu bytes needed, max_size is %zu",
+                        h->path, extent, h->max_size);
+    if (h->fd >= 0) {
+        if (beyond_fsize_limit(extent))
+            return mmh_fail(ENOMEM, "%s: cannot grow to %zu bytes: beyond the file size limit",
+                            h->path, extent);
+        if (ftruncate(h->fd, (off_t)extent) != 0)
+            return mmh_fail(errno == ENOSPC ? ENOMEM : errno,
+                            "%s: cannot grow to %zu bytes: %s", h->path, extent, strerror(errno));
+        if (mmh_region_prepare(h, old, extent - old) != 0) {
+            int err = errno;
+            if (ftruncate(h->fd, (off_t)old) != 0) { /* the reason above matters more */ }
+            errno = err;
+            return -1;
+        }
+    }
+    if (mmh_region_map(h, old, extent) != 0)
+        return -1;
+    h->mapped = extent;
+    h->hdr->extent = extent;
+    return 0;
+}

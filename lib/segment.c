@@ -1,0 +1,393 @@
+/* Segments and spans: the slow-path allocator under everything else.
+ *
+ * Inside a sliced segment, free spans of slices are kept in bins by length
+ * (one bin per length, a bitmap of non-empty bins) and coalesced with their
+ * neighbours on free: a span's head descriptor knows its length, its last
+ * descriptor points back to the head.  Whole segments are kept in runs,
+ * coalesced through the segment map.  Free memory is handed back in batches
+ * (mmh_purge_maybe) so that a free followed by an allocation of the same
+ * size does not fault its pages in again.
+ *
+ * Every function here runs with h->lock held.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define PURGE_MIN ((uint64_t)8 << 20)
+
+static mmh_page *page_at(const mmh_heap *h, uint64_t off)
+{
+    return off ? (mmh_page *)mmh_ptr(h, off) : NULL;
+}
+
+static mmh_segment *segment_of_page(const mmh_page *pg)
+{
+    uintptr_t seg = (uintptr_t)pg & ~(uintptr_t)MMH_SEG_MASK;
+    return (mmh_segment *)(seg + MMH_SEGHDR_OFFSET);
+}
+
+static size_t page_index(const mmh_page *pg)
+{
+    return (size_t)(pg - segment_of_page(pg)->pages);
+}
+
+static size_t seg_count(const mmh_heap *h)
+{
+    return h->mapped >> MMH_SEG_SHIFT;
+}
+
+/* ---- span bins ------------------------------------------------------- */
+
+static void bin_push(mmh_heap *h, mmh_page *pg)
+{
+    mmh_hdr *hdr = h->hdr;
+    unsigned bin = pg->slice_count;
+    mmh_page *head = page_at(h, hdr->span_bins[bin]);
+    pg->prev = 0;
+    pg->next = hdr->span_bins[bin];
+    if (head)
+        head->prev = mmh_off(h, pg);
+    hdr->span_bins[bin] = mmh_off(h, pg);
+    hdr->span_bitmap |= 1ull << bin;
+}
+
+static void bin_remove(mmh_heap *h, mmh_page *pg)
+{
+    mmh_hdr *hdr = h->hdr;
+    unsigned bin = pg->slice_count;
+    mmh_page *prev = page_at(h, pg->prev), *next = page_at(h, pg->next);
+    if (prev)
+        prev->next = pg->next;
+    else
+        hdr->span_bins[bin] = pg->next;
+    if (next)
+        next->prev = pg->prev;
+    if (!hdr->span_bins[bin])
+        hdr->span_bitmap &= ~(1ull << bin);
+    pg->next = pg->prev = 0;
+}
+
+/* Describe slices [idx, idx + n) of s as one span of the given kind. */
+static mmh_page *span_mark(mmh_segment *s, size_t idx, size_t n, unsigned kind, unsigned flags)
+{
+    mmh_page *head = &s->pages[idx];
+    memset(head, 0, sizeof *head);
+    head->slice_count = (uint16_t)n;
+    head->kind = (uint8_t)kind;
+    head->flags = (uint8_t)flags;
+    if (kind == MMH_PAGE_FREE) {
+        if (n > 1)
+            s->pages[idx + n - 1].slice_offset = (uint16_t)(n - 1);
+    } else {
+        for (size_t i = 1; i < n; i++)
+            s->pages[idx + i].slice_offset = (uint16_t)i;
+    }
+    return head;
+}
+
+static void span_insert_free(mmh_heap *h, mmh_segment *s, size_t idx, size_t n, unsigned flags)
+{
+    bin_push(h, span_mark(s, idx, n, MMH_PAGE_FREE, flags));
+}
+
+/* ---- segment runs ---------------------------------------------------- */
+
+static void segrun_unlink(mmh_heap *h, mmh_segment *s)
+{
+    mmh_segment *prev = s->prev ? (mmh_segment *)mmh_ptr(h, s->prev) : NULL;
+    mmh_segment *next = s->next ? (mmh_segment *)mmh_ptr(h, s->next) : NULL;
+    if (prev)
+        prev->next = s->next;
+    else
+        h->hdr->free_segs = s->next;
+    if (next)
+        next->prev = s->prev;
+}
+
+static void segrun_insert(mmh_heap *h, size_t idx, size_t n, unsigned flags)
+{
+    mmh_segment *s = mmh_seg_at(h, idx);
+    mmh_segment *head = h->hdr->free_segs ? (mmh_segment *)mmh_ptr(h, h->hdr->free_segs) : NULL;
+    s->magic = MMH_SEG_MAGIC;
+    s->nsegs = (uint32_t)n;
+    s->flags = flags;
+    s->prev = 0;
+    s->next = h->hdr->free_segs;
+    if (head)
+        head->prev = mmh_off(h, s);
+    h->hdr->free_segs = mmh_off(h, s);
+    h->segmap[idx] = MMH_SEGMAP(MMH_SEGMAP_FREE, n);
+    for (size_t i = 1; i < n; i++)
+        h->segmap[idx + i] = MMH_SEGMAP(MMH_SEGMAP_FREE_IN, i);
+}
+
+/* Give segments [idx, idx + n) back, merged with free neighbours. */
+static void segrun_free(mmh_heap *h, size_t idx, size_t n, unsigned flags)
+{
+    size_t end = idx + n;
+    if (end < seg_count(h) && MMH_SEGMAP_KIND(h->segmap[end]) == MMH_SEGMAP_FREE) {
+        mmh_segment *next = mmh_seg_at(h, end);
+        segrun_unlink(h, next);
+        flags = mmh_merge_free_flags(flags, next->flags);
+        end += next->nsegs;
+    }
+    if (idx > 0) {
+        uint32_t e = h->segmap[idx - 1];
+        size_t head = SIZE_MAX;
+        if (MMH_SEGMAP_KIND(e) == MMH_SEGMAP_FREE)
+            head = idx - 1;
+        else if (MMH_SEGMAP_KIND(e) == MMH_SEGMAP_FREE_IN)
+            head = idx - 1 - MMH_SEGMAP_LEN(e);
+        if (head != SIZE_MAX) {
+            mmh_segment *prev = mmh_seg_at(h, head);
+            segrun_unlink(h, prev);
+            flags = mmh_merge_free_flags(flags, prev->flags);
+            idx = head;
+        }
+    }
+    segrun_insert(h, idx, end - idx, flags);
+}
+
+/* Find n free segments such that segment (start + lead) is aligned to
+ * `modulus` segments in absolute address terms; grow the heap if needed.
+ * Returns the first segment index or SIZE_MAX (errno set). */
+static size_t segrun_alloc(mmh_heap *h, size_t n, size_t modulus, size_t lead, unsigned *flags)
+{
+    size_t base_seg = (uintptr_t)h->base >> MMH_SEG_SHIFT;
+    for (;;) {
+        size_t tail_start = seg_count(h);
+        for (uint64_t off = h->hdr->free_segs; off;) {
+            mmh_segment *s = (mmh_segment *)mmh_ptr(h, off);
+            size_t idx = mmh_seg_index(h, s), len = s->nsegs;
+            size_t mis = (base_seg + idx + lead) % modulus;
+            size_t start = idx + (mis ? modulus - mis : 0);
+            off = s->next;
+            if (idx + len == seg_count(h))
+                tail_start = idx;
+            if (start + n > idx + len)
+                continue;
+            *flags = s->flags;
+            segrun_unlink(h, s);
+            if (start > idx)
+                segrun_insert(h, idx, start - idx, s->flags);
+            if (start + n < idx + len)
+                segrun_insert(h, start + n, idx + len - start - n, *flags);
+            return start;
+        }
+        size_t mis = (base_seg + tail_start + lead) % modulus;
+        size_t need = tail_start + (mis ? modulus - mis : 0) + n;
+        size_t old = seg_count(h);
+        if (need > (h->max_size >> MMH_SEG_SHIFT)) {
+            mmh_fail(ENOMEM, "%s: heap full: max_size %zu reached", h->path, h->max_size);
+            return SIZE_MAX;
+        }
+        if (mmh_region_grow(h, need << MMH_SEG_SHIFT) != 0)
+            return SIZE_MAX;
+        segrun_free(h, old, need - old, 0);
+    }
+}
+
+static mmh_segment *segment_init(mmh_heap *h, size_t idx, unsigned kind, size_t len)
+{
+    mmh_segment *s = mmh_seg_at(h, idx);
+    memset(s, 0, sizeof *s);
+    s->magic = MMH_SEG_MAGIC;
+    s->first_slice = 1;
+    h->segmap[idx] = MMH_SEGMAP(kind, kind == MMH_SEGMAP_HUGE ? len : 0);
+    span_mark(s, 0, 1, MMH_PAGE_META, 0);
+    return s;
+}
+
+void mmh_segment_init_first(mmh_heap *h)
+{
+    mmh_segment *s = segment_init(h, 0, MMH_SEGMAP_SLICED, 0);
+    size_t first = h->hdr->first_slice;
+    s->first_slice = (uint32_t)first;
+    span_mark(s, 0, first, MMH_PAGE_META, 0);
+    span_insert_free(h, s, first, MMH_SEG_SLICES - first, 0);
+    if (seg_count(h) > 1)
+        segrun_free(h, 1, seg_count(h) - 1, 0);
+}
+
+/* ---- spans ------------------------------------------------------------ */
+
+/* A span of `slices` slices starting at a multiple of align_slices (both
+ * fit in one segment), its kind left for the caller to set. */
+mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices)
+{
+    size_t need = slices + align_slices - 1;
+    uint64_t avail = h->hdr->span_bitmap & ~((2ull << (need - 1)) - 1);
+    if (!avail) {
+        unsigned flags;
+        size_t idx = segrun_alloc(h, 1, 1, 0, &flags);
+        if (idx == SIZE_MAX)
+            return NULL;
+        mmh_segment *s = segment_init(h, idx, MMH_SEGMAP_SLICED, 0);
+        span_insert_free(h, s, 1, MMH_SEG_SLICES - 1, flags);
+        avail = h->hdr->span_bitmap & ~((2ull << (need - 1)) - 1);
+    }
+    mmh_page *pg = page_at(h, h->hdr->span_bins[__builtin_ctzll(avail)]);
+    mmh_segment *s = segment_of_page(pg);
+    size_t idx = page_index(pg), n = pg->slice_count, start = mmh_align_up(idx, align_slices);
+    unsigned flags = pg->flags;
+    bin_remove(h, pg);
+    if (start > idx)
+        span_insert_free(h, s, idx, start - idx, flags);
+    if (start + slices < idx + n)
+        span_insert_free(h, s, start + slices, idx + n - start - slices, flags);
+    pg = span_mark(s, start, slices, MMH_PAGE_LARGE, 0);
+    if ((flags & MMH_PF_HOLES) &&
+        mmh_region_prepare(h, mmh_off(h, mmh_page_start(pg)), slices << MMH_SLICE_SHIFT) != 0) {
+        span_mark(s, start, slices, MMH_PAGE_FREE, flags);
+        mmh_span_free(h, pg);
+        return NULL;
+    }
+    return pg;
+}
+
+void mmh_span_free(mmh_heap *h, mmh_page *pg)
+{
+    mmh_segment *s = segment_of_page(pg);
+    size_t idx = page_index(pg), n = pg->slice_count;
+    unsigned flags = 0;
+    h->hdr->unpurged += (uint64_t)n << MMH_SLICE_SHIFT;
+    if (idx + n < MMH_SEG_SLICES && s->pages[idx + n].kind == MMH_PAGE_FREE) {
+        mmh_page *next = &s->pages[idx + n];
+        bin_remove(h, next);
+        flags = mmh_merge_free_flags(flags, next->flags);
+        n += next->slice_count;
+    }
+    if (idx > s->first_slice) {
+        mmh_page *prev = &s->pages[idx - 1];
+        prev -= prev->slice_offset;
+        if (prev->kind == MMH_PAGE_FREE) {
+            bin_remove(h, prev);
+            flags = mmh_merge_free_flags(flags, prev->flags);
+            n += prev->slice_count;
+            idx = page_index(prev);
+        }
+    }
+    size_t seg = mmh_seg_index(h, (char *)s - MMH_SEGHDR_OFFSET);
+    if (seg != 0 && idx == s->first_slice && idx + n == MMH_SEG_SLICES)
+        segrun_free(h, seg, 1, flags);
+    else
+        span_insert_free(h, s, idx, n, flags);
+    mmh_purge_maybe(h);
+}
+
+/* Extend a LARGE span in place to `slices` if the next span is free. */
+bool mmh_span_grow(mmh_heap *h, mmh_page *pg, size_t slices)
+{
+    mmh_segment *s = segment_of_page(pg);
+    size_t idx = page_index(pg), n = pg->slice_count;
+    if (idx + n >= MMH_SEG_SLICES)
+        return false;
+    mmh_page *next = &s->pages[idx + n];
+    if (next->kind != MMH_PAGE_FREE || n + next->slice_count < slices)
+        return false;
+    size_t total = n + next->slice_count;
+    unsigned flags = next->flags;
+    if ((flags & MMH_PF_HOLES) &&
+        mmh_region_prepare(h, mmh_off(h, mmh_page_start(next)),
+                           (slices - n) << MMH_SLICE_SHIFT) != 0)
+        return false;
+    bin_remove(h, next);
+    if (total > slices)
+        span_insert_free(h, s, idx + slices, total - slices, flags);
+    pg->slice_count = (uint16_t)slices;
+    for (size_t i = n; i < slices; i++)
+        s->pages[idx + i].slice_offset = (uint16_t)i;
+    return true;
+}
+
+/* Give the tail of a LARGE span beyond `slices` back. */
+void mmh_span_shrink(mmh_heap *h, mmh_page *pg, size_t slices)
+{
+    mmh_segment *s = segment_of_page(pg);
+    size_t idx = page_index(pg), n = pg->slice_count;
+    pg->slice_count = (uint16_t)slices;
+    mmh_span_free(h, span_mark(s, idx + slices, n - slices, MMH_PAGE_LARGE, 0));
+}
+
+/* ---- huge blocks: runs of whole segments ----------------------------- */
+
+mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, char **block)
+{
+    size_t nsegs, modulus = 1, lead = 0, off;
+    if (align <= MMH_SEG_SIZE / 2) {
+        off = mmh_align_up(MMH_SLICE_SIZE, align);
+        nsegs = (off + size + MMH_SEG_MASK) >> MMH_SEG_SHIFT;
+    } else {
+        /* The block starts right at the end of the head segment, where
+         * descriptor 64 still maps it to the head (see internal.h). */
+        off = MMH_SEG_SIZE;
+        modulus = align >> MMH_SEG_SHIFT;
+        lead = 1;
+        nsegs = 1 + ((size + MMH_SEG_MASK) >> MMH_SEG_SHIFT);
+    }
+    unsigned flags;
+    size_t idx = segrun_alloc(h, nsegs, modulus, lead, &flags);
+    if (idx == SIZE_MAX)
+        return NULL;
+    if ((flags & MMH_PF_HOLES) &&
+        mmh_region_prepare(h, (idx << MMH_SEG_SHIFT), nsegs << MMH_SEG_SHIFT) != 0) {
+        segrun_free(h, idx, nsegs, flags);
+        return NULL;
+    }
+    mmh_segment *s = segment_init(h, idx, MMH_SEGMAP_HUGE, nsegs);
+    for (size_t i = 1; i < nsegs; i++)
+        h->segmap[idx + i] = MMH_SEGMAP(MMH_SEGMAP_HUGE_IN, i);
+    mmh_page *pg = span_mark(s, 1, MMH_SEG_SLICES, MMH_PAGE_HUGE, 0);
+    *block = (char *)s - MMH_SEGHDR_OFFSET + off;
+    pg->free = mmh_off(h, *block);
+    return pg;
+}
+
+size_t mmh_huge_segments(const mmh_heap *h, const mmh_page *pg)
+{
+    size_t idx = mmh_seg_index(h, (const char *)segment_of_page(pg) - MMH_SEGHDR_OFFSET);
+    return MMH_SEGMAP_LEN(h->segmap[idx]);
+}
+
+void mmh_huge_free(mmh_heap *h, mmh_page *pg)
+{
+    size_t idx = mmh_seg_index(h, (char *)segment_of_page(pg) - MMH_SEGHDR_OFFSET);
+    size_t n = MMH_SEGMAP_LEN(h->segmap[idx]);
+    h->hdr->unpurged += (uint64_t)n << MMH_SEG_SHIFT;
+    segrun_free(h, idx, n, 0);
+    mmh_purge_maybe(h);
+}
+
+/* ---- handing memory back ----------------------------------------------- */
+
+void mmh_purge_maybe(mmh_heap *h)
+{
+    mmh_hdr *hdr = h->hdr;
+    uint64_t threshold = h->mapped / 16 > PURGE_MIN ? h->mapped / 16 : PURGE_MIN;
+    if (hdr->unpurged < threshold)
+        return;
+    for (uint64_t bits = hdr->span_bitmap; bits; bits &= bits - 1) {
+        for (mmh_page *pg = page_at(h, hdr->span_bins[__builtin_ctzll(bits)]); pg;
+             pg = page_at(h, pg->next)) {
+            if (pg->flags & MMH_PF_PURGED)
+                continue;
+            mmh_region_purge(h, mmh_off(h, mmh_page_start(pg)),
+                             (size_t)pg->slice_count << MMH_SLICE_SHIFT);
+            pg->flags |= MMH_PF_PURGED | MMH_PF_HOLES;
+        }
+    }
+    for (uint64_t off = hdr->free_segs; off;) {
+        mmh_segment *s = (mmh_segment *)mmh_ptr(h, off);
+        off = s->next;
+        if (s->flags & MMH_PF_PURGED)
+            continue;
+        /* Keep the head segment's first slice: it holds the run's links. */
+        size_t start = (mmh_seg_index(h, (char *)s - MMH_SEGHDR_OFFSET) << MMH_SEG_SHIFT) +
+                       MMH_SLICE_SIZE;
+        mmh_region_purge(h, start, ((size_t)s->nsegs << MMH_SEG_SHIFT) - MMH_SLICE_SIZE);
+        s->flags |= MMH_PF_PURGED | MMH_PF_HOLES;
+    }
+    hdr->unpurged = 0;
+}

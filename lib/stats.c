@@ -1,0 +1,52 @@
+/* mmh_stats: sizes and counters, summed over the slots and the free lists. */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+static uint64_t free_span_bytes(const mmh_heap *h)
+{
+    const mmh_hdr *hdr = h->hdr;
+    uint64_t total = 0;
+    for (uint64_t bits = hdr->span_bitmap; bits; bits &= bits - 1) {
+        unsigned bin = (unsigned)__builtin_ctzll(bits);
+        for (uint64_t off = hdr->span_bins[bin]; off;
+             off = ((const mmh_page *)mmh_ptr(h, off))->next)
+            total += (uint64_t)bin << MMH_SLICE_SHIFT;
+    }
+    for (uint64_t off = hdr->free_segs; off; off = ((const mmh_segment *)mmh_ptr(h, off))->next)
+        total += (uint64_t)((const mmh_segment *)mmh_ptr(h, off))->nsegs << MMH_SEG_SHIFT;
+    return total;
+}
+
+int mmh_stats(mmh_heap *h, struct mmh_stats *out)
+{
+    if (!h || !out)
+        return mmh_fail(EINVAL, "mmh_stats: %s is NULL", h ? "out" : "heap");
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&h->lock);
+    const mmh_hdr *hdr = h->hdr;
+    uint64_t allocs = hdr->large_allocs, frees = hdr->large_frees;
+    uint64_t abytes = hdr->large_alloc_bytes, fbytes = hdr->large_free_bytes;
+    for (uint32_t i = 0; i < hdr->slots_hwm; i++) {
+        const mmh_slot *s = &h->slots[i];
+        allocs += atomic_load_explicit(&s->allocs, memory_order_relaxed);
+        frees += atomic_load_explicit(&s->frees, memory_order_relaxed);
+        abytes += atomic_load_explicit(&s->alloc_bytes, memory_order_relaxed);
+        fbytes += atomic_load_explicit(&s->free_bytes, memory_order_relaxed);
+    }
+    out->base = (uint64_t)(uintptr_t)h->base;
+    out->size = h->mapped;
+    out->max_size = h->max_size;
+    out->allocations = allocs - frees;
+    out->allocated = abytes - fbytes;
+    out->free_bytes = free_span_bytes(h);
+    out->commits = h->commits;
+    out->bytes_written = h->bytes_written;
+    out->last_commit_ns = h->last_commit_ns;
+    out->last_commit_time = h->last_commit_time;
+    out->tracker = h->tracker;
+    out->flags = h->flags;
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+}
