@@ -335,6 +335,7 @@ MMH_HIDDEN void      mmh_purge_maybe(mmh_heap *h);
 MMH_HIDDEN void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls);
 MMH_HIDDEN void  mmh_page_free_local(mmh_heap *h, mmh_tbind *b, mmh_page *pg);
 MMH_HIDDEN void  mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p);
+MMH_HIDDEN void  mmh_slot_trim(mmh_heap *h, mmh_slot *slot);
 
 /* thread.c: bindings and slots */
 MMH_HIDDEN void mmh_slots_reset(mmh_heap *h);

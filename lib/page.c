@@ -104,6 +104,8 @@ static void drain_notified(mmh_heap *h, mmh_slot *slot)
 
 /* ---- free lists --------------------------------------------------------- */
 
+static void push_remote(mmh_heap *h, mmh_page *pg, void *p);
+
 /* Move the blocks other threads freed onto the owner's free list. */
 static void collect(mmh_heap *h, mmh_page *pg)
 {
@@ -153,6 +155,23 @@ static mmh_page *page_new(mmh_heap *h, uint32_t slot_id, unsigned cls)
     pg->reserved = (uint32_t)((slices << MMH_SLICE_SHIFT) / bsize);
     pg->slot = slot_id;
     return pg;
+}
+
+/* Give an empty page back to the span allocator, unless a remote free
+ * still refers to it (NOTIFIED, or blocks not yet collected). */
+static void retire(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
+{
+    if (atomic_load(&pg->xfree) != 0)
+        return;
+    if (pg->flags & MMH_PF_FULL) {
+        full_unlink(h, slot, pg);
+        pg->flags &= (uint8_t)~MMH_PF_FULL;
+    } else {
+        class_unlink(h, slot, pg);
+    }
+    pthread_mutex_lock(&h->lock);
+    mmh_span_free(h, pg);
+    pthread_mutex_unlock(&h->lock);
 }
 
 static void *pop(mmh_heap *h, mmh_page *pg)
@@ -205,15 +224,31 @@ void mmh_page_free_local(mmh_heap *h, mmh_tbind *b, mmh_page *pg)
         unpark(h, slot, pg);
     if (pg->used != 0 || slot->pages[pg->cls] == mmh_off(h, pg))
         return;
-    if (atomic_load(&pg->xfree) != 0) /* notified or holding remote frees */
-        return;
-    class_unlink(h, slot, pg);
-    pthread_mutex_lock(&h->lock);
-    mmh_span_free(h, pg);
-    pthread_mutex_unlock(&h->lock);
+    retire(h, slot, pg);
 }
 
+/* Push p onto its page's remote free list.  When the page's slot has no
+ * owner (its thread exited), nobody would ever collect it: adopt the slot
+ * for a moment and give the page back if this free emptied it. */
 void mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p)
+{
+    uint32_t slot_id = pg->slot; /* stable while p is live */
+    push_remote(h, pg, p);
+    mmh_slot *slot = &h->slots[slot_id - 1];
+    uint64_t none = 0;
+    if (atomic_load_explicit(&slot->owner, memory_order_relaxed) != 0 ||
+        !atomic_compare_exchange_strong(&slot->owner, &none, UINT64_MAX))
+        return;
+    drain_notified(h, slot);
+    if (pg->kind == MMH_PAGE_SMALL && pg->slot == slot_id) { /* not given back meanwhile */
+        collect(h, pg);
+        if (pg->used == 0)
+            retire(h, slot, pg);
+    }
+    atomic_store(&slot->owner, 0);
+}
+
+static void push_remote(mmh_heap *h, mmh_page *pg, void *p)
 {
     uint64_t off = mmh_off(h, p), x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
     uint64_t want;
@@ -232,4 +267,20 @@ void mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p)
     do
         pg->xnext = head;
     while (!atomic_compare_exchange_weak(&slot->xpages, &head, mmh_off(h, pg)));
+}
+
+/* The owner lets go of its slot: give back every page with no live block,
+ * so a thread that exits leaves only the pages others still use. */
+void mmh_slot_trim(mmh_heap *h, mmh_slot *slot)
+{
+    drain_notified(h, slot);
+    for (unsigned cls = 1; cls < MMH_CLASSES; cls++) {
+        for (uint64_t off = slot->pages[cls]; off != MMH_EMPTY_PAGE_OFF && off;) {
+            mmh_page *pg = page_ptr(h, off);
+            off = pg->next;
+            collect(h, pg);
+            if (pg->used == 0)
+                retire(h, slot, pg);
+        }
+    }
 }

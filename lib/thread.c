@@ -40,7 +40,8 @@ void mmh_registry_remove(mmh_heap *h)
     pthread_mutex_unlock(&registry_lock);
 }
 
-/* Release the slot of a binding whose heap may have been closed since. */
+/* Release the slot of a binding whose heap may have been closed since,
+ * trimming it first (this thread is still its owner). */
 static void unbind(mmh_tbind *b)
 {
     if (!b->uid)
@@ -48,6 +49,7 @@ static void unbind(mmh_tbind *b)
     pthread_mutex_lock(&registry_lock);
     for (mmh_heap *h = registry; h; h = h->next_open) {
         if (h->uid == b->uid) {
+            mmh_slot_trim(h, b->slot);
             atomic_store(&b->slot->owner, 0);
             break;
         }
