@@ -54,22 +54,31 @@ static void large_free(mmh_heap *h, mmh_page *pg, void *p)
     pthread_mutex_unlock(&h->lock);
 }
 
-static void *small_alloc(mmh_heap *h, mmh_tbind *b, unsigned cls)
+static void count_alloc(mmh_slot *slot, uint32_t bsize)
+{
+    count(&slot->allocs, 1);
+    count(&slot->alloc_bytes, bsize);
+}
+
+static __attribute__((noinline)) void *small_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
+{
+    void *p = mmh_page_alloc_slow(h, b, cls);
+    if (p)
+        count_alloc(b->slot, mmh_page_of(p)->block_size);
+    return p;
+}
+
+static inline __attribute__((always_inline)) void *small_alloc(mmh_heap *h, mmh_tbind *b,
+                                                               unsigned cls)
 {
     mmh_page *pg = (mmh_page *)(b->base + b->slot->pages[cls]);
-    void *p;
-    if (likely(pg->free)) {
-        p = b->base + pg->free;
-        pg->free = *(uint64_t *)p;
-        pg->used++;
-    } else {
-        p = mmh_page_alloc_slow(h, b, cls);
-        if (!p)
-            return NULL;
-        pg = mmh_page_of(p);
-    }
-    count(&b->slot->allocs, 1);
-    count(&b->slot->alloc_bytes, pg->block_size);
+    uint64_t blk = pg->free;
+    if (unlikely(!blk))
+        return small_alloc_slow(h, b, cls);
+    void *p = b->base + blk;
+    pg->free = *(uint64_t *)p;
+    pg->used++;
+    count_alloc(b->slot, pg->block_size);
     return p;
 }
 

@@ -237,7 +237,7 @@ typedef struct mmh_tbind {
 extern __thread mmh_tbind mmh_tls_binds[MMH_TBINDS]
     __attribute__((tls_model("initial-exec"))) MMH_HIDDEN;
 
-MMH_HIDDEN mmh_tbind *mmh_bind_slow(mmh_heap *h);
+MMH_HIDDEN mmh_tbind *mmh_bind_slow(mmh_heap *h) __attribute__((cold));
 
 static inline mmh_tbind *mmh_bind(mmh_heap *h)
 {

@@ -16,10 +16,11 @@
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
 
-/* New heaps go between 16 TiB and 80 TiB: above where brk and PIE
- * executables live and below the kernel's top-down mmap area. */
-#define ZONE_LO 0x100000000000ull
-#define ZONE_HI 0x500000000000ull
+/* New heaps go between 32 TiB and 96 TiB: above brk, PIE executables and
+ * AddressSanitizer's shadow (which ends near 16 TiB), below the kernel's
+ * top-down mmap area under 128 TiB. */
+#define ZONE_LO 0x200000000000ull
+#define ZONE_HI 0x600000000000ull
 
 static uint64_t random_u64(void)
 {
