@@ -21,6 +21,10 @@ static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)
         return mmh_fail(EINVAL, "%s: unknown flags 0x%x", name, cfg->flags & ~KNOWN_FLAGS);
     if ((unsigned)cfg->tracker > MMH_TRACK_NONE)
         return mmh_fail(EINVAL, "%s: unknown tracker %d", name, (int)cfg->tracker);
+    if (cfg->tracker == MMH_TRACK_UFFD || cfg->tracker == MMH_TRACK_MPROTECT)
+        return mmh_fail(ENOTSUP, "%s: the %s dirty tracker is not available in this version "
+                        "(use MMH_TRACK_AUTO or MMH_TRACK_NONE)", name,
+                        cfg->tracker == MMH_TRACK_UFFD ? "uffd" : "mprotect");
     if (!path && (cfg->flags & (MMH_SHARED | MMH_READONLY | MMH_CREATE | MMH_EXCL)))
         return mmh_fail(EINVAL, "anonymous heap: MMH_SHARED, MMH_READONLY, MMH_CREATE and "
                                 "MMH_EXCL need a file");
@@ -156,7 +160,9 @@ static mmh_heap *create_file(const char *path, const mmh_config *cfg)
         return mmh_fail_null(err, "%s: cannot create: %s", path, strerror(err));
     }
     unlink(tmp);
-    if (sync_parent_dir(path) != 0) {
+    /* Map the committed file again under its final name, so the mappings
+     * of later growth join it (valgrind, for one, trips over the mix). */
+    if (sync_parent_dir(path) != 0 || mmh_region_map(h, 0, h->mapped) != 0) {
         heap_destroy(h);
         return NULL;
     }

@@ -1,1 +1,103 @@
-# tests: owned by the test suite
+# tests: owned by the test suite (included from the top Makefile.am; every
+# path is relative to the top directory).
+#
+#   make check              the cmocka suite
+#   make check-valgrind     the suite under valgrind (MMH_TEST_SCALE=0.02)
+#   make check-sanitizers   a separate ASan/UBSan build running make check
+#
+# Tests put their heap files in a fresh directory under $TMPDIR (or /tmp)
+# and remove it; set MMH_TEST_KEEP=1 to keep it.  MMH_TEST_SCALE scales the
+# long loops (default 1.0).
+
+MMH_TESTS = \
+	tests/test_api \
+	tests/test_alloc \
+	tests/test_aligned \
+	tests/test_realloc \
+	tests/test_persist \
+	tests/test_errors \
+	tests/test_growth \
+	tests/test_relocate \
+	tests/test_threads \
+	tests/test_tracker \
+	tests/test_crash
+
+# Expected to fail until dirty tracking and journaled, crash-atomic commits
+# land (issue 3): an unexpected pass fails the run, so they move back then.
+XFAIL_TESTS = tests/test_tracker tests/test_crash
+
+EXTRA_DIST += \
+	tests/testutil.h \
+	tests/valgrind.sh \
+	tests/sanitizers.sh \
+	tests/no-cmocka.sh
+
+if HAVE_CMOCKA
+check_PROGRAMS += $(MMH_TESTS)
+TESTS += $(MMH_TESTS)
+else
+TESTS += tests/no-cmocka.sh
+endif
+
+MMH_TEST_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+MMH_TEST_LDADD = libmmheap.la $(CMOCKA_LIBS)
+
+tests_test_api_SOURCES = tests/test_api.c tests/testutil.h
+tests_test_api_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_api_LDADD = $(MMH_TEST_LDADD)
+
+tests_test_alloc_SOURCES = tests/test_alloc.c tests/testutil.h
+tests_test_alloc_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_alloc_LDADD = $(MMH_TEST_LDADD)
+
+tests_test_aligned_SOURCES = tests/test_aligned.c tests/testutil.h
+tests_test_aligned_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_aligned_LDADD = $(MMH_TEST_LDADD)
+
+tests_test_realloc_SOURCES = tests/test_realloc.c tests/testutil.h
+tests_test_realloc_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_realloc_LDADD = $(MMH_TEST_LDADD)
+
+tests_test_persist_SOURCES = tests/test_persist.c tests/testutil.h
+tests_test_persist_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_persist_LDADD = $(MMH_TEST_LDADD)
+
+tests_test_errors_SOURCES = tests/test_errors.c tests/testutil.h
+tests_test_errors_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_errors_LDADD = $(MMH_TEST_LDADD)
+
+tests_test_growth_SOURCES = tests/test_growth.c tests/testutil.h
+tests_test_growth_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_growth_LDADD = $(MMH_TEST_LDADD)
+
+tests_test_relocate_SOURCES = tests/test_relocate.c tests/testutil.h
+tests_test_relocate_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_relocate_LDADD = $(MMH_TEST_LDADD)
+
+tests_test_threads_SOURCES = tests/test_threads.c tests/testutil.h
+tests_test_threads_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_threads_LDADD = $(MMH_TEST_LDADD)
+
+tests_test_tracker_SOURCES = tests/test_tracker.c tests/testutil.h
+tests_test_tracker_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_tracker_LDADD = $(MMH_TEST_LDADD)
+
+tests_test_crash_SOURCES = tests/test_crash.c tests/testutil.h
+tests_test_crash_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_crash_LDADD = $(MMH_TEST_LDADD)
+
+if HAVE_CMOCKA
+check-valgrind: $(MMH_TESTS)
+	LIBTOOL="$(LIBTOOL)" $(SHELL) $(srcdir)/tests/valgrind.sh $(filter-out $(XFAIL_TESTS),$(MMH_TESTS))
+else
+check-valgrind:
+	@echo "check-valgrind: cmocka not found; install libcmocka-dev and rerun configure" >&2; exit 1
+endif
+
+check-sanitizers:
+	abs_top_srcdir="$(abs_top_srcdir)" abs_top_builddir="$(abs_top_builddir)" \
+	MAKE="$(MAKE)" $(SHELL) $(srcdir)/tests/sanitizers.sh
+
+CLEANFILES += tests/valgrind-logs/*.log
+
+.PHONY: check-valgrind check-sanitizers

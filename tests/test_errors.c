@@ -1,0 +1,415 @@
+/* test_errors: locking, missing/existing files, and bad or damaged files.
+ *
+ * Every refusal must set errno and leave a message naming the file; none may
+ * crash, and a refused file must be left exactly as it was.
+ */
+#include "testutil.h"
+
+/* Byte offset of the uint32 format version (little-endian) after the 8-byte
+ * magic at the start of a heap file. */
+#define VERSION_OFFSET 8
+#define HEADER_SCAN    4096
+
+static char *make_heap_file(const char *name, size_t payload)
+{
+    char *path = tu_path(name);
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    mmh_heap *h = mmh_open(path, &cfg);
+    assert_non_null(h);
+    unsigned char *p = mmh_alloc(h, payload);
+    assert_non_null(p);
+    tu_fill(p, payload, payload);
+    assert_int_equal(mmh_set_root(h, p), 0);
+    assert_int_equal(mmh_commit(h), 0);
+    assert_int_equal(mmh_close(h), 0);
+    return path;
+}
+
+static void check_heap_file(const char *path, size_t payload)
+{
+    mmh_heap *h = mmh_open(path, NULL);
+    if (!h)
+        fail_msg("open %s failed: %s", path, mmh_errmsg());
+    unsigned char *p = mmh_root(h);
+    assert_non_null(p);
+    assert_pattern(p, payload, payload);
+    assert_int_equal(mmh_close(h), 0);
+}
+
+/* ---------------------------------------------------------------- EBUSY */
+
+static int child_open_busy(void *arg)
+{
+    const char *path = arg;
+    errno = 0;
+    mmh_heap *h = mmh_open(path, NULL);
+    int e = errno;
+    CK(h == NULL);
+    CK(e == EBUSY);
+    CK(strstr(mmh_errmsg(), path) != NULL);
+    return 0;
+}
+
+static void test_second_writer_busy(void **state)
+{
+    (void)state;
+    char *path = make_heap_file("busy.heap", 1000);
+    mmh_heap *h = mmh_open(path, NULL);
+    assert_non_null(h);
+
+    /* same process */
+    assert_null_errno(mmh_open(path, NULL), EBUSY);
+    assert_errmsg_contains(path);
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    assert_null_errno(mmh_open(path, &cfg), EBUSY);
+    assert_errmsg_contains(path);
+    cfg.flags = MMH_SHARED;
+    assert_null_errno(mmh_open(path, &cfg), EBUSY);
+    cfg.flags = MMH_RELOCATE;
+    assert_null_errno(mmh_open(path, &cfg), EBUSY);
+    assert_errmsg_contains(path);
+
+    /* another process */
+    assert_child_ok(child_open_busy, path);
+
+    /* the first writer is unaffected */
+    unsigned char *p = mmh_root(h);
+    assert_pattern(p, 1000, 1000);
+    void *q = mmh_alloc(h, 100);
+    assert_non_null(q);
+    mmh_free(h, q);
+    assert_int_equal(mmh_commit(h), 0);
+    assert_int_equal(mmh_close(h), 0);
+
+    /* the lock goes with the close */
+    h = mmh_open(path, NULL);
+    assert_non_null(h);
+    assert_int_equal(mmh_close(h), 0);
+    check_heap_file(path, 1000);
+    unlink(path);
+    free(path);
+}
+
+/* The lock dies with the process that held it. */
+static int child_hold_and_die(void *arg)
+{
+    mmh_heap *h = mmh_open(arg, NULL);
+    CK(h != NULL);
+    _exit(0);
+}
+
+static void test_lock_released_by_exit(void **state)
+{
+    (void)state;
+    char *path = make_heap_file("lockexit.heap", 500);
+    assert_child_ok(child_hold_and_die, path);
+    check_heap_file(path, 500);
+    unlink(path);
+    free(path);
+}
+
+/* --------------------------------------------------- ENOENT / EEXIST */
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    char *path = tu_path("missing.heap");
+    assert_null_errno(mmh_open(path, NULL), ENOENT);
+    assert_errmsg_contains(path);
+    mmh_config cfg = tu_cfg(0, 0, 0);
+    assert_null_errno(mmh_open(path, &cfg), ENOENT);
+    assert_errmsg_contains(path);
+    cfg.flags = MMH_SHARED;
+    assert_null_errno(mmh_open(path, &cfg), ENOENT);
+    assert_int_equal(tu_file_size(path), -1);   /* not created */
+
+    char *deep = tu_path("no-such-dir/x.heap");
+    cfg.flags = MMH_CREATE;
+    assert_null_errno(mmh_open(deep, &cfg), ENOENT);
+    assert_errmsg_contains(deep);
+    free(deep);
+
+    /* a directory is not a heap */
+    errno = 0;
+    cfg.flags = 0;
+    assert_null(mmh_open(tu_dir(), &cfg));
+    assert_true(errno != 0);
+    assert_errmsg_contains(tu_dir());
+    free(path);
+}
+
+static void test_create_excl(void **state)
+{
+    (void)state;
+    char *path = make_heap_file("excl.heap", 2000);
+    mmh_config cfg = tu_cfg(MMH_CREATE | MMH_EXCL, 0, 0);
+    assert_null_errno(mmh_open(path, &cfg), EEXIST);
+    assert_errmsg_contains(path);
+    check_heap_file(path, 2000);
+
+    /* EXCL on a non-heap file: still EEXIST, file untouched */
+    char *other = tu_path("excl.txt");
+    assert_int_equal(tu_write_file(other, "hello\n", 6), 0);
+    assert_null_errno(mmh_open(other, &cfg), EEXIST);
+    assert_errmsg_contains(other);
+    assert_int_equal(tu_file_size(other), 6);
+
+    /* on a new path it creates */
+    char *fresh = tu_path("excl-new.heap");
+    mmh_heap *h = mmh_open(fresh, &cfg);
+    assert_non_null(h);
+    assert_int_equal(mmh_close(h), 0);
+    /* CREATE without EXCL opens the existing heap and keeps its data */
+    cfg.flags = MMH_CREATE;
+    h = mmh_open(path, &cfg);
+    assert_non_null(h);
+    assert_pattern(mmh_root(h), 2000, 2000);
+    assert_int_equal(mmh_close(h), 0);
+    unlink(path);
+    unlink(other);
+    unlink(fresh);
+    free(path);
+    free(other);
+    free(fresh);
+}
+
+/* ------------------------------------------------------- bad files */
+
+/* Opening must fail with one of the allowed codes and leave the file as it
+ * was, with and without MMH_CREATE. */
+static void expect_refused(const char *path, const int *codes, int ncodes)
+{
+    size_t len0 = 0;
+    void *before = tu_read_file(path, &len0);
+    assert_non_null(before);
+    static const unsigned flagsets[] = { 0, MMH_CREATE, MMH_READONLY, MMH_SHARED };
+    for (size_t f = 0; f < sizeof flagsets / sizeof flagsets[0]; f++) {
+        mmh_config cfg = tu_cfg(flagsets[f], 0, 0);
+        errno = 0;
+        mmh_heap *h = mmh_open(path, &cfg);
+        int e = errno;
+        if (h) {
+            mmh_close(h);
+            fail_msg("%s opened with flags %#x", path, flagsets[f]);
+        }
+        int ok = 0;
+        for (int i = 0; i < ncodes; i++)
+            ok |= (e == codes[i]);
+        if (!ok)
+            fail_msg("%s (flags %#x): errno %d (%s), expected %d (%s)", path,
+                     flagsets[f], e, strerror(e), codes[0], strerror(codes[0]));
+        assert_errmsg_contains(path);
+    }
+    size_t len1 = 0;
+    void *after = tu_read_file(path, &len1);
+    assert_non_null(after);
+    assert_int_equal(len0, len1);
+    if (len0)
+        assert_memory_equal(before, after, len0);
+    free(before);
+    free(after);
+}
+
+static void test_empty_file(void **state)
+{
+    (void)state;
+    char *path = tu_path("empty.heap");
+    assert_int_equal(tu_write_file(path, "", 0), 0);
+    mmh_config cfg = tu_cfg(0, 0, 0);
+    assert_null_errno(mmh_open(path, &cfg), EINVAL);
+    assert_errmsg_contains(path);
+    cfg.flags = MMH_READONLY;
+    assert_null_errno(mmh_open(path, &cfg), EINVAL);
+    assert_errmsg_contains(path);
+    cfg.flags = MMH_SHARED;
+    assert_null_errno(mmh_open(path, &cfg), EINVAL);
+    assert_int_equal(tu_file_size(path), 0);
+    unlink(path);
+    free(path);
+}
+
+static void test_foreign_files(void **state)
+{
+    (void)state;
+    const int codes[] = { EINVAL };
+    size_t n = 64 * KiB;
+    char *buf = malloc(n);
+    assert_non_null(buf);
+
+    char *text = tu_path("foreign.txt");
+    for (size_t i = 0; i < n; i++)
+        buf[i] = "The quick brown fox jumps over the lazy dog.\n"[i % 45];
+    assert_int_equal(tu_write_file(text, buf, n), 0);
+    expect_refused(text, codes, 1);
+
+    char *rnd = tu_path("foreign.bin");
+    tu_fill(buf, n, 0xF00D);
+    assert_int_equal(tu_write_file(rnd, buf, n), 0);
+    expect_refused(rnd, codes, 1);
+
+    char *zero = tu_path("zeros.bin");
+    memset(buf, 0, n);
+    assert_int_equal(tu_write_file(zero, buf, n), 0);
+    expect_refused(zero, codes, 1);
+
+    char *tiny = tu_path("tiny.bin");
+    assert_int_equal(tu_write_file(tiny, "MMHEAP", 6), 0);
+    expect_refused(tiny, codes, 1);
+
+    /* an ELF binary */
+    char *elf = tu_path("elf.bin");
+    memset(buf, 0, n);
+    memcpy(buf, "\x7f" "ELF\x02\x01\x01", 7);
+    assert_int_equal(tu_write_file(elf, buf, n), 0);
+    expect_refused(elf, codes, 1);
+
+    unlink(text);
+    unlink(rnd);
+    unlink(zero);
+    unlink(tiny);
+    unlink(elf);
+    free(text);
+    free(rnd);
+    free(zero);
+    free(tiny);
+    free(elf);
+    free(buf);
+}
+
+static void test_truncated(void **state)
+{
+    (void)state;
+    char *path = make_heap_file("trunc.heap", 6 * MiB);
+    off_t full = tu_file_size(path);
+    assert_true(full > (off_t)(6 * MiB));
+    size_t len = 0;
+    void *orig = tu_read_file(path, &len);
+    assert_non_null(orig);
+
+    const int codes[] = { EBADMSG };
+    assert_int_equal(truncate(path, full / 2), 0);
+    expect_refused(path, codes, 1);
+
+    /* just the first page */
+    assert_int_equal(truncate(path, 4096), 0);
+    expect_refused(path, codes, 1);
+
+    /* a torn header */
+    const int codes2[] = { EBADMSG, EINVAL };
+    assert_int_equal(truncate(path, 64), 0);
+    expect_refused(path, codes2, 2);
+    assert_int_equal(truncate(path, 12), 0);
+    expect_refused(path, codes2, 2);
+
+    /* restored, it opens */
+    assert_int_equal(tu_write_file(path, orig, len), 0);
+    check_heap_file(path, 6 * MiB);
+    free(orig);
+    unlink(path);
+    free(path);
+}
+
+static void test_newer_version(void **state)
+{
+    (void)state;
+    char *path = make_heap_file("version.heap", 3000);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    unsigned char old[4], v[4] = { 0xff, 0xff, 0x00, 0x00 };  /* 0xffff LE */
+    assert_int_equal(pread(fd, old, 4, VERSION_OFFSET), 4);
+    assert_int_equal(pwrite(fd, v, 4, VERSION_OFFSET), 4);
+    const int codes[] = { EPROTONOSUPPORT };
+    expect_refused(path, codes, 1);
+    /* the current version is small: 1..0xfffe */
+    uint32_t cur = (uint32_t)old[0] | (uint32_t)old[1] << 8 |
+                   (uint32_t)old[2] << 16 | (uint32_t)old[3] << 24;
+    assert_in_range(cur, 1, 0xfffe);
+    uint32_t next = cur + 1;
+    unsigned char nv[4] = { (unsigned char)next, (unsigned char)(next >> 8),
+                            (unsigned char)(next >> 16), (unsigned char)(next >> 24) };
+    assert_int_equal(pwrite(fd, nv, 4, VERSION_OFFSET), 4);
+    expect_refused(path, codes, 1);
+    assert_int_equal(pwrite(fd, old, 4, VERSION_OFFSET), 4);
+    close(fd);
+    check_heap_file(path, 3000);
+    unlink(path);
+    free(path);
+}
+
+/* Every byte of the first 4096, flipped in turn, makes the file refused. */
+static void test_header_byte_flips(void **state)
+{
+    (void)state;
+    char *path = make_heap_file("flip.heap", 4000);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    long step = 1;
+    if (test_scale() < 1.0)
+        step = (long)(1.0 / test_scale());
+    long tried = 0;
+    for (long off = 0; off < HEADER_SCAN; off += (off < 64 ? 1 : step)) {
+        unsigned char b, x;
+        assert_int_equal(pread(fd, &b, 1, off), 1);
+        x = b ^ 0xff;
+        assert_int_equal(pwrite(fd, &x, 1, off), 1);
+        for (int ro = 0; ro < 2; ro++) {
+            mmh_config cfg = tu_cfg(ro ? MMH_READONLY : 0, 0, 0);
+            errno = 0;
+            mmh_heap *h = mmh_open(path, &cfg);
+            int e = errno;
+            if (h) {
+                mmh_close(h);
+                fail_msg("heap with byte %ld flipped (%#x -> %#x) opened%s", off,
+                         b, x, ro ? " read-only" : "");
+            }
+            if (e != EINVAL && e != EBADMSG && e != EPROTONOSUPPORT)
+                fail_msg("byte %ld flipped: errno %d (%s); %s", off, e,
+                         strerror(e), mmh_errmsg());
+            if (!strstr(mmh_errmsg(), path))
+                fail_msg("byte %ld flipped: message \"%s\" does not name the file",
+                         off, mmh_errmsg());
+        }
+        assert_int_equal(pwrite(fd, &b, 1, off), 1);
+        tried++;
+        if (off % 1024 == 0)
+            check_heap_file(path, 4000);          /* restored, it opens */
+    }
+    close(fd);
+    assert_true(tried >= 64);
+    check_heap_file(path, 4000);
+    unlink(path);
+    free(path);
+}
+
+/* A heap file with its first page zeroed is no heap file. */
+static void test_zeroed_header(void **state)
+{
+    (void)state;
+    char *a = make_heap_file("zeroed.heap", 5000);
+    int fd = open(a, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    static unsigned char page[4096];
+    assert_int_equal(pwrite(fd, page, sizeof page, 0), (ssize_t)sizeof page);
+    close(fd);
+    const int codes[] = { EINVAL, EBADMSG };
+    expect_refused(a, codes, 2);
+    unlink(a);
+    free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_second_writer_busy),
+        cmocka_unit_test(test_lock_released_by_exit),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_create_excl),
+        cmocka_unit_test(test_empty_file),
+        cmocka_unit_test(test_foreign_files),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_newer_version),
+        cmocka_unit_test(test_header_byte_flips),
+        cmocka_unit_test(test_zeroed_header),
+    };
+    return TU_RUN(tests);
+}

@@ -1,0 +1,336 @@
+/* test_growth: heaps grow in place up to max_size; chosen bases. */
+#include "testutil.h"
+
+#include <sys/mman.h>
+
+#define CHOSEN_BASE ((uintptr_t)0x300000000000ull)
+
+struct blk {
+    unsigned char *p;
+    size_t n;
+};
+
+/* Allocates `total` bytes in blocks of 1 KiB .. 2 MiB, checking the base
+ * never moves; returns the blocks (caller frees the array). */
+static struct blk *fill_heap(mmh_heap *h, size_t total, size_t *count)
+{
+    struct mmh_stats st0 = tu_stats(h);
+    size_t cap = 1024, n = 0, sum = 0;
+    struct blk *b = malloc(cap * sizeof *b);
+    assert_non_null(b);
+    tu_rng rng = { total };
+    while (sum < total) {
+        size_t len = tu_rand_log(&rng, 1024, 2 * MiB);
+        unsigned char *p = mmh_alloc(h, len);
+        if (!p)
+            fail_msg("alloc %zu after %zu bytes failed: %s", len, sum, mmh_errmsg());
+        tu_fill(p, len, (uint64_t)(uintptr_t)p);
+        if (n == cap) {
+            cap *= 2;
+            b = realloc(b, cap * sizeof *b);
+            assert_non_null(b);
+        }
+        b[n].p = p;
+        b[n].n = len;
+        n++;
+        sum += len;
+        struct mmh_stats st = tu_stats(h);
+        if (st.base != st0.base)
+            fail_msg("heap moved from %#llx to %#llx", (unsigned long long)st0.base,
+                     (unsigned long long)st.base);
+        assert_true(tu_in_heap(&st, p, len));
+        assert_true(st.size <= st.max_size);
+    }
+    *count = n;
+    return b;
+}
+
+static void check_blocks(struct blk *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        assert_pattern(b[i].p, b[i].n, (uint64_t)(uintptr_t)b[i].p);
+}
+
+static void test_growth_file(void **state)
+{
+    (void)state;
+    char *path = tu_path("grow.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 4 * MiB, 256 * MiB);
+    mmh_heap *h = mmh_open(path, &cfg);
+    assert_non_null(h);
+    struct mmh_stats st0 = tu_stats(h);
+    assert_true(st0.size <= 8 * MiB);
+    assert_int_equal(st0.max_size, 256 * MiB);
+    size_t n;
+    struct blk *b = fill_heap(h, 64 * MiB, &n);
+    struct mmh_stats st1 = tu_stats(h);
+    assert_int_equal(st1.base, st0.base);
+    assert_true(st1.size >= 64 * MiB);
+    check_blocks(b, n);
+    assert_int_equal(mmh_set_root(h, b[0].p), 0);
+    assert_int_equal(mmh_commit(h), 0);
+    assert_true(tu_file_size(path) >= (off_t)(64 * MiB));
+    assert_int_equal(mmh_close(h), 0);
+
+    h = mmh_open(path, NULL);
+    assert_non_null(h);
+    struct mmh_stats st2 = tu_stats(h);
+    assert_int_equal(st2.base, st0.base);
+    assert_int_equal(st2.max_size, 256 * MiB);   /* the reservation is recorded */
+    assert_int_equal(st2.allocations, n);
+    check_blocks(b, n);
+    for (size_t i = 0; i < n; i++)
+        mmh_free(h, b[i].p);
+    assert_int_equal(tu_stats(h).allocations, 0);
+    assert_int_equal(mmh_close(h), 0);
+    free(b);
+    unlink(path);
+    free(path);
+}
+
+static void test_growth_anon(void **state)
+{
+    (void)state;
+    mmh_config cfg = tu_cfg(0, 4 * MiB, 256 * MiB);
+    mmh_heap *h = mmh_open(NULL, &cfg);
+    assert_non_null(h);
+    size_t n;
+    struct blk *b = fill_heap(h, 64 * MiB, &n);
+    check_blocks(b, n);
+    for (size_t i = 0; i < n; i++)
+        mmh_free(h, b[i].p);
+    assert_int_equal(tu_stats(h).allocations, 0);
+    /* again and again: the space is reused.  The same sequence may land a
+     * little differently on a used heap (one more segment, say), but
+     * refilling must not keep growing it. */
+    uint64_t size1 = tu_stats(h).size;
+    for (int round = 0; round < 3; round++) {
+        free(b);
+        b = fill_heap(h, 64 * MiB, &n);
+        uint64_t sz = tu_stats(h).size;
+        if (sz > size1 + size1 / 10 + 4 * MiB)
+            fail_msg("refill %d of a freed heap grew it from %llu to %llu bytes",
+                     round, (unsigned long long)size1, (unsigned long long)sz);
+        for (size_t i = 0; i < n; i++)
+            mmh_free(h, b[i].p);
+        assert_int_equal(tu_stats(h).allocations, 0);
+    }
+    free(b);
+    assert_int_equal(mmh_close(h), 0);
+}
+
+/* Allocation beyond max_size fails with ENOMEM and leaves a working heap. */
+static void run_max_size(mmh_heap *h, size_t max)
+{
+    enum { CAP = 256 };
+    void *ps[CAP];
+    int n = 0;
+    for (;;) {
+        errno = 0;
+        void *p = mmh_alloc(h, 1 * MiB);
+        int e = errno;
+        if (!p) {
+            assert_int_equal(e, ENOMEM);
+            assert_true(mmh_errmsg()[0] != '\0');
+            break;
+        }
+        assert_true(n < CAP);
+        memset(p, n, 1 * MiB);
+        ps[n++] = p;
+    }
+    struct mmh_stats st = tu_stats(h);
+    assert_true(st.size <= max);
+    assert_int_equal(st.max_size, max);
+    /* most of the reservation was usable */
+    if ((size_t)n * MiB < max / 2)
+        fail_msg("only %d MiB of %zu MiB could be allocated", n, max >> 20);
+    assert_null_errno(mmh_alloc(h, 2 * MiB), ENOMEM);
+    assert_null_errno(mmh_alloc(h, max), ENOMEM);
+    /* small blocks may still fit; the heap keeps working */
+    void *s = mmh_alloc(h, 16);
+    if (s)
+        mmh_free(h, s);
+    mmh_free(h, ps[n - 1]);
+    void *again = mmh_alloc(h, 1 * MiB);
+    assert_non_null(again);
+    memset(again, 0xFF, 1 * MiB);
+    for (int i = 0; i < n - 1; i++) {
+        unsigned char *c = ps[i];
+        assert_int_equal(c[0], (unsigned char)i);
+        assert_int_equal(c[MiB - 1], (unsigned char)i);
+        mmh_free(h, ps[i]);
+    }
+    mmh_free(h, again);
+    assert_int_equal(tu_stats(h).allocations, 0);
+    /* and after freeing everything, a big block fits again */
+    void *big = mmh_alloc(h, max / 4);
+    assert_non_null(big);
+    mmh_free(h, big);
+}
+
+static void test_max_size_anon(void **state)
+{
+    (void)state;
+    mmh_config cfg = tu_cfg(0, 0, 32 * MiB);
+    mmh_heap *h = mmh_open(NULL, &cfg);
+    assert_non_null(h);
+    run_max_size(h, 32 * MiB);
+    assert_int_equal(mmh_close(h), 0);
+}
+
+static void test_max_size_file(void **state)
+{
+    (void)state;
+    char *path = tu_path("max.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 48 * MiB);
+    mmh_heap *h = mmh_open(path, &cfg);
+    assert_non_null(h);
+    run_max_size(h, 48 * MiB);
+    assert_int_equal(mmh_close(h), 0);
+    assert_true(tu_file_size(path) <= (off_t)(48 * MiB));
+    unlink(path);
+    free(path);
+}
+
+static void test_bad_sizes(void **state)
+{
+    (void)state;
+    /* size above max_size makes no sense */
+    mmh_config cfg = tu_cfg(0, 64 * MiB, 16 * MiB);
+    errno = 0;
+    mmh_heap *h = mmh_open(NULL, &cfg);
+    if (h) {
+        /* accepted only if clamped */
+        struct mmh_stats st = tu_stats(h);
+        assert_true(st.size <= st.max_size);
+        mmh_close(h);
+    } else {
+        assert_int_equal(errno, EINVAL);
+    }
+    /* an impossible reservation fails cleanly */
+    cfg = tu_cfg(0, 0, SIZE_MAX / 2);
+    errno = 0;
+    h = mmh_open(NULL, &cfg);
+    assert_null(h);
+    assert_true(errno == ENOMEM || errno == EINVAL);
+    assert_true(mmh_errmsg()[0] != '\0');
+}
+
+static void test_chosen_base(void **state)
+{
+    (void)state;
+    mmh_config cfg = tu_cfg(0, 0, 256 * MiB);
+    cfg.base = (void *)CHOSEN_BASE;
+    mmh_heap *h = mmh_open(NULL, &cfg);
+    if (!h)
+        fail_msg("open at %p: %s", cfg.base, mmh_errmsg());
+    struct mmh_stats st = tu_stats(h);
+    assert_int_equal(st.base, CHOSEN_BASE);
+    void *p = mmh_alloc(h, 100);
+    assert_non_null(p);
+    assert_true((uintptr_t)p > CHOSEN_BASE && (uintptr_t)p < CHOSEN_BASE + 256 * MiB);
+    mmh_free(h, p);
+
+    /* the range is taken now */
+    mmh_config cfg2 = cfg;
+    assert_null_errno(mmh_open(NULL, &cfg2), EADDRINUSE);
+    assert_int_equal(mmh_close(h), 0);
+
+    /* a file heap at a chosen base, reopened there */
+    char *path = tu_path("base.heap");
+    cfg.flags = MMH_CREATE;
+    cfg.base = (void *)(CHOSEN_BASE + 64 * GiB);
+    h = mmh_open(path, &cfg);
+    if (!h)
+        fail_msg("open at %p: %s", cfg.base, mmh_errmsg());
+    assert_int_equal(tu_stats(h).base, CHOSEN_BASE + 64 * GiB);
+    char *s = mmh_alloc(h, 32);
+    assert_non_null(s);
+    strcpy(s, "at a chosen base");
+    assert_int_equal(mmh_set_root(h, s), 0);
+    assert_int_equal(mmh_close(h), 0);
+    h = mmh_open(path, NULL);
+    assert_non_null(h);
+    assert_int_equal(tu_stats(h).base, CHOSEN_BASE + 64 * GiB);
+    assert_ptr_equal(mmh_root(h), s);
+    assert_string_equal(mmh_root(h), "at a chosen base");
+    assert_int_equal(mmh_close(h), 0);
+    unlink(path);
+    free(path);
+
+    /* misaligned */
+    cfg = tu_cfg(0, 0, 0);
+    cfg.base = (void *)(CHOSEN_BASE + 1);
+    assert_null_errno(mmh_open(NULL, &cfg), EINVAL);
+    assert_true(mmh_errmsg()[0] != '\0');
+    cfg.base = (void *)(CHOSEN_BASE + 4096 + 8);
+    assert_null_errno(mmh_open(NULL, &cfg), EINVAL);
+    /* a file is not created for a refused base */
+    char *p2 = tu_path("badbase.heap");
+    cfg.flags = MMH_CREATE;
+    assert_null_errno(mmh_open(p2, &cfg), EINVAL);
+    assert_errmsg_contains(p2);
+    free(p2);
+}
+
+/* A chosen base that is already mapped by someone else. */
+static void test_chosen_base_taken(void **state)
+{
+    (void)state;
+    uintptr_t want = CHOSEN_BASE + 128 * GiB;
+    void *m = mmap((void *)(want + 8 * MiB), 4096, PROT_READ,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (m == MAP_FAILED || m != (void *)(want + 8 * MiB))
+        skip();
+    mmh_config cfg = tu_cfg(0, 0, 64 * MiB);
+    cfg.base = (void *)want;
+    assert_null_errno(mmh_open(NULL, &cfg), EADDRINUSE);
+    /* our mapping is untouched */
+    assert_int_equal(*(volatile char *)m, 0);
+    munmap(m, 4096);
+    mmh_heap *h = mmh_open(NULL, &cfg);
+    assert_non_null(h);
+    assert_int_equal(tu_stats(h).base, want);
+    assert_int_equal(mmh_close(h), 0);
+}
+
+/* Several heaps at once get disjoint reservations. */
+static void test_many_heaps(void **state)
+{
+    (void)state;
+    enum { H = 8 };
+    mmh_heap *h[H];
+    tu_span sp[H];
+    for (int i = 0; i < H; i++) {
+        h[i] = mmh_open(NULL, NULL);
+        assert_non_null(h[i]);
+        struct mmh_stats st = tu_stats(h[i]);
+        sp[i].lo = st.base;
+        sp[i].hi = st.base + st.max_size;
+        unsigned char *p = mmh_alloc(h[i], 1000);
+        assert_non_null(p);
+        memset(p, i, 1000);
+        assert_int_equal(mmh_set_root(h[i], p), 0);
+    }
+    assert_int_equal(tu_spans_sort_check(sp, H), -1);
+    for (int i = 0; i < H; i++) {
+        unsigned char *p = mmh_root(h[i]);
+        assert_true(tu_all_bytes(p, 1000, (unsigned char)i));
+        assert_int_equal(mmh_close(h[i]), 0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_growth_file),
+        cmocka_unit_test(test_growth_anon),
+        cmocka_unit_test(test_max_size_anon),
+        cmocka_unit_test(test_max_size_file),
+        cmocka_unit_test(test_bad_sizes),
+        cmocka_unit_test(test_chosen_base),
+        cmocka_unit_test(test_chosen_base_taken),
+        cmocka_unit_test(test_many_heaps),
+    };
+    return TU_RUN(tests);
+}

@@ -1,0 +1,209 @@
+/* test_realloc: growth and shrink keep contents; NULL and 0 cases. */
+#include "testutil.h"
+
+static void test_realloc_ladder(void **state)
+{
+    (void)state;
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    static const size_t ladder[] = {
+        1, 100, 1000, 10000, 100000, 1000000, 10000000,
+        1000000, 100000, 10000, 1000, 100, 1, 70000, 3, 12 * MiB, 17,
+    };
+    const uint64_t seed = 99;
+    unsigned char *p = NULL;
+    size_t have = 0;
+    for (size_t i = 0; i < sizeof ladder / sizeof ladder[0]; i++) {
+        size_t n = ladder[i];
+        unsigned char *q = mmh_realloc(h, p, n);
+        if (!q)
+            fail_msg("realloc(%zu -> %zu) failed: %s", have, n, mmh_errmsg());
+        size_t keep = have < n ? have : n;
+        size_t bad = tu_check(q, keep, seed);
+        if (bad != (size_t)-1)
+            fail_msg("realloc %zu -> %zu lost contents at byte %zu", have, n, bad);
+        assert_true(mmh_usable_size(h, q) >= n);
+        tu_fill(q, n, seed);                       /* position-only pattern */
+        assert_int_equal(tu_stats(h).allocations, 1);
+        p = q;
+        have = n;
+    }
+    mmh_free(h, p);
+    assert_int_equal(tu_stats(h).allocations, 0);
+    assert_int_equal(tu_stats(h).allocated, 0);
+    assert_int_equal(mmh_close(h), 0);
+}
+
+static void test_realloc_null_and_zero(void **state)
+{
+    (void)state;
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    void *p = mmh_realloc(h, NULL, 500);
+    assert_non_null(p);
+    assert_true(mmh_usable_size(h, p) >= 500);
+    assert_true(mmh_offset(h, p) != 0);
+    memset(p, 1, 500);
+    assert_int_equal(tu_stats(h).allocations, 1);
+
+    errno = 0;
+    void *z = mmh_realloc(h, p, 0);
+    assert_null(z);
+    assert_int_equal(tu_stats(h).allocations, 0);
+    assert_int_equal(tu_stats(h).allocated, 0);
+
+    /* large block too */
+    p = mmh_realloc(h, NULL, 20 * MiB);
+    assert_non_null(p);
+    assert_int_equal(tu_stats(h).allocations, 1);
+    assert_null(mmh_realloc(h, p, 0));
+    assert_int_equal(tu_stats(h).allocations, 0);
+
+    /* realloc(NULL, 0) behaves like alloc(0): unique pointer */
+    void *a = mmh_realloc(h, NULL, 0);
+    void *b = mmh_alloc(h, 0);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_ptr_not_equal(a, b);
+    mmh_free(h, a);
+    mmh_free(h, b);
+    assert_int_equal(tu_stats(h).allocations, 0);
+    assert_int_equal(mmh_close(h), 0);
+}
+
+static void test_realloc_failure_keeps_block(void **state)
+{
+    (void)state;
+    mmh_config cfg = tu_cfg(0, 0, 32 * MiB);
+    mmh_heap *h = mmh_open(NULL, &cfg);
+    assert_non_null(h);
+    unsigned char *p = mmh_alloc(h, 5000);
+    assert_non_null(p);
+    tu_fill(p, 5000, 5);
+    assert_null_errno(mmh_realloc(h, p, 40 * MiB), ENOMEM);
+    assert_null_errno(mmh_realloc(h, p, SIZE_MAX), ENOMEM);
+    assert_null_errno(mmh_realloc(h, p, SIZE_MAX - 15), ENOMEM);
+    assert_pattern(p, 5000, 5);
+    assert_int_equal(tu_stats(h).allocations, 1);
+    p = mmh_realloc(h, p, 6000);
+    assert_non_null(p);
+    assert_pattern(p, 5000, 5);
+    mmh_free(h, p);
+    assert_int_equal(mmh_close(h), 0);
+}
+
+/* Many blocks reallocated at random: contents follow, nothing overlaps. */
+static void test_realloc_random(void **state)
+{
+    (void)state;
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    enum { SLOTS = 64 };
+    unsigned char *p[SLOTS] = { 0 };
+    size_t n[SLOTS] = { 0 };
+    tu_rng rng = { 2024 };
+    long ops = tu_scaled(20000, 500);
+    for (long op = 0; op < ops; op++) {
+        int s = (int)tu_rand_range(&rng, 0, SLOTS - 1);
+        size_t want = (tu_rand(&rng) % 16 == 0) ? tu_rand_log(&rng, 1, 2 * MiB)
+                                                : tu_rand_log(&rng, 1, 70000);
+        if (p[s]) {
+            size_t bad = tu_check(p[s], n[s], (uint64_t)s);
+            if (bad != (size_t)-1)
+                fail_msg("op %ld slot %d: block of %zu corrupt at %zu", op, s, n[s], bad);
+        }
+        unsigned char *q = mmh_realloc(h, p[s], want);
+        assert_non_null(q);
+        size_t keep = n[s] < want ? n[s] : want;
+        size_t bad = tu_check(q, keep, (uint64_t)s);
+        if (bad != (size_t)-1)
+            fail_msg("op %ld slot %d: realloc %zu -> %zu lost byte %zu", op, s,
+                     n[s], want, bad);
+        tu_fill(q, want, (uint64_t)s);
+        p[s] = q;
+        n[s] = want;
+    }
+    tu_span sp[SLOTS];
+    int k = 0;
+    for (int s = 0; s < SLOTS; s++) {
+        if (!p[s])
+            continue;
+        assert_pattern(p[s], n[s], (uint64_t)s);
+        sp[k].lo = (uintptr_t)p[s];
+        sp[k].hi = (uintptr_t)p[s] + mmh_usable_size(h, p[s]);
+        k++;
+    }
+    assert_int_equal(tu_spans_sort_check(sp, (size_t)k), -1);
+    assert_int_equal(tu_stats(h).allocations, (uint64_t)k);
+    for (int s = 0; s < SLOTS; s++)
+        mmh_free(h, p[s]);
+    assert_int_equal(tu_stats(h).allocations, 0);
+    assert_int_equal(mmh_close(h), 0);
+}
+
+/* Shrinking in place must not lose the tail of the kept part, growing an
+ * aligned block keeps its contents (alignment need not be kept). */
+static void test_realloc_aligned_block(void **state)
+{
+    (void)state;
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    unsigned char *p = mmh_aligned_alloc(h, 4096, 3000);
+    assert_non_null(p);
+    tu_fill(p, 3000, 8);
+    p = mmh_realloc(h, p, 300000);
+    assert_non_null(p);
+    assert_pattern(p, 3000, 8);
+    tu_fill(p, 300000, 8);
+    p = mmh_realloc(h, p, 100);
+    assert_non_null(p);
+    assert_pattern(p, 100, 8);
+    mmh_free(h, p);
+    assert_int_equal(tu_stats(h).allocations, 0);
+    assert_int_equal(mmh_close(h), 0);
+}
+
+/* realloc on a file heap survives reopen. */
+static void test_realloc_persists(void **state)
+{
+    (void)state;
+    char *path = tu_path("realloc.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    mmh_heap *h = mmh_open(path, &cfg);
+    assert_non_null(h);
+    unsigned char *p = mmh_alloc(h, 10);
+    assert_non_null(p);
+    tu_fill(p, 10, 77);
+    p = mmh_realloc(h, p, 3 * MiB);
+    assert_non_null(p);
+    tu_fill(p, 3 * MiB, 77);
+    assert_int_equal(mmh_set_root(h, p), 0);
+    assert_int_equal(mmh_close(h), 0);
+    h = mmh_open(path, NULL);
+    assert_non_null(h);
+    p = mmh_root(h);
+    assert_non_null(p);
+    assert_pattern(p, 3 * MiB, 77);
+    assert_true(mmh_usable_size(h, p) >= 3 * MiB);
+    p = mmh_realloc(h, p, 50);
+    assert_non_null(p);
+    assert_pattern(p, 50, 77);
+    assert_int_equal(mmh_set_root(h, p), 0);
+    assert_int_equal(tu_stats(h).allocations, 1);
+    assert_int_equal(mmh_close(h), 0);
+    unlink(path);
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_realloc_ladder),
+        cmocka_unit_test(test_realloc_null_and_zero),
+        cmocka_unit_test(test_realloc_failure_keeps_block),
+        cmocka_unit_test(test_realloc_random),
+        cmocka_unit_test(test_realloc_aligned_block),
+        cmocka_unit_test(test_realloc_persists),
+    };
+    return TU_RUN(tests);
+}
