@@ -205,7 +205,11 @@ void mmh_free(mmh_heap *h, void *p)
                 pg->free = rel;
                 count(&b->slot->frees, 1);
                 count(&b->slot->free_bytes, bsize);
-                if (unlikely(--pg->used == 0 || (pg->flags & MMH_PF_FULL)))
+                /* Slow part only when a page other than the class's
+                 * current one empties, or a parked page gets a block. */
+                if (unlikely((--pg->used == 0 &&
+                              b->slot->pages[pg->cls] != (uint64_t)((char *)pg - b->base)) ||
+                             (pg->flags & MMH_PF_FULL)))
                     mmh_page_free_local(h, b, pg);
                 return;
             }

@@ -99,13 +99,15 @@ static inline unsigned mmh_merge_free_flags(unsigned a, unsigned b)
 /* Low bits of mmh_page.xfree (blocks are 16-aligned), shared between the
  * owner and remote freeing threads. */
 enum {
-    MMH_XF_FULL     = 1u << 0, /* owner parked the page as full             */
+    MMH_XF_FULL     = 1u << 0, /* owner parked the page as full (may be
+                                  stale: cleared lazily after an unpark)    */
     MMH_XF_NOTIFIED = 1u << 1, /* a remote free queued it on slot->xpages   */
     MMH_XF_FLAGS    = 15u,
 };
 
-/* Descriptor of one slice; the first slice of a span describes the span. */
-typedef struct mmh_page {
+/* Descriptor of one slice; the first slice of a span describes the span.
+ * Cache-line aligned: pages of different threads must not share a line. */
+typedef struct __attribute__((aligned(64))) mmh_page {
     uint64_t free;            /* SMALL: owner's free list (heap offset);
                                  LARGE, HUGE: heap offset of the block     */
     uint32_t used;            /* blocks handed out, as the owner knows it  */
@@ -154,7 +156,7 @@ enum {
 
 /* A thread's share of the heap.  Stored in the heap so that every block's
  * state survives a commit; reopening only clears the owners. */
-typedef struct mmh_slot {
+typedef struct __attribute__((aligned(64))) mmh_slot {
     _Atomic uint64_t owner;      /* nonzero while a thread holds the slot   */
     _Atomic uint64_t xpages;     /* full pages that got remote frees        */
     uint64_t full;               /* list of full pages                      */

@@ -81,9 +81,10 @@ static bool park(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
     return true;
 }
 
+/* The FULL bit in xfree stays set: clearing it would cost an atomic
+ * operation on every unpark; drain_notified and retire clear it lazily. */
 static void unpark(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
-    atomic_fetch_and(&pg->xfree, ~(uint64_t)MMH_XF_FULL);
     full_unlink(h, slot, pg);
     pg->flags &= (uint8_t)~MMH_PF_FULL;
     class_push(h, slot, pg);
@@ -92,13 +93,18 @@ static void unpark(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 /* Take back the parked pages that remote frees queued on this slot. */
 static void drain_notified(mmh_heap *h, mmh_slot *slot)
 {
+    if (!atomic_load_explicit(&slot->xpages, memory_order_relaxed))
+        return;
     uint64_t off = atomic_exchange(&slot->xpages, 0);
     while (off) {
         mmh_page *pg = page_ptr(h, off);
         off = pg->xnext;
-        atomic_fetch_and(&pg->xfree, ~(uint64_t)MMH_XF_NOTIFIED);
-        if (pg->flags & MMH_PF_FULL)
+        if (pg->flags & MMH_PF_FULL) {
+            atomic_fetch_and(&pg->xfree, ~(uint64_t)MMH_XF_NOTIFIED);
             unpark(h, slot, pg);
+        } else { /* unparked meanwhile: its FULL bit is stale */
+            atomic_fetch_and(&pg->xfree, ~(uint64_t)(MMH_XF_NOTIFIED | MMH_XF_FULL));
+        }
     }
 }
 
@@ -158,10 +164,15 @@ static mmh_page *page_new(mmh_heap *h, uint32_t slot_id, unsigned cls)
 }
 
 /* Give an empty page back to the span allocator, unless a remote free
- * still refers to it (NOTIFIED, or blocks not yet collected). */
+ * still refers to it (NOTIFIED, or blocks not yet collected).  A FULL bit
+ * left behind by an unpark is cleared here. */
 static void retire(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
-    if (atomic_load(&pg->xfree) != 0)
+    uint64_t x = atomic_load(&pg->xfree);
+    if (x == MMH_XF_FULL && !(pg->flags & MMH_PF_FULL) &&
+        atomic_compare_exchange_strong(&pg->xfree, &x, 0))
+        x = 0;
+    if (x != 0)
         return;
     if (pg->flags & MMH_PF_FULL) {
         full_unlink(h, slot, pg);
