@@ -281,6 +281,31 @@ static inline void *mmh_ptr(const mmh_heap *h, uint64_t off)
     return h->base + off;
 }
 
+/* Doubly linked lists of page descriptors through their next/prev offsets.
+ * *head holds `empty` when the list is empty (0, or MMH_EMPTY_PAGE_OFF for a
+ * slot's class lists, whose head the fast path reads unconditionally). */
+static inline void mmh_list_push(const mmh_heap *h, uint64_t *head, uint64_t empty, mmh_page *pg)
+{
+    uint64_t off = mmh_off(h, pg);
+    pg->prev = 0;
+    pg->next = *head == empty ? 0 : *head;
+    if (pg->next)
+        ((mmh_page *)mmh_ptr(h, pg->next))->prev = off;
+    *head = off;
+}
+
+static inline void mmh_list_unlink(const mmh_heap *h, uint64_t *head, uint64_t empty,
+                                   mmh_page *pg)
+{
+    if (pg->prev)
+        ((mmh_page *)mmh_ptr(h, pg->prev))->next = pg->next;
+    else
+        *head = pg->next ? pg->next : empty;
+    if (pg->next)
+        ((mmh_page *)mmh_ptr(h, pg->next))->prev = pg->prev;
+    pg->next = pg->prev = 0;
+}
+
 static inline size_t mmh_seg_index(const mmh_heap *h, const void *seg_start)
 {
     return (size_t)(((const char *)seg_start - h->base) >> MMH_SEG_SHIFT);

@@ -22,47 +22,16 @@ static mmh_page *page_ptr(const mmh_heap *h, uint64_t off)
     return (mmh_page *)mmh_ptr(h, off);
 }
 
-/* ---- the slot's per-class lists (head: slot->pages[cls]) ------------- */
+/* ---- the slot's lists: per class (head slot->pages[cls]) and full ---- */
 
 static void class_unlink(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
-    if (pg->prev)
-        page_ptr(h, pg->prev)->next = pg->next;
-    else
-        slot->pages[pg->cls] = pg->next ? pg->next : MMH_EMPTY_PAGE_OFF;
-    if (pg->next)
-        page_ptr(h, pg->next)->prev = pg->prev;
-    pg->next = pg->prev = 0;
+    mmh_list_unlink(h, &slot->pages[pg->cls], MMH_EMPTY_PAGE_OFF, pg);
 }
 
 static void class_push(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
-    uint64_t head = slot->pages[pg->cls];
-    pg->prev = 0;
-    pg->next = head == MMH_EMPTY_PAGE_OFF ? 0 : head;
-    if (pg->next)
-        page_ptr(h, pg->next)->prev = mmh_off(h, pg);
-    slot->pages[pg->cls] = mmh_off(h, pg);
-}
-
-static void full_unlink(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
-{
-    if (pg->prev)
-        page_ptr(h, pg->prev)->next = pg->next;
-    else
-        slot->full = pg->next;
-    if (pg->next)
-        page_ptr(h, pg->next)->prev = pg->prev;
-    pg->next = pg->prev = 0;
-}
-
-static void full_push(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
-{
-    pg->prev = 0;
-    pg->next = slot->full;
-    if (pg->next)
-        page_ptr(h, pg->next)->prev = mmh_off(h, pg);
-    slot->full = mmh_off(h, pg);
+    mmh_list_push(h, &slot->pages[pg->cls], MMH_EMPTY_PAGE_OFF, pg);
 }
 
 /* ---- parking full pages ------------------------------------------------ */
@@ -76,7 +45,7 @@ static bool park(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
             return false;
     } while (!atomic_compare_exchange_weak(&pg->xfree, &x, x | MMH_XF_FULL));
     class_unlink(h, slot, pg);
-    full_push(h, slot, pg);
+    mmh_list_push(h, &slot->full, 0, pg);
     pg->flags |= MMH_PF_FULL;
     return true;
 }
@@ -85,7 +54,7 @@ static bool park(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
  * operation on every unpark; drain_notified and retire clear it lazily. */
 static void unpark(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
-    full_unlink(h, slot, pg);
+    mmh_list_unlink(h, &slot->full, 0, pg);
     pg->flags &= (uint8_t)~MMH_PF_FULL;
     class_push(h, slot, pg);
 }
@@ -175,7 +144,7 @@ static void retire(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
     if (x != 0)
         return;
     if (pg->flags & MMH_PF_FULL) {
-        full_unlink(h, slot, pg);
+        mmh_list_unlink(h, &slot->full, 0, pg);
         pg->flags &= (uint8_t)~MMH_PF_FULL;
     } else {
         class_unlink(h, slot, pg);

@@ -42,31 +42,17 @@ static size_t seg_count(const mmh_heap *h)
 
 static void bin_push(mmh_heap *h, mmh_page *pg)
 {
-    mmh_hdr *hdr = h->hdr;
     unsigned bin = pg->slice_count;
-    mmh_page *head = page_at(h, hdr->span_bins[bin]);
-    pg->prev = 0;
-    pg->next = hdr->span_bins[bin];
-    if (head)
-        head->prev = mmh_off(h, pg);
-    hdr->span_bins[bin] = mmh_off(h, pg);
-    hdr->span_bitmap |= 1ull << bin;
+    mmh_list_push(h, &h->hdr->span_bins[bin], 0, pg);
+    h->hdr->span_bitmap |= 1ull << bin;
 }
 
 static void bin_remove(mmh_heap *h, mmh_page *pg)
 {
-    mmh_hdr *hdr = h->hdr;
     unsigned bin = pg->slice_count;
-    mmh_page *prev = page_at(h, pg->prev), *next = page_at(h, pg->next);
-    if (prev)
-        prev->next = pg->next;
-    else
-        hdr->span_bins[bin] = pg->next;
-    if (next)
-        next->prev = pg->prev;
-    if (!hdr->span_bins[bin])
-        hdr->span_bitmap &= ~(1ull << bin);
-    pg->next = pg->prev = 0;
+    mmh_list_unlink(h, &h->hdr->span_bins[bin], 0, pg);
+    if (!h->hdr->span_bins[bin])
+        h->hdr->span_bitmap &= ~(1ull << bin);
 }
 
 /* Describe slices [idx, idx + n) of s as one span of the given kind. */
