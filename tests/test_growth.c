@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #define CHOSEN_BASE ((uintptr_t)0x300000000000ull)
 
@@ -320,6 +321,69 @@ static void test_many_heaps(void **state)
     }
 }
 
+/* Resident pages of [p, p + len). */
+static size_t resident_pages(void *p, size_t len)
+{
+    size_t pages = len / 4096, n = 0;
+    unsigned char *vec = malloc(pages);
+    assert_non_null(vec);
+    assert_int_equal(mincore(p, len, vec), 0);
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    free(vec);
+    return n;
+}
+
+/* Freed large blocks give their memory back to the system. */
+static void test_free_returns_memory_anon(void **state)
+{
+    (void)state;
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    size_t len = 32 * MiB;
+    char *big = mmh_alloc(h, len);
+    char *mid = mmh_alloc(h, 3 * MiB);          /* a span inside a segment */
+    assert_non_null(big);
+    assert_non_null(mid);
+    memset(big, 0x5a, len);
+    memset(mid, 0x5a, 3 * MiB);
+    assert_true(resident_pages(big, len) == len / 4096);
+    mmh_free(h, mid);
+    mmh_free(h, big);
+    if (resident_pages(big, len) > len / 4096 / 64)
+        fail_msg("%zu of %zu pages still resident after free", resident_pages(big, len),
+                 len / 4096);
+    assert_int_equal(mmh_close(h), 0);
+}
+
+/* In a file heap, the freed range becomes a hole at the next commit. */
+static void test_free_punches_file(void **state)
+{
+    (void)state;
+    char *path = tu_path("punch.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    mmh_heap *h = mmh_open(path, &cfg);
+    assert_non_null(h);
+    size_t len = 32 * MiB;
+    char *big = mmh_alloc(h, len);
+    assert_non_null(big);
+    memset(big, 0x5a, len);
+    assert_int_equal(mmh_commit(h), 0);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    long long full = (long long)st.st_blocks * 512;
+    assert_true(full >= (long long)len);
+    mmh_free(h, big);
+    assert_int_equal(mmh_commit(h), 0);
+    assert_int_equal(stat(path, &st), 0);
+    long long after = (long long)st.st_blocks * 512;
+    if (after > full - (long long)len + (long long)MiB)
+        fail_msg("file uses %lld bytes after freeing %zu of %lld", after, len, full);
+    assert_int_equal(mmh_close(h), 0);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +395,8 @@ int main(void)
         cmocka_unit_test(test_chosen_base),
         cmocka_unit_test(test_chosen_base_taken),
         cmocka_unit_test(test_many_heaps),
+        cmocka_unit_test(test_free_returns_memory_anon),
+        cmocka_unit_test(test_free_punches_file),
     };
     return TU_RUN(tests);
 }
