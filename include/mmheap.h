@@ -42,8 +42,11 @@ typedef struct mmh_config {
     size_t      size;     /* initial size of the backing file/region; 0 = default */
     size_t      max_size; /* address space reserved: growth limit; 0 = default    */
     unsigned    flags;    /* MMH_* above                                          */
-    mmh_tracker tracker;  /* dirty tracking backend                               */
-    void       *base;     /* base address for a new heap; NULL = library chooses  */
+    mmh_tracker tracker;  /* dirty tracking backend; this version has none yet:
+                             AUTO resolves to NONE, UFFD and MPROTECT fail
+                             with ENOTSUP                                       */
+    void       *base;     /* base address for a new heap, 4 MiB aligned;
+                             NULL = library chooses                             */
     unsigned    mode;     /* permission bits for a created file; 0 = 0600         */
 } mmh_config;
 
@@ -68,7 +71,11 @@ struct mmh_stats {
 /* path NULL: anonymous heap; cfg NULL: defaults. */
 mmh_heap *mmh_open(const char *path, const mmh_config *cfg);
 /* Commits a writable file-backed heap, then unmaps it.  Pointers into the
- * heap are invalid afterwards.  No other thread may use h during or after. */
+ * heap are invalid afterwards.  No other thread may use h during or after.
+ * If the commit fails, the heap is still closed and -1 returned with the
+ * commit's errno and reason; the file keeps its last committed state only
+ * once commits are journaled (until then a failed write-back can leave it
+ * partly written). */
 int       mmh_close(mmh_heap *h);
 
 void  *mmh_alloc(mmh_heap *h, size_t size);
@@ -84,6 +91,8 @@ uint64_t mmh_offset(mmh_heap *h, const void *p); /* 0 for NULL or outside h */
 void    *mmh_at(mmh_heap *h, uint64_t off);      /* NULL for 0 or outside h */
 
 int mmh_commit(mmh_heap *h);
+/* Background jobs (fork snapshots): not implemented in this version; each
+ * fails with ENOSYS. */
 int mmh_commit_bg(mmh_heap *h);
 int mmh_snapshot(mmh_heap *h, const char *path);
 int mmh_wait(mmh_heap *h, int nohang);
