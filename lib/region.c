@@ -135,7 +135,7 @@ int mmh_region_grow(mmh_heap *h, size_t extent)
                             "%s: cannot grow to %zu bytes: %s", h->path, extent, strerror(errno));
         if (mmh_region_prepare(h, old, extent - old) != 0) {
             int err = errno;
-            if (ftruncate(h->fd, (off_t)old) != 0) { /* the reason above matters more */ }
+            (void)!ftruncate(h->fd, (off_t)old); /* best effort: the error is err */
             errno = err;
             return -1;
         }
