@@ -1,122 +1,120 @@
-/* Commits.  mmh_writeback is the one function that makes the heap's state
- * durable in its file; the journaled, incremental commit replaces it.
+/* Commits.  mmh_writeback makes the heap's current state durable in its
+ * file; mmh_commit wraps it with the checks, the lock and the statistics.
  *
- * Private mode: every in-use range of the extent is written back from the
- * mapping, free ranges whose memory was handed back become holes, and the
- * header goes last, after the data is synced.  Shared mode: msync.
+ * Private mode: the ranges to write are the pages the tracker saw written
+ * since the last commit (or, untracked, every in-use range), and they go
+ * through the redo journal (journal.c), so the commit is atomic.  Free
+ * memory handed back since becomes holes in the file afterwards.
+ * Shared mode: stores are already in the page cache; the written ranges
+ * are started with sync_file_range and one fdatasync makes them durable.
+ * Durable, not atomic: the kernel may write pages back at any time.
  * The first failure is final: later commits fail rather than claim
- * durability over lost writes. */
+ * durability over lost writes, and the file keeps its last commit. */
 #define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
-static int write_failed(mmh_heap *h, int err, const char *what, size_t off)
+int mmh_ranges_add(mmh_heap *h, size_t off, size_t len, void *arg)
 {
-    h->commit_errno = err;
-    return mmh_fail(err, "%s: %s at offset %zu failed: %s", h->path, what, off, strerror(err));
-}
-
-static int write_range(mmh_heap *h, size_t off, size_t len)
-{
-    while (len) {
-        ssize_t n = pwrite(h->fd, h->base + off, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return write_failed(h, n < 0 ? errno : EIO, "write", off);
-        off += (size_t)n;
-        len -= (size_t)n;
-        h->bytes_written += (uint64_t)n;
-    }
-    return 0;
-}
-
-static int punch_range(mmh_heap *h, size_t off, size_t len)
-{
-    if (fallocate(h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0 ||
-        errno == EOPNOTSUPP)
+    mmh_ranges *r = arg;
+    if (r->n && r->v[r->n - 1].off + r->v[r->n - 1].len == off) {
+        r->v[r->n - 1].len += len;
         return 0;
-    return write_failed(h, errno, "hole punch", off);
-}
-
-/* Write segment idx's in-use spans and punch its handed-back free spans. */
-static int writeback_sliced(mmh_heap *h, size_t idx)
-{
-    mmh_segment *s = mmh_seg_at(h, idx);
-    size_t seg = idx << MMH_SEG_SHIFT;
-    for (size_t i = 0; i < MMH_SEG_SLICES;) {
-        const mmh_page *pg = &s->pages[i];
-        size_t off = seg + (i << MMH_SLICE_SHIFT), len = (size_t)pg->slice_count << MMH_SLICE_SHIFT;
-        int rc = 0;
-        if (pg->kind != MMH_PAGE_FREE)
-            rc = i == 0 && idx == 0 ? write_range(h, MMH_HDR_SIZE, len - MMH_HDR_SIZE)
-                                    : write_range(h, off, len);
-        else if (pg->flags & MMH_PF_PURGED)
-            rc = punch_range(h, off, len);
-        if (rc)
-            return rc;
-        i += pg->slice_count;
     }
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        mmh_range *v = realloc(r->v, cap * sizeof *v);
+        if (!v)
+            return mmh_fail(ENOMEM, "%s: out of memory for the commit's range list", h->path);
+        r->v = v;
+        r->cap = cap;
+    }
+    r->v[r->n++] = (mmh_range){ off, len };
     return 0;
 }
 
-static int writeback_private(mmh_heap *h)
+/* Untracked: every in-use range of the extent (the whole metadata slice of
+ * free runs too: it holds their links). */
+static int in_use_ranges(mmh_heap *h, mmh_ranges *r)
 {
     size_t nsegs = h->mapped >> MMH_SEG_SHIFT;
     for (size_t idx = 0; idx < nsegs;) {
         uint32_t e = h->segmap[idx];
-        size_t run = 1, seg = idx << MMH_SEG_SHIFT;
+        size_t seg = idx << MMH_SEG_SHIFT, run = MMH_SEGMAP_LEN(e);
         int rc = 0;
         switch (MMH_SEGMAP_KIND(e)) {
-        case MMH_SEGMAP_SLICED:
-            rc = writeback_sliced(h, idx);
-            break;
-        case MMH_SEGMAP_HUGE:
-            run = MMH_SEGMAP_LEN(e);
-            rc = write_range(h, seg, run << MMH_SEG_SHIFT);
-            break;
-        case MMH_SEGMAP_FREE: {
+        case MMH_SEGMAP_SLICED: {
             const mmh_segment *s = mmh_seg_at(h, idx);
-            run = MMH_SEGMAP_LEN(e);
-            rc = write_range(h, seg, MMH_SLICE_SIZE);
-            if (!rc && (s->flags & MMH_PF_PURGED))
-                rc = punch_range(h, seg + MMH_SLICE_SIZE, (run << MMH_SEG_SHIFT) - MMH_SLICE_SIZE);
+            for (size_t i = 0; i < MMH_SEG_SLICES && rc == 0; i += s->pages[i].slice_count)
+                if (s->pages[i].kind != MMH_PAGE_FREE)
+                    rc = mmh_ranges_add(h, seg + (i << MMH_SLICE_SHIFT),
+                                        (size_t)s->pages[i].slice_count << MMH_SLICE_SHIFT, r);
+            run = 1;
             break;
         }
+        case MMH_SEGMAP_HUGE:
+            rc = mmh_ranges_add(h, seg, run << MMH_SEG_SHIFT, r);
+            break;
+        case MMH_SEGMAP_FREE:
+            rc = mmh_ranges_add(h, seg, MMH_SLICE_SIZE, r);
+            break;
         default:
-            return write_failed(h, EIO, "write-back: corrupt segment map", seg);
+            return mmh_fail(EIO, "%s: corrupt segment map at segment %zu", h->path, idx);
         }
         if (rc)
             return rc;
         idx += run;
     }
-    if (fdatasync(h->fd) != 0)
-        return write_failed(h, errno, "fdatasync", 0);
-    if (write_range(h, 0, MMH_HDR_SIZE) != 0)
-        return -1;
-    if (fdatasync(h->fd) != 0)
-        return write_failed(h, errno, "fdatasync", 0);
+    return 0;
+}
+
+static int punch(mmh_heap *h, size_t off, size_t len, void *arg)
+{
+    (void)arg;
+    if (fallocate(h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0 ||
+        errno == EOPNOTSUPP)
+        return 0;
+    h->commit_errno = errno;
+    return mmh_fail(errno, "%s: punching a hole at offset %zu failed: %s", h->path, off,
+                    strerror(errno));
+}
+
+static int sync_shared(mmh_heap *h, const mmh_ranges *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        if (sync_file_range(h->fd, (off_t)r->v[i].off, (off_t)r->v[i].len,
+                            SYNC_FILE_RANGE_WRITE) != 0)
+            break; /* fdatasync below writes it all anyway */
+        h->bytes_written += r->v[i].len;
+    }
+    if (fdatasync(h->fd) != 0) {
+        h->commit_errno = errno;
+        return mmh_fail(errno, "%s: fdatasync failed: %s", h->path, strerror(errno));
+    }
     return 0;
 }
 
 int mmh_writeback(mmh_heap *h)
 {
     mmh_hdr *hdr = h->hdr;
+    mmh_ranges r = { 0 };
     hdr->commit_seq++;
     hdr->checksum = mmh_format_checksum(hdr);
-    if (h->flags & MMH_SHARED) {
-        if (msync(h->base, h->mapped, MS_SYNC) != 0)
-            return write_failed(h, errno, "msync", 0);
-        h->bytes_written += h->mapped;
-        return 0;
-    }
-    return writeback_private(h);
+    int rc = h->track ? h->track->collect(h, mmh_ranges_add, &r) : in_use_ranges(h, &r);
+    if (rc != 0)
+        h->commit_errno = errno;
+    else if (h->flags & MMH_SHARED)
+        rc = sync_shared(h, &r);
+    else if ((rc = mmh_journal_commit(h, r.v, r.n)) == 0)
+        rc = mmh_punch_purged(h, punch);
+    free(r.v);
+    return rc;
 }
 
 static uint64_t now_ns(clockid_t clock)
@@ -137,8 +135,9 @@ int mmh_commit(mmh_heap *h)
     pthread_mutex_lock(&h->lock);
     int rc;
     if (h->commit_errno)
-        rc = mmh_fail(h->commit_errno, "%s: an earlier commit failed (%s); the heap "
-                      "refuses further commits", h->path, strerror(h->commit_errno));
+        rc = mmh_fail(h->commit_errno, "%s: an earlier commit failed (%s); the file keeps the "
+                      "last completed commit and the heap refuses further commits", h->path,
+                      strerror(h->commit_errno));
     else {
         uint64_t start = now_ns(CLOCK_MONOTONIC);
         rc = mmh_writeback(h);

@@ -21,10 +21,6 @@ static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)
         return mmh_fail(EINVAL, "%s: unknown flags 0x%x", name, cfg->flags & ~KNOWN_FLAGS);
     if ((unsigned)cfg->tracker > MMH_TRACK_NONE)
         return mmh_fail(EINVAL, "%s: unknown tracker %d", name, (int)cfg->tracker);
-    if (cfg->tracker == MMH_TRACK_UFFD || cfg->tracker == MMH_TRACK_MPROTECT)
-        return mmh_fail(ENOTSUP, "%s: the %s dirty tracker is not available in this version "
-                        "(use MMH_TRACK_AUTO or MMH_TRACK_NONE)", name,
-                        cfg->tracker == MMH_TRACK_UFFD ? "uffd" : "mprotect");
     if (!path && (cfg->flags & (MMH_SHARED | MMH_READONLY | MMH_CREATE | MMH_EXCL)))
         return mmh_fail(EINVAL, "anonymous heap: MMH_SHARED, MMH_READONLY, MMH_CREATE and "
                                 "MMH_EXCL need a file");
@@ -58,6 +54,7 @@ static mmh_heap *heap_new(const char *path, unsigned flags)
         return mmh_fail_null(ENOMEM, "%s: out of memory", path ? path : "(anonymous heap)");
     }
     h->fd = -1;
+    h->journal_fd = -1;
     h->flags = flags;
     h->tracker = MMH_TRACK_NONE;
     pthread_mutex_init(&h->lock, NULL);
@@ -66,6 +63,10 @@ static mmh_heap *heap_new(const char *path, unsigned flags)
 
 static void heap_destroy(mmh_heap *h)
 {
+    mmh_track_stop(h);
+    if (h->journal_fd >= 0)
+        close(h->journal_fd);
+    free(h->journal_path);
     if (h->base)
         mmh_region_release(h->base, h->max_size);
     if (h->fd >= 0)
@@ -75,13 +76,28 @@ static void heap_destroy(mmh_heap *h)
     free(h);
 }
 
-static mmh_heap *heap_ready(mmh_heap *h)
+/* The mapping is final: start tracking writes and make h usable. */
+static mmh_heap *heap_ready(mmh_heap *h, mmh_tracker tracker)
 {
     h->hdr = (mmh_hdr *)h->base;
     h->segmap = (uint32_t *)(h->base + h->hdr->segmap_off);
     h->slots = (mmh_slot *)(h->base + h->hdr->slots_off);
+    if (!(h->flags & MMH_READONLY))
+        mmh_slots_reset(h);
+    if (mmh_track_start(h, tracker) != 0) {
+        heap_destroy(h);
+        return NULL;
+    }
     mmh_registry_add(h);
     return h;
+}
+
+/* Private, writable file heaps commit through a journal beside the file. */
+static int journal_ready(mmh_heap *h, unsigned mode)
+{
+    if (h->flags & (MMH_SHARED | MMH_READONLY))
+        return 0;
+    return mmh_journal_open(h, mode);
 }
 
 /* Reserve the address space and set up a new, empty heap in it. */
@@ -149,7 +165,10 @@ static mmh_heap *create_file(const char *path, const mmh_config *cfg)
         heap_destroy(h);
         return NULL;
     }
-    if (lock_file(h) != 0 || heap_format(h, cfg) != 0 || mmh_writeback(h) != 0)
+    /* A journal left by a heap of that name that is gone is meaningless. */
+    if (lock_file(h) != 0 || journal_ready(h, cfg->mode) != 0 ||
+        (h->journal_fd >= 0 && ftruncate(h->journal_fd, 0) != 0) || heap_format(h, cfg) != 0 ||
+        mmh_writeback(h) != 0)
         goto fail;
     if (link(tmp, path) != 0) {
         int err = errno;
@@ -166,7 +185,7 @@ static mmh_heap *create_file(const char *path, const mmh_config *cfg)
         heap_destroy(h);
         return NULL;
     }
-    return heap_ready(h);
+    return heap_ready(h, cfg->tracker);
 fail:
     unlink(tmp);
     heap_destroy(h);
@@ -205,7 +224,8 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         mmh_fail(EINVAL, "%s: not a regular file", path);
         goto fail;
     }
-    if (lock_file(h) != 0)
+    if (lock_file(h) != 0 || mmh_journal_recover(path, h->fd, ro) != 0 ||
+        fstat(h->fd, &st) != 0)
         goto fail;
     memset(&buf, 0, sizeof buf);
     ssize_t got = pread(h->fd, &buf, sizeof buf, 0);
@@ -238,11 +258,10 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         }
         h->hdr = (mmh_hdr *)h->base;
         h->hdr->base = (uint64_t)(uintptr_t)h->base;
-        heap_ready(h);
-        mmh_slots_reset(h);
-        return h;
+        if (journal_ready(h, 0600) != 0)
+            goto fail;
     }
-    return heap_ready(h);
+    return heap_ready(h, cfg->tracker);
 fail:
     heap_destroy(h);
     return NULL;
@@ -265,7 +284,7 @@ mmh_heap *mmh_open(const char *path, const mmh_config *in)
         heap_destroy(h);
         return NULL;
     }
-    return heap_ready(h);
+    return heap_ready(h, cfg.tracker);
 }
 
 int mmh_close(mmh_heap *h)
@@ -339,5 +358,5 @@ int mmh_touch(mmh_heap *h, void *p, size_t len)
     if (len && (!in_heap(h, p) || len > h->mapped - mmh_off(h, p)))
         return mmh_fail(EINVAL, "mmh_touch: range %p+%zu is not inside heap %s", p, len,
                         h->path);
-    return 0;
+    return len && h->track ? h->track->touch(h, mmh_off(h, p), len) : 0;
 }

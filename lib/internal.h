@@ -85,15 +85,17 @@ enum mmh_page_kind {
 };
 
 enum {
-    MMH_PF_PURGED = 1u << 0, /* free span: all its memory was handed back   */
-    MMH_PF_HOLES  = 1u << 1, /* free span: some of it was handed back       */
-    MMH_PF_FULL   = 1u << 2, /* small page parked on its slot's full list   */
+    MMH_PF_PURGED  = 1u << 0, /* free span: all its memory was handed back  */
+    MMH_PF_HOLES   = 1u << 1, /* free span: some of it was handed back      */
+    MMH_PF_FULL    = 1u << 2, /* small page parked on its slot's full list  */
+    MMH_PF_PUNCHED = 1u << 3, /* free span: a hole in the file as committed */
 };
 
-/* Flags of a free span made of two: purged if both were, holes if either. */
+/* Flags of a free span made of two: purged (punched) if both were, holes
+ * if either had some. */
 static inline unsigned mmh_merge_free_flags(unsigned a, unsigned b)
 {
-    return (a & b & MMH_PF_PURGED) | ((a | b) & MMH_PF_HOLES);
+    return (a & b & (MMH_PF_PURGED | MMH_PF_PUNCHED)) | ((a | b) & MMH_PF_HOLES);
 }
 
 /* Low bits of mmh_page.xfree (blocks are 16-aligned), shared between the
@@ -208,6 +210,40 @@ _Static_assert(MMH_SEGHDR_OFFSET + sizeof(mmh_segment) <= MMH_SLICE_SIZE,
 
 /* ---- process side -------------------------------------------------- */
 
+/* A growable list of heap ranges; adjacent ones are merged on add. */
+typedef struct mmh_range {
+    size_t off, len;
+} mmh_range;
+
+typedef struct mmh_ranges {
+    mmh_range *v;
+    size_t     n, cap;
+} mmh_ranges;
+
+/* Dirty tracking backends (lib/track_*.c).  Offsets are heap offsets;
+ * ranges are page-aligned.  A heap without a file (or read-only) is not
+ * tracked.  All calls but touch run with h->lock held. */
+typedef int (*mmh_range_fn)(mmh_heap *h, size_t off, size_t len, void *arg);
+
+typedef struct mmh_track_ops {
+    mmh_tracker kind;
+    /* Can this process use the backend?  0, or -1 with a reason. */
+    int  (*probe)(void);
+    /* Start tracking [0, h->mapped): every page counts as clean. */
+    int  (*attach)(mmh_heap *h);
+    /* Growth mapped [from, to): track it too, clean. */
+    int  (*extend)(mmh_heap *h, size_t from, size_t to);
+    /* Report the ranges written since the last collect, in ascending order,
+     * and count them clean again.  After a failure the heap is failed. */
+    int  (*collect)(mmh_heap *h, mmh_range_fn fn, void *arg);
+    /* Make [off, off + len) writable by the kernel (read(2) into it). */
+    int  (*touch)(mmh_heap *h, size_t off, size_t len);
+    void (*detach)(mmh_heap *h);
+} mmh_track_ops;
+
+extern const mmh_track_ops mmh_track_uffd MMH_HIDDEN;
+extern const mmh_track_ops mmh_track_mprotect MMH_HIDDEN;
+
 struct mmh_heap {
     char           *base;
     mmh_hdr        *hdr;
@@ -216,7 +252,12 @@ struct mmh_heap {
     uint64_t        uid;       /* unique in this process, never reused */
     int             fd;        /* -1: anonymous                        */
     unsigned        flags;
-    mmh_tracker     tracker;
+    mmh_tracker     tracker;   /* resolved kind in use                  */
+    const mmh_track_ops *track; /* NULL: untracked (full write-back)     */
+    void           *track_state; /* the backend's own                     */
+    _Atomic uint64_t faults;   /* write faults the tracker saw          */
+    int             journal_fd; /* private file heaps: the redo journal */
+    char           *journal_path;
     size_t          max_size;
     _Atomic size_t  mapped;    /* bytes mapped (== extent)              */
     pthread_mutex_t lock;      /* spans, segments, slots, root, commit  */
@@ -357,6 +398,7 @@ MMH_HIDDEN mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, char
 MMH_HIDDEN void      mmh_huge_free(mmh_heap *h, mmh_page *pg);
 MMH_HIDDEN size_t    mmh_huge_segments(const mmh_heap *h, const mmh_page *pg);
 MMH_HIDDEN void      mmh_purge_maybe(mmh_heap *h);
+MMH_HIDDEN int       mmh_punch_purged(mmh_heap *h, mmh_range_fn punch);
 
 /* page.c: small pages, owner side */
 MMH_HIDDEN void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls);
@@ -371,6 +413,17 @@ MMH_HIDDEN void mmh_registry_remove(mmh_heap *h);
 
 /* commit.c */
 MMH_HIDDEN int mmh_writeback(mmh_heap *h);
+MMH_HIDDEN int mmh_ranges_add(mmh_heap *h, size_t off, size_t len, void *ranges);
+
+/* journal.c */
+MMH_HIDDEN int mmh_journal_open(mmh_heap *h, unsigned mode);
+MMH_HIDDEN int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n);
+MMH_HIDDEN int mmh_journal_recover(const char *path, int heap_fd, bool readonly);
+
+/* track.c */
+MMH_HIDDEN int  mmh_track_start(mmh_heap *h, mmh_tracker want);
+MMH_HIDDEN void mmh_track_stop(mmh_heap *h);
+MMH_HIDDEN int  mmh_track_extend(mmh_heap *h, size_t from, size_t to);
 
 /* alloc.c */
 MMH_HIDDEN bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp);

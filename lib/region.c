@@ -140,7 +140,7 @@ int mmh_region_grow(mmh_heap *h, size_t extent)
             return -1;
         }
     }
-    if (mmh_region_map(h, old, extent) != 0)
+    if (mmh_region_map(h, old, extent) != 0 || mmh_track_extend(h, old, extent) != 0)
         return -1;
     h->mapped = extent;
     h->hdr->extent = extent;

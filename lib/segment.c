@@ -348,32 +348,57 @@ void mmh_huge_free(mmh_heap *h, mmh_page *pg)
 
 /* ---- handing memory back ----------------------------------------------- */
 
-void mmh_purge_maybe(mmh_heap *h)
+/* Call fn on every free span and free segment run whose flags have all of
+ * `need` and none of `skip`, adding `set` to its flags when fn succeeds.
+ * A run keeps its head segment's first slice: it holds the run's links. */
+static int free_ranges_each(mmh_heap *h, unsigned need, unsigned skip, unsigned set,
+                            mmh_range_fn fn)
 {
     mmh_hdr *hdr = h->hdr;
-    uint64_t threshold = h->mapped / 16 > PURGE_MIN ? h->mapped / 16 : PURGE_MIN;
-    if (hdr->unpurged < threshold)
-        return;
     for (uint64_t bits = hdr->span_bitmap; bits; bits &= bits - 1) {
         for (mmh_page *pg = page_at(h, hdr->span_bins[__builtin_ctzll(bits)]); pg;
              pg = page_at(h, pg->next)) {
-            if (pg->flags & MMH_PF_PURGED)
+            if ((pg->flags & need) != need || (pg->flags & skip))
                 continue;
-            mmh_region_purge(h, mmh_off(h, mmh_page_start(pg)),
-                             (size_t)pg->slice_count << MMH_SLICE_SHIFT);
-            pg->flags |= MMH_PF_PURGED | MMH_PF_HOLES;
+            if (fn(h, mmh_off(h, mmh_page_start(pg)), (size_t)pg->slice_count << MMH_SLICE_SHIFT,
+                   NULL) != 0)
+                return -1;
+            pg->flags |= (uint8_t)set;
         }
     }
     for (uint64_t off = hdr->free_segs; off;) {
         mmh_segment *s = (mmh_segment *)mmh_ptr(h, off);
         off = s->next;
-        if (s->flags & MMH_PF_PURGED)
+        if ((s->flags & need) != need || (s->flags & skip))
             continue;
-        /* Keep the head segment's first slice: it holds the run's links. */
         size_t start = (mmh_seg_index(h, (char *)s - MMH_SEGHDR_OFFSET) << MMH_SEG_SHIFT) +
                        MMH_SLICE_SIZE;
-        mmh_region_purge(h, start, ((size_t)s->nsegs << MMH_SEG_SHIFT) - MMH_SLICE_SIZE);
-        s->flags |= MMH_PF_PURGED | MMH_PF_HOLES;
+        if (fn(h, start, ((size_t)s->nsegs << MMH_SEG_SHIFT) - MMH_SLICE_SIZE, NULL) != 0)
+            return -1;
+        s->flags |= set;
     }
-    hdr->unpurged = 0;
+    return 0;
+}
+
+static int purge_range(mmh_heap *h, size_t off, size_t len, void *arg)
+{
+    (void)arg;
+    mmh_region_purge(h, off, len);
+    return 0;
+}
+
+void mmh_purge_maybe(mmh_heap *h)
+{
+    uint64_t threshold = h->mapped / 16 > PURGE_MIN ? h->mapped / 16 : PURGE_MIN;
+    if (h->hdr->unpurged < threshold)
+        return;
+    free_ranges_each(h, 0, MMH_PF_PURGED, MMH_PF_PURGED | MMH_PF_HOLES, purge_range);
+    h->hdr->unpurged = 0;
+}
+
+/* After a commit: make the handed-back free memory of a private file heap
+ * holes in the file, once. */
+int mmh_punch_purged(mmh_heap *h, mmh_range_fn punch)
+{
+    return free_ranges_each(h, MMH_PF_PURGED, MMH_PF_PUNCHED, MMH_PF_PUNCHED, punch);
 }

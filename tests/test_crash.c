@@ -6,6 +6,10 @@
  * moment, mostly inside a commit, then reopens the file: the heap must hold
  * exactly the last completed commit or the one that was in progress, never a
  * mix, and must keep working.
+ *
+ * MMH_TEST_TRACKER=auto|uffd|mprotect|none picks the writer's tracker;
+ * MMH_CRASH_ROUNDS overrides the number of kills (make check-crash runs
+ * hundreds per tracker).
  */
 #include "testutil.h"
 
@@ -35,9 +39,22 @@ static double now_us(void)
 
 static uint64_t blk_seed(uint64_t version, int i) { return version * 1000 + (uint64_t)i; }
 
+/* The writer's configuration: the tracker under test. */
+static mmh_config writer_cfg(unsigned flags)
+{
+    static const char *const names[] = { "auto", "uffd", "mprotect", "none" };
+    mmh_config cfg = tu_cfg(flags, 0, 0);
+    const char *want = getenv("MMH_TEST_TRACKER");
+    for (unsigned t = 0; want && t < 4; t++)
+        if (strcmp(want, names[t]) == 0)
+            cfg.tracker = (mmh_tracker)t;
+    return cfg;
+}
+
 static int child_writer(const char *path, int wfd)
 {
-    mmh_heap *h = mmh_open(path, NULL);
+    mmh_config cfg = writer_cfg(0);
+    mmh_heap *h = mmh_open(path, &cfg);
     CK(h != NULL);
     struct cstate *s = mmh_root(h);
     CK(s != NULL && s->magic == C_MAGIC);
@@ -65,7 +82,7 @@ static int child_writer(const char *path, int wfd)
 
 static void make_initial(const char *path)
 {
-    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    mmh_config cfg = writer_cfg(MMH_CREATE);
     mmh_heap *h = mmh_open(path, &cfg);
     assert_non_null(h);
     struct cstate *s = mmh_calloc(h, 1, sizeof *s);
@@ -130,7 +147,8 @@ static void test_kill_during_commit(void **state)
     uint64_t seed = getenv("MMH_TEST_SEED") ? strtoull(getenv("MMH_TEST_SEED"), NULL, 0)
                                             : (uint64_t)time(NULL);
     tu_rng rng = { seed };
-    long rounds = tu_scaled(25, 3);
+    long rounds = getenv("MMH_CRASH_ROUNDS") ? atol(getenv("MMH_CRASH_ROUNDS"))
+                                             : tu_scaled(25, 3);
     uint64_t committed = 0;            /* last version known complete */
     double commit_us = 20000;          /* running estimate of a commit's time */
     for (long r = 0; r < rounds; r++) {

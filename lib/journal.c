@@ -1,0 +1,276 @@
+/* The redo journal that makes private-mode commits atomic.
+ *
+ * A commit writes every range it will change into FILE.journal: a header,
+ * a table of records (heap offset, length, checksum of the bytes), the
+ * bytes, and an end block carrying a checksum of header and table.  Then:
+ * fdatasync(journal), write the ranges in place, fdatasync(heap), truncate
+ * the journal.  A crash before the journal's sync leaves the heap file
+ * untouched (the journal fails its checksums and is discarded); a crash
+ * after it leaves a complete journal that the next open replays.  Replaying
+ * twice is harmless: a record holds the bytes, not a change to them.  The
+ * truncation needs no sync: a journal that survives it is complete and
+ * replays to the state its commit already wrote.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define JOURNAL_MAGIC "MMHJRNL1"
+#define JOURNAL_END   "MMHJEND1"
+#define COPY_CHUNK    ((size_t)1 << 20)
+
+struct journal_hdr {
+    char     magic[8];
+    uint64_t seq;         /* the heap's commit_seq after this commit */
+    uint64_t nrecords;
+    uint64_t data_bytes;
+    uint64_t extent;      /* the heap file's size after this commit  */
+    uint64_t hash;        /* of the fields above                      */
+};
+
+struct journal_rec {
+    uint64_t off, len, hash;
+};
+
+struct journal_end {
+    char     magic[8];
+    uint64_t seq;
+    uint64_t table_hash;  /* of the header and the record table      */
+};
+
+static uint64_t hdr_hash(const struct journal_hdr *jh)
+{
+    return mmh_hash64(jh, offsetof(struct journal_hdr, hash), 0x6a726e6cull);
+}
+
+static int io_failed(mmh_heap *h, const char *what, const char *file, size_t off)
+{
+    int err = errno ? errno : EIO;
+    h->commit_errno = err;
+    return mmh_fail(err, "%s: %s of %s at offset %zu failed: %s", h->path, what, file, off,
+                    strerror(err));
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, size_t off)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += n;
+        off += (size_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int pread_all(int fd, void *buf, size_t len, size_t off)
+{
+    char *p = buf;
+    while (len) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        off += (size_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int mmh_journal_open(mmh_heap *h, unsigned mode)
+{
+    size_t n = strlen(h->path) + sizeof ".journal";
+    h->journal_path = malloc(n);
+    if (!h->journal_path)
+        return mmh_fail(ENOMEM, "%s: out of memory", h->path);
+    snprintf(h->journal_path, n, "%s.journal", h->path);
+    h->journal_fd = open(h->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, mode);
+    if (h->journal_fd < 0)
+        return mmh_fail(errno, "%s: cannot open the journal %s: %s", h->path, h->journal_path,
+                        strerror(errno));
+    return 0;
+}
+
+static size_t records_of(const mmh_range *ranges, size_t n)
+{
+    size_t records = 0;
+    for (size_t i = 0; i < n; i++)
+        records += (ranges[i].len + COPY_CHUNK - 1) / COPY_CHUNK;
+    return records;
+}
+
+/* Write the journal for ranges[0..n) of the mapping and sync it.  Records
+ * hold at most COPY_CHUNK bytes, so recovery checks each in one buffer. */
+static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n)
+{
+    size_t nrec = records_of(ranges, n);
+    size_t table = sizeof(struct journal_hdr) + nrec * sizeof(struct journal_rec);
+    char *buf = malloc(table);
+    if (!buf)
+        return mmh_fail(ENOMEM, "%s: out of memory for a %zu-record journal", h->path, n);
+    struct journal_hdr *jh = (struct journal_hdr *)buf;
+    struct journal_rec *rec = (struct journal_rec *)(jh + 1);
+    memset(jh, 0, sizeof *jh);
+    memcpy(jh->magic, JOURNAL_MAGIC, sizeof jh->magic);
+    jh->seq = h->hdr->commit_seq;
+    jh->nrecords = nrec;
+    jh->extent = h->mapped;
+    for (size_t i = 0, r = 0; i < n; i++) {
+        for (size_t done = 0; done < ranges[i].len; done += COPY_CHUNK, r++) {
+            rec[r].off = ranges[i].off + done;
+            rec[r].len = ranges[i].len - done < COPY_CHUNK ? ranges[i].len - done : COPY_CHUNK;
+            rec[r].hash = mmh_hash64(h->base + rec[r].off, rec[r].len, rec[r].off);
+            jh->data_bytes += rec[r].len;
+        }
+    }
+    jh->hash = hdr_hash(jh);
+    struct journal_end end = { .seq = jh->seq, .table_hash = mmh_hash64(buf, table, jh->seq) };
+    memcpy(end.magic, JOURNAL_END, sizeof end.magic);
+
+    int rc = -1;
+    size_t at = 0;
+    errno = 0;
+    if (pwrite_all(h->journal_fd, buf, table, 0) != 0)
+        goto out;
+    at = table;
+    for (size_t i = 0; i < n; i++) {
+        if (pwrite_all(h->journal_fd, h->base + ranges[i].off, ranges[i].len, at) != 0)
+            goto out;
+        at += ranges[i].len;
+    }
+    if (pwrite_all(h->journal_fd, &end, sizeof end, at) != 0)
+        goto out;
+    if (fdatasync(h->journal_fd) != 0) {
+        rc = io_failed(h, "fdatasync", h->journal_path, 0);
+        goto out_nomsg;
+    }
+    rc = 0;
+    h->bytes_written += at + sizeof end;
+out:
+    if (rc != 0)
+        io_failed(h, "write", h->journal_path, at);
+out_nomsg:
+    free(buf);
+    return rc;
+}
+
+int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n)
+{
+    if (journal_write(h, ranges, n) != 0)
+        return -1;
+    errno = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pwrite_all(h->fd, h->base + ranges[i].off, ranges[i].len, ranges[i].off) != 0)
+            return io_failed(h, "write", h->path, ranges[i].off);
+        h->bytes_written += ranges[i].len;
+    }
+    if (fdatasync(h->fd) != 0)
+        return io_failed(h, "fdatasync", h->path, 0);
+    if (ftruncate(h->journal_fd, 0) != 0)
+        return io_failed(h, "truncate", h->journal_path, 0);
+    return 0;
+}
+
+/* ---- recovery --------------------------------------------------------- */
+
+/* Is the journal of jsize bytes on fd complete?  Reads header and table
+ * into *table (caller frees) and checks every record's bytes. */
+static bool journal_complete(int fd, uint64_t jsize, char **table_out)
+{
+    struct journal_hdr jh;
+    *table_out = NULL;
+    if (jsize < sizeof jh + sizeof(struct journal_end) || pread_all(fd, &jh, sizeof jh, 0) != 0 ||
+        memcmp(jh.magic, JOURNAL_MAGIC, sizeof jh.magic) != 0 || jh.hash != hdr_hash(&jh) ||
+        jh.nrecords > jsize / sizeof(struct journal_rec) || jh.data_bytes > jsize)
+        return false;
+    size_t table = sizeof jh + jh.nrecords * sizeof(struct journal_rec);
+    if (table + jh.data_bytes + sizeof(struct journal_end) != jsize)
+        return false;
+    char *buf = malloc(table), *chunk = malloc(COPY_CHUNK);
+    struct journal_end end;
+    bool ok = buf && chunk && pread_all(fd, buf, table, 0) == 0 &&
+              pread_all(fd, &end, sizeof end, table + jh.data_bytes) == 0 &&
+              memcmp(end.magic, JOURNAL_END, sizeof end.magic) == 0 && end.seq == jh.seq &&
+              end.table_hash == mmh_hash64(buf, table, jh.seq);
+    const struct journal_rec *rec = ok ? (const struct journal_rec *)(buf + sizeof jh) : NULL;
+    size_t at = table;
+    for (uint64_t i = 0; ok && i < jh.nrecords; i++) {
+        ok = rec[i].len <= COPY_CHUNK && pread_all(fd, chunk, rec[i].len, at) == 0 &&
+             mmh_hash64(chunk, rec[i].len, rec[i].off) == rec[i].hash;
+        at += rec[i].len;
+    }
+    free(chunk);
+    if (!ok) {
+        free(buf);
+        return false;
+    }
+    *table_out = buf;
+    return true;
+}
+
+static int replay(const char *path, int heap_fd, int jfd, const char *table)
+{
+    const struct journal_hdr *jh = (const struct journal_hdr *)table;
+    const struct journal_rec *rec = (const struct journal_rec *)(jh + 1);
+    size_t at = sizeof *jh + jh->nrecords * sizeof *rec;
+    char *chunk = malloc(COPY_CHUNK);
+    if (!chunk)
+        return mmh_fail(ENOMEM, "%s: out of memory", path);
+    int rc = ftruncate(heap_fd, (off_t)jh->extent);
+    for (uint64_t i = 0; rc == 0 && i < jh->nrecords; i++) {
+        rc = pread_all(jfd, chunk, rec[i].len, at) != 0 ||
+             pwrite_all(heap_fd, chunk, rec[i].len, rec[i].off) != 0 ? -1 : 0;
+        at += rec[i].len;
+    }
+    free(chunk);
+    if (rc != 0 || fdatasync(heap_fd) != 0)
+        return mmh_fail(errno ? errno : EIO, "%s: replaying the journal failed: %s", path,
+                        strerror(errno ? errno : EIO));
+    return 0;
+}
+
+/* Before a heap file is read: replay a complete journal, discard a torn
+ * one.  A read-only open cannot replay, so it refuses a complete journal. */
+int mmh_journal_recover(const char *path, int heap_fd, bool readonly)
+{
+    char jpath[4096];
+    if ((size_t)snprintf(jpath, sizeof jpath, "%s.journal", path) >= sizeof jpath)
+        return mmh_fail(ENAMETOOLONG, "%s: path too long", path);
+    int jfd = open(jpath, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (jfd < 0)
+        return errno == ENOENT ? 0 : mmh_fail(errno, "%s: cannot open the journal %s: %s", path,
+                                              jpath, strerror(errno));
+    struct stat st;
+    char *table = NULL;
+    int rc = 0;
+    if (fstat(jfd, &st) != 0)
+        rc = mmh_fail(errno, "%s: cannot stat %s: %s", path, jpath, strerror(errno));
+    else if (st.st_size > 0 && journal_complete(jfd, (uint64_t)st.st_size, &table)) {
+        if (readonly)
+            rc = mmh_fail(EAGAIN, "%s: a committed journal waits to be replayed; open the heap "
+                          "writable once", path);
+        else
+            rc = replay(path, heap_fd, jfd, table);
+    }
+    if (rc == 0 && st.st_size > 0 && !readonly && ftruncate(jfd, 0) != 0)
+        rc = mmh_fail(errno, "%s: cannot truncate %s: %s", path, jpath, strerror(errno));
+    free(table);
+    close(jfd);
+    return rc;
+}

@@ -1,0 +1,42 @@
+/* Dirty tracking: which backend a heap uses, and the calls around it. */
+#include "internal.h"
+
+#include <errno.h>
+
+static const mmh_track_ops *backend(mmh_tracker kind)
+{
+    return kind == MMH_TRACK_UFFD       ? &mmh_track_uffd
+           : kind == MMH_TRACK_MPROTECT ? &mmh_track_mprotect
+                                        : NULL;
+}
+
+/* Start tracking a heap whose mapping is final.  Anonymous and read-only
+ * heaps are not tracked: nothing is ever written back from them. */
+int mmh_track_start(mmh_heap *h, mmh_tracker want)
+{
+    h->tracker = MMH_TRACK_NONE;
+    if (h->fd < 0 || (h->flags & MMH_READONLY) || want == MMH_TRACK_NONE)
+        return 0;
+    const mmh_track_ops *ops = backend(want);
+    if (want == MMH_TRACK_AUTO)
+        ops = mmh_track_uffd.probe() == 0 ? &mmh_track_uffd : &mmh_track_mprotect;
+    else if (ops->probe() != 0)
+        return mmh_fail(ENOTSUP, "%s: %s", h->path, mmh_errmsg());
+    if (ops->attach(h) != 0)
+        return -1;
+    h->track = ops;
+    h->tracker = ops->kind;
+    return 0;
+}
+
+void mmh_track_stop(mmh_heap *h)
+{
+    if (h->track)
+        h->track->detach(h);
+    h->track = NULL;
+}
+
+int mmh_track_extend(mmh_heap *h, size_t from, size_t to)
+{
+    return h->track ? h->track->extend(h, from, to) : 0;
+}
