@@ -42,9 +42,8 @@ typedef struct mmh_config {
     size_t      size;     /* initial size of the backing file/region; 0 = default */
     size_t      max_size; /* address space reserved: growth limit; 0 = default    */
     unsigned    flags;    /* MMH_* above                                          */
-    mmh_tracker tracker;  /* dirty tracking backend; this version has none yet:
-                             AUTO resolves to NONE, UFFD and MPROTECT fail
-                             with ENOTSUP                                       */
+    mmh_tracker tracker;  /* dirty tracking backend for a writable file heap;
+                             one the system cannot provide fails (ENOTSUP)    */
     void       *base;     /* base address for a new heap, 4 MiB aligned;
                              NULL = library chooses                             */
     unsigned    mode;     /* permission bits for a created file; 0 = 0600         */
@@ -73,9 +72,7 @@ mmh_heap *mmh_open(const char *path, const mmh_config *cfg);
 /* Commits a writable file-backed heap, then unmaps it.  Pointers into the
  * heap are invalid afterwards.  No other thread may use h during or after.
  * If the commit fails, the heap is still closed and -1 returned with the
- * commit's errno and reason; the file keeps its last committed state only
- * once commits are journaled (until then a failed write-back can leave it
- * partly written). */
+ * commit's errno and reason; the file keeps its last committed state. */
 int       mmh_close(mmh_heap *h);
 
 void  *mmh_alloc(mmh_heap *h, size_t size);
