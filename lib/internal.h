@@ -380,6 +380,7 @@ MMH_HIDDEN void  mmh_region_release(void *base, size_t size);
 MMH_HIDDEN void  mmh_region_purge(mmh_heap *h, size_t off, size_t len);
 MMH_HIDDEN int   mmh_region_prepare(mmh_heap *h, size_t off, size_t len);
 MMH_HIDDEN int   mmh_region_grow(mmh_heap *h, size_t extent);
+MMH_HIDDEN bool  mmh_beyond_fsize_limit(size_t size);
 
 /* format.c: the file header */
 MMH_HIDDEN void     mmh_format_init(mmh_heap *h, size_t extent);

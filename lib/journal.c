@@ -142,6 +142,13 @@ static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n)
     jh->hash = hdr_hash(jh);
     struct journal_end end = { .seq = jh->seq, .table_hash = mmh_hash64(buf, table, jh->seq) };
     memcpy(end.magic, JOURNAL_END, sizeof end.magic);
+    size_t total = table + jh->data_bytes + sizeof end;
+    if (mmh_beyond_fsize_limit(total)) {
+        free(buf);
+        h->commit_errno = EFBIG;
+        return mmh_fail(EFBIG, "%s: the journal of this commit (%zu bytes) would exceed the "
+                        "file size limit", h->path, total);
+    }
 
     int rc = -1;
     size_t at = 0;
@@ -166,6 +173,10 @@ out:
     if (rc != 0)
         io_failed(h, "write", h->journal_path, at);
 out_nomsg:
+    /* A commit that failed must not take effect: even after a failed sync
+     * the bytes may all be there, and the next open would replay them. */
+    if (rc != 0)
+        (void)!ftruncate(h->journal_fd, 0);
     free(buf);
     return rc;
 }

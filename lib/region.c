@@ -111,7 +111,9 @@ int mmh_region_prepare(mmh_heap *h, size_t off, size_t len)
     return 0;
 }
 
-static bool beyond_fsize_limit(size_t size)
+/* Would a file of `size` bytes exceed RLIMIT_FSIZE?  Writing past it raises
+ * SIGXFSZ, which kills the process by default: check first. */
+bool mmh_beyond_fsize_limit(size_t size)
 {
     struct rlimit rl;
     return getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
@@ -127,7 +129,7 @@ int mmh_region_grow(mmh_heap *h, size_t extent)
         return mmh_fail(ENOMEM, "%s: heap full: %zu bytes needed, max_size is %zu",
                         h->path, extent, h->max_size);
     if (h->fd >= 0) {
-        if (beyond_fsize_limit(extent))
+        if (mmh_beyond_fsize_limit(extent))
             return mmh_fail(ENOMEM, "%s: cannot grow to %zu bytes: beyond the file size limit",
                             h->path, extent);
         if (ftruncate(h->fd, (off_t)extent) != 0)
