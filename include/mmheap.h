@@ -93,6 +93,12 @@ int mmh_commit(mmh_heap *h);
 int mmh_commit_bg(mmh_heap *h);
 int mmh_snapshot(mmh_heap *h, const char *path);
 int mmh_wait(mmh_heap *h, int nohang);
+/* With the mprotect tracker, system calls that write into heap memory
+ * (read(2), recv(2)) fail with EFAULT on pages not written since the last
+ * commit: call mmh_touch on the range first.  That tracker installs a
+ * SIGSEGV handler that passes faults outside heaps to the previous handler;
+ * a handler the program installs later takes over until the next mmh_open.
+ * With the uffd tracker (and untracked heaps) mmh_touch does nothing. */
 int mmh_touch(mmh_heap *h, void *p, size_t len);
 int mmh_stats(mmh_heap *h, struct mmh_stats *out);
 

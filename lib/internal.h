@@ -243,6 +243,8 @@ typedef struct mmh_track_ops {
 
 extern const mmh_track_ops mmh_track_uffd MMH_HIDDEN;
 extern const mmh_track_ops mmh_track_mprotect MMH_HIDDEN;
+/* Widening thresholds of the mprotect tracker, for tests. */
+MMH_HIDDEN void mmh_track_mprotect_tune(unsigned pages, unsigned step);
 
 struct mmh_heap {
     char           *base;

@@ -45,6 +45,7 @@ int mmh_stats(mmh_heap *h, struct mmh_stats *out)
     out->bytes_written = h->bytes_written;
     out->last_commit_ns = h->last_commit_ns;
     out->last_commit_time = h->last_commit_time;
+    out->faults = atomic_load_explicit(&h->faults, memory_order_relaxed);
     out->tracker = h->tracker;
     out->flags = h->flags;
     pthread_mutex_unlock(&h->lock);

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 static const mmh_track_ops *backend(mmh_tracker kind)
 {
@@ -20,8 +21,11 @@ int mmh_track_start(mmh_heap *h, mmh_tracker want)
     const mmh_track_ops *ops = backend(want);
     if (want == MMH_TRACK_AUTO)
         ops = mmh_track_uffd.probe() == 0 ? &mmh_track_uffd : &mmh_track_mprotect;
-    else if (ops->probe() != 0)
-        return mmh_fail(ENOTSUP, "%s: %s", h->path, mmh_errmsg());
+    else if (ops->probe() != 0) {
+        char why[256]; /* the reason is in the buffer mmh_fail writes */
+        snprintf(why, sizeof why, "%s", mmh_errmsg());
+        return mmh_fail(ENOTSUP, "%s: %s", h->path, why);
+    }
     if (ops->attach(h) != 0)
         return -1;
     h->track = ops;

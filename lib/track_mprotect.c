@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <ucontext.h>
@@ -47,7 +48,6 @@ typedef struct mp_state {
     _Atomic int      all_dirty;  /* the whole heap was unprotected         */
     mp_word         *segs;       /* a bit per segment: some page is dirty  */
     mp_word         *pages;      /* a bit per page: dirty (and writable)   */
-    size_t           nsegs;      /* segments of max_size                   */
     size_t           size;       /* of this mapping                        */
     int              slot;       /* registry index                         */
 } mp_state;
@@ -74,11 +74,12 @@ static unsigned budget_pages;        /* page granularity up to this many     */
 static unsigned budget_step;         /* then this many per wider level       */
 
 /* Per thread: the last page we unprotected again although it was already
- * dirty (a race with another thread's fault); the same fault once more, in
- * the same epoch, means something else protects it. */
+ * dirty (a race with another thread's fault or with a collect); the same
+ * fault twice more, in the same epoch, means something else protects it. */
 static __thread uintptr_t redo_addr __attribute__((tls_model("initial-exec")));
 static __thread unsigned redo_epoch __attribute__((tls_model("initial-exec")));
 static __thread mp_state *redo_state __attribute__((tls_model("initial-exec")));
+static __thread unsigned redo_count __attribute__((tls_model("initial-exec")));
 /* Per thread: the fault being passed to the previous handler, to break a
  * loop where that handler passes it back to us. */
 static __thread uintptr_t chain_addr __attribute__((tls_model("initial-exec")));
@@ -188,14 +189,34 @@ static void say(const char *msg)
     (void)r;
 }
 
-/* Unprotect everything: the last resort when the VMAs run out. */
+/* Making memory writable races with a collect in another thread (which the
+ * commit's quiescence rules out, but a stray writer should not lose data):
+ * marking, then mprotect, then checking the mark is still there, so that a
+ * collect that took the mark before our mprotect leaves it marked again. */
+
+/* Unprotect the whole heap: the last level, and the last resort when the
+ * VMAs run out. */
 static bool unprotect_all(mp_state *st, size_t mapped)
 {
     atomic_store_explicit(&st->all_dirty, 1, memory_order_release);
-    if (mprotect(st->base, mapped, PROT_READ | PROT_WRITE) == 0)
-        return true;
-    say("mmheap: mprotect tracker: cannot unprotect a heap after a write fault\n");
-    return false;
+    if (mprotect(st->base, mapped, PROT_READ | PROT_WRITE) != 0) {
+        say("mmheap: mprotect tracker: cannot unprotect a heap after a write fault\n");
+        return false;
+    }
+    if (!atomic_load_explicit(&st->all_dirty, memory_order_acquire))
+        atomic_store_explicit(&st->all_dirty, 1, memory_order_release);
+    return true;
+}
+
+/* Unprotect [lo, hi), which holds page, marking it dirty. */
+static bool unprotect(mp_state *st, size_t lo, size_t hi, size_t page, size_t mapped)
+{
+    mark_dirty(st, lo >> page_shift, hi >> page_shift);
+    if (mprotect(st->base + lo, hi - lo, PROT_READ | PROT_WRITE) != 0)
+        return unprotect_all(st, mapped);
+    if (!test_bit(st->pages, page) && !atomic_load_explicit(&st->all_dirty, memory_order_acquire))
+        mark_dirty(st, lo >> page_shift, hi >> page_shift);
+    return true;
 }
 
 /* A write fault at heap offset off.  true: handled, retry the write. */
@@ -211,41 +232,35 @@ static bool handle(mp_state *st, size_t off)
 
     if (all || test_bit(st->pages, page)) {
         /* Already dirty: another thread faulted on it and has not made it
-         * writable yet, or it is being protected again.  Unprotect it (again);
-         * if the same fault comes back, it is not our protection. */
-        if (redo_addr == paddr && redo_epoch == epoch && redo_state == st)
-            return false;
-        redo_addr = paddr;
-        redo_epoch = epoch;
-        redo_state = st;
+         * writable yet, or a collect is protecting it again.  Unprotect it
+         * (again); if the same fault keeps coming back in the same epoch,
+         * it is not our protection. */
+        if (redo_addr == paddr && redo_epoch == epoch && redo_state == st) {
+            /* A collect protects a page once per epoch: a second fault may
+             * come from it, a third cannot. */
+            if (++redo_count >= 2)
+                return false;
+        } else {
+            redo_addr = paddr;
+            redo_epoch = epoch;
+            redo_state = st;
+            redo_count = 0;
+        }
         if (all)
             return unprotect_all(st, mapped);
-        if (mprotect((void *)paddr, page_size, PROT_READ | PROT_WRITE) == 0)
-            return true;
-        return unprotect_all(st, mapped);
+        return unprotect(st, page << page_shift, (page + 1) << page_shift, page, mapped);
     }
     redo_addr = 0;
 
     size_t chunk = chunk_size();
-    if (!chunk) {
-        count_island(st);
-        atomic_fetch_add_explicit(st->faults, 1, memory_order_relaxed);
+    count_island(st);
+    atomic_fetch_add_explicit(st->faults, 1, memory_order_relaxed);
+    if (!chunk)
         return unprotect_all(st, mapped);
-    }
     size_t lo = off & ~(chunk - 1), hi = lo + chunk;
     if (hi > mapped)
         hi = mapped;
-    mark_dirty(st, lo >> page_shift, hi >> page_shift);
-    if (mprotect(st->base + lo, hi - lo, PROT_READ | PROT_WRITE) != 0 &&
-        !unprotect_all(st, mapped))
-        return false;
-    /* A collect may have taken the bits between our marking and our
-     * mprotect, and protected the chunk before it: writable now, so dirty. */
-    if (!test_bit(st->pages, page) && !atomic_load_explicit(&st->all_dirty, memory_order_acquire))
-        mark_dirty(st, lo >> page_shift, hi >> page_shift);
-    count_island(st);
-    atomic_fetch_add_explicit(st->faults, 1, memory_order_relaxed);
-    return true;
+    return unprotect(st, lo, hi, page, mapped);
 }
 
 /* Pass the signal to the handler that was there before ours. */
@@ -331,22 +346,50 @@ static unsigned max_map_count(void)
     return v;
 }
 
-static int setup_once(void)
+static long setup_page_size;
+
+static void set_budget(unsigned pages, unsigned step)
 {
-    if (page_size)
-        return 0;
+    budget_pages = pages;
+    budget_step = step ? step : 1;
+}
+
+static void setup(void)
+{
     long ps = sysconf(_SC_PAGESIZE);
+    setup_page_size = ps;
     if (ps <= 0 || (ps & (ps - 1)) || (size_t)ps > ((size_t)64 << 10))
-        return mmh_fail(ENOTSUP, "mprotect tracker: unsupported page size %ld", ps);
+        return;
     /* A quarter of the VMA limit for islands (each makes at most two): half
      * of it at page granularity, the rest in four wider levels. */
     unsigned budget = max_map_count() / 4;
-    budget_pages = budget / 2;
-    budget_step = budget / 8 ? budget / 8 : 1;
+    set_budget(budget / 2, budget / 8);
     page_shift = (unsigned)__builtin_ctzl((unsigned long)ps);
     pages_per_seg = MMH_SEG_SIZE >> page_shift;
     page_size = (size_t)ps;
+}
+
+static int setup_once(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, setup);
+    if (!page_size)
+        return mmh_fail(ENOTSUP, "mprotect tracker: unsupported page size %ld",
+                        setup_page_size);
     return 0;
+}
+
+/* For tests: unprotect single pages for the first `pages` islands of an
+ * epoch, then `step` islands per wider level; 0, 0: the defaults. */
+void mmh_track_mprotect_tune(unsigned pages, unsigned step)
+{
+    if (setup_once() != 0)
+        return;
+    if (!pages && !step) {
+        unsigned budget = max_map_count() / 4;
+        set_budget(budget / 2, budget / 8);
+    } else
+        set_budget(pages, step);
 }
 
 /* Our handler in place, chaining to whatever is there now.  Called at every
@@ -357,8 +400,8 @@ static int install(void)
     struct sigaction cur;
     if (sigaction(SIGSEGV, NULL, &cur) != 0)
         return mmh_fail(errno, "mprotect tracker: sigaction: %s", strerror(errno));
-    bool ours = (cur.sa_flags & SA_SIGINFO) ? cur.sa_sigaction == on_segv
-                                            : cur.sa_handler == (void (*)(int))on_segv;
+    /* sa_handler and sa_sigaction share their storage. */
+    bool ours = cur.sa_sigaction == on_segv;
     if (ours && (cur.sa_flags & SA_SIGINFO) && (cur.sa_flags & SA_ONSTACK))
         return 0;
     if (!ours) {
@@ -449,7 +492,6 @@ static int mprotect_attach(mmh_heap *h)
     st->faults = &h->faults;
     st->segs = (mp_word *)(mem + hdr);
     st->pages = st->segs + seg_words;
-    st->nsegs = nsegs;
     st->size = size;
     if (registry_add(st, h->max_size, h->path) != 0) {
         munmap(mem, size);
@@ -621,12 +663,9 @@ static int mprotect_touch(mmh_heap *h, size_t off, size_t len)
         hi = mapped;
     if (lo >= hi)
         return 0;
-    mark_dirty(st, lo >> page_shift, hi >> page_shift);
-    if (mprotect(h->base + lo, hi - lo, PROT_READ | PROT_WRITE) != 0) {
-        if (errno != ENOMEM || !unprotect_all(st, mapped))
-            return protect(h, lo, hi - lo, PROT_READ | PROT_WRITE);
-    }
     count_island(st);
+    if (!unprotect(st, lo, hi, lo >> page_shift, mapped))
+        return protect(h, lo, hi - lo, PROT_READ | PROT_WRITE);
     return 0;
 }
 

@@ -36,6 +36,7 @@ for prog in "$@"; do
     # %p: forked children get their own log files.
     $LIBTOOL --mode=execute "$VALGRIND" \
         --error-exitcode=99 \
+        --vex-iropt-register-updates=allregs-at-mem-access \
         --leak-check=full \
         --errors-for-leak-kinds=definite,possible \
         --show-leak-kinds=definite,possible \
