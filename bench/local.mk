@@ -30,3 +30,44 @@ bench-instr: $(BENCH_BINS)
 	$(SHELL) $(srcdir)/bench/instr.sh --no-build . $(BENCH_WORKLOADS)
 
 .PHONY: bench bench-instr bench-programs
+
+# ---- persistence benchmarks (make bench-persist) ---------------------------
+#
+# bench/bench_persist: commit latency (200 scattered pages in a 1 GiB heap,
+# against pwrite+fdatasync and whole-map msync) and first-write cost per
+# tracker.  bench/bench_persist_alloc: persistent alloc/free throughput with
+# periodic commits against PMDK libpmemobj and Boost.Interprocess.  Both are
+# EXTRA_PROGRAMS, built only here.  The peers are optional and found at make
+# time: PMDK through pkg-config (libpmemobj-dev), Boost by __has_include
+# (libboost-dev, header-only); a missing one is reported, not fatal.
+
+EXTRA_PROGRAMS += bench/bench_persist bench/bench_persist_alloc
+bench_bench_persist_SOURCES = bench/bench_persist.c
+bench_bench_persist_CFLAGS = $(AM_CFLAGS) -O2
+bench_bench_persist_LDFLAGS = $(AM_LDFLAGS) -no-install
+bench_bench_persist_LDADD = libmmheap.la
+
+BENCH_PMEMOBJ_CFLAGS = $(shell $(PKG_CONFIG) --exists libpmemobj 2>/dev/null && \
+	echo -DHAVE_PMEMOBJ $$($(PKG_CONFIG) --cflags libpmemobj))
+BENCH_PMEMOBJ_LIBS = $(shell $(PKG_CONFIG) --exists libpmemobj 2>/dev/null && \
+	$(PKG_CONFIG) --libs libpmemobj)
+bench_bench_persist_alloc_SOURCES = bench/persist_alloc.cc
+bench_bench_persist_alloc_CXXFLAGS = $(AM_CXXFLAGS) -O2 $(BENCH_PMEMOBJ_CFLAGS)
+# The PMDK libraries go in LDFLAGS: automake refuses non -l words (the
+# $(shell) call) in LDADD.  --no-as-needed keeps them despite their place
+# before the objects on the link line.
+bench_bench_persist_alloc_LDFLAGS = $(AM_LDFLAGS) -no-install -Wl,--no-as-needed \
+	$(BENCH_PMEMOBJ_LIBS)
+bench_bench_persist_alloc_LDADD = libmmheap.la -ldl
+
+EXTRA_DIST += bench/persist.sh
+CLEANFILES += bench/bench_persist$(EXEEXT) bench/bench_persist_alloc$(EXEEXT)
+
+BENCH_PERSIST_BINS = bench/bench_persist$(EXEEXT) bench/bench_persist_alloc$(EXEEXT)
+bench-persist-programs: $(BENCH_PERSIST_BINS)
+
+# BENCH_PERSIST_FLAGS: options for persist.sh, e.g. --dir=/mnt/ssd --quick
+bench-persist: $(BENCH_PERSIST_BINS)
+	$(SHELL) $(srcdir)/bench/persist.sh --no-build $(BENCH_PERSIST_FLAGS) .
+
+.PHONY: bench-persist bench-persist-programs

@@ -176,7 +176,7 @@ static void test_fsize_limit(void **state)
 static int disk_full_child(void *arg)
 {
     const char *dir = arg;
-    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
         mount("tmpfs", dir, "tmpfs", 0, "size=24m") != 0)
         return 77; /* not root here: skipped */
     char path[4096];
