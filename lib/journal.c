@@ -4,12 +4,15 @@
  * a table of records (heap offset, length, checksum of the bytes), the
  * bytes, and an end block carrying a checksum of header and table.  Then:
  * fdatasync(journal), write the ranges in place, fdatasync(heap), truncate
- * the journal.  A crash before the journal's sync leaves the heap file
- * untouched (the journal fails its checksums and is discarded); a crash
- * after it leaves a complete journal that the next open replays.  Replaying
- * twice is harmless: a record holds the bytes, not a change to them.  The
- * truncation needs no sync: a journal that survives it is complete and
- * replays to the state its commit already wrote.
+ * invalidate the journal by zeroing its magic.  A crash before the
+ * journal's sync leaves the heap file untouched (the journal fails its
+ * checksums and is discarded); a crash after it leaves a complete journal
+ * that the next open replays.  Replaying twice is harmless: a record holds
+ * the bytes, not a change to them.  So the invalidation needs no sync: a
+ * journal that survives it is complete and replays to the state its commit
+ * already wrote.  The file keeps its size between commits (its blocks stay
+ * allocated; bytes past the end block are ignored) and is cut back only
+ * when it has grown far beyond what commits need.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -19,12 +22,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define JOURNAL_MAGIC "MMHJRNL1"
 #define JOURNAL_END   "MMHJEND1"
 #define COPY_CHUNK    ((size_t)1 << 20)
+#define KEEP_SIZE     ((size_t)64 << 20) /* journal size kept without question */
 
 struct journal_hdr {
     char     magic[8];
@@ -77,6 +83,43 @@ static int pwrite_all(int fd, const void *buf, size_t len, size_t off)
     return 0;
 }
 
+/* Write the mapping's ranges back to back at off, IOV_MAX at a time. */
+static int pwritev_ranges(mmh_heap *h, const mmh_range *ranges, size_t n, size_t off)
+{
+    struct iovec iov[IOV_MAX];
+    for (size_t i = 0; i < n;) {
+        size_t k = 0, bytes = 0;
+        for (; k < IOV_MAX && i + k < n; k++) {
+            iov[k].iov_base = h->base + ranges[i + k].off;
+            iov[k].iov_len = ranges[i + k].len;
+            bytes += ranges[i + k].len;
+        }
+        ssize_t done = pwritev(h->journal_fd, iov, (int)k, (off_t)off);
+        if (done < 0 && errno == EINTR)
+            continue;
+        if (done < 0)
+            return -1;
+        /* After a short write (rare), finish the batch range by range. */
+        for (size_t j = 0, pos = 0; (size_t)done < bytes && j < k; pos += iov[j++].iov_len) {
+            size_t skip = (size_t)done > pos ? (size_t)done - pos : 0;
+            if (skip < iov[j].iov_len &&
+                pwrite_all(h->journal_fd, (char *)iov[j].iov_base + skip, iov[j].iov_len - skip,
+                           off + pos + skip) != 0)
+                return -1;
+        }
+        off += bytes;
+        i += k;
+    }
+    return 0;
+}
+
+/* Zero the magic: the journal no longer replays. */
+static int invalidate(int fd)
+{
+    static const char zero[8];
+    return pwrite_all(fd, zero, sizeof zero, 0);
+}
+
 static int pread_all(int fd, void *buf, size_t len, size_t off)
 {
     char *p = buf;
@@ -115,9 +158,10 @@ static size_t records_of(const mmh_range *ranges, size_t n)
     return records;
 }
 
-/* Write the journal for ranges[0..n) of the mapping and sync it.  Records
- * hold at most COPY_CHUNK bytes, so recovery checks each in one buffer. */
-static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n)
+/* Write the journal for ranges[0..n) of the mapping and sync it; *size is
+ * its length.  Records hold at most COPY_CHUNK bytes, so recovery checks
+ * each in one buffer. */
+static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n, size_t *size)
 {
     size_t nrec = records_of(ranges, n);
     size_t table = sizeof(struct journal_hdr) + nrec * sizeof(struct journal_rec);
@@ -156,11 +200,9 @@ static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n)
     if (pwrite_all(h->journal_fd, buf, table, 0) != 0)
         goto out;
     at = table;
-    for (size_t i = 0; i < n; i++) {
-        if (pwrite_all(h->journal_fd, h->base + ranges[i].off, ranges[i].len, at) != 0)
-            goto out;
-        at += ranges[i].len;
-    }
+    if (pwritev_ranges(h, ranges, n, at) != 0)
+        goto out;
+    at += jh->data_bytes;
     if (pwrite_all(h->journal_fd, &end, sizeof end, at) != 0)
         goto out;
     if (fdatasync(h->journal_fd) != 0) {
@@ -168,7 +210,8 @@ static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n)
         goto out_nomsg;
     }
     rc = 0;
-    h->bytes_written += at + sizeof end;
+    *size = at + sizeof end;
+    h->bytes_written += *size;
 out:
     if (rc != 0)
         io_failed(h, "write", h->journal_path, at);
@@ -176,14 +219,15 @@ out_nomsg:
     /* A commit that failed must not take effect: even after a failed sync
      * the bytes may all be there, and the next open would replay them. */
     if (rc != 0)
-        (void)!ftruncate(h->journal_fd, 0);
+        (void)!invalidate(h->journal_fd);
     free(buf);
     return rc;
 }
 
 int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n)
 {
-    if (journal_write(h, ranges, n) != 0)
+    size_t size = 0;
+    if (journal_write(h, ranges, n, &size) != 0)
         return -1;
     errno = 0;
     for (size_t i = 0; i < n; i++) {
@@ -193,8 +237,13 @@ int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n)
     }
     if (fdatasync(h->fd) != 0)
         return io_failed(h, "fdatasync", h->path, 0);
-    if (ftruncate(h->journal_fd, 0) != 0)
-        return io_failed(h, "truncate", h->journal_path, 0);
+    if (invalidate(h->journal_fd) != 0)
+        return io_failed(h, "write", h->journal_path, 0);
+    /* Cut a journal that one big commit grew far past what commits need. */
+    struct stat st;
+    if (fstat(h->journal_fd, &st) == 0 && (size_t)st.st_size > KEEP_SIZE &&
+        (size_t)st.st_size / 4 > size)
+        (void)!ftruncate(h->journal_fd, 0);
     return 0;
 }
 
@@ -211,7 +260,7 @@ static bool journal_complete(int fd, uint64_t jsize, char **table_out)
         jh.nrecords > jsize / sizeof(struct journal_rec) || jh.data_bytes > jsize)
         return false;
     size_t table = sizeof jh + jh.nrecords * sizeof(struct journal_rec);
-    if (table + jh.data_bytes + sizeof(struct journal_end) != jsize)
+    if (table + jh.data_bytes + sizeof(struct journal_end) > jsize)
         return false;
     char *buf = malloc(table), *chunk = malloc(COPY_CHUNK);
     struct journal_end end;
