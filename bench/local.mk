@@ -71,3 +71,14 @@ bench-persist: $(BENCH_PERSIST_BINS)
 	$(SHELL) $(srcdir)/bench/persist.sh --no-build $(BENCH_PERSIST_FLAGS) .
 
 .PHONY: bench-persist bench-persist-programs
+
+# Shared-mode commit: per-range msync against sync_file_range + fdatasync.
+EXTRA_PROGRAMS += bench/bench_shared_sync
+bench_bench_shared_sync_SOURCES = bench/bench_shared_sync.c
+bench_bench_shared_sync_CFLAGS = $(AM_CFLAGS) -O2
+CLEANFILES += bench/bench_shared_sync$(EXEEXT)
+
+bench-shared-sync: bench/bench_shared_sync$(EXEEXT)
+	./bench/bench_shared_sync
+
+.PHONY: bench-shared-sync
