@@ -545,6 +545,26 @@ struct fw_result {
     char msg[200];
 };
 
+/* Commit, and check the commit wrote at least the n pages just stored to;
+ * -1 with the reason in r->msg otherwise. */
+static int commit_wrote_pages(mmh_heap *h, size_t n, const char *after, struct fw_result *r)
+{
+    struct mmh_stats st;
+    mmh_stats(h, &st);
+    uint64_t before = st.bytes_written;
+    if (mmh_commit(h) != 0) {
+        snprintf(r->msg, sizeof r->msg, "commit after %s: %s", after, mmh_errmsg());
+        return -1;
+    }
+    mmh_stats(h, &st);
+    if (st.bytes_written - before < n * PAGE) {
+        snprintf(r->msg, sizeof r->msg, "commit after %s wrote %llu bytes < %zu pages", after,
+                 (unsigned long long)(st.bytes_written - before), n);
+        return -1;
+    }
+    return 0;
+}
+
 static void fw_child(const char *path, mmh_tracker t, size_t n, const uint32_t *perm, int wfd)
 {
     struct fw_result r = { 0 };
@@ -556,49 +576,29 @@ static void fw_child(const char *path, mmh_tracker t, size_t n, const uint32_t *
     }
     char *p = mmh_root(h);
     p = (char *)(((uintptr_t)p + PAGE - 1) & ~(uintptr_t)(PAGE - 1));
-    struct mmh_stats st;
-    uint64_t b0, t0;
+    uint64_t t0;
 
     t0 = now_ns();
     for (size_t i = 0; i < n; i++)
         *(volatile char *)(p + i * PAGE + 64) = 1;
     r.cold = (double)(now_ns() - t0) / (double)n;
 
-    mmh_stats(h, &st);
-    b0 = st.bytes_written;
-    if (mmh_commit(h) != 0)
-        goto fail;
-    mmh_stats(h, &st);
-    if (st.bytes_written - b0 < n * PAGE) {
-        snprintf(r.msg, sizeof r.msg, "commit after cold wrote %llu bytes < %zu pages",
-                 (unsigned long long)(st.bytes_written - b0), n);
+    if (commit_wrote_pages(h, n, "cold", &r) != 0)
         goto out;
-    }
 
     t0 = now_ns();
     for (size_t i = 0; i < n; i++)
         *(volatile char *)(p + i * PAGE + 64) = 2;
     r.warm_seq = (double)(now_ns() - t0) / (double)n;
 
-    mmh_stats(h, &st);
-    b0 = st.bytes_written;
-    if (mmh_commit(h) != 0)
-        goto fail;
-    mmh_stats(h, &st);
-    if (st.bytes_written - b0 < n * PAGE) {
-        snprintf(r.msg, sizeof r.msg, "commit after warm-seq wrote %llu bytes < %zu pages",
-                 (unsigned long long)(st.bytes_written - b0), n);
+    if (commit_wrote_pages(h, n, "warm-seq", &r) != 0)
         goto out;
-    }
 
     t0 = now_ns();
     for (size_t i = 0; i < n; i++)
         *(volatile char *)(p + (size_t)perm[i] * PAGE + 64) = 3;
     r.warm_rand = (double)(now_ns() - t0) / (double)n;
     r.ok = 1;
-    goto out;
-fail:
-    snprintf(r.msg, sizeof r.msg, "%s", mmh_errmsg());
 out:
     if (write(wfd, &r, sizeof r) != (ssize_t)sizeof r)
         _exit(3);

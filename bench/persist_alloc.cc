@@ -375,6 +375,19 @@ void remove_pool(const std::string &p)
     unlink((p + ".journal").c_str());
 }
 
+/* A fresh pool: create it, fill it, measure, remove it. */
+template <class A>
+int run_fresh(A &a, const std::string &path, const char *name, size_t objects, bool check_often)
+{
+    remove_pool(path);
+    a.create(path.c_str(), objects);
+    fill(a);
+    run(a, name, check_often);
+    a.close();
+    remove_pool(path);
+    return 0;
+}
+
 int run_one()
 {
     std::string path = opt.dir + "/mmh-persist-alloc." + std::to_string(getpid()) + ".pool";
@@ -383,13 +396,7 @@ int run_one()
     const std::string &w = opt.one;
     if (w == "mmheap" || w == "mmheap-shared") {
         Mmheap a(w == "mmheap-shared");
-        remove_pool(path);
-        a.create(path.c_str(), opt.objects);
-        fill(a);
-        run(a, w.c_str(), false);
-        a.close();
-        remove_pool(path);
-        return 0;
+        return run_fresh(a, path, w.c_str(), opt.objects, false);
     }
 #if BENCH_PMDK
     if (w == "pmdk" || w == "pmdk-forced") {
@@ -426,27 +433,18 @@ int run_one()
                 fail(path.c_str(), strerror(errno));
             ::close(fd);
             a.open(path.c_str(), opt.objects);
-        } else {
+            run(a, w.c_str(), true);
+            a.close();
             remove_pool(path);
-            a.create(path.c_str(), opt.objects);
-            fill(a);
+            return 0;
         }
-        run(a, w.c_str(), true);
-        a.close();
-        remove_pool(path);
-        return 0;
+        return run_fresh(a, path, w.c_str(), opt.objects, true);
     }
 #endif
 #if BENCH_BOOST
     if (w == "boost") {
         Boost a;
-        remove_pool(path);
-        a.create(path.c_str(), opt.objects);
-        fill(a);
-        run(a, w.c_str(), false);
-        a.close();
-        remove_pool(path);
-        return 0;
+        return run_fresh(a, path, w.c_str(), opt.objects, false);
     }
 #endif
     fprintf(stderr, "bench_persist_alloc: %s: not built in (install the peer and rebuild)\n",
