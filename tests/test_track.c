@@ -164,6 +164,16 @@ static rgs pages_of(mmh_heap *h, const void *p, size_t len)
     return r;
 }
 
+/* What was written since the last collect is exactly the pages of
+ * [p, p + len). */
+static void assert_dirty_exactly(mmh_heap *h, const void *p, size_t len)
+{
+    rgs got = collect(h), want = pages_of(h, p, len);
+    assert_rgs_equal(&got, &want);
+    free(got.v);
+    free(want.v);
+}
+
 /* ---- heaps --------------------------------------------------------------- */
 
 typedef struct {
@@ -236,19 +246,12 @@ static void test_single_byte(void **state)
     assert_non_null(p);
     drain(x.h);
     p[3 * ps + 100] = 7;
-    rgs got = collect(x.h), want = pages_of(x.h, p + 3 * ps + 100, 1);
-    assert_rgs_equal(&got, &want);
-    free(got.v);
-    free(want.v);
+    assert_dirty_exactly(x.h, p + 3 * ps + 100, 1);
     /* Written again: dirty again, once. */
     p[3 * ps + 200] = 8;
     p[3 * ps + 300] = 9;
-    got = collect(x.h);
-    want = pages_of(x.h, p + 3 * ps, 1);
-    assert_rgs_equal(&got, &want);
+    assert_dirty_exactly(x.h, p + 3 * ps, 1);
     assert_int_equal(p[3 * ps + 100], 7);
-    free(got.v);
-    free(want.v);
     close_heap(&x);
 }
 
@@ -387,10 +390,7 @@ static void test_read_syscall(void **state)
     assert_int_equal(r, (ssize_t)len);
     assert_true(tu_all_bytes(dst, len, 0));
     assert_int_equal((unsigned char)dst[len], 0xab);
-    rgs got = collect(x.h), want = pages_of(x.h, dst, len);
-    assert_rgs_equal(&got, &want);
-    free(got.v);
-    free(want.v);
+    assert_dirty_exactly(x.h, dst, len);
     close_heap(&x);
 }
 
@@ -495,11 +495,7 @@ static void test_many_pages(void **state)
     assert_true(count_vmas(x.h) <= vmas_before + 16);
     /* A new epoch starts at page granularity again. */
     p[12345 * ps + 1] = 2;
-    got = collect(x.h);
-    rgs want = pages_of(x.h, p + 12345 * ps, 1);
-    assert_rgs_equal(&got, &want);
-    free(got.v);
-    free(want.v);
+    assert_dirty_exactly(x.h, p + 12345 * ps, 1);
     mmh_free(x.h, p);
     close_heap(&x);
 }
@@ -560,10 +556,7 @@ static void test_widening(void **state)
     }
     /* A new epoch: pages again. */
     p[7 * MiB + 1] = 4;
-    rgs got = collect(x.h), want = pages_of(x.h, p + 7 * MiB + 1, 1);
-    assert_rgs_equal(&got, &want);
-    free(got.v);
-    free(want.v);
+    assert_dirty_exactly(x.h, p + 7 * MiB + 1, 1);
     close_heap(&x);
     mmh_track_mprotect_tune(0, 0);
 }
