@@ -77,8 +77,7 @@ static int in_use_ranges(mmh_heap *h, mmh_ranges *r)
 static int punch(mmh_heap *h, size_t off, size_t len, void *arg)
 {
     (void)arg;
-    if (fallocate(h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0 ||
-        errno == EOPNOTSUPP)
+    if (mmh_file_punch(h, off, len) == 0)
         return 0;
     h->commit_errno = errno;
     return mmh_fail(errno, "%s: punching a hole at offset %zu failed: %s", h->path, off,

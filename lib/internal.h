@@ -324,6 +324,12 @@ static inline void *mmh_ptr(const mmh_heap *h, uint64_t off)
     return h->base + off;
 }
 
+/* The page descriptor at a heap offset; NULL for 0 (the end of a list). */
+static inline mmh_page *mmh_page_at(const mmh_heap *h, uint64_t off)
+{
+    return off ? (mmh_page *)mmh_ptr(h, off) : NULL;
+}
+
 /* Doubly linked lists of page descriptors through their next/prev offsets.
  * *head holds `empty` when the list is empty (0, or MMH_EMPTY_PAGE_OFF for a
  * slot's class lists, whose head the fast path reads unconditionally). */
@@ -333,7 +339,7 @@ static inline void mmh_list_push(const mmh_heap *h, uint64_t *head, uint64_t emp
     pg->prev = 0;
     pg->next = *head == empty ? 0 : *head;
     if (pg->next)
-        ((mmh_page *)mmh_ptr(h, pg->next))->prev = off;
+        mmh_page_at(h, pg->next)->prev = off;
     *head = off;
 }
 
@@ -341,11 +347,11 @@ static inline void mmh_list_unlink(const mmh_heap *h, uint64_t *head, uint64_t e
                                    mmh_page *pg)
 {
     if (pg->prev)
-        ((mmh_page *)mmh_ptr(h, pg->prev))->next = pg->next;
+        mmh_page_at(h, pg->prev)->next = pg->next;
     else
         *head = pg->next ? pg->next : empty;
     if (pg->next)
-        ((mmh_page *)mmh_ptr(h, pg->next))->prev = pg->prev;
+        mmh_page_at(h, pg->next)->prev = pg->prev;
     pg->next = pg->prev = 0;
 }
 
@@ -380,6 +386,7 @@ MMH_HIDDEN void *mmh_region_reserve(void *want, size_t size, bool exact);
 MMH_HIDDEN int   mmh_region_map(mmh_heap *h, size_t from, size_t to);
 MMH_HIDDEN void  mmh_region_release(void *base, size_t size);
 MMH_HIDDEN void  mmh_region_purge(mmh_heap *h, size_t off, size_t len);
+MMH_HIDDEN int   mmh_file_punch(mmh_heap *h, size_t off, size_t len);
 MMH_HIDDEN int   mmh_region_prepare(mmh_heap *h, size_t off, size_t len);
 MMH_HIDDEN int   mmh_region_grow(mmh_heap *h, size_t extent);
 MMH_HIDDEN bool  mmh_beyond_fsize_limit(size_t size);

@@ -17,11 +17,6 @@
  * as they are used, not when they are created. */
 #define EXTEND_BYTES 4096u
 
-static mmh_page *page_ptr(const mmh_heap *h, uint64_t off)
-{
-    return (mmh_page *)mmh_ptr(h, off);
-}
-
 /* ---- the slot's lists: per class (head slot->pages[cls]) and full ---- */
 
 static void class_unlink(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
@@ -66,7 +61,7 @@ static void drain_notified(mmh_heap *h, mmh_slot *slot)
         return;
     uint64_t off = atomic_exchange(&slot->xpages, 0);
     while (off) {
-        mmh_page *pg = page_ptr(h, off);
+        mmh_page *pg = mmh_page_at(h, off);
         off = pg->xnext;
         if (pg->flags & MMH_PF_FULL) {
             atomic_fetch_and(&pg->xfree, ~(uint64_t)MMH_XF_NOTIFIED);
@@ -168,7 +163,7 @@ void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
     mmh_slot *slot = b->slot;
     drain_notified(h, slot);
     for (uint64_t off = slot->pages[cls]; off != MMH_EMPTY_PAGE_OFF && off;) {
-        mmh_page *pg = page_ptr(h, off);
+        mmh_page *pg = mmh_page_at(h, off);
         off = pg->next;
         collect(h, pg);
         if (!pg->free && pg->capacity < pg->reserved)
@@ -256,7 +251,7 @@ void mmh_slot_trim(mmh_heap *h, mmh_slot *slot)
     drain_notified(h, slot);
     for (unsigned cls = 1; cls < MMH_CLASSES; cls++) {
         for (uint64_t off = slot->pages[cls]; off != MMH_EMPTY_PAGE_OFF && off;) {
-            mmh_page *pg = page_ptr(h, off);
+            mmh_page *pg = mmh_page_at(h, off);
             off = pg->next;
             collect(h, pg);
             if (pg->used == 0)

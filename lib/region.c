@@ -93,9 +93,19 @@ int mmh_region_map(mmh_heap *h, size_t from, size_t to)
 void mmh_region_purge(mmh_heap *h, size_t off, size_t len)
 {
     if (h->fd >= 0 && (h->flags & MMH_SHARED))
-        fallocate(h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+        (void)mmh_file_punch(h, off, len); /* a failure only keeps the blocks */
     else
         madvise(h->base + off, len, MADV_DONTNEED);
+}
+
+/* Make [off, off + len) of the file a hole; a file system without holes
+ * keeps its blocks, which is not an error. */
+int mmh_file_punch(mmh_heap *h, size_t off, size_t len)
+{
+    if (fallocate(h->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0 ||
+        errno == EOPNOTSUPP)
+        return 0;
+    return -1;
 }
 
 /* Make [off, off + len) of a shared file backed by disk blocks again after a

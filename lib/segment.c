@@ -17,11 +17,6 @@
 
 #define PURGE_MIN ((uint64_t)8 << 20)
 
-static mmh_page *page_at(const mmh_heap *h, uint64_t off)
-{
-    return off ? (mmh_page *)mmh_ptr(h, off) : NULL;
-}
-
 static mmh_segment *segment_of_page(const mmh_page *pg)
 {
     uintptr_t seg = (uintptr_t)pg & ~(uintptr_t)MMH_SEG_MASK;
@@ -214,7 +209,7 @@ mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices)
         span_insert_free(h, s, 1, MMH_SEG_SLICES - 1, flags);
         avail = h->hdr->span_bitmap & ~((2ull << (need - 1)) - 1);
     }
-    mmh_page *pg = page_at(h, h->hdr->span_bins[__builtin_ctzll(avail)]);
+    mmh_page *pg = mmh_page_at(h, h->hdr->span_bins[__builtin_ctzll(avail)]);
     mmh_segment *s = segment_of_page(pg);
     size_t idx = page_index(pg), n = pg->slice_count, start = mmh_align_up(idx, align_slices);
     unsigned flags = pg->flags;
@@ -356,8 +351,8 @@ static int free_ranges_each(mmh_heap *h, unsigned need, unsigned skip, unsigned 
 {
     mmh_hdr *hdr = h->hdr;
     for (uint64_t bits = hdr->span_bitmap; bits; bits &= bits - 1) {
-        for (mmh_page *pg = page_at(h, hdr->span_bins[__builtin_ctzll(bits)]); pg;
-             pg = page_at(h, pg->next)) {
+        for (mmh_page *pg = mmh_page_at(h, hdr->span_bins[__builtin_ctzll(bits)]); pg;
+             pg = mmh_page_at(h, pg->next)) {
             if ((pg->flags & need) != need || (pg->flags & skip))
                 continue;
             if (fn(h, mmh_off(h, mmh_page_start(pg)), (size_t)pg->slice_count << MMH_SLICE_SHIFT,
