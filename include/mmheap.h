@@ -36,6 +36,10 @@ enum {
                             /* commit msyncs only the dirty pages           */
     MMH_READONLY = 1u << 3, /* map read-only; alloc/commit fail with EROFS  */
     MMH_RELOCATE = 1u << 4, /* allow mapping at another base address        */
+    MMH_VOLATILE = 1u << 5, /* start from an existing file (a snapshot
+                               image), mapped copy-on-write and never written
+                               back: the heap is volatile like an anonymous
+                               one (mmh_commit fails; mmh_snapshot saves it) */
 };                          /* default for a file: MAP_PRIVATE              */
 
 typedef struct mmh_config {
@@ -62,7 +66,15 @@ struct mmh_stats {
     uint64_t    bytes_written;   /* bytes written to the file by commits        */
     uint64_t    last_commit_ns;  /* duration of the last commit                 */
     uint64_t    last_commit_time;/* CLOCK_REALTIME of the last commit, ns       */
-    uint64_t    cow_pages;       /* copy-on-write pages of the last bg job      */
+    uint64_t    cow_pages;       /* pages copied on write while the last
+                                    background job ran (its memory cost)      */
+    uint64_t    last_fork_ns;    /* pause of the last mmh_commit_bg or
+                                    mmh_snapshot call (ends at the fork)      */
+    uint64_t    last_job_ns;     /* duration of the last finished job         */
+    uint64_t    last_job_bytes;  /* bytes it wrote                            */
+    uint64_t    jobs;            /* background jobs finished (ok or failed)   */
+    uint64_t    jobs_failed;     /* of those, failed                          */
+    int         job_running;     /* 1 while a background job runs             */
     mmh_tracker tracker;         /* tracker in use (AUTO resolved)              */
     unsigned    flags;           /* MMH_* flags the heap was opened with        */
 };
@@ -88,8 +100,22 @@ uint64_t mmh_offset(mmh_heap *h, const void *p); /* 0 for NULL or outside h */
 void    *mmh_at(mmh_heap *h, uint64_t off);      /* NULL for 0 or outside h */
 
 int mmh_commit(mmh_heap *h);
-/* Background jobs (fork snapshots): not implemented in this version; each
- * fails with ENOSYS. */
+/* Background jobs.  Each forks a child that works on a copy-on-write view
+ * of the heap as it is at the call, and returns as soon as the child runs:
+ * the pause is the fork.  One job per heap; starting another, mmh_commit
+ * and mmh_close wait for the running one first.
+ *
+ * mmh_commit_bg: the child commits the pages written since the last commit
+ * (private file heaps; atomic like mmh_commit).  If the job fails, its pages
+ * are written by the next commit.
+ * mmh_snapshot: the child writes the whole heap to path as an ordinary heap
+ * file (written to a temporary file, synced, renamed over path, directory
+ * synced): mmh_open maps it with every pointer intact, or MMH_VOLATILE
+ * starts a volatile heap from it.  Anonymous, private and volatile heaps;
+ * a shared heap has no copy-on-write and is refused (EINVAL).
+ * mmh_wait: 0 when the job succeeded, -1 when it failed (errno and
+ * mmh_errmsg give the child's reason), 1 while it runs (nohang); -1 with
+ * ECHILD when there is no job to wait for. */
 int mmh_commit_bg(mmh_heap *h);
 int mmh_snapshot(mmh_heap *h, const char *path);
 int mmh_wait(mmh_heap *h, int nohang);

@@ -80,8 +80,7 @@ static int punch(mmh_heap *h, size_t off, size_t len, void *arg)
     if (mmh_file_punch(h, off, len) == 0)
         return 0;
     h->commit_errno = errno;
-    return mmh_fail(errno, "%s: punching a hole at offset %zu failed: %s", h->path, off,
-                    strerror(errno));
+    return mmh_fail(errno, "%s: punching a hole at offset %zu failed: %m", h->path, off);
 }
 
 static int sync_shared(mmh_heap *h, const mmh_ranges *r)
@@ -94,7 +93,7 @@ static int sync_shared(mmh_heap *h, const mmh_ranges *r)
     }
     if (fdatasync(h->fd) != 0) {
         h->commit_errno = errno;
-        return mmh_fail(errno, "%s: fdatasync failed: %s", h->path, strerror(errno));
+        return mmh_fail(errno, "%s: fdatasync failed: %m", h->path);
     }
     return 0;
 }

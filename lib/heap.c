@@ -107,9 +107,8 @@ static int heap_format(mmh_heap *h, const mmh_config *cfg)
     h->base = mmh_region_reserve(cfg->base, cfg->max_size, cfg->base != NULL);
     if (!h->base)
         return mmh_fail(errno == EEXIST ? EADDRINUSE : ENOMEM,
-                        "%s: cannot reserve %zu bytes of address space%s: %s", h->path,
-                        cfg->max_size, cfg->base ? " at the requested base" : "",
-                        strerror(errno));
+                        "%s: cannot reserve %zu bytes of address space%s: %m", h->path,
+                        cfg->max_size, cfg->base ? " at the requested base" : "");
     h->hdr = (mmh_hdr *)h->base;
     if (mmh_region_grow(h, cfg->size) != 0)
         return -1;
@@ -125,7 +124,7 @@ static int lock_file(mmh_heap *h)
     if (errno == EWOULDBLOCK)
         return mmh_fail(EBUSY, "%s: heap is in use by a writer%s", h->path,
                         ro ? "" : " or reader");
-    return mmh_fail(errno, "%s: cannot lock: %s", h->path, strerror(errno));
+    return mmh_fail(errno, "%s: cannot lock: %m", h->path);
 }
 
 static int sync_parent_dir(const char *path)
@@ -137,7 +136,7 @@ static int sync_parent_dir(const char *path)
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int rc = fd >= 0 && fsync(fd) == 0 ? 0 : -1;
     if (rc != 0)
-        mmh_fail(errno, "%s: cannot sync directory %s: %s", path, dir, strerror(errno));
+        mmh_fail(errno, "%s: cannot sync directory %s: %m", path, dir);
     if (fd >= 0)
         close(fd);
     free(dir);
@@ -161,7 +160,7 @@ static mmh_heap *create_file(const char *path, const mmh_config *cfg)
     unlink(tmp);
     h->fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, cfg->mode);
     if (h->fd < 0) {
-        mmh_fail(errno, "%s: cannot create: %s", path, strerror(errno));
+        mmh_fail(errno, "%s: cannot create: %m", path);
         heap_destroy(h);
         return NULL;
     }
@@ -217,7 +216,7 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         goto fail;
     }
     if (fstat(h->fd, &st) != 0) {
-        mmh_fail(errno, "%s: cannot stat: %s", path, strerror(errno));
+        mmh_fail(errno, "%s: cannot stat: %m", path);
         goto fail;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -230,7 +229,7 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
     memset(&buf, 0, sizeof buf);
     ssize_t got = pread(h->fd, &buf, sizeof buf, 0);
     if (got < 0) {
-        mmh_fail(errno, "%s: cannot read the header: %s", path, strerror(errno));
+        mmh_fail(errno, "%s: cannot read the header: %m", path);
         goto fail;
     }
     if (mmh_format_check(path, hdr, (uint64_t)st.st_size) != 0)
@@ -252,8 +251,8 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
     if (!ro) {
         /* Growth that was never committed left the file longer. */
         if ((uint64_t)st.st_size > hdr->extent && ftruncate(h->fd, (off_t)hdr->extent) != 0) {
-            mmh_fail(errno, "%s: cannot truncate to %llu bytes: %s", path,
-                     (unsigned long long)hdr->extent, strerror(errno));
+            mmh_fail(errno, "%s: cannot truncate to %llu bytes: %m", path,
+                     (unsigned long long)hdr->extent);
             goto fail;
         }
         h->hdr = (mmh_hdr *)h->base;

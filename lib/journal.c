@@ -58,10 +58,9 @@ static uint64_t hdr_hash(const struct journal_hdr *jh)
 
 static int io_failed(mmh_heap *h, const char *what, const char *file, size_t off)
 {
-    int err = errno ? errno : EIO;
-    h->commit_errno = err;
-    return mmh_fail(err, "%s: %s of %s at offset %zu failed: %s", h->path, what, file, off,
-                    strerror(err));
+    errno = errno ? errno : EIO;
+    h->commit_errno = errno;
+    return mmh_fail(errno, "%s: %s of %s at offset %zu failed: %m", h->path, what, file, off);
 }
 
 static int pwrite_all(int fd, const void *buf, size_t len, size_t off)
@@ -145,8 +144,7 @@ int mmh_journal_open(mmh_heap *h, unsigned mode)
     snprintf(h->journal_path, n, "%s.journal", h->path);
     h->journal_fd = open(h->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, mode);
     if (h->journal_fd < 0)
-        return mmh_fail(errno, "%s: cannot open the journal %s: %s", h->path, h->journal_path,
-                        strerror(errno));
+        return mmh_fail(errno, "%s: cannot open the journal %s: %m", h->path, h->journal_path);
     return 0;
 }
 
@@ -299,9 +297,10 @@ static int replay(const char *path, int heap_fd, int jfd, const char *table)
         at += rec[i].len;
     }
     free(chunk);
-    if (rc != 0 || fdatasync(heap_fd) != 0)
-        return mmh_fail(errno ? errno : EIO, "%s: replaying the journal failed: %s", path,
-                        strerror(errno ? errno : EIO));
+    if (rc != 0 || fdatasync(heap_fd) != 0) {
+        errno = errno ? errno : EIO;
+        return mmh_fail(errno, "%s: replaying the journal failed: %m", path);
+    }
     return 0;
 }
 
@@ -314,13 +313,13 @@ int mmh_journal_recover(const char *path, int heap_fd, bool readonly)
         return mmh_fail(ENAMETOOLONG, "%s: path too long", path);
     int jfd = open(jpath, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (jfd < 0)
-        return errno == ENOENT ? 0 : mmh_fail(errno, "%s: cannot open the journal %s: %s", path,
-                                              jpath, strerror(errno));
+        return errno == ENOENT ? 0 : mmh_fail(errno, "%s: cannot open the journal %s: %m", path,
+                                              jpath);
     struct stat st;
     char *table = NULL;
     int rc = 0;
     if (fstat(jfd, &st) != 0)
-        rc = mmh_fail(errno, "%s: cannot stat %s: %s", path, jpath, strerror(errno));
+        rc = mmh_fail(errno, "%s: cannot stat %s: %m", path, jpath);
     else if (st.st_size > 0 && journal_complete(jfd, (uint64_t)st.st_size, &table)) {
         if (readonly)
             rc = mmh_fail(EAGAIN, "%s: a committed journal waits to be replayed; open the heap "
@@ -329,7 +328,7 @@ int mmh_journal_recover(const char *path, int heap_fd, bool readonly)
             rc = replay(path, heap_fd, jfd, table);
     }
     if (rc == 0 && st.st_size > 0 && !readonly && ftruncate(jfd, 0) != 0)
-        rc = mmh_fail(errno, "%s: cannot truncate %s: %s", path, jpath, strerror(errno));
+        rc = mmh_fail(errno, "%s: cannot truncate %s: %m", path, jpath);
     free(table);
     close(jfd);
     return rc;

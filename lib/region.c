@@ -82,8 +82,8 @@ int mmh_region_map(mmh_heap *h, size_t from, size_t to)
                  MAP_FIXED | ((h->flags & MMH_SHARED) ? MAP_SHARED : MAP_PRIVATE),
                  h->fd, (off_t)from);
     if (p == MAP_FAILED)
-        return mmh_fail(errno, "%s: cannot map %zu bytes at offset %zu: %s",
-                        h->path, to - from, from, strerror(errno));
+        return mmh_fail(errno, "%s: cannot map %zu bytes at offset %zu: %m",
+                        h->path, to - from, from);
     return 0;
 }
 
@@ -116,8 +116,8 @@ int mmh_region_prepare(mmh_heap *h, size_t off, size_t len)
         return 0;
     if (fallocate(h->fd, 0, (off_t)off, (off_t)len) != 0)
         return mmh_fail(errno == ENOSPC ? ENOMEM : errno,
-                        "%s: cannot allocate disk space for %zu bytes: %s",
-                        h->path, len, strerror(errno));
+                        "%s: cannot allocate disk space for %zu bytes: %m",
+                        h->path, len);
     return 0;
 }
 
@@ -144,7 +144,7 @@ int mmh_region_grow(mmh_heap *h, size_t extent)
                             h->path, extent);
         if (ftruncate(h->fd, (off_t)extent) != 0)
             return mmh_fail(errno == ENOSPC ? ENOMEM : errno,
-                            "%s: cannot grow to %zu bytes: %s", h->path, extent, strerror(errno));
+                            "%s: cannot grow to %zu bytes: %m", h->path, extent);
         if (mmh_region_prepare(h, old, extent - old) != 0) {
             int err = errno;
             (void)!ftruncate(h->fd, (off_t)old); /* best effort: the error is err */

@@ -399,7 +399,7 @@ static int install(void)
 {
     struct sigaction cur;
     if (sigaction(SIGSEGV, NULL, &cur) != 0)
-        return mmh_fail(errno, "mprotect tracker: sigaction: %s", strerror(errno));
+        return mmh_fail(errno, "mprotect tracker: sigaction: %m");
     /* sa_handler and sa_sigaction share their storage. */
     bool ours = cur.sa_sigaction == on_segv;
     if (ours && (cur.sa_flags & SA_SIGINFO) && (cur.sa_flags & SA_ONSTACK))
@@ -415,8 +415,7 @@ static int install(void)
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART | SA_NODEFER;
     if (sigaction(SIGSEGV, &sa, NULL) != 0)
-        return mmh_fail(errno, "mprotect tracker: cannot install a SIGSEGV handler: %s",
-                        strerror(errno));
+        return mmh_fail(errno, "mprotect tracker: cannot install a SIGSEGV handler: %m");
     return 0;
 }
 
@@ -484,8 +483,8 @@ static int mprotect_attach(mmh_heap *h)
     char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED)
-        return mmh_fail(ENOMEM, "%s: mprotect tracker: cannot allocate %zu bytes of bitmaps: %s",
-                        h->path, size, strerror(errno));
+        return mmh_fail(ENOMEM, "%s: mprotect tracker: cannot allocate %zu bytes of bitmaps: %m",
+                        h->path, size);
     mp_state *st = (mp_state *)mem;
     st->base = h->base;
     atomic_init(&st->mapped, (size_t)h->mapped);

@@ -52,7 +52,7 @@ static int uffd_create(void)
 {
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
     if (fd < 0)
-        return mmh_fail(errno, "userfaultfd: %s", strerror(errno));
+        return mmh_fail(errno, "userfaultfd: %m");
     struct uffdio_api api = { .api = UFFD_API,
                               .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED };
     if (ioctl(fd, UFFDIO_API, &api) != 0) {
@@ -71,8 +71,8 @@ static int protect(int uffd, char *start, size_t len)
     struct uffdio_writeprotect wp = { .range = { (uintptr_t)start, len },
                                       .mode = UFFDIO_WRITEPROTECT_MODE_WP };
     if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0 || ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) != 0)
-        return mmh_fail(errno, "userfaultfd: cannot write-protect %zu bytes at %p: %s", len,
-                        (void *)start, strerror(errno));
+        return mmh_fail(errno, "userfaultfd: cannot write-protect %zu bytes at %p: %m", len,
+                        (void *)start);
     return 0;
 }
 
@@ -142,7 +142,7 @@ static int uffd_attach(mmh_heap *h)
     st->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (st->uffd < 0 || st->pagemap < 0 || protect(st->uffd, h->base, h->mapped) != 0) {
         if (st->pagemap < 0)
-            mmh_fail(errno, "%s: cannot open /proc/self/pagemap: %s", h->path, strerror(errno));
+            mmh_fail(errno, "%s: cannot open /proc/self/pagemap: %m", h->path);
         if (st->uffd >= 0)
             close(st->uffd);
         if (st->pagemap >= 0)
@@ -169,7 +169,7 @@ static int uffd_collect(mmh_heap *h, mmh_range_fn fn, void *arg)
         char *next;
         long n = scan(st->pagemap, at, end, vec, &next);
         if (n < 0)
-            return mmh_fail(errno, "%s: PAGEMAP_SCAN failed: %s", h->path, strerror(errno));
+            return mmh_fail(errno, "%s: PAGEMAP_SCAN failed: %m", h->path);
         for (long i = 0; i < n; i++) {
             size_t off = (size_t)((char *)(uintptr_t)vec[i].start - h->base);
             size_t len = (size_t)(vec[i].end - vec[i].start);
