@@ -41,7 +41,7 @@ int mmh_ranges_add(mmh_heap *h, size_t off, size_t len, void *arg)
 
 /* Untracked: every in-use range of the extent (the whole metadata slice of
  * free runs too: it holds their links). */
-static int in_use_ranges(mmh_heap *h, mmh_ranges *r)
+int mmh_in_use_ranges(mmh_heap *h, mmh_ranges *r)
 {
     size_t nsegs = h->mapped >> MMH_SEG_SHIFT;
     for (size_t idx = 0; idx < nsegs;) {
@@ -98,53 +98,127 @@ static int sync_shared(mmh_heap *h, const mmh_ranges *r)
     return 0;
 }
 
-int mmh_writeback(mmh_heap *h)
+/* The union of two ascending range lists, into *dst. */
+int mmh_ranges_merge(mmh_heap *h, mmh_ranges *dst, const mmh_ranges *add)
+{
+    mmh_ranges out = { 0 };
+    size_t i = 0, j = 0;
+    while (i < dst->n || j < add->n) {
+        const mmh_range *next = j == add->n || (i < dst->n && dst->v[i].off <= add->v[j].off)
+                                    ? &dst->v[i++] : &add->v[j++];
+        mmh_range *last = out.n ? &out.v[out.n - 1] : NULL;
+        if (last && next->off <= last->off + last->len) {
+            if (next->off + next->len > last->off + last->len)
+                last->len = next->off + next->len - last->off;
+        } else if (mmh_ranges_add(h, next->off, next->len, &out) != 0) {
+            free(out.v);
+            return -1;
+        }
+    }
+    free(dst->v);
+    *dst = out;
+    return 0;
+}
+
+/* Start a commit: a new sequence number in the header, and the ranges to
+ * write: the pages written since the last commit (every in-use range when
+ * untracked) and those of a background job that failed. */
+int mmh_commit_ranges(mmh_heap *h, mmh_ranges *r)
 {
     mmh_hdr *hdr = h->hdr;
-    mmh_ranges r = { 0 };
     hdr->commit_seq++;
     hdr->checksum = mmh_format_checksum(hdr);
-    int rc = h->track ? h->track->collect(h, mmh_ranges_add, &r) : in_use_ranges(h, &r);
+    int rc = h->track ? h->track->collect(h, mmh_ranges_add, r) : mmh_in_use_ranges(h, r);
+    if (rc == 0)
+        rc = mmh_track_resume(h);
+    if (rc == 0 && h->retry.n)
+        rc = mmh_ranges_merge(h, r, &h->retry);
     if (rc != 0)
         h->commit_errno = errno;
-    else if (h->flags & MMH_SHARED)
-        rc = sync_shared(h, &r);
-    else if ((rc = mmh_journal_commit(h, r.v, r.n)) == 0)
-        rc = mmh_punch_purged(h, punch);
+    return rc;
+}
+
+/* Make the ranges durable.  No allocation (a job's child runs this): a
+ * private heap's journal table goes in `table`, mmh_journal_table_size
+ * bytes.  *durable: whether the commit took effect even if it failed. */
+int mmh_commit_write(mmh_heap *h, const mmh_ranges *r, void *table, bool *durable)
+{
+    *durable = false;
+    if (h->flags & MMH_SHARED)
+        return sync_shared(h, r);
+    if (mmh_journal_commit(h, r->v, r->n, table, durable) != 0)
+        return -1;
+    return mmh_punch_purged(h, punch);
+}
+
+int mmh_writeback(mmh_heap *h)
+{
+    mmh_ranges r = { 0 };
+    bool durable;
+    void *table = NULL;
+    int rc = mmh_commit_ranges(h, &r);
+    if (rc == 0 && !(h->flags & MMH_SHARED) &&
+        !(table = malloc(mmh_journal_table_size(r.v, r.n)))) {
+        h->commit_errno = ENOMEM;
+        rc = mmh_fail(ENOMEM, "%s: out of memory for a journal of %zu ranges", h->path, r.n);
+    }
+    if (rc == 0)
+        rc = mmh_commit_write(h, &r, table, &durable);
+    if (rc == 0) {
+        free(h->retry.v);
+        h->retry = (mmh_ranges){ 0 };
+    }
+    free(table);
     free(r.v);
     return rc;
 }
 
-static uint64_t now_ns(clockid_t clock)
+uint64_t mmh_now_ns(int clock)
 {
     struct timespec ts;
     clock_gettime(clock, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Can h commit now?  0, or -1 with the reason.  Caller holds h->lock. */
+int mmh_commit_check(mmh_heap *h, const char *fn)
+{
+    if (h->fd < 0 || (h->flags & MMH_VOLATILE))
+        return mmh_fail(EINVAL, "%s: %s: the heap has no file to commit to (mmh_snapshot saves "
+                        "it)", h->path, fn);
+    if (h->flags & MMH_READONLY)
+        return mmh_fail(EROFS, "%s: %s: heap is open read-only", h->path, fn);
+    if (h->commit_errno) {
+        errno = h->commit_errno;
+        return mmh_fail(h->commit_errno, "%s: an earlier commit failed (%m); the file keeps "
+                        "the last completed commit and the heap refuses further commits",
+                        h->path);
+    }
+    return 0;
+}
+
+void mmh_commit_done(mmh_heap *h, uint64_t ns)
+{
+    h->commits++;
+    h->last_commit_ns = ns;
+    h->last_commit_time = mmh_now_ns(CLOCK_REALTIME);
+}
+
 int mmh_commit(mmh_heap *h)
 {
     if (!h)
         return mmh_fail(EINVAL, "mmh_commit: heap is NULL");
-    if (h->fd < 0)
-        return mmh_fail(EINVAL, "%s: nothing to commit to (use mmh_snapshot to save it)", h->path);
-    if (h->flags & MMH_READONLY)
-        return mmh_fail(EROFS, "%s: heap is open read-only", h->path);
+    pthread_mutex_lock(&h->job_lock);
+    mmh_job_reap(h, false);
     pthread_mutex_lock(&h->lock);
-    int rc;
-    if (h->commit_errno)
-        rc = mmh_fail(h->commit_errno, "%s: an earlier commit failed (%s); the file keeps the "
-                      "last completed commit and the heap refuses further commits", h->path,
-                      strerror(h->commit_errno));
-    else {
-        uint64_t start = now_ns(CLOCK_MONOTONIC);
+    int rc = mmh_commit_check(h, "mmh_commit");
+    if (rc == 0) {
+        uint64_t start = mmh_now_ns(CLOCK_MONOTONIC);
         rc = mmh_writeback(h);
-        if (rc == 0) {
-            h->commits++;
-            h->last_commit_ns = now_ns(CLOCK_MONOTONIC) - start;
-            h->last_commit_time = now_ns(CLOCK_REALTIME);
-        }
+        if (rc == 0)
+            mmh_commit_done(h, mmh_now_ns(CLOCK_MONOTONIC) - start);
     }
     pthread_mutex_unlock(&h->lock);
+    pthread_mutex_unlock(&h->job_lock);
     return rc;
 }

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KNOWN_FLAGS (MMH_CREATE | MMH_EXCL | MMH_SHARED | MMH_READONLY | MMH_RELOCATE)
+#define KNOWN_FLAGS (MMH_CREATE | MMH_EXCL | MMH_SHARED | MMH_READONLY | MMH_RELOCATE | MMH_VOLATILE)
 
 static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)
 {
@@ -21,9 +21,12 @@ static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)
         return mmh_fail(EINVAL, "%s: unknown flags 0x%x", name, cfg->flags & ~KNOWN_FLAGS);
     if ((unsigned)cfg->tracker > MMH_TRACK_NONE)
         return mmh_fail(EINVAL, "%s: unknown tracker %d", name, (int)cfg->tracker);
-    if (!path && (cfg->flags & (MMH_SHARED | MMH_READONLY | MMH_CREATE | MMH_EXCL)))
-        return mmh_fail(EINVAL, "anonymous heap: MMH_SHARED, MMH_READONLY, MMH_CREATE and "
-                                "MMH_EXCL need a file");
+    if (!path && (cfg->flags & (MMH_SHARED | MMH_READONLY | MMH_CREATE | MMH_EXCL | MMH_VOLATILE)))
+        return mmh_fail(EINVAL, "anonymous heap: MMH_SHARED, MMH_READONLY, MMH_CREATE, "
+                                "MMH_EXCL and MMH_VOLATILE need a file");
+    if ((cfg->flags & MMH_VOLATILE) && (cfg->flags & (MMH_SHARED | MMH_READONLY | MMH_CREATE)))
+        return mmh_fail(EINVAL, "%s: MMH_VOLATILE starts from an existing file and never writes "
+                        "it: MMH_SHARED, MMH_READONLY and MMH_CREATE do not go with it", name);
     if ((cfg->flags & MMH_READONLY) && (cfg->flags & MMH_CREATE))
         return mmh_fail(EINVAL, "%s: MMH_READONLY cannot create a heap", name);
     if ((uintptr_t)cfg->base & MMH_SEG_MASK)
@@ -57,7 +60,9 @@ static mmh_heap *heap_new(const char *path, unsigned flags)
     h->journal_fd = -1;
     h->flags = flags;
     h->tracker = MMH_TRACK_NONE;
+    h->retrack = MMH_TRACK_NONE;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->job_lock, NULL);
     return h;
 }
 
@@ -72,6 +77,8 @@ static void heap_destroy(mmh_heap *h)
     if (h->fd >= 0)
         close(h->fd);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->job_lock);
+    free(h->retry.v);
     free(h->path);
     free(h);
 }
@@ -95,9 +102,22 @@ static mmh_heap *heap_ready(mmh_heap *h, mmh_tracker tracker)
 /* Private, writable file heaps commit through a journal beside the file. */
 static int journal_ready(mmh_heap *h, unsigned mode)
 {
-    if (h->flags & (MMH_SHARED | MMH_READONLY))
+    if (!mmh_writes_back(h) || (h->flags & MMH_SHARED))
         return 0;
     return mmh_journal_open(h, mode);
+}
+
+/* The first state of a new heap goes straight into its file: nobody sees
+ * the file before it is linked into place, so it needs no journal. */
+static int write_first_state(mmh_heap *h)
+{
+    mmh_ranges r = { 0 };
+    h->hdr->checksum = mmh_format_checksum(h->hdr);
+    int rc = mmh_in_use_ranges(h, &r);
+    if (rc == 0)
+        rc = mmh_image_write(h, h->fd, h->path, r.v, r.n, h->hdr);
+    free(r.v);
+    return rc;
 }
 
 /* Reserve the address space and set up a new, empty heap in it. */
@@ -116,31 +136,17 @@ static int heap_format(mmh_heap *h, const mmh_config *cfg)
     return 0;
 }
 
+/* Writers lock the file exclusively; readers, and volatile heaps whose
+ * unread pages come from the file, share it. */
 static int lock_file(mmh_heap *h)
 {
-    bool ro = h->flags & MMH_READONLY;
+    bool ro = h->flags & (MMH_READONLY | MMH_VOLATILE);
     if (flock(h->fd, (ro ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0)
         return 0;
     if (errno == EWOULDBLOCK)
         return mmh_fail(EBUSY, "%s: heap is in use by a writer%s", h->path,
                         ro ? "" : " or reader");
     return mmh_fail(errno, "%s: cannot lock: %m", h->path);
-}
-
-static int sync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir)
-        return mmh_fail(ENOMEM, "%s: out of memory", path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc = fd >= 0 && fsync(fd) == 0 ? 0 : -1;
-    if (rc != 0)
-        mmh_fail(errno, "%s: cannot sync directory %s: %m", path, dir);
-    if (fd >= 0)
-        close(fd);
-    free(dir);
-    return rc;
 }
 
 static mmh_heap *open_existing(const char *path, const mmh_config *cfg);
@@ -164,10 +170,7 @@ static mmh_heap *create_file(const char *path, const mmh_config *cfg)
         heap_destroy(h);
         return NULL;
     }
-    /* A journal left by a heap of that name that is gone is meaningless. */
-    if (lock_file(h) != 0 || journal_ready(h, cfg->mode) != 0 ||
-        (h->journal_fd >= 0 && ftruncate(h->journal_fd, 0) != 0) || heap_format(h, cfg) != 0 ||
-        mmh_writeback(h) != 0)
+    if (lock_file(h) != 0 || heap_format(h, cfg) != 0 || write_first_state(h) != 0)
         goto fail;
     if (link(tmp, path) != 0) {
         int err = errno;
@@ -178,9 +181,12 @@ static mmh_heap *create_file(const char *path, const mmh_config *cfg)
         return mmh_fail_null(err, "%s: cannot create: %s", path, strerror(err));
     }
     unlink(tmp);
-    /* Map the committed file again under its final name, so the mappings
-     * of later growth join it (valgrind, for one, trips over the mix). */
-    if (sync_parent_dir(path) != 0 || mmh_region_map(h, 0, h->mapped) != 0) {
+    /* Only the winner of the link touches FILE.journal.  One left by a heap
+     * of that name that is gone never replays: it names another file_id.
+     * Then map the file again under its final name, so the mappings of
+     * later growth join it (valgrind, for one, trips over the mix). */
+    if (journal_ready(h, cfg->mode) != 0 || mmh_sync_parent_dir(path) != 0 ||
+        mmh_region_map(h, 0, h->mapped) != 0) {
         heap_destroy(h);
         return NULL;
     }
@@ -193,7 +199,7 @@ fail:
 
 static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
 {
-    bool ro = cfg->flags & MMH_READONLY;
+    bool ro = cfg->flags & MMH_READONLY, writes = !(cfg->flags & (MMH_READONLY | MMH_VOLATILE));
     union {
         mmh_hdr hdr;
         unsigned char page[MMH_HDR_SIZE];
@@ -203,7 +209,7 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
     mmh_heap *h = heap_new(path, cfg->flags);
     if (!h)
         return NULL;
-    h->fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    h->fd = open(path, (writes ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (h->fd < 0) {
         int err = errno;
         heap_destroy(h);
@@ -223,7 +229,7 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         mmh_fail(EINVAL, "%s: not a regular file", path);
         goto fail;
     }
-    if (lock_file(h) != 0 || mmh_journal_recover(path, h->fd, ro) != 0 ||
+    if (lock_file(h) != 0 || mmh_journal_recover(path, h->fd, !writes) != 0 ||
         fstat(h->fd, &st) != 0)
         goto fail;
     memset(&buf, 0, sizeof buf);
@@ -245,12 +251,14 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
                  strerror(errno), errno == EEXIST ? " (MMH_RELOCATE allows another base)" : "");
         goto fail;
     }
+    h->file_size = hdr->extent;
     if (mmh_region_map(h, 0, hdr->extent) != 0)
         goto fail;
     h->mapped = hdr->extent;
     if (!ro) {
         /* Growth that was never committed left the file longer. */
-        if ((uint64_t)st.st_size > hdr->extent && ftruncate(h->fd, (off_t)hdr->extent) != 0) {
+        if (writes && (uint64_t)st.st_size > hdr->extent &&
+            ftruncate(h->fd, (off_t)hdr->extent) != 0) {
             mmh_fail(errno, "%s: cannot truncate to %llu bytes: %m", path,
                      (unsigned long long)hdr->extent);
             goto fail;
@@ -286,13 +294,20 @@ mmh_heap *mmh_open(const char *path, const mmh_config *in)
     return heap_ready(h, cfg.tracker);
 }
 
+/* A running job is waited for; one whose failure mmh_wait never reported
+ * makes close fail with its reason, unless the final commit failed too. */
 int mmh_close(mmh_heap *h)
 {
     if (!h)
         return mmh_fail(EINVAL, "mmh_close: heap is NULL");
     int rc = 0;
-    if (h->fd >= 0 && !(h->flags & MMH_READONLY))
+    if (mmh_writes_back(h))
         rc = mmh_commit(h);
+    pthread_mutex_lock(&h->job_lock);
+    mmh_job_reap(h, false);
+    pthread_mutex_unlock(&h->job_lock);
+    if (rc == 0 && h->job_unreported && h->job_err)
+        rc = mmh_fail(h->job_err, "%s", h->job_msg);
     int err = errno;
     mmh_registry_remove(h);
     heap_destroy(h);

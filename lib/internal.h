@@ -172,7 +172,7 @@ typedef struct __attribute__((aligned(64))) mmh_slot {
 } mmh_slot;
 
 #define MMH_MAGIC          "MMHEAP\r\n"
-#define MMH_FORMAT_VERSION 1u
+#define MMH_FORMAT_VERSION 2u /* 2: file_id */
 #define MMH_SPAN_BINS      (MMH_SEG_SLICES)
 #define MMH_EMPTY_PAGE_OFF offsetof(mmh_hdr, empty_page)
 
@@ -189,6 +189,8 @@ typedef struct mmh_hdr {
     uint64_t extent;          /* bytes in use: the file size               */
     uint64_t root;            /* offset of the root object; 0: none        */
     uint64_t commit_seq;
+    uint64_t file_id;         /* random, fixed at creation: a journal
+                                 replays only onto the file it was made for */
     uint64_t segmap_off;      /* segment map (uint32 per segment)          */
     uint64_t slots_off;       /* MMH_SLOTS mmh_slot                        */
     uint32_t nslots;
@@ -246,6 +248,9 @@ extern const mmh_track_ops mmh_track_mprotect MMH_HIDDEN;
 /* Widening thresholds of the mprotect tracker, for tests. */
 MMH_HIDDEN void mmh_track_mprotect_tune(unsigned pages, unsigned step);
 
+typedef enum { MMH_JOB_COMMIT, MMH_JOB_SNAPSHOT } mmh_job_kind;
+typedef struct mmh_job mmh_job; /* snapshot.c */
+
 struct mmh_heap {
     char           *base;
     mmh_hdr        *hdr;
@@ -266,8 +271,27 @@ struct mmh_heap {
     char           *path;      /* for messages; "(anonymous)"           */
     int             commit_errno; /* nonzero: a write-back failed: final */
     uint64_t        commits, bytes_written, last_commit_ns, last_commit_time;
+    mmh_ranges      retry;     /* pages of a failed background commit   */
+    mmh_tracker     retrack;   /* tracker to restart at the next commit
+                                  (a forked child loses uffd's)         */
+    size_t          file_size; /* MMH_VOLATILE: bytes backed by the file */
+    /* Background jobs (snapshot.c).  job_lock serializes starting and
+     * reaping them and is taken before lock. */
+    pthread_mutex_t job_lock;
+    mmh_job        *job;       /* running, or NULL                      */
+    mmh_job_kind    job_kind;  /* of the last finished one: */
+    int             job_err;
+    bool            job_unreported; /* mmh_wait has not returned it yet */
+    char            job_msg[512];
+    uint64_t        last_fork_ns, last_job_ns, last_job_bytes, cow_pages, jobs, jobs_failed;
     struct mmh_heap *next_open;
 };
+
+/* Does h write its changes back to its file (commits, growth of the file)? */
+static inline bool mmh_writes_back(const mmh_heap *h)
+{
+    return h->fd >= 0 && !(h->flags & (MMH_READONLY | MMH_VOLATILE));
+}
 
 /* A thread's binding to one heap: the slot it allocates from. */
 typedef struct mmh_tbind {
@@ -390,6 +414,7 @@ MMH_HIDDEN int   mmh_file_punch(mmh_heap *h, size_t off, size_t len);
 MMH_HIDDEN int   mmh_region_prepare(mmh_heap *h, size_t off, size_t len);
 MMH_HIDDEN int   mmh_region_grow(mmh_heap *h, size_t extent);
 MMH_HIDDEN bool  mmh_beyond_fsize_limit(size_t size);
+MMH_HIDDEN uint64_t mmh_random_u64(void); /* async-signal-safe */
 
 /* format.c: the file header */
 MMH_HIDDEN void     mmh_format_init(mmh_heap *h, size_t extent);
@@ -422,18 +447,46 @@ MMH_HIDDEN int  mmh_registry_add(mmh_heap *h);
 MMH_HIDDEN void mmh_registry_remove(mmh_heap *h);
 
 /* commit.c */
-MMH_HIDDEN int mmh_writeback(mmh_heap *h);
-MMH_HIDDEN int mmh_ranges_add(mmh_heap *h, size_t off, size_t len, void *ranges);
+MMH_HIDDEN int      mmh_writeback(mmh_heap *h);
+MMH_HIDDEN int      mmh_ranges_add(mmh_heap *h, size_t off, size_t len, void *ranges);
+MMH_HIDDEN int      mmh_ranges_merge(mmh_heap *h, mmh_ranges *dst, const mmh_ranges *add);
+MMH_HIDDEN int      mmh_in_use_ranges(mmh_heap *h, mmh_ranges *r);
+MMH_HIDDEN int      mmh_commit_check(mmh_heap *h, const char *fn);
+MMH_HIDDEN int      mmh_commit_ranges(mmh_heap *h, mmh_ranges *r);
+MMH_HIDDEN int      mmh_commit_write(mmh_heap *h, const mmh_ranges *r, void *table,
+                                     bool *durable);
+MMH_HIDDEN void     mmh_commit_done(mmh_heap *h, uint64_t ns);
+MMH_HIDDEN uint64_t mmh_now_ns(int clock); /* async-signal-safe */
+
+/* snapshot.c: caller holds h->job_lock.  1: still running (nohang). */
+MMH_HIDDEN int  mmh_job_reap(mmh_heap *h, bool nohang);
+MMH_HIDDEN void mmh_job_forget(mmh_heap *h);
+
+/* fileio.c: async-signal-safe */
+MMH_HIDDEN int mmh_pwrite_all(int fd, const void *buf, size_t len, size_t off);
+MMH_HIDDEN int mmh_pread_all(int fd, void *buf, size_t len, size_t off);
+MMH_HIDDEN int mmh_io_failed(mmh_heap *h, const char *what, const char *file, size_t off);
+MMH_HIDDEN int mmh_write_in_place(mmh_heap *h, int fd, const char *file,
+                                  const mmh_range *ranges, size_t n);
+MMH_HIDDEN int mmh_image_write(mmh_heap *h, int fd, const char *file, const mmh_range *ranges,
+                               size_t n, const mmh_hdr *hdr);
+MMH_HIDDEN char *mmh_dir_of(const char *path);
+MMH_HIDDEN int   mmh_sync_dir(const char *dir);
+MMH_HIDDEN int   mmh_sync_parent_dir(const char *path);
 
 /* journal.c */
-MMH_HIDDEN int mmh_journal_open(mmh_heap *h, unsigned mode);
-MMH_HIDDEN int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n);
+MMH_HIDDEN int    mmh_journal_open(mmh_heap *h, unsigned mode);
+MMH_HIDDEN size_t mmh_journal_table_size(const mmh_range *ranges, size_t n);
+MMH_HIDDEN int    mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n, void *table,
+                                     bool *durable);
 MMH_HIDDEN int mmh_journal_recover(const char *path, int heap_fd, bool readonly);
 
 /* track.c */
 MMH_HIDDEN int  mmh_track_start(mmh_heap *h, mmh_tracker want);
 MMH_HIDDEN void mmh_track_stop(mmh_heap *h);
 MMH_HIDDEN int  mmh_track_extend(mmh_heap *h, size_t from, size_t to);
+MMH_HIDDEN void mmh_track_forked(mmh_heap *h);
+MMH_HIDDEN int  mmh_track_resume(mmh_heap *h);
 
 /* alloc.c */
 MMH_HIDDEN bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp);

@@ -34,6 +34,7 @@
 
 struct journal_hdr {
     char     magic[8];
+    uint64_t file_id;     /* the heap file's, from its header         */
     uint64_t seq;         /* the heap's commit_seq after this commit */
     uint64_t nrecords;
     uint64_t data_bytes;
@@ -56,32 +57,6 @@ static uint64_t hdr_hash(const struct journal_hdr *jh)
     return mmh_hash64(jh, offsetof(struct journal_hdr, hash), 0x6a726e6cull);
 }
 
-static int io_failed(mmh_heap *h, const char *what, const char *file, size_t off)
-{
-    errno = errno ? errno : EIO;
-    h->commit_errno = errno;
-    return mmh_fail(errno, "%s: %s of %s at offset %zu failed: %m", h->path, what, file, off);
-}
-
-static int pwrite_all(int fd, const void *buf, size_t len, size_t off)
-{
-    const char *p = buf;
-    while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += n;
-        off += (size_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Write the mapping's ranges back to back at off, IOV_MAX at a time. */
 static int pwritev_ranges(mmh_heap *h, const mmh_range *ranges, size_t n, size_t off)
 {
@@ -102,7 +77,7 @@ static int pwritev_ranges(mmh_heap *h, const mmh_range *ranges, size_t n, size_t
         for (size_t j = 0, pos = 0; (size_t)done < bytes && j < k; pos += iov[j++].iov_len) {
             size_t skip = (size_t)done > pos ? (size_t)done - pos : 0;
             if (skip < iov[j].iov_len &&
-                pwrite_all(h->journal_fd, (char *)iov[j].iov_base + skip, iov[j].iov_len - skip,
+                mmh_pwrite_all(h->journal_fd, (char *)iov[j].iov_base + skip, iov[j].iov_len - skip,
                            off + pos + skip) != 0)
                 return -1;
         }
@@ -116,23 +91,7 @@ static int pwritev_ranges(mmh_heap *h, const mmh_range *ranges, size_t n, size_t
 static int invalidate(int fd)
 {
     static const char zero[8];
-    return pwrite_all(fd, zero, sizeof zero, 0);
-}
-
-static int pread_all(int fd, void *buf, size_t len, size_t off)
-{
-    char *p = buf;
-    while (len) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        off += (size_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return mmh_pwrite_all(fd, zero, sizeof zero, 0);
 }
 
 int mmh_journal_open(mmh_heap *h, unsigned mode)
@@ -156,20 +115,25 @@ static size_t records_of(const mmh_range *ranges, size_t n)
     return records;
 }
 
-/* Write the journal for ranges[0..n) of the mapping and sync it; *size is
- * its length.  Records hold at most COPY_CHUNK bytes, so recovery checks
- * each in one buffer. */
-static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n, size_t *size)
+size_t mmh_journal_table_size(const mmh_range *ranges, size_t n)
+{
+    return sizeof(struct journal_hdr) + records_of(ranges, n) * sizeof(struct journal_rec);
+}
+
+/* Write the journal for ranges[0..n) of the mapping and sync it, building
+ * its table in buf (mmh_journal_table_size bytes); *size is its length.
+ * Records hold at most COPY_CHUNK bytes, so recovery checks each in one
+ * buffer. */
+static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n, char *buf,
+                         size_t *size)
 {
     size_t nrec = records_of(ranges, n);
-    size_t table = sizeof(struct journal_hdr) + nrec * sizeof(struct journal_rec);
-    char *buf = malloc(table);
-    if (!buf)
-        return mmh_fail(ENOMEM, "%s: out of memory for a %zu-record journal", h->path, n);
+    size_t table = mmh_journal_table_size(ranges, n);
     struct journal_hdr *jh = (struct journal_hdr *)buf;
     struct journal_rec *rec = (struct journal_rec *)(jh + 1);
     memset(jh, 0, sizeof *jh);
     memcpy(jh->magic, JOURNAL_MAGIC, sizeof jh->magic);
+    jh->file_id = h->hdr->file_id;
     jh->seq = h->hdr->commit_seq;
     jh->nrecords = nrec;
     jh->extent = h->mapped;
@@ -186,7 +150,6 @@ static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n, size_t 
     memcpy(end.magic, JOURNAL_END, sizeof end.magic);
     size_t total = table + jh->data_bytes + sizeof end;
     if (mmh_beyond_fsize_limit(total)) {
-        free(buf);
         h->commit_errno = EFBIG;
         return mmh_fail(EFBIG, "%s: the journal of this commit (%zu bytes) would exceed the "
                         "file size limit", h->path, total);
@@ -195,16 +158,16 @@ static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n, size_t 
     int rc = -1;
     size_t at = 0;
     errno = 0;
-    if (pwrite_all(h->journal_fd, buf, table, 0) != 0)
+    if (mmh_pwrite_all(h->journal_fd, buf, table, 0) != 0)
         goto out;
     at = table;
     if (pwritev_ranges(h, ranges, n, at) != 0)
         goto out;
     at += jh->data_bytes;
-    if (pwrite_all(h->journal_fd, &end, sizeof end, at) != 0)
+    if (mmh_pwrite_all(h->journal_fd, &end, sizeof end, at) != 0)
         goto out;
     if (fdatasync(h->journal_fd) != 0) {
-        rc = io_failed(h, "fdatasync", h->journal_path, 0);
+        rc = mmh_io_failed(h, "fdatasync", h->journal_path, 0);
         goto out_nomsg;
     }
     rc = 0;
@@ -212,31 +175,32 @@ static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n, size_t 
     h->bytes_written += *size;
 out:
     if (rc != 0)
-        io_failed(h, "write", h->journal_path, at);
+        mmh_io_failed(h, "write", h->journal_path, at);
 out_nomsg:
     /* A commit that failed must not take effect: even after a failed sync
      * the bytes may all be there, and the next open would replay them. */
     if (rc != 0)
         (void)!invalidate(h->journal_fd);
-    free(buf);
     return rc;
 }
 
-int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n)
+/* No allocation: a background job's child runs this with a table buffer
+ * its parent allocated.  *durable tells whether the journal was synced:
+ * from then on the commit takes effect (at the next open, if not now). */
+int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n, void *table,
+                       bool *durable)
 {
     size_t size = 0;
-    if (journal_write(h, ranges, n, &size) != 0)
+    *durable = false;
+    if (journal_write(h, ranges, n, table, &size) != 0)
         return -1;
-    errno = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (pwrite_all(h->fd, h->base + ranges[i].off, ranges[i].len, ranges[i].off) != 0)
-            return io_failed(h, "write", h->path, ranges[i].off);
-        h->bytes_written += ranges[i].len;
-    }
+    *durable = true;
+    if (mmh_write_in_place(h, h->fd, h->path, ranges, n) != 0)
+        return -1;
     if (fdatasync(h->fd) != 0)
-        return io_failed(h, "fdatasync", h->path, 0);
+        return mmh_io_failed(h, "fdatasync", h->path, 0);
     if (invalidate(h->journal_fd) != 0)
-        return io_failed(h, "write", h->journal_path, 0);
+        return mmh_io_failed(h, "write", h->journal_path, 0);
     /* Cut a journal that one big commit grew far past what commits need. */
     struct stat st;
     if (fstat(h->journal_fd, &st) == 0 && (size_t)st.st_size > KEEP_SIZE &&
@@ -247,14 +211,16 @@ int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n)
 
 /* ---- recovery --------------------------------------------------------- */
 
-/* Is the journal of jsize bytes on fd complete?  Reads header and table
- * into *table (caller frees) and checks every record's bytes. */
-static bool journal_complete(int fd, uint64_t jsize, char **table_out)
+/* Is the journal of jsize bytes on fd complete, and made for the heap file
+ * file_id?  Reads header and table into *table (caller frees) and checks
+ * every record's bytes. */
+static bool journal_complete(int fd, uint64_t jsize, uint64_t file_id, char **table_out)
 {
     struct journal_hdr jh;
     *table_out = NULL;
-    if (jsize < sizeof jh + sizeof(struct journal_end) || pread_all(fd, &jh, sizeof jh, 0) != 0 ||
+    if (jsize < sizeof jh + sizeof(struct journal_end) || mmh_pread_all(fd, &jh, sizeof jh, 0) != 0 ||
         memcmp(jh.magic, JOURNAL_MAGIC, sizeof jh.magic) != 0 || jh.hash != hdr_hash(&jh) ||
+        jh.file_id != file_id ||
         jh.nrecords > jsize / sizeof(struct journal_rec) || jh.data_bytes > jsize)
         return false;
     size_t table = sizeof jh + jh.nrecords * sizeof(struct journal_rec);
@@ -262,14 +228,14 @@ static bool journal_complete(int fd, uint64_t jsize, char **table_out)
         return false;
     char *buf = malloc(table), *chunk = malloc(COPY_CHUNK);
     struct journal_end end;
-    bool ok = buf && chunk && pread_all(fd, buf, table, 0) == 0 &&
-              pread_all(fd, &end, sizeof end, table + jh.data_bytes) == 0 &&
+    bool ok = buf && chunk && mmh_pread_all(fd, buf, table, 0) == 0 &&
+              mmh_pread_all(fd, &end, sizeof end, table + jh.data_bytes) == 0 &&
               memcmp(end.magic, JOURNAL_END, sizeof end.magic) == 0 && end.seq == jh.seq &&
               end.table_hash == mmh_hash64(buf, table, jh.seq);
     const struct journal_rec *rec = ok ? (const struct journal_rec *)(buf + sizeof jh) : NULL;
     size_t at = table;
     for (uint64_t i = 0; ok && i < jh.nrecords; i++) {
-        ok = rec[i].len <= COPY_CHUNK && pread_all(fd, chunk, rec[i].len, at) == 0 &&
+        ok = rec[i].len <= COPY_CHUNK && mmh_pread_all(fd, chunk, rec[i].len, at) == 0 &&
              mmh_hash64(chunk, rec[i].len, rec[i].off) == rec[i].hash;
         at += rec[i].len;
     }
@@ -292,8 +258,8 @@ static int replay(const char *path, int heap_fd, int jfd, const char *table)
         return mmh_fail(ENOMEM, "%s: out of memory", path);
     int rc = ftruncate(heap_fd, (off_t)jh->extent);
     for (uint64_t i = 0; rc == 0 && i < jh->nrecords; i++) {
-        rc = pread_all(jfd, chunk, rec[i].len, at) != 0 ||
-             pwrite_all(heap_fd, chunk, rec[i].len, rec[i].off) != 0 ? -1 : 0;
+        rc = mmh_pread_all(jfd, chunk, rec[i].len, at) != 0 ||
+             mmh_pwrite_all(heap_fd, chunk, rec[i].len, rec[i].off) != 0 ? -1 : 0;
         at += rec[i].len;
     }
     free(chunk);
@@ -305,9 +271,15 @@ static int replay(const char *path, int heap_fd, int jfd, const char *table)
 }
 
 /* Before a heap file is read: replay a complete journal, discard a torn
- * one.  A read-only open cannot replay, so it refuses a complete journal. */
+ * one or one made for another file (a heap replaced by a snapshot image,
+ * say).  The file's identity is read from its header even if a torn write
+ * damaged the rest: it never changes, so every version holds the same
+ * bytes there.  A read-only open cannot replay, so it refuses a complete
+ * journal. */
 int mmh_journal_recover(const char *path, int heap_fd, bool readonly)
 {
+    uint64_t file_id = 0;
+    (void)!mmh_pread_all(heap_fd, &file_id, sizeof file_id, offsetof(mmh_hdr, file_id));
     char jpath[4096];
     if ((size_t)snprintf(jpath, sizeof jpath, "%s.journal", path) >= sizeof jpath)
         return mmh_fail(ENAMETOOLONG, "%s: path too long", path);
@@ -320,7 +292,7 @@ int mmh_journal_recover(const char *path, int heap_fd, bool readonly)
     int rc = 0;
     if (fstat(jfd, &st) != 0)
         rc = mmh_fail(errno, "%s: cannot stat %s: %m", path, jpath);
-    else if (st.st_size > 0 && journal_complete(jfd, (uint64_t)st.st_size, &table)) {
+    else if (st.st_size > 0 && journal_complete(jfd, (uint64_t)st.st_size, file_id, &table)) {
         if (readonly)
             rc = mmh_fail(EAGAIN, "%s: a committed journal waits to be replayed; open the heap "
                           "writable once", path);

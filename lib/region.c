@@ -22,7 +22,7 @@
 #define ZONE_LO 0x200000000000ull
 #define ZONE_HI 0x600000000000ull
 
-static uint64_t random_u64(void)
+uint64_t mmh_random_u64(void)
 {
     uint64_t r;
     if (getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r)
@@ -54,7 +54,7 @@ void *mmh_region_reserve(void *want, size_t size, bool exact)
         return reserve_at(want, size);
     uint64_t slots = (ZONE_HI - ZONE_LO - size) >> MMH_SEG_SHIFT;
     for (int attempt = 0; attempt < 64; attempt++) {
-        uint64_t addr = ZONE_LO + ((random_u64() % slots) << MMH_SEG_SHIFT);
+        uint64_t addr = ZONE_LO + ((mmh_random_u64() % slots) << MMH_SEG_SHIFT);
         void *p = reserve_at((void *)addr, size);
         if (p)
             return p;
@@ -70,12 +70,13 @@ void mmh_region_release(void *base, size_t size)
     munmap(base, size);
 }
 
-/* Map [from, to) of the heap over its reservation. */
+/* Map [from, to) of the heap over its reservation.  A volatile heap's
+ * growth past its file is anonymous memory. */
 int mmh_region_map(mmh_heap *h, size_t from, size_t to)
 {
     int prot = (h->flags & MMH_READONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
     void *want = h->base + from, *p;
-    if (h->fd < 0)
+    if (h->fd < 0 || ((h->flags & MMH_VOLATILE) && from >= h->file_size))
         p = mmap(want, to - from, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
     else
         p = mmap(want, to - from, prot,
@@ -138,7 +139,7 @@ int mmh_region_grow(mmh_heap *h, size_t extent)
     if (extent > h->max_size)
         return mmh_fail(ENOMEM, "%s: heap full: %zu bytes needed, max_size is %zu",
                         h->path, extent, h->max_size);
-    if (h->fd >= 0) {
+    if (mmh_writes_back(h)) {
         if (mmh_beyond_fsize_limit(extent))
             return mmh_fail(ENOMEM, "%s: cannot grow to %zu bytes: beyond the file size limit",
                             h->path, extent);

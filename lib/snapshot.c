@@ -1,28 +1,388 @@
-/* Background jobs: fork snapshots and background commits.  Not built yet:
- * each call fails with ENOSYS and says so, rather than pretending. */
+/* Background jobs: fork snapshots (mmh_snapshot) and background commits
+ * (mmh_commit_bg).
+ *
+ * At the call, under the heap lock (the quiescent point), the parent does
+ * everything that needs memory: the list of ranges to write, the journal
+ * table, the image's header and paths.  Then it forks with _Fork, which
+ * runs no atfork handlers: the parent may be multithreaded, so the child
+ * sees other threads' locks (malloc's, stdio's) in whatever state they
+ * were, and uses only async-signal-safe calls: system calls, hashing and
+ * mmh_fail's formatter.  Memory is copy-on-write, so the child sees the
+ * heap frozen at the fork while the parent carries on.  The child sends one
+ * result record through a pipe and exits; mmh_wait (or the next commit,
+ * job or close) reads it and reaps the child.  The pipe, not waitpid, is
+ * the channel: a program that reaps every child itself (SIGCHLD ignored,
+ * or waitpid(-1)) cannot take the result away.
+ */
+#define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
-static int not_yet(mmh_heap *h, const char *what)
+/* What the child reports: one write, shorter than PIPE_BUF, so atomic. */
+struct job_result {
+    int      err;        /* 0: the job succeeded                         */
+    int      durable;    /* commit: the journal was synced before failing */
+    uint64_t ns, bytes, cow_pages;
+    char     msg[512];
+};
+
+struct mmh_job {
+    mmh_job_kind kind;
+    pid_t        pid;
+    int          rfd;     /* the pipe's read end, non-blocking           */
+    mmh_ranges   ranges;  /* what the child writes                       */
+    void        *table;   /* commit: its journal table                   */
+    mmh_hdr     *image;   /* snapshot: the image's header page           */
+    char        *path, *tmp, *dir; /* snapshot: target, temporary, its directory */
+    struct job_result res;
+    size_t       got;     /* bytes of res read so far                    */
+};
+
+static void job_free(mmh_job *job)
 {
-    return mmh_fail(ENOSYS, "%s: %s is not implemented in this version of mmheap",
-                    h ? h->path : "(null heap)", what);
+    if (job->rfd >= 0)
+        close(job->rfd);
+    free(job->ranges.v);
+    free(job->table);
+    free(job->image);
+    free(job->path);
+    free(job->tmp);
+    free(job->dir);
+    free(job);
+}
+
+/* ---- the child --------------------------------------------------------- */
+
+/* Heap pages that only the child maps now: the parent wrote them (or gave
+ * them back) during the job, so the kernel copied them.  /proc/self/pagemap:
+ * bit 63 present, 61 file-backed or shared, 56 mapped exclusively. */
+static uint64_t count_cow_pages(const mmh_heap *h)
+{
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t page = h->hdr->page_size, pages = h->mapped / page;
+    size_t first = (uintptr_t)h->base / page;
+    uint64_t entries[512], cow = 0;
+    for (size_t i = 0; i < pages; i += 512) {
+        size_t k = pages - i < 512 ? pages - i : 512;
+        if (mmh_pread_all(fd, entries, k * sizeof *entries, (first + i) * sizeof *entries) != 0)
+            break;
+        for (size_t j = 0; j < k; j++)
+            cow += (entries[j] >> 63 & 1) && (entries[j] >> 56 & 1) && !(entries[j] >> 61 & 1);
+    }
+    close(fd);
+    return cow;
+}
+
+/* The image: written to the temporary name, synced, renamed over the
+ * target, the directory synced.  A crash leaves the old image whole. */
+static int write_image(mmh_heap *h, mmh_job *job)
+{
+    int fd = open(job->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return mmh_fail(errno, "%s: cannot create the snapshot file %s: %m", h->path, job->tmp);
+    int rc = mmh_image_write(h, fd, job->tmp, job->ranges.v, job->ranges.n, job->image);
+    close(fd);
+    if (rc == 0 && rename(job->tmp, job->path) != 0)
+        rc = mmh_fail(errno, "%s: cannot rename %s to %s: %m", h->path, job->tmp, job->path);
+    if (rc != 0) {
+        int err = errno;
+        unlink(job->tmp);
+        errno = err;
+        return rc;
+    }
+    return mmh_sync_dir(job->dir);
+}
+
+static _Noreturn void child_run(mmh_heap *h, mmh_job *job, int wfd, uint64_t start)
+{
+    struct job_result res = { 0 };
+    bool durable = false;
+    uint64_t written = h->bytes_written;
+    int rc = job->kind == MMH_JOB_SNAPSHOT
+                 ? write_image(h, job)
+                 : mmh_commit_write(h, &job->ranges, job->table, &durable);
+    if (rc != 0) {
+        res.err = errno ? errno : EIO;
+        const char *msg = mmh_errmsg();
+        size_t len = strlen(msg);
+        memcpy(res.msg, msg, len < sizeof res.msg - 1 ? len : sizeof res.msg - 1);
+    }
+    res.durable = durable;
+    res.bytes = h->bytes_written - written;
+    res.cow_pages = count_cow_pages(h);
+    res.ns = mmh_now_ns(CLOCK_MONOTONIC) - start;
+    (void)!write(wfd, &res, sizeof res);
+    _exit(rc == 0 ? 0 : 1);
+}
+
+/* ---- the parent -------------------------------------------------------- */
+
+/* Fork the child for a prepared job.  Caller holds h->lock. */
+static int job_start(mmh_heap *h, mmh_job *job)
+{
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        return mmh_fail(errno, "%s: cannot create a pipe for the background job: %m", h->path);
+    uint64_t start = mmh_now_ns(CLOCK_MONOTONIC);
+    pid_t pid = _Fork();
+    if (pid == 0) {
+        close(pipefd[0]);
+        child_run(h, job, pipefd[1], start);
+    }
+    int err = errno;
+    close(pipefd[1]);
+    if (pid < 0) {
+        close(pipefd[0]);
+        errno = err;
+        return mmh_fail(err, "%s: cannot fork the background job: %m", h->path);
+    }
+    job->pid = pid;
+    job->rfd = pipefd[0];
+    fcntl(job->rfd, F_SETFL, O_NONBLOCK);
+    h->job = job;
+    return 0;
+}
+
+/* Fold a finished job into the heap: statistics, the outcome for mmh_wait,
+ * and, for a failed commit, its ranges for the next commit to write. */
+static void job_finish(mmh_heap *h, mmh_job *job)
+{
+    const struct job_result *res = &job->res;
+    pthread_mutex_lock(&h->lock);
+    h->job = NULL;
+    h->jobs++;
+    h->last_job_ns = res->ns;
+    h->last_job_bytes = res->bytes;
+    h->cow_pages = res->cow_pages;
+    h->job_err = res->err;
+    h->job_kind = job->kind;
+    h->job_unreported = true;
+    snprintf(h->job_msg, sizeof h->job_msg, "%s", res->msg);
+    if (job->kind == MMH_JOB_COMMIT) {
+        h->bytes_written += res->bytes;
+        if (res->err == 0)
+            mmh_commit_done(h, res->ns);
+        else if (res->durable)
+            /* The journal holds the job's state and replays at the next
+             * open; writing another over it now could tear both. */
+            h->commit_errno = res->err;
+        else if (mmh_ranges_merge(h, &h->retry, &job->ranges) != 0)
+            h->commit_errno = ENOMEM;
+    }
+    if (res->err)
+        h->jobs_failed++;
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Read what the child sent.  1: more to come; 0: the child has closed its
+ * end (exited). */
+static int job_read(mmh_job *job, bool nohang)
+{
+    for (;;) {
+        ssize_t n = read(job->rfd, (char *)&job->res + job->got,
+                         job->got < sizeof job->res ? sizeof job->res - job->got : 1);
+        if (n > 0) {
+            job->got += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return 0;
+        if (nohang)
+            return 1;
+        struct pollfd pfd = { .fd = job->rfd, .events = POLLIN };
+        (void)!poll(&pfd, 1, -1);
+    }
+}
+
+/* A child that sent no whole result died: say how. */
+static void job_died(mmh_heap *h, mmh_job *job, int status, bool reaped)
+{
+    job->res.err = EIO;
+    if (reaped && WIFSIGNALED(status))
+        snprintf(job->res.msg, sizeof job->res.msg,
+                 "%s: the background job (pid %d) was killed by signal %d (%s)", h->path,
+                 (int)job->pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(job->res.msg, sizeof job->res.msg,
+                 "%s: the background job (pid %d) exited without a result", h->path,
+                 (int)job->pid);
+}
+
+int mmh_job_reap(mmh_heap *h, bool nohang)
+{
+    mmh_job *job = h->job;
+    if (!job)
+        return 0;
+    if (job_read(job, nohang) == 1)
+        return 1;
+    int status = 0;
+    pid_t got;
+    while ((got = waitpid(job->pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    if (job->got != sizeof job->res)
+        job_died(h, job, status, got == job->pid);
+    job_finish(h, job);
+    job_free(job);
+    return 0;
+}
+
+static mmh_job *job_new(mmh_heap *h, mmh_job_kind kind)
+{
+    mmh_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return mmh_fail_null(ENOMEM, "%s: out of memory", h->path);
+    job->kind = kind;
+    job->rfd = -1;
+    return job;
+}
+
+/* Work shared by both jobs: the job lock, the running job reaped, the
+ * heap lock; then prepare (under it) and fork. */
+static int job_launch(mmh_heap *h, mmh_job_kind kind, int (*prepare)(mmh_heap *, mmh_job *, const void *),
+                      const void *arg)
+{
+    pthread_mutex_lock(&h->job_lock);
+    mmh_job_reap(h, false);
+    uint64_t start = mmh_now_ns(CLOCK_MONOTONIC);
+    pthread_mutex_lock(&h->lock);
+    mmh_job *job = job_new(h, kind);
+    int rc = job ? prepare(h, job, arg) : -1;
+    if (rc == 0)
+        rc = job_start(h, job);
+    if (rc != 0 && job) {
+        int err = errno;
+        if (kind == MMH_JOB_COMMIT && job->ranges.n && mmh_ranges_merge(h, &h->retry, &job->ranges))
+            h->commit_errno = ENOMEM;
+        job_free(job);
+        errno = err;
+    }
+    if (rc == 0)
+        h->last_fork_ns = mmh_now_ns(CLOCK_MONOTONIC) - start;
+    pthread_mutex_unlock(&h->lock);
+    pthread_mutex_unlock(&h->job_lock);
+    return rc;
+}
+
+/* ---- mmh_commit_bg ----------------------------------------------------- */
+
+static int prepare_commit(mmh_heap *h, mmh_job *job, const void *arg)
+{
+    (void)arg;
+    if (mmh_commit_check(h, "mmh_commit_bg") != 0)
+        return -1;
+    if (mmh_commit_ranges(h, &job->ranges) != 0)
+        return -1;
+    /* The job writes the failed job's pages: they come back if it fails. */
+    free(h->retry.v);
+    h->retry = (mmh_ranges){ 0 };
+    job->table = malloc(mmh_journal_table_size(job->ranges.v, job->ranges.n));
+    if (!job->table)
+        return mmh_fail(ENOMEM, "%s: out of memory for a journal of %zu ranges", h->path,
+                        job->ranges.n);
+    return 0;
 }
 
 int mmh_commit_bg(mmh_heap *h)
 {
-    return not_yet(h, "mmh_commit_bg");
+    if (!h)
+        return mmh_fail(EINVAL, "mmh_commit_bg: heap is NULL");
+    if (h->flags & MMH_SHARED)
+        return mmh_fail(EINVAL, "%s: mmh_commit_bg needs copy-on-write, and a shared mapping has "
+                        "none: use mmh_commit", h->path);
+    return job_launch(h, MMH_JOB_COMMIT, prepare_commit, NULL);
+}
+
+/* ---- mmh_snapshot ------------------------------------------------------ */
+
+/* Is path the file h writes back to?  The image would replace it under the
+ * heap's feet. */
+static bool is_own_file(const mmh_heap *h, const char *path)
+{
+    struct stat a, b;
+    return h->fd >= 0 && !(h->flags & (MMH_VOLATILE | MMH_READONLY)) && stat(path, &a) == 0 &&
+           fstat(h->fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static int prepare_snapshot(mmh_heap *h, mmh_job *job, const void *arg)
+{
+    const char *path = arg;
+    if (is_own_file(h, path))
+        return mmh_fail(EINVAL, "mmh_snapshot: %s is the file of heap %s itself; mmh_commit_bg "
+                        "commits it", path, h->path);
+    size_t n = strlen(path) + 64;
+    job->path = strdup(path);
+    job->dir = mmh_dir_of(path);
+    job->tmp = malloc(n);
+    job->image = malloc(MMH_HDR_SIZE);
+    if (!job->path || !job->dir || !job->tmp || !job->image)
+        return mmh_fail(ENOMEM, "%s: out of memory", h->path);
+    snprintf(job->tmp, n, "%s.tmp.%d.%llu", path, (int)getpid(), (unsigned long long)h->uid);
+    if (mmh_in_use_ranges(h, &job->ranges) != 0)
+        return -1;
+    /* The image is a file of its own: a journal left beside the target by
+     * another heap must never replay onto it. */
+    memcpy(job->image, h->hdr, MMH_HDR_SIZE);
+    job->image->base = (uint64_t)(uintptr_t)h->base;
+    job->image->extent = h->mapped;
+    job->image->file_id = mmh_random_u64();
+    job->image->checksum = mmh_format_checksum(job->image);
+    return 0;
 }
 
 int mmh_snapshot(mmh_heap *h, const char *path)
 {
-    (void)path;
-    return not_yet(h, "mmh_snapshot");
+    if (!h)
+        return mmh_fail(EINVAL, "mmh_snapshot: heap is NULL");
+    if (!path || !*path)
+        return mmh_fail(EINVAL, "%s: mmh_snapshot: %s path", h->path, path ? "empty" : "NULL");
+    if (h->flags & MMH_SHARED)
+        return mmh_fail(EINVAL, "%s: cannot snapshot a shared heap: a MAP_SHARED mapping has no "
+                        "copy-on-write, so no frozen view for the job", h->path);
+    return job_launch(h, MMH_JOB_SNAPSHOT, prepare_snapshot, path);
 }
+
+/* In the child of a fork(): the parent's job is not this process's child. */
+void mmh_job_forget(mmh_heap *h)
+{
+    if (h->job)
+        job_free(h->job);
+    h->job = NULL;
+}
+
+/* ---- mmh_wait ---------------------------------------------------------- */
 
 int mmh_wait(mmh_heap *h, int nohang)
 {
-    (void)nohang;
-    return not_yet(h, "mmh_wait");
+    if (!h)
+        return mmh_fail(EINVAL, "mmh_wait: heap is NULL");
+    pthread_mutex_lock(&h->job_lock);
+    int rc = mmh_job_reap(h, nohang != 0);
+    if (rc == 0) {
+        pthread_mutex_lock(&h->lock);
+        if (!h->job_unreported)
+            rc = mmh_fail(ECHILD, "%s: mmh_wait: no background job to wait for", h->path);
+        else if (h->job_err)
+            rc = mmh_fail(h->job_err, "%s", h->job_msg);
+        h->job_unreported = false;
+        pthread_mutex_unlock(&h->lock);
+    }
+    pthread_mutex_unlock(&h->job_lock);
+    return rc;
 }

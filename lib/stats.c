@@ -46,6 +46,13 @@ int mmh_stats(mmh_heap *h, struct mmh_stats *out)
     out->last_commit_ns = h->last_commit_ns;
     out->last_commit_time = h->last_commit_time;
     out->faults = atomic_load_explicit(&h->faults, memory_order_relaxed);
+    out->cow_pages = h->cow_pages;
+    out->last_fork_ns = h->last_fork_ns;
+    out->last_job_ns = h->last_job_ns;
+    out->last_job_bytes = h->last_job_bytes;
+    out->jobs = h->jobs;
+    out->jobs_failed = h->jobs_failed;
+    out->job_running = h->job != NULL;
     out->tracker = h->tracker;
     out->flags = h->flags;
     pthread_mutex_unlock(&h->lock);

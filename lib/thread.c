@@ -17,9 +17,55 @@ static mmh_heap *registry;
 static uint64_t next_uid = 1;
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* fork() by the program: every heap's lock is held across it, so the child
+ * finds the metadata consistent; the registry lock first, as elsewhere. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (mmh_heap *h = registry; h; h = h->next_open)
+        pthread_mutex_lock(&h->lock);
+}
+
+static void fork_parent(void)
+{
+    for (mmh_heap *h = registry; h; h = h->next_open)
+        pthread_mutex_unlock(&h->lock);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Only the forking thread lives on in the child: its slots stay its own
+ * (under its new thread id), the others' are free to be adopted; the
+ * parent's background job and any thread's hold on the job lock mean
+ * nothing here. */
+static void fork_child(void)
+{
+    uint64_t token = (uint64_t)gettid() + 1;
+    for (mmh_heap *h = registry; h; h = h->next_open) {
+        for (uint32_t i = 0; !(h->flags & MMH_READONLY) && i < h->hdr->slots_hwm; i++) {
+            uint64_t owner = 0;
+            for (int b = 0; b < MMH_TBINDS; b++)
+                if (mmh_tls_binds[b].uid == h->uid && mmh_tls_binds[b].slot_id == i + 1)
+                    owner = token;
+            atomic_store(&h->slots[i].owner, owner);
+        }
+        pthread_mutex_init(&h->job_lock, NULL);
+        mmh_job_forget(h);
+        mmh_track_forked(h);
+        pthread_mutex_unlock(&h->lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void install_atfork(void)
+{
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
 
 int mmh_registry_add(mmh_heap *h)
 {
+    pthread_once(&atfork_once, install_atfork);
     pthread_mutex_lock(&registry_lock);
     h->uid = next_uid++;
     h->next_open = registry;

@@ -11,12 +11,12 @@ static const mmh_track_ops *backend(mmh_tracker kind)
                                         : NULL;
 }
 
-/* Start tracking a heap whose mapping is final.  Anonymous and read-only
- * heaps are not tracked: nothing is ever written back from them. */
+/* Start tracking a heap whose mapping is final.  Anonymous, volatile and
+ * read-only heaps are not tracked: nothing is ever written back from them. */
 int mmh_track_start(mmh_heap *h, mmh_tracker want)
 {
     h->tracker = MMH_TRACK_NONE;
-    if (h->fd < 0 || (h->flags & MMH_READONLY) || want == MMH_TRACK_NONE)
+    if (!mmh_writes_back(h) || want == MMH_TRACK_NONE)
         return 0;
     const mmh_track_ops *ops = backend(want);
     if (want == MMH_TRACK_AUTO)
@@ -43,4 +43,26 @@ void mmh_track_stop(mmh_heap *h)
 int mmh_track_extend(mmh_heap *h, size_t from, size_t to)
 {
     return h->track ? h->track->extend(h, from, to) : 0;
+}
+
+/* In the child of a fork(): userfaultfd registrations belong to the parent's
+ * process and did not come along, and /proc/self/pagemap opened by the
+ * parent reads the parent's pages.  Drop the tracker: commits write every
+ * in-use range until the next one, which starts a fresh tracker.  The
+ * mprotect tracker's state is plain memory and protections, both copied. */
+void mmh_track_forked(mmh_heap *h)
+{
+    if (h->track != &mmh_track_uffd)
+        return;
+    mmh_track_stop(h);
+    h->retrack = MMH_TRACK_UFFD;
+    h->tracker = MMH_TRACK_NONE;
+}
+
+/* At a commit, once its ranges are known: restart a dropped tracker. */
+int mmh_track_resume(mmh_heap *h)
+{
+    mmh_tracker want = h->retrack;
+    h->retrack = MMH_TRACK_NONE;
+    return want == MMH_TRACK_NONE ? 0 : mmh_track_start(h, want);
 }

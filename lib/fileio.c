@@ -1,0 +1,118 @@
+/* Writing heap memory to files: whole-buffer pread/pwrite, ranges of the
+ * mapping written in place, a whole heap image, directory syncs.  All but
+ * mmh_dir_of are async-signal-safe (system calls and mmh_fail only),
+ * because a background job's child runs them. */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int mmh_pwrite_all(int fd, const void *buf, size_t len, size_t off)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += n;
+        off += (size_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int mmh_pread_all(int fd, void *buf, size_t len, size_t off)
+{
+    char *p = buf;
+    while (len) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += n;
+        off += (size_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int mmh_io_failed(mmh_heap *h, const char *what, const char *file, size_t off)
+{
+    errno = errno ? errno : EIO;
+    h->commit_errno = errno;
+    return mmh_fail(errno, "%s: %s of %s at offset %zu failed: %m", h->path, what, file, off);
+}
+
+int mmh_write_in_place(mmh_heap *h, int fd, const char *file, const mmh_range *ranges, size_t n)
+{
+    errno = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (mmh_pwrite_all(fd, h->base + ranges[i].off, ranges[i].len, ranges[i].off) != 0)
+            return mmh_io_failed(h, "write", file, ranges[i].off);
+        h->bytes_written += ranges[i].len;
+    }
+    return 0;
+}
+
+/* A complete heap file in fd: the in-use ranges at their offsets (the rest
+ * stays a hole), the header page from hdr, synced.  hdr may differ from
+ * the mapping's (a snapshot gives its image an identity of its own). */
+int mmh_image_write(mmh_heap *h, int fd, const char *file, const mmh_range *ranges, size_t n,
+                    const mmh_hdr *hdr)
+{
+    errno = 0;
+    if (ftruncate(fd, (off_t)h->mapped) != 0)
+        return mmh_io_failed(h, "truncate", file, h->mapped);
+    if (mmh_write_in_place(h, fd, file, ranges, n) != 0)
+        return -1;
+    if (mmh_pwrite_all(fd, hdr, MMH_HDR_SIZE, 0) != 0)
+        return mmh_io_failed(h, "write", file, 0);
+    if (fdatasync(fd) != 0)
+        return mmh_io_failed(h, "fdatasync", file, 0);
+    return 0;
+}
+
+/* The directory holding path (malloc'd), for mmh_sync_dir. */
+char *mmh_dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+}
+
+/* Make the names in dir durable: a file created, linked or renamed there. */
+int mmh_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        int rc = mmh_fail(errno, "cannot sync directory %s: %m", dir);
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    close(fd);
+    return 0;
+}
+
+/* mmh_sync_dir for the directory of path. */
+int mmh_sync_parent_dir(const char *path)
+{
+    char *dir = mmh_dir_of(path);
+    if (!dir)
+        return mmh_fail(ENOMEM, "%s: out of memory", path);
+    int rc = mmh_sync_dir(dir);
+    free(dir);
+    return rc;
+}
