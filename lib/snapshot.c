@@ -192,10 +192,12 @@ static void job_finish(mmh_heap *h, mmh_job *job)
 static int job_read(mmh_job *job, bool nohang)
 {
     for (;;) {
-        ssize_t n = read(job->rfd, (char *)&job->res + job->got,
-                         job->got < sizeof job->res ? sizeof job->res - job->got : 1);
+        char extra; /* anything past the record: read to see the end */
+        bool full = job->got == sizeof job->res;
+        ssize_t n = read(job->rfd, full ? &extra : (char *)&job->res + job->got,
+                         full ? 1 : sizeof job->res - job->got);
         if (n > 0) {
-            job->got += (size_t)n;
+            job->got += full ? 0 : (size_t)n;
             continue;
         }
         if (n == 0)
