@@ -106,8 +106,8 @@ int mmh_commit(mmh_heap *h);
  * and mmh_close wait for the running one first.
  *
  * mmh_commit_bg: the child commits the pages written since the last commit
- * (private file heaps; atomic like mmh_commit).  If the job fails, its pages
- * are written by the next commit.
+ * (private file heaps; atomic like mmh_commit).  If the job fails or dies,
+ * nothing is lost: the next commit writes its pages again.
  * mmh_snapshot: the child writes the whole heap to path as an ordinary heap
  * file (written to a temporary file, synced, renamed over path, directory
  * synced): mmh_open maps it with every pointer intact, or MMH_VOLATILE

@@ -126,6 +126,13 @@ int mmh_ranges_merge(mmh_heap *h, mmh_ranges *dst, const mmh_ranges *add)
 int mmh_commit_ranges(mmh_heap *h, mmh_ranges *r)
 {
     mmh_hdr *hdr = h->hdr;
+    if (h->journal_pending) {
+        if (mmh_journal_recover(h->path, h->fd, false) != 0) {
+            h->commit_errno = errno;
+            return -1;
+        }
+        h->journal_pending = false;
+    }
     hdr->commit_seq++;
     hdr->checksum = mmh_format_checksum(hdr);
     int rc = h->track ? h->track->collect(h, mmh_ranges_add, r) : mmh_in_use_ranges(h, r);

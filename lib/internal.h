@@ -272,6 +272,7 @@ struct mmh_heap {
     int             commit_errno; /* nonzero: a write-back failed: final */
     uint64_t        commits, bytes_written, last_commit_ns, last_commit_time;
     mmh_ranges      retry;     /* pages of a failed background commit   */
+    bool            journal_pending; /* and its journal may be complete */
     mmh_tracker     retrack;   /* tracker to restart at the next commit
                                   (a forked child loses uffd's)         */
     size_t          file_size; /* MMH_VOLATILE: bytes backed by the file */

@@ -256,7 +256,13 @@ static int replay(const char *path, int heap_fd, int jfd, const char *table)
     char *chunk = malloc(COPY_CHUNK);
     if (!chunk)
         return mmh_fail(ENOMEM, "%s: out of memory", path);
-    int rc = ftruncate(heap_fd, (off_t)jh->extent);
+    /* Grow the file to the commit's extent, never shrink it: a live heap
+     * (a background job's journal, replayed by the next commit) may have
+     * grown since, and open cuts off uncommitted growth itself. */
+    struct stat st;
+    int rc = fstat(heap_fd, &st);
+    if (rc == 0 && (uint64_t)st.st_size < jh->extent)
+        rc = ftruncate(heap_fd, (off_t)jh->extent);
     for (uint64_t i = 0; rc == 0 && i < jh->nrecords; i++) {
         rc = mmh_pread_all(jfd, chunk, rec[i].len, at) != 0 ||
              mmh_pwrite_all(heap_fd, chunk, rec[i].len, rec[i].off) != 0 ? -1 : 0;

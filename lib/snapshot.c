@@ -175,12 +175,14 @@ static void job_finish(mmh_heap *h, mmh_job *job)
         h->bytes_written += res->bytes;
         if (res->err == 0)
             mmh_commit_done(h, res->ns);
-        else if (res->durable)
-            /* The journal holds the job's state and replays at the next
-             * open; writing another over it now could tear both. */
-            h->commit_errno = res->err;
-        else if (mmh_ranges_merge(h, &h->retry, &job->ranges) != 0)
-            h->commit_errno = ENOMEM;
+        else {
+            /* A job that died may have left a durable journal and a half
+             * written heap file: the next commit replays it before writing
+             * a journal over it, then writes the job's pages again. */
+            h->journal_pending = res->durable || job->got != sizeof job->res;
+            if (mmh_ranges_merge(h, &h->retry, &job->ranges) != 0)
+                h->commit_errno = ENOMEM;
+        }
     }
     if (res->err)
         h->jobs_failed++;
