@@ -40,6 +40,13 @@ enum {
                                image), mapped copy-on-write and never written
                                back: the heap is volatile like an anonymous
                                one (mmh_commit fails; mmh_snapshot saves it) */
+    MMH_HUGEPAGES = 1u << 6, /* anonymous heaps: ask for transparent huge
+                               pages (MADV_HUGEPAGE).  A fork, the pause of
+                               mmh_snapshot, then copies one page-table
+                               entry per 2 MiB instead of 512 (1 GiB: under
+                               1 ms instead of about 10); copy-on-write stays
+                               per 4 KiB page.  Costs memory: a touched
+                               2 MiB range is resident whole until purged. */
 };                          /* default for a file: MAP_PRIVATE              */
 
 typedef struct mmh_config {

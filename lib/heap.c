@@ -11,7 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KNOWN_FLAGS (MMH_CREATE | MMH_EXCL | MMH_SHARED | MMH_READONLY | MMH_RELOCATE | MMH_VOLATILE)
+#define KNOWN_FLAGS (MMH_CREATE | MMH_EXCL | MMH_SHARED | MMH_READONLY | MMH_RELOCATE | MMH_VOLATILE | \
+                     MMH_HUGEPAGES)
 
 static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)
 {
@@ -24,6 +25,9 @@ static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)
     if (!path && (cfg->flags & (MMH_SHARED | MMH_READONLY | MMH_CREATE | MMH_EXCL | MMH_VOLATILE)))
         return mmh_fail(EINVAL, "anonymous heap: MMH_SHARED, MMH_READONLY, MMH_CREATE, "
                                 "MMH_EXCL and MMH_VOLATILE need a file");
+    if (path && (cfg->flags & MMH_HUGEPAGES))
+        return mmh_fail(EINVAL, "%s: MMH_HUGEPAGES is for anonymous heaps (file pages copied "
+                        "on write are small pages)", name);
     if ((cfg->flags & MMH_VOLATILE) && (cfg->flags & (MMH_SHARED | MMH_READONLY | MMH_CREATE)))
         return mmh_fail(EINVAL, "%s: MMH_VOLATILE starts from an existing file and never writes "
                         "it: MMH_SHARED, MMH_READONLY and MMH_CREATE do not go with it", name);

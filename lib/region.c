@@ -85,6 +85,10 @@ int mmh_region_map(mmh_heap *h, size_t from, size_t to)
     if (p == MAP_FAILED)
         return mmh_fail(errno, "%s: cannot map %zu bytes at offset %zu: %m",
                         h->path, to - from, from);
+    /* A hint: a kernel without transparent huge pages refuses it, and the
+     * heap works the same with small pages. */
+    if (h->flags & MMH_HUGEPAGES)
+        (void)madvise(p, to - from, MADV_HUGEPAGE);
     return 0;
 }
 

@@ -64,26 +64,54 @@ static void job_free(mmh_job *job)
 
 /* ---- the child --------------------------------------------------------- */
 
+/* One line of /proc/self/smaps: a mapping's header ("start-end perms ...")
+ * says whether the fields after it count, Private_Dirty adds its kB. */
+static void smaps_line(const char *line, const mmh_heap *h, bool *in_heap, uint64_t *kb)
+{
+    uintptr_t v = 0;
+    const char *p = line;
+    bool header = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f');
+    if (header) {
+        for (; (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'); p++)
+            v = v * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : *p - 'a' + 10);
+        *in_heap = v >= (uintptr_t)h->base && v < (uintptr_t)h->base + h->mapped;
+    } else if (*in_heap && strncmp(line, "Private_Dirty:", 14) == 0) {
+        for (p += 14; *p == ' '; p++)
+            ;
+        for (; *p >= '0' && *p <= '9'; p++)
+            v = v * 10 + (uintptr_t)(*p - '0');
+        *kb += v;
+    }
+}
+
 /* Heap pages that only the child maps now: the parent wrote them (or gave
- * them back) during the job, so the kernel copied them.  /proc/self/pagemap:
- * bit 63 present, 61 file-backed or shared, 56 mapped exclusively. */
+ * them back) during the job, so the kernel copied them.  Summed from
+ * smaps' Private_Dirty of the heap's mappings, which counts per 4 KiB page
+ * even inside a huge page (pagemap's "exclusive" bit is per huge page). */
 static uint64_t count_cow_pages(const mmh_heap *h)
 {
-    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
-    size_t page = h->hdr->page_size, pages = h->mapped / page;
-    size_t first = (uintptr_t)h->base / page;
-    uint64_t entries[512], cow = 0;
-    for (size_t i = 0; i < pages; i += 512) {
-        size_t k = pages - i < 512 ? pages - i : 512;
-        if (mmh_pread_all(fd, entries, k * sizeof *entries, (first + i) * sizeof *entries) != 0)
-            break;
-        for (size_t j = 0; j < k; j++)
-            cow += (entries[j] >> 63 & 1) && (entries[j] >> 56 & 1) && !(entries[j] >> 61 & 1);
+    char buf[4096], line[256];
+    size_t len = 0;
+    bool in_heap = false;
+    uint64_t kb = 0;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] != '\n') {
+                if (len < sizeof line - 1)
+                    line[len++] = buf[i];
+                continue;
+            }
+            line[len] = '\0';
+            len = 0;
+            smaps_line(line, h, &in_heap, &kb);
+        }
     }
     close(fd);
-    return cow;
+    return kb / (h->hdr->page_size / 1024);
 }
 
 /* The image: written to the temporary name, synced, renamed over the
