@@ -16,11 +16,14 @@
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
 
-/* New heaps go between 32 TiB and 96 TiB: above brk, PIE executables and
- * AddressSanitizer's shadow (which ends near 16 TiB), below the kernel's
- * top-down mmap area under 128 TiB. */
+/* New heaps go between 32 TiB and 84 TiB: above AddressSanitizer's shadow
+ * (which ends near 16 TiB) and below where x86-64 Linux loads PIE
+ * executables (0x555555554000 plus up to 1 TiB of randomization, their brk
+ * right after), far below the top-down mmap area under 128 TiB.  A heap
+ * whose reservation covered a program's image could not be opened at its
+ * base by that program. */
 #define ZONE_LO 0x200000000000ull
-#define ZONE_HI 0x600000000000ull
+#define ZONE_HI 0x540000000000ull
 
 uint64_t mmh_random_u64(void)
 {

@@ -22,7 +22,8 @@ MMH_TESTS = \
 	tests/test_tracker \
 	tests/test_crash \
 	tests/test_faults \
-	tests/test_track
+	tests/test_track \
+	tests/test_snapshot
 
 
 EXTRA_DIST += \
@@ -88,6 +89,10 @@ tests_test_faults_LDADD = $(MMH_TEST_LDADD) -ldl
 tests_test_crash_SOURCES = tests/test_crash.c tests/testutil.h
 tests_test_crash_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_crash_LDADD = $(MMH_TEST_LDADD)
+
+tests_test_snapshot_SOURCES = tests/test_snapshot.c tests/testutil.h
+tests_test_snapshot_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_snapshot_LDADD = $(MMH_TEST_LDADD) -ldl
 
 # Reaches the trackers' internal interface: linked to the library's objects.
 tests_test_track_SOURCES = tests/test_track.c tests/testutil.h
