@@ -51,7 +51,8 @@ enum {
 
 typedef struct mmh_config {
     size_t      size;     /* initial size of the backing file/region; 0 = default */
-    size_t      max_size; /* address space reserved: growth limit; 0 = default    */
+    size_t      max_size; /* address space reserved: growth limit; 0 = default;
+                             an existing file keeps the limit it was made with */
     unsigned    flags;    /* MMH_* above                                          */
     mmh_tracker tracker;  /* dirty tracking backend for a writable file heap;
                              one the system cannot provide fails (ENOTSUP)    */
