@@ -82,3 +82,31 @@ bench-shared-sync: bench/bench_shared_sync$(EXEEXT)
 	./bench/bench_shared_sync
 
 .PHONY: bench-shared-sync
+
+# ---- fork snapshots (make bench-snapshot) ----------------------------------
+#
+# bench/bench_snapshot: mmh_snapshot of a 1 GiB anonymous heap, default and
+# MMH_HUGEPAGES (pause, job, copy-on-write pages, idle and under a write
+# load), and the client side of bench/snapshot.sh, which runs
+# examples/kv_server (with and without -H) against redis-server
+# (Debian's redis-server package): background snapshot of the same ~1 GiB
+# of data, and restart to the first answered GET.  Redis is optional: without
+# it the script runs the in-process part only.
+
+EXTRA_PROGRAMS += bench/bench_snapshot
+bench_bench_snapshot_SOURCES = bench/bench_snapshot.c
+bench_bench_snapshot_CFLAGS = $(AM_CFLAGS) -O2
+bench_bench_snapshot_LDFLAGS = $(AM_LDFLAGS) -no-install
+bench_bench_snapshot_LDADD = libmmheap.la
+
+EXTRA_DIST += bench/snapshot.sh
+CLEANFILES += bench/bench_snapshot$(EXEEXT)
+
+BENCH_SNAPSHOT_BINS = bench/bench_snapshot$(EXEEXT) examples/kv_server$(EXEEXT)
+bench-snapshot-programs: $(BENCH_SNAPSHOT_BINS)
+
+# BENCH_SNAPSHOT_FLAGS: options for snapshot.sh, e.g. --reps=5 --quick
+bench-snapshot: $(BENCH_SNAPSHOT_BINS)
+	$(SHELL) $(srcdir)/bench/snapshot.sh --no-build $(BENCH_SNAPSHOT_FLAGS) .
+
+.PHONY: bench-snapshot bench-snapshot-programs

@@ -42,11 +42,13 @@ enum {
                                one (mmh_commit fails; mmh_snapshot saves it) */
     MMH_HUGEPAGES = 1u << 6, /* anonymous heaps: ask for transparent huge
                                pages (MADV_HUGEPAGE).  A fork, the pause of
-                               mmh_snapshot, then copies one page-table
-                               entry per 2 MiB instead of 512 (1 GiB: under
-                               1 ms instead of about 10); copy-on-write stays
-                               per 4 KiB page.  Costs memory: a touched
-                               2 MiB range is resident whole until purged. */
+                               mmh_snapshot, copies one page-table entry per
+                               huge page instead of 512 (1 GiB: under 1 ms
+                               instead of about 10); copy-on-write stays per
+                               4 KiB page, but splits the huge pages written
+                               during a job until the kernel merges them
+                               again (khugepaged: minutes).  Costs memory: a
+                               touched 2 MiB range is resident whole. */
 };                          /* default for a file: MAP_PRIVATE              */
 
 typedef struct mmh_config {
