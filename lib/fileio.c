@@ -11,11 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
-int mmh_pwrite_all(int fd, const void *buf, size_t len, size_t off)
+/* All len bytes at off, through short transfers and EINTR; an early end
+ * of file is EIO. */
+static int transfer_all(int fd, char *buf, size_t len, size_t off, bool out)
 {
-    const char *p = buf;
     while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        ssize_t n = out ? pwrite(fd, buf, len, (off_t)off) : pread(fd, buf, len, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -23,30 +24,21 @@ int mmh_pwrite_all(int fd, const void *buf, size_t len, size_t off)
                 errno = EIO;
             return -1;
         }
-        p += n;
+        buf += n;
         off += (size_t)n;
         len -= (size_t)n;
     }
     return 0;
 }
 
+int mmh_pwrite_all(int fd, const void *buf, size_t len, size_t off)
+{
+    return transfer_all(fd, (char *)buf, len, off, true);
+}
+
 int mmh_pread_all(int fd, void *buf, size_t len, size_t off)
 {
-    char *p = buf;
-    while (len) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += n;
-        off += (size_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return transfer_all(fd, buf, len, off, false);
 }
 
 int mmh_io_failed(mmh_heap *h, const char *what, const char *file, size_t off)
