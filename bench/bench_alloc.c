@@ -33,7 +33,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "mmheap.h"
+#define BENCH_NAME "bench_alloc"
+#include "benchutil.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define BENCH_SANITIZED 1
@@ -125,18 +126,6 @@ ALWAYS_INLINE void tag(unsigned char *p, size_t n, unsigned char t)
 ALWAYS_INLINE int tag_ok(const unsigned char *p, size_t n, unsigned char t)
 {
     return p[0] == t && p[n - 1] == t;
-}
-
-static uint64_t clock_ns(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t now_ns(void)
-{
-    return clock_ns(CLOCK_MONOTONIC);
 }
 
 /* ---- workload 1: fast path -------------------------------------------- */
@@ -618,14 +607,8 @@ int main(int argc, char **argv)
                            ? "/thread" : "       ",
                        workloads[w].what);
             return 0;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "bench_alloc: unknown argument '%s'\n", a);
-            usage(stderr);
-            return 1;
-        }
+        } else
+            return help_or_unknown(a, usage, "bench_alloc: unknown argument '%s'\n");
     }
     if (alloc == NULL || scale <= 0 || reps < 1) {
         usage(stderr);

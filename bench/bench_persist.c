@@ -49,7 +49,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mmheap.h"
+#define BENCH_NAME "bench_persist"
+#include "benchutil.h"
 
 #define PAGE 4096u
 /* 21 slices of 64 KiB: three fill a 4 MiB segment's 63 usable slices */
@@ -58,47 +59,6 @@
 static const char *g_dir;
 static char g_work[4096];
 static FILE *g_raw;
-
-static void die(const char *what)
-{
-    fprintf(stderr, "bench_persist: %s: %s\n", what, mmh_errmsg());
-    exit(2);
-}
-
-static void die_errno(const char *what)
-{
-    fprintf(stderr, "bench_persist: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static uint64_t wyrand(void)
-{
-    g_rng += 0xa0761d6478bd642full;
-    __uint128_t t = (__uint128_t)g_rng * (g_rng ^ 0xe7037ed1a0b428dbull);
-    return (uint64_t)(t >> 64) ^ (uint64_t)t;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, size_t n)
-{
-    if (n == 0)
-        return -1;
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void minmax(const double *v, size_t n, double *lo, double *hi)
 {
@@ -349,7 +309,7 @@ static void print_range_row(const char *name, double *r, size_t n, const char *f
 {
     double lo, hi, m;
     minmax(r, n, &lo, &hi);
-    m = median(r, n);
+    m = sort_median(r, n);
     printf("| %s | %.2f%s | %.2f-%.2f |", name, m, fmt_unit, lo, hi);
 }
 
@@ -465,7 +425,7 @@ static int bench_commit(const char *trackers, size_t heap_mib, size_t npages, in
                 tmp[n++] = c->ns[rep] / 1e6;
         double lo, hi;
         minmax(tmp, n, &lo, &hi);
-        double m = median(tmp, n);
+        double m = sort_median(tmp, n);
         printf("| %s | %.3f | %.3f-%.3f | %llu | ", c->name, m, lo, hi,
                (unsigned long long)(c->runs ? c->bytes / c->runs : 0));
         if (c->h)
@@ -493,9 +453,9 @@ static int bench_commit(const char *trackers, size_t heap_mib, size_t npages, in
         {
             double t2[n ? n : 1];
             memcpy(t2, rf, n * sizeof *rf);
-            mf = median(t2, n);
+            mf = sort_median(t2, n);
             memcpy(t2, rm, n * sizeof *rm);
-            mm = median(t2, n);
+            mm = sort_median(t2, n);
         }
         print_range_row(c->name, rf, n, "");
         if (i == msync_i)
@@ -524,7 +484,7 @@ static int bench_commit(const char *trackers, size_t heap_mib, size_t npages, in
                     rm[n] = conf[i].ns[rep] / conf[msync_i].ns[rep];
                     n++;
                 }
-            double mf = median(rf, n), mm = median(rm, n);
+            double mf = sort_median(rf, n), mm = sort_median(rm, n);
             printf("  (private-mprotect: %.2f x floor => %s; %.3f x msync => %s)\n", mf,
                    mf <= 2.5 ? "MET" : "NOT MET", mm, mm <= 0.2 ? "MET" : "NOT MET");
         }
@@ -705,12 +665,12 @@ static int bench_firstwrite(const char *trackers, size_t n, int rounds)
             printf("| %s | skipped: %s | | | |\n", tracker_name(tr[i]), res[i][0].msg);
             continue;
         }
-        double c = median(v[0], m), ws = median(v[1], m), wr = median(v[2], m);
+        double c = sort_median(v[0], m), ws = sort_median(v[1], m), wr = sort_median(v[2], m);
         warm_med[i] = ws > wr ? ws : wr;
         cold_med[i] = c;
         printf("| %s | %.0f | %.0f | %.0f | ", tracker_name(tr[i]), c, ws, wr);
         if (md)
-            printf("%+.0f |\n", median(d, md));
+            printf("%+.0f |\n", sort_median(d, md));
         else
             printf(" |\n");
     }
@@ -800,14 +760,8 @@ int main(int argc, char **argv)
             fw_pages = strtoull(v, NULL, 10);
         else if (OPT("--rounds"))
             rounds = atoi(v);
-        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "bench_persist: unknown option %s\n", a);
-            usage(stderr);
-            return 1;
-        }
+        else
+            return help_or_unknown(a, usage, "bench_persist: unknown option %s\n");
 #undef OPT
     }
     if (reps < 1 || reps > 10000 || rounds < 1 || rounds > 64 || npages < 1 || heap_mib < 2 ||

@@ -66,24 +66,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mmheap.h"
+#define BENCH_NAME "bench_snapshot"
+#include "benchutil.h"
 
 #define PAGE 4096u
 #define MAX_REPS 100
 
 static FILE *g_raw;
-
-static void die(const char *what)
-{
-    fprintf(stderr, "bench_snapshot: %s: %s\n", what, mmh_errmsg());
-    exit(2);
-}
-
-static void die_errno(const char *what)
-{
-    fprintf(stderr, "bench_snapshot: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
 
 static void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void die_msg(const char *fmt, ...)
@@ -97,32 +86,11 @@ static void die_msg(const char *fmt, ...)
     exit(2);
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void sleep_ns(uint64_t ns)
 {
     struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
-}
-
-static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static uint64_t wyrand(void)
-{
-    g_rng += 0xa0761d6478bd642full;
-    __uint128_t t = (__uint128_t)g_rng * (g_rng ^ 0xe7037ed1a0b428dbull);
-    return (uint64_t)(t >> 64) ^ (uint64_t)t;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* Median of the n values >= 0 in v (negative: missing); -1 if none. */
@@ -133,10 +101,7 @@ static double median(const double *v, size_t n)
     for (size_t i = 0; i < n && k < MAX_REPS; i++)
         if (v[i] >= 0)
             s[k++] = v[i];
-    if (k == 0)
-        return -1;
-    qsort(s, k, sizeof *s, cmp_double);
-    return k % 2 ? s[k / 2] : (s[k / 2 - 1] + s[k / 2]) / 2;
+    return sort_median(s, k);
 }
 
 static void minmax(const double *v, size_t n, double *lo, double *hi)
@@ -173,19 +138,42 @@ static void raw(const char *fmt, ...)
     fputc('\n', g_raw);
 }
 
+/* The number that fmt (a sscanf format with one %llu) reads from the first
+ * line of the file at path where it reads one, into *v: 0, or -1 if the
+ * file cannot be opened or no line has it (*v untouched). */
+static int proc_num(const char *path, const char *fmt, unsigned long long *v)
+    __attribute__((format(scanf, 2, 0)));
+static int proc_num(const char *path, const char *fmt, unsigned long long *v)
+{
+    char line[256];
+    FILE *f = fopen(path, "r");
+    int rc = -1;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, fmt, v) == 1) {
+            rc = 0;
+            break;
+        }
+    fclose(f);
+    return rc;
+}
+
 static uint64_t rss_kib(pid_t pid)
 {
-    char path[64], line[256];
+    char path[64];
+    unsigned long long kib = 0;
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    uint64_t kib = 0;
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %llu", (unsigned long long *)&kib) == 1)
-            break;
-    fclose(f);
+    proc_num(path, "VmRSS: %llu", &kib);
     return kib;
+}
+
+/* MiB mapped by huge (PMD) entries, from AnonHugePages of the
+ * smaps_rollup file at path; -1 if unknown. */
+static double anon_huge_mib_at(const char *path)
+{
+    unsigned long long kib;
+    return proc_num(path, "AnonHugePages: %llu", &kib) == 0 ? kib / 1024.0 : -1;
 }
 
 /* ---- heap: mmh_snapshot in process ------------------------------------- */
@@ -242,19 +230,7 @@ enum { H_PAUSE, H_FORK, H_JOB, H_LIBJOB, H_COW, H_TOUCHED, H_WRITES, H_BYTES, H_
  * 512 PTEs again and no longer counts. */
 static double anon_huge_mib(void)
 {
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
-    char line[256];
-    unsigned long long kib;
-    double mib = -1;
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "AnonHugePages: %llu", &kib) == 1) {
-            mib = kib / 1024.0;
-            break;
-        }
-    fclose(f);
-    return mib;
+    return anon_huge_mib_at("/proc/self/smaps_rollup");
 }
 
 #define HEAP_SEED 0x9e3779b97f4a7c15ull
@@ -695,6 +671,20 @@ static void on_stop(int sig)
     g_stop = 1;
 }
 
+/* Counts the replies in the k bytes received at buf: one line each ("+OK",
+ * or an error, which starts with '-').  *at_line_start carries over from
+ * one call to the next. */
+static void count_replies(const char *buf, ssize_t k, int *at_line_start,
+                          struct load_result *res)
+{
+    for (ssize_t i = 0; i < k; i++) {
+        if (*at_line_start && buf[i] == '-')
+            res->errors++;
+        *at_line_start = buf[i] == '\n';
+        res->replies += *at_line_start;
+    }
+}
+
 /* SET key:R value (size bytes) for random R < keys, rate per second, open
  * loop: requests are sent on schedule whether or not the replies keep up
  * (up to a backlog of 100000).  Runs until SIGTERM/SIGINT or seconds. */
@@ -734,12 +724,7 @@ static int load_run(unsigned port, double rate, uint64_t keys, size_t size, doub
                     return -1;
                 break;
             }
-            for (ssize_t i = 0; i < k; i++) {
-                if (at_line_start && c->buf[i] == '-')
-                    res->errors++;
-                at_line_start = c->buf[i] == '\n';
-                res->replies += at_line_start;
-            }
+            count_replies(c->buf, k, &at_line_start, res);
         }
         if (res->sent - res->replies > res->max_backlog)
             res->max_backlog = res->sent - res->replies;
@@ -753,12 +738,7 @@ static int load_run(unsigned port, double rate, uint64_t keys, size_t size, doub
         ssize_t k = recv(c->fd, c->buf, sizeof c->buf, 0);
         if (k <= 0)
             break;
-        for (ssize_t i = 0; i < k; i++) {
-            if (at_line_start && c->buf[i] == '-')
-                res->errors++;
-            at_line_start = c->buf[i] == '\n';
-            res->replies += at_line_start;
-        }
+        count_replies(c->buf, k, &at_line_start, res);
     }
     conn_close(c);
     free(c);
@@ -846,20 +826,9 @@ static char *info(struct conn *c, int which)
 /* MiB of pid's anonymous memory mapped by huge (PMD) entries; -1 if unknown. */
 static double anon_huge_mib_of(pid_t pid)
 {
-    char path[64], line[256];
-    unsigned long long kib;
-    double mib = -1;
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "AnonHugePages: %llu", &kib) == 1) {
-            mib = kib / 1024.0;
-            break;
-        }
-    fclose(f);
-    return mib;
+    return anon_huge_mib_at(path);
 }
 
 /* One snapshot; fills v[S_*] (negative where the server says nothing). */
@@ -1342,14 +1311,8 @@ int main(int argc, char **argv)
             port = (unsigned)atoi(v);
         else if (OPT("--seconds"))
             seconds = atof(v);
-        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "bench_snapshot: unknown option %s\n", a);
-            usage(stderr);
-            return 1;
-        }
+        else
+            return help_or_unknown(a, usage, "bench_snapshot: unknown option %s\n");
         if (bad) {
             fprintf(stderr, "bench_snapshot: bad value in %s (want PORT:PID)\n", a);
             return 1;

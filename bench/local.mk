@@ -6,7 +6,7 @@
 # prints the comparison table (mmheap vs glibc, jemalloc, mimalloc, tcmalloc).
 
 EXTRA_PROGRAMS += bench/bench_alloc
-bench_bench_alloc_SOURCES = bench/bench_alloc.c
+bench_bench_alloc_SOURCES = bench/bench_alloc.c bench/benchutil.h
 # -O2 even where CFLAGS say otherwise (CFLAGS come last, so an explicit
 # CFLAGS=-O0 still wins; run.sh warns about unoptimized or sanitized builds).
 bench_bench_alloc_CFLAGS = $(AM_CFLAGS) -O2
@@ -15,7 +15,10 @@ bench_bench_alloc_CFLAGS = $(AM_CFLAGS) -O2
 bench_bench_alloc_LDFLAGS = $(AM_LDFLAGS) -no-install
 bench_bench_alloc_LDADD = libmmheap.la -ldl
 
-EXTRA_DIST += bench/run.sh bench/instr.sh bench/README.md
+# bench/benchutil.h: C helpers shared by the benchmark programs (errors,
+# time, wyrand, medians); bench/lib.sh: shell functions shared by
+# bench/persist.sh and bench/snapshot.sh.
+EXTRA_DIST += bench/run.sh bench/instr.sh bench/README.md bench/benchutil.h bench/lib.sh
 CLEANFILES += bench/bench_alloc$(EXEEXT)
 
 BENCH_BINS = bench/bench_alloc$(EXEEXT)
@@ -42,7 +45,7 @@ bench-instr: $(BENCH_BINS)
 # (libboost-dev, header-only); a missing one is reported, not fatal.
 
 EXTRA_PROGRAMS += bench/bench_persist bench/bench_persist_alloc
-bench_bench_persist_SOURCES = bench/bench_persist.c
+bench_bench_persist_SOURCES = bench/bench_persist.c bench/benchutil.h
 bench_bench_persist_CFLAGS = $(AM_CFLAGS) -O2
 bench_bench_persist_LDFLAGS = $(AM_LDFLAGS) -no-install
 bench_bench_persist_LDADD = libmmheap.la
@@ -94,7 +97,7 @@ bench-shared-sync: bench/bench_shared_sync$(EXEEXT)
 # it the script runs the in-process part only.
 
 EXTRA_PROGRAMS += bench/bench_snapshot
-bench_bench_snapshot_SOURCES = bench/bench_snapshot.c
+bench_bench_snapshot_SOURCES = bench/bench_snapshot.c bench/benchutil.h
 bench_bench_snapshot_CFLAGS = $(AM_CFLAGS) -O2
 bench_bench_snapshot_LDFLAGS = $(AM_LDFLAGS) -no-install
 bench_bench_snapshot_LDADD = libmmheap.la

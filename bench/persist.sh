@@ -30,6 +30,10 @@
 # (four 1 GiB heaps, a 1 GiB plain file, their private copies).
 set -eu
 
+prog=persist.sh usage_last=30
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
 dir=${TMPDIR:-/tmp}
 quick=0
 only=commit,firstwrite,alloc
@@ -39,8 +43,6 @@ fopts=
 aopts=
 build=1
 builddir=.
-
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -52,26 +54,15 @@ while [ $# -gt 0 ]; do
     --firstwrite-opts=*) fopts=${1#*=} ;;
     --alloc-opts=*) aopts=${1#*=} ;;
     --no-build) build=0 ;;
-    -h|--help) usage; exit 0 ;;
-    -*) echo "persist.sh: unknown option $1" >&2; usage >&2; exit 1 ;;
-    *) builddir=$1 ;;
+    *) bench_arg "$1" ;;
     esac
     shift
 done
 
-if [ ! -f "$builddir/Makefile" ]; then
-    echo "persist.sh: $builddir is not a configured build directory (no Makefile)" >&2
-    exit 1
-fi
-if [ "$build" = 1 ]; then
-    make -C "$builddir" bench-persist-programs >&2
-fi
+bench_build "$builddir" bench-persist-programs
 bp=$builddir/bench/bench_persist
 bpa=$builddir/bench/bench_persist_alloc
-for b in "$bp" "$bpa"; do
-    [ -x "$b" ] || { echo "persist.sh: $b not built" >&2; exit 1; }
-done
-[ -d "$dir" ] || { echo "persist.sh: --dir $dir is not a directory" >&2; exit 1; }
+bench_check "$dir" "$bp" "$bpa"
 
 rawopt=
 [ -n "$raw" ] && rawopt="--raw=$raw"
@@ -85,14 +76,7 @@ pkgver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "not installed
 
 echo '```'
 echo "mmheap persistence benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC')"
-if [ -d "$(dirname "$0")/../.git" ] && command -v git >/dev/null 2>&1; then
-    echo "source: $(git -C "$(dirname "$0")/.." describe --always --dirty 2>/dev/null || echo '?')"
-fi
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-echo "machine: ${cpu:-?}, $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
-fs=$(df -PT "$dir" 2>/dev/null | awk 'NR == 2 { print $2 " on " $1 ", mounted on " $7 }')
-mopts=$(findmnt -n -o OPTIONS --target "$dir" 2>/dev/null || true)
-echo "files in: $dir ($fs${mopts:+; $mopts})"
+bench_about "$dir"
 echo "peers: libpmemobj $(pkgver libpmemobj1), Boost $(pkgver libboost1.74-dev)"
 echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -119,4 +103,4 @@ esac
 case ",$only," in *,alloc,*)
     "$bpa" --dir="$dir" $rawopt $aopts ;;
 esac
-echo "(all parts: $(( $(date +%s) - start )) s; load average after: $(cut -d' ' -f1-3 /proc/loadavg))"
+bench_done "$start"

@@ -43,6 +43,10 @@
 # run (the three servers hold their data at once; images, RDB, page cache).
 set -eu
 
+prog=snapshot.sh usage_last=43
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
 dir=${TMPDIR:-/tmp}
 keys=6000000
 size=100
@@ -57,8 +61,6 @@ raw=
 build=1
 huge=1
 builddir=.
-
-usage() { sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -75,9 +77,7 @@ while [ $# -gt 0 ]; do
     --raw=*) raw=${1#*=} ;;
     --no-build) build=0 ;;
     --no-hugepages) huge=0 ;;
-    -h|--help) usage; exit 0 ;;
-    -*) echo "snapshot.sh: unknown option $1" >&2; usage >&2; exit 1 ;;
-    *) builddir=$1 ;;
+    *) bench_arg "$1" ;;
     esac
     shift
 done
@@ -85,20 +85,11 @@ if [ "$quick" = 1 ]; then
     heap_mib=256 keys=1000000 reps=2
 fi
 
-if [ ! -f "$builddir/Makefile" ]; then
-    echo "snapshot.sh: $builddir is not a configured build directory (no Makefile)" >&2
-    exit 1
-fi
-if [ "$build" = 1 ]; then
-    make -C "$builddir" bench-snapshot-programs >&2
-fi
+bench_build "$builddir" bench-snapshot-programs
 builddir=$(cd "$builddir" && pwd)
 bs=$builddir/bench/bench_snapshot
 kv=$builddir/examples/kv_server
-for b in "$bs" "$kv"; do
-    [ -x "$b" ] || { echo "snapshot.sh: $b not built" >&2; exit 1; }
-done
-[ -d "$dir" ] || { echo "snapshot.sh: --dir $dir is not a directory" >&2; exit 1; }
+bench_check "$dir" "$bs" "$kv"
 case $dir$builddir in
 *' '*) echo "snapshot.sh: paths with spaces are not supported" >&2; exit 1 ;;
 esac
@@ -112,14 +103,7 @@ done
 
 echo '```'
 echo "mmheap snapshot benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC')"
-if [ -d "$(dirname "$0")/../.git" ] && command -v git >/dev/null 2>&1; then
-    echo "source: $(git -C "$(dirname "$0")/.." describe --always --dirty 2>/dev/null || echo '?')"
-fi
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-echo "machine: ${cpu:-?}, $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
-fs=$(df -PT "$dir" 2>/dev/null | awk 'NR == 2 { print $2 " on " $1 ", mounted on " $7 }')
-mopts=$(findmnt -n -o OPTIONS --target "$dir" 2>/dev/null || true)
-echo "files in: $dir ($fs${mopts:+; $mopts})"
+bench_about "$dir"
 echo "transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo '?')"
 if [ "$have_redis" = 1 ]; then
     echo "peer: $(redis-server --version | cut -d' ' -f1-3,6) (Debian $(dpkg-query -W -f '${Version}' redis-server 2>/dev/null || echo '?'))"
@@ -222,4 +206,4 @@ EOF
             --kv-port="$kport" --kv-cmd="$kvcmd" ;;
     esac
 fi
-echo "(all parts: $(( $(date +%s) - start )) s; load average after: $(cut -d' ' -f1-3 /proc/loadavg))"
+bench_done "$start"

@@ -56,15 +56,18 @@ void *mmh_region_reserve(void *want, size_t size, bool exact)
     if (exact)
         return reserve_at(want, size);
     uint64_t slots = (ZONE_HI - ZONE_LO - size) >> MMH_SEG_SHIFT;
+    int last_err = ENOMEM;
     for (int attempt = 0; attempt < 64; attempt++) {
         uint64_t addr = ZONE_LO + ((mmh_random_u64() % slots) << MMH_SEG_SHIFT);
         void *p = reserve_at((void *)addr, size);
         if (p)
             return p;
-        if (errno != EEXIST)
-            return NULL;
+        /* Any refusal means "try elsewhere": a range the kernel or a
+         * tool keeps for itself (valgrind's own memory starts near 64 TiB)
+         * fails with ENOMEM or EINVAL rather than EEXIST. */
+        last_err = errno;
     }
-    errno = ENOMEM;
+    errno = last_err == EEXIST ? ENOMEM : last_err;
     return NULL;
 }
 

@@ -144,8 +144,7 @@ static void test_kill_during_commit(void **state)
     (void)state;
     char *path = tu_path("crash.heap");
     make_initial(path);
-    uint64_t seed = getenv("MMH_TEST_SEED") ? strtoull(getenv("MMH_TEST_SEED"), NULL, 0)
-                                            : (uint64_t)time(NULL);
+    uint64_t seed = tu_test_seed((uint64_t)time(NULL));
     tu_rng rng = { seed };
     long rounds = getenv("MMH_CRASH_ROUNDS") ? atol(getenv("MMH_CRASH_ROUNDS"))
                                              : tu_scaled(25, 3);
@@ -153,16 +152,9 @@ static void test_kill_during_commit(void **state)
     double commit_us = 20000;          /* running estimate of a commit's time */
     for (long r = 0; r < rounds; r++) {
         int pfd[2];
-        assert_int_equal(pipe(pfd), 0);
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            close(pfd[0]);
+        pid_t pid = tu_fork_piped(pfd, 0);
+        if (pid == 0)
             _exit(child_writer(path, pfd[1]));
-        }
-        close(pfd[1]);
         /* let it complete 0..2 commits, then kill it inside the next one
          * after a random delay (sometimes before, sometimes after the end) */
         int target = (int)tu_rand_range(&rng, 0, 2);

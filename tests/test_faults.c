@@ -176,8 +176,7 @@ static void test_fsize_limit(void **state)
 static int disk_full_child(void *arg)
 {
     const char *dir = arg;
-    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
-        mount("tmpfs", dir, "tmpfs", 0, "size=24m") != 0)
+    if (tu_private_tmpfs(dir, "size=24m") != 0)
         return 77; /* not root here: skipped */
     char path[4096];
     snprintf(path, sizeof path, "%s/full.heap", dir);
@@ -209,15 +208,7 @@ static int disk_full_child(void *arg)
 static void test_disk_full(void **state)
 {
     (void)state;
-    char *dir = tu_path("tmpfs");
-    assert_int_equal(mkdir(dir, 0700), 0);
-    int st = tu_run_child(disk_full_child, dir);
-    rmdir(dir);
-    free(dir);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
-        skip();
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        fail_msg("disk-full child failed (status %#x)", st);
+    tu_run_tmpfs_child(disk_full_child, "disk-full");
 }
 
 int main(void)

@@ -304,7 +304,8 @@ static void test_many_heaps(void **state)
     tu_span sp[H];
     for (int i = 0; i < H; i++) {
         h[i] = mmh_open(NULL, NULL);
-        assert_non_null(h[i]);
+        if (!h[i])
+            fail_msg("heap %d: %s", i, mmh_errmsg());
         struct mmh_stats st = tu_stats(h[i]);
         sp[i].lo = st.base;
         sp[i].hi = st.base + st.max_size;

@@ -81,10 +81,8 @@ static struct root *build_list(mmh_heap *h, uint64_t seed)
 static int walk_list(mmh_heap *h)
 {
     struct mmh_stats st;
-    CK(mmh_stats(h, &st) == 0);
-    struct root *r = mmh_root(h);
+    struct root *r = tu_root_in_heap(h, sizeof *r, &st);
     CK(r != NULL);
-    CK(tu_in_heap(&st, r, sizeof *r));
     CK(r->magic == ROOT_MAGIC);
     CK(r->count == NODES);
     CK(tu_in_heap(&st, r->index, NODES * sizeof *r->index));
@@ -137,16 +135,6 @@ static int child_walk(void *arg)
     return walk_file(arg);
 }
 
-static char *self_exe(void)
-{
-    static char buf[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0)
-        return NULL;
-    buf[n] = 0;
-    return buf;
-}
-
 static void test_reopen_linked_new_process(void **state)
 {
     (void)state;
@@ -164,18 +152,7 @@ static void test_reopen_linked_new_process(void **state)
     assert_child_ok(child_walk, path);
 
     /* a fresh process image: different libraries, stack and mmap layout */
-    char *exe = self_exe();
-    assert_non_null(exe);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execl(exe, exe, "--walk", path, (char *)NULL);
-        _exit(126);
-    }
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
+    int st = tu_run_self((const char *[]){ "--walk", path, NULL });
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
 

@@ -64,10 +64,8 @@ static char *make_file(const char *name)
 static int check_list_n(mmh_heap *h, uint64_t extra)
 {
     struct mmh_stats st;
-    CK(mmh_stats(h, &st) == 0);
-    struct rroot *r = mmh_root(h);
+    struct rroot *r = tu_root_in_heap(h, sizeof *r, &st);
     CK(r != NULL);
-    CK(tu_in_heap(&st, r, sizeof *r));
     CK(mmh_offset(h, r) == g_root_off);
     CK(r->magic == R_MAGIC);
     CK(r->count == LIST_N);

@@ -203,11 +203,7 @@ static struct sroot *state_build(mmh_heap *h, uint64_t n, size_t lmin, size_t lm
     struct sroot *s = mmh_calloc(h, 1, sizeof *s);
     if (!s)
         return NULL;
-    s->magic = ST_MAGIC;
-    s->version = v;
-    s->nobj = n;
-    s->lmin = lmin;
-    s->lmax = lmax;
+    *s = (struct sroot){ .magic = ST_MAGIC, .version = v, .nobj = n, .lmin = lmin, .lmax = lmax };
     s->objs = mmh_calloc(h, n, sizeof *s->objs);
     if (!s->objs)
         return NULL;
@@ -301,10 +297,8 @@ static uint64_t expect_bytes(const struct expect *e)
 static int state_check(mmh_heap *h, const struct expect *e)
 {
     struct mmh_stats st;
-    CK(mmh_stats(h, &st) == 0);
-    struct sroot *s = mmh_root(h);
+    struct sroot *s = tu_root_in_heap(h, sizeof *s, &st);
     CK(s != NULL);
-    CK(tu_in_heap(&st, s, sizeof *s));
     CK(s->magic == ST_MAGIC);
     if (s->version != e->version) {
         fprintf(stderr, "state version %llu, expected %llu\n",
@@ -401,16 +395,6 @@ static int image_checker(const char *path, const char *epath, unsigned flags)
     return rc;
 }
 
-static char *self_exe(void)
-{
-    static char buf[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0)
-        return NULL;
-    buf[n] = 0;
-    return buf;
-}
-
 /* Exit status of the checker for (path, e, flags). */
 static int run_checker(const char *path, const struct expect *e, unsigned flags)
 {
@@ -419,21 +403,9 @@ static int run_checker(const char *path, const struct expect *e, unsigned flags)
     snprintf(name, sizeof name, "expect-%u.bin", counter++);
     char *ep = tu_path(name);
     assert_int_equal(write_expect(ep, e), 0);
-    char *exe = self_exe();
-    assert_non_null(exe);
     char fl[16];
     snprintf(fl, sizeof fl, "%u", flags);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execl(exe, exe, "--check", path, ep, fl, (char *)NULL);
-        _exit(126);
-    }
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        assert_int_equal(errno, EINTR);
+    int st = tu_run_self((const char *[]){ "--check", path, ep, fl, NULL });
     unlink(ep);
     free(ep);
     return st;
@@ -459,11 +431,22 @@ static void child_init(void)
     signal(SIGABRT, SIG_DFL);
 }
 
-/* Reaps every process of group pgid that is (now) our child: the job
- * children of a killed test child are reparented to us (subreaper). */
-static void reap_group(pid_t pgid)
+/* In a forked child: child_init, then the file heap at path opened (*hp,
+ * NULL if that failed); returns its root. */
+static struct sroot *child_open(const char *path, mmh_heap **hp)
 {
+    child_init();
+    *hp = mmh_open(path, NULL);
+    return *hp ? mmh_root(*hp) : NULL;
+}
+
+/* Kills the process group that child pgid leads and reaps it all: the
+ * job children of a killed test child are reparented to us (subreaper). */
+static void kill_group(pid_t pgid)
+{
+    kill(-pgid, SIGKILL);
     int st;
+    assert_int_equal(waitpid(pgid, &st, 0), pgid);
     for (;;) {
         pid_t r = waitpid(-pgid, &st, 0);
         if (r > 0)
@@ -791,6 +774,16 @@ static char *make_file_heap(const char *name, uint64_t n, size_t lmin, size_t lm
     return path;
 }
 
+/* An anonymous heap holding versioned state v; *e gets what it holds. */
+static mmh_heap *anon_state(uint64_t n, size_t lmin, size_t lmax, uint64_t v, struct expect *e)
+{
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    assert_non_null(vstate_build(h, n, lmin, lmax, v));
+    vexpect(e, n, lmin, lmax, v);
+    return h;
+}
+
 static void check_file(const char *path, const struct expect *e)
 {
     mmh_heap *h = mmh_open(path, NULL);
@@ -817,11 +810,10 @@ static struct expect bg_e2, bg_e3;
 
 static int bg_child(void *argp)
 {
-    child_init();
     struct bg_arg *a = argp;
-    mmh_heap *h = mmh_open(a->path, NULL);
+    mmh_heap *h;
+    struct sroot *s = child_open(a->path, &h);
     CK(h != NULL);
-    struct sroot *s = mmh_root(h);
     CK(s != NULL && s->magic == ST_MAGIC && s->version == 1);
     /* v2: every object, a third of them replaced */
     for (uint64_t i = 0; i < s->nobj; i++) {
@@ -929,10 +921,9 @@ static int send_msg(int fd, char c, uint64_t v)
 
 static int bgcrash_child(const char *path, int wfd)
 {
-    child_init();
-    mmh_heap *h = mmh_open(path, NULL);
+    mmh_heap *h;
+    struct sroot *s = child_open(path, &h);
     CK(h != NULL);
-    struct sroot *s = mmh_root(h);
     CK(s != NULL && s->magic == ST_MAGIC);
     for (uint64_t v = s->version + 1;; v++) {
         CK(vstate_set(h, s, v) == 0);
@@ -954,8 +945,7 @@ static void test_bg_commit_kill_mid_job(void **state)
     (void)state;
     size_t lmax = (size_t)tu_scaled(256 * 1024, 8192);
     char *path = make_file_heap("bgcrash.heap", 32, lmax / 8, lmax, 0);
-    uint64_t seed = getenv("MMH_TEST_SEED") ? strtoull(getenv("MMH_TEST_SEED"), NULL, 0)
-                                            : (uint64_t)time(NULL);
+    uint64_t seed = tu_test_seed((uint64_t)time(NULL));
     tu_rng rng = { seed };
     long rounds = tu_scaled(10, 2);
     uint64_t committed = 0;
@@ -963,18 +953,9 @@ static void test_bg_commit_kill_mid_job(void **state)
     long mid = 0;
     for (long r = 0; r < rounds; r++) {
         int pfd[2];
-        assert_int_equal(pipe(pfd), 0);
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            setpgid(0, 0);
-            close(pfd[0]);
+        pid_t pid = tu_fork_piped(pfd, 1);
+        if (pid == 0)
             _exit(bgcrash_child(path, pfd[1]));
-        }
-        setpgid(pid, pid);
-        close(pfd[1]);
         int target = (int)tu_rand_range(&rng, 0, 2);
         int completed = 0;
         uint64_t inflight = committed, t_r = 0;
@@ -997,10 +978,7 @@ static void test_bg_commit_kill_mid_job(void **state)
         }
         long us = (long)tu_rand_range(&rng, 0, (size_t)(job_us * 1.25) + 1);
         sleep_ms((double)us / 1000);
-        kill(-pid, SIGKILL);
-        int st;
-        assert_int_equal(waitpid(pid, &st, 0), pid);
-        reap_group(pid);
+        kill_group(pid);
         struct msg m;
         struct pollfd pf = { pfd[0], POLLIN, 0 };
         int done_late = 0;
@@ -1047,11 +1025,9 @@ static struct expect kj_e1, kj_e2;
 
 static int killed_job_child(void *arg)
 {
-    child_init();
-    const char *path = arg;
-    mmh_heap *h = mmh_open(path, NULL);
+    mmh_heap *h;
+    struct sroot *s = child_open(arg, &h);
     CK(h != NULL);
-    struct sroot *s = mmh_root(h);
     CK(s != NULL && s->version == 1);
     vexpect(&kj_e1, s->nobj, s->lmin, s->lmax, 1);
     /* v2 on every other object: separate ranges, several writes in place */
@@ -1112,21 +1088,30 @@ static void test_bg_job_killed_after_journal_sync(void **state)
 
 /* ======================================================== 3. failed jobs */
 
+/* mmh_snapshot, then mmh_wait for its job if one started (*in_job, unless
+ * NULL); errno is the failing call's. */
+static int snapshot_wait(mmh_heap *h, const char *path, int *in_job)
+{
+    errno = 0;
+    int r = mmh_snapshot(h, path);
+    if (in_job)
+        *in_job = r == 0;
+    if (r == 0) {
+        errno = 0;
+        r = mmh_wait(h, 0);
+    }
+    return r;
+}
+
 /* A snapshot to path fails with err, either at once or in the job; the
  * reason names the path; the directory gains no file. */
 static void snapshot_fails(mmh_heap *h, const char *path, const char *dir, int err)
 {
     char *before = dir_listing(dir);
     uint64_t failed0 = tu_stats(h).jobs_failed;
-    errno = 0;
-    int r = mmh_snapshot(h, path);
+    int in_job;
+    int r = snapshot_wait(h, path, &in_job);
     int e = errno;
-    int in_job = r == 0;
-    if (in_job) {
-        errno = 0;
-        r = mmh_wait(h, 0);
-        e = errno;
-    }
     if (r != -1)
         fail_msg("snapshot to %s: %d, expected failure", path, r);
     if (e != err)
@@ -1149,14 +1134,10 @@ static void snapshot_fails(mmh_heap *h, const char *path, const char *dir, int e
 static void test_snapshot_bad_paths(void **state)
 {
     (void)state;
-    char *dir = tu_path("badpaths");
-    assert_int_equal(mkdir(dir, 0700), 0);
+    char *dir = tu_mkdir("badpaths");
     char p[PATH_MAX];
-    mmh_heap *h = mmh_open(NULL, NULL);
-    assert_non_null(h);
-    assert_non_null(vstate_build(h, 16, 1000, 20000, 5));
     struct expect e;
-    vexpect(&e, 16, 1000, 20000, 5);
+    mmh_heap *h = anon_state(16, 1000, 20000, 5, &e);
 
     snprintf(p, sizeof p, "%s/nodir/x.img", dir);
     snapshot_fails(h, p, dir, ENOENT);
@@ -1222,8 +1203,7 @@ static int disk_full_child(void *arg)
 {
     const char *dir = arg;
     child_init();
-    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
-        mount("tmpfs", dir, "tmpfs", 0, "size=64m") != 0)
+    if (tu_private_tmpfs(dir, "size=64m") != 0)
         return 77; /* not root here: skipped */
     char path[PATH_MAX], img[PATH_MAX], filler[PATH_MAX];
     snprintf(path, sizeof path, "%s/full.heap", dir);
@@ -1269,13 +1249,7 @@ static int disk_full_child(void *arg)
 
     /* a snapshot on the full disk fails too, and the old image stays */
     char *before = dir_listing(dir);
-    errno = 0;
-    int r = mmh_snapshot(h, img);
-    if (r == 0) {
-        errno = 0;
-        r = mmh_wait(h, 0);
-    }
-    CK(r == -1);
+    CK(snapshot_wait(h, img, NULL) == -1);
     CK(errno == ENOSPC);
     CK(strstr(mmh_errmsg(), img) != NULL);
     CK(file_is(img, img_bytes, img_len));
@@ -1306,13 +1280,7 @@ static int disk_full_child(void *arg)
     snprintf(roimg, sizeof roimg, "%s/x.img", ro);
     CK(mkdir(ro, 0700) == 0);
     CK(mount("tmpfs", ro, "tmpfs", MS_RDONLY, "size=1m") == 0);
-    errno = 0;
-    r = mmh_snapshot(h, roimg);
-    if (r == 0) {
-        errno = 0;
-        r = mmh_wait(h, 0);
-    }
-    CK(r == -1);
+    CK(snapshot_wait(h, roimg, NULL) == -1);
     CK(errno == EROFS);
     CK(strstr(mmh_errmsg(), roimg) != NULL);
     CK(mmh_close(h) == 0);
@@ -1323,15 +1291,7 @@ static int disk_full_child(void *arg)
 static void test_failed_job_loses_nothing(void **state)
 {
     (void)state;
-    char *dir = tu_path("tmpfs");
-    assert_int_equal(mkdir(dir, 0700), 0);
-    int st = tu_run_child(disk_full_child, dir);
-    rmdir(dir);
-    free(dir);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
-        skip();
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        fail_msg("disk-full child failed (status %#x)", st);
+    tu_run_tmpfs_child(disk_full_child, "disk-full");
 }
 
 /* ============================================ 4. polling, one job at a time */
@@ -1339,14 +1299,11 @@ static void test_failed_job_loses_nothing(void **state)
 static void test_wait_nohang(void **state)
 {
     (void)state;
-    mmh_heap *h = mmh_open(NULL, NULL);
-    assert_non_null(h);
+    size_t lmax = (size_t)tu_scaled(1 * MiB, 16 * KiB);
+    struct expect e;
+    mmh_heap *h = anon_state(48, lmax / 2, lmax, 3, &e);
     assert_fail_errno(mmh_wait(h, 1), ECHILD);
     assert_fail_errno(mmh_wait(h, 0), ECHILD);
-    size_t lmax = (size_t)tu_scaled(1 * MiB, 16 * KiB);
-    assert_non_null(vstate_build(h, 48, lmax / 2, lmax, 3));
-    struct expect e;
-    vexpect(&e, 48, lmax / 2, lmax, 3);
     char *img = tu_path("poll.img");
 
     /* held back: polls say 1, deterministically */
@@ -1433,6 +1390,18 @@ static void call_waits_for_job(mmh_heap *h, pid_t job, enum call_kind kind, cons
         fail_msg("call %d: %d, errno %d: %s", (int)kind, rc, err, msg);
 }
 
+/* State v, a bg commit whose job is held back, state v + 1 meanwhile, then
+ * a call of kind that must wait for the job; 1 if the job was held. */
+static int bg_then_call(mmh_heap *h, struct sroot *s, uint64_t v, enum call_kind kind)
+{
+    assert_int_equal(vstate_set(h, s, v), 0);
+    assert_int_equal(mmh_commit_bg(h), 0);
+    pid_t job = job_stop();
+    assert_int_equal(vstate_set(h, s, v + 1), 0);    /* the parent goes on */
+    call_waits_for_job(h, job, kind, NULL);
+    return job != 0;
+}
+
 static void test_one_job_at_a_time(void **state)
 {
     (void)state;
@@ -1440,11 +1409,8 @@ static void test_one_job_at_a_time(void **state)
     int held = 0;
 
     /* anonymous heap: a second snapshot waits for the first */
-    mmh_heap *h = mmh_open(NULL, NULL);
-    assert_non_null(h);
-    assert_non_null(vstate_build(h, 32, lmax / 4, lmax, 9));
     struct expect e;
-    vexpect(&e, 32, lmax / 4, lmax, 9);
+    mmh_heap *h = anon_state(32, lmax / 4, lmax, 9, &e);
     char *img1 = tu_path("one1.img"), *img2 = tu_path("one2.img");
     assert_int_equal(mmh_snapshot(h, img1), 0);
     pid_t job = job_stop();
@@ -1463,20 +1429,10 @@ static void test_one_job_at_a_time(void **state)
     assert_non_null(h);
     struct sroot *s = mmh_root(h);
     assert_non_null(s);
-    assert_int_equal(vstate_set(h, s, 2), 0);
-    assert_int_equal(mmh_commit_bg(h), 0);
-    job = job_stop();
-    held += job != 0;
-    assert_int_equal(vstate_set(h, s, 3), 0);    /* the parent goes on */
-    call_waits_for_job(h, job, CALL_COMMIT_BG, NULL);
+    held += bg_then_call(h, s, 2, CALL_COMMIT_BG);
     assert_int_equal(mmh_wait(h, 0), 0);
 
-    assert_int_equal(vstate_set(h, s, 4), 0);
-    assert_int_equal(mmh_commit_bg(h), 0);
-    job = job_stop();
-    held += job != 0;
-    assert_int_equal(vstate_set(h, s, 5), 0);
-    call_waits_for_job(h, job, CALL_COMMIT, NULL);
+    held += bg_then_call(h, s, 4, CALL_COMMIT);
     /* the commit reaped the job: its result is 0 or already taken */
     errno = 0;
     int w = mmh_wait(h, 0);
@@ -1484,12 +1440,7 @@ static void test_one_job_at_a_time(void **state)
     assert_int_equal(tu_stats(h).jobs, 3);
     assert_int_equal(tu_stats(h).jobs_failed, 0);
 
-    assert_int_equal(vstate_set(h, s, 6), 0);
-    assert_int_equal(mmh_commit_bg(h), 0);
-    job = job_stop();
-    held += job != 0;
-    assert_int_equal(vstate_set(h, s, 7), 0);
-    call_waits_for_job(h, job, CALL_CLOSE, NULL);
+    held += bg_then_call(h, s, 6, CALL_CLOSE);
     vexpect(&e, 32, lmax / 4, lmax, 7);
     check_file(path, &e);
     print_message("%d of 4 jobs held back\n", held);
@@ -1504,9 +1455,8 @@ static void test_two_heaps_two_jobs(void **state)
 {
     (void)state;
     size_t lmax = (size_t)tu_scaled(256 * KiB, 16 * KiB);
-    mmh_heap *a = mmh_open(NULL, NULL);
-    assert_non_null(a);
-    assert_non_null(vstate_build(a, 24, lmax / 4, lmax, 8));
+    struct expect e;
+    mmh_heap *a = anon_state(24, lmax / 4, lmax, 8, &e);
     char *path = make_file_heap("two.heap", 24, lmax / 4, lmax, 1);
     mmh_heap *b = mmh_open(path, NULL);
     assert_non_null(b);
@@ -1532,8 +1482,6 @@ static void test_two_heaps_two_jobs(void **state)
     assert_int_equal(mmh_close(a), 0);
     assert_int_equal(tu_stats(b).dirty_pages, 0);   /* the bg commit took them all */
     assert_int_equal(mmh_close(b), 0);
-    struct expect e;
-    vexpect(&e, 24, lmax / 4, lmax, 8);
     check_image(img, &e);
     vexpect(&e, 24, lmax / 4, lmax, 2);
     check_file(path, &e);
@@ -1546,8 +1494,7 @@ static void test_two_heaps_two_jobs(void **state)
 static void test_repeated_snapshots_one_path(void **state)
 {
     (void)state;
-    char *dir = tu_path("repeat");
-    assert_int_equal(mkdir(dir, 0700), 0);
+    char *dir = tu_mkdir("repeat");
     char img[PATH_MAX];
     snprintf(img, sizeof img, "%s/one.img", dir);
     size_t lmin = 4 * KiB, lmax = (size_t)tu_scaled(96 * KiB, 8 * KiB);
@@ -1625,14 +1572,12 @@ static int ksnap_child(const struct ksnap_arg *a, int wfd)
 static void test_kill_mid_snapshot(void **state)
 {
     (void)state;
-    char *dir = tu_path("ksnap");
-    assert_int_equal(mkdir(dir, 0700), 0);
+    char *dir = tu_mkdir("ksnap");
     char img[PATH_MAX];
     snprintf(img, sizeof img, "%s/k.img", dir);
     size_t lmax = (size_t)tu_scaled(1 * MiB, 16 * KiB);
     struct ksnap_arg a = { img, 0, lmax / 4, lmax };
-    uint64_t seed = getenv("MMH_TEST_SEED") ? strtoull(getenv("MMH_TEST_SEED"), NULL, 0)
-                                            : (uint64_t)time(NULL) + 1;
+    uint64_t seed = tu_test_seed((uint64_t)time(NULL) + 1);
     tu_rng rng = { seed };
     long rounds = tu_scaled(8, 3);
     uint64_t have = 0;      /* version the image holds */
@@ -1641,18 +1586,9 @@ static void test_kill_mid_snapshot(void **state)
     for (long r = 0; r < rounds; r++) {
         a.v = (uint64_t)r + 1;
         int pfd[2];
-        assert_int_equal(pipe(pfd), 0);
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            setpgid(0, 0);
-            close(pfd[0]);
+        pid_t pid = tu_fork_piped(pfd, 1);
+        if (pid == 0)
             _exit(ksnap_child(&a, pfd[1]));
-        }
-        setpgid(pid, pid);
-        close(pfd[1]);
         uint64_t t_r = 0;
         int done = 0;
         struct msg m;
@@ -1673,10 +1609,7 @@ static void test_kill_mid_snapshot(void **state)
             long us = (long)tu_rand_range(&rng, 0, (size_t)(job_us * 1.1) + 1);
             sleep_ms((double)us / 1000);
         }
-        kill(-pid, SIGKILL);
-        int st;
-        assert_int_equal(waitpid(pid, &st, 0), pid);
-        reap_group(pid);
+        kill_group(pid);
         struct pollfd pf = { pfd[0], POLLIN, 0 };
         while (poll(&pf, 1, 0) == 1 && read(pfd[0], &m, sizeof m) == (ssize_t)sizeof m)
             if (m.c == 'd')
@@ -1992,11 +1925,8 @@ static void test_volatile_round_trip(void **state)
     char *img = tu_path("vol.img");
     char *ep = tu_path("vol.expect");
     size_t lmax = (size_t)tu_scaled(128 * KiB, 8 * KiB);
-    mmh_heap *h = mmh_open(NULL, NULL);
-    assert_non_null(h);
-    assert_non_null(vstate_build(h, 24, 1000, lmax, 1));
     struct expect e1;
-    vexpect(&e1, 24, 1000, lmax, 1);
+    mmh_heap *h = anon_state(24, 1000, lmax, 1, &e1);
     assert_int_equal(mmh_snapshot(h, img), 0);
     assert_int_equal(mmh_wait(h, 0), 0);
     assert_int_equal(mmh_close(h), 0);   /* frees its base for the image */
@@ -2032,11 +1962,10 @@ struct priv_arg {
 
 static int priv_child(void *argp)
 {
-    child_init();
     struct priv_arg *a = argp;
-    mmh_heap *h = mmh_open(a->path, NULL);
+    mmh_heap *h;
+    struct sroot *s = child_open(a->path, &h);
     CK(h != NULL);
-    struct sroot *s = mmh_root(h);
     CK(s != NULL && s->version == 1);
     CK(vstate_set(h, s, 2) == 0);       /* uncommitted */
     CK(mmh_snapshot(h, a->img) == 0);
@@ -2231,12 +2160,9 @@ static int fork_during_job_child(void *arg)
 static void test_app_fork_during_job(void **state)
 {
     (void)state;
-    mmh_heap *h = mmh_open(NULL, NULL);
-    assert_non_null(h);
     size_t lmax = (size_t)tu_scaled(256 * KiB, 16 * KiB);
-    assert_non_null(vstate_build(h, 32, lmax / 4, lmax, 4));
     struct expect e;
-    vexpect(&e, 32, lmax / 4, lmax, 4);
+    mmh_heap *h = anon_state(32, lmax / 4, lmax, 4, &e);
     char *img1 = tu_path("fjob1.img");
     assert_int_equal(mmh_snapshot(h, img1), 0);
     pid_t job = job_stop();
@@ -2257,11 +2183,8 @@ static void test_app_fork_during_job(void **state)
 static void test_wait_when_program_reaps(void **state)
 {
     (void)state;
-    mmh_heap *h = mmh_open(NULL, NULL);
-    assert_non_null(h);
-    assert_non_null(vstate_build(h, 16, 1000, 50000, 6));
     struct expect e;
-    vexpect(&e, 16, 1000, 50000, 6);
+    mmh_heap *h = anon_state(16, 1000, 50000, 6, &e);
     char *img = tu_path("reaped.img");
 
     assert_int_equal(mmh_snapshot(h, img), 0);

@@ -33,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -227,6 +229,16 @@ static inline int tu_in_heap(const struct mmh_stats *st, const void *p, size_t l
     return a >= st->base && a + len <= st->base + st->size && a + len >= a;
 }
 
+/* For checks in children: h's stats into *st and its root, or NULL unless
+ * the root's len bytes lie inside the heap (a pointer to trust first). */
+static inline void *tu_root_in_heap(mmh_heap *h, size_t len, struct mmh_stats *st)
+{
+    if (mmh_stats(h, st) != 0)
+        return NULL;
+    void *r = mmh_root(h);
+    return r && tu_in_heap(st, r, len) ? r : NULL;
+}
+
 /* ------------------------------------------------------------ assertions */
 
 #define assert_null_errno(expr, err) do {                                      \
@@ -309,6 +321,106 @@ static inline int tu_run_child(tu_child_fn fn, void *arg)
             fail_msg("child %s exited with status %d", #fn,                    \
                      WEXITSTATUS(tu_st_));                                     \
     } while (0)
+
+/* MMH_TEST_SEED if set, else fallback: a randomized test's failure says its
+ * seed, and the seed replays it. */
+static inline uint64_t tu_test_seed(uint64_t fallback)
+{
+    const char *s = getenv("MMH_TEST_SEED");
+    return s ? strtoull(s, NULL, 0) : fallback;
+}
+
+/* Forks a child that reports through a pipe (pfd[1] in the child, pfd[0] in
+ * the parent; the other end closed).  Returns the pid, 0 in the child.
+ * newgroup: the child leads a process group, so kill(-pid) takes its own
+ * children (jobs) too. */
+static inline pid_t tu_fork_piped(int pfd[2], int newgroup)
+{
+    assert_int_equal(pipe(pfd), 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (newgroup)
+            setpgid(0, 0);
+        close(pfd[0]);
+        return 0;
+    }
+    if (newgroup)
+        setpgid(pid, pid);
+    close(pfd[1]);
+    return pid;
+}
+
+/* This program's executable, to run it again as a fresh process image. */
+static inline char *tu_self_exe(void)
+{
+    static char buf[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0)
+        return NULL;
+    buf[n] = 0;
+    return buf;
+}
+
+/* Runs this program again with args (NULL-terminated, after argv[0]) in a
+ * new process and returns its wait status: a process that shares nothing
+ * with this one's memory layout. */
+static inline int tu_run_self(const char *const args[])
+{
+    char *exe = tu_self_exe();
+    assert_non_null(exe);
+    const char *argv[8] = { exe };
+    for (size_t i = 0; args[i]; i++) {
+        assert_true(i + 2 < 8);
+        argv[i + 1] = args[i];
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execv(exe, (char *const *)argv);
+        _exit(126);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        assert_int_equal(errno, EINTR);
+    return st;
+}
+
+/* A fresh directory inside the temporary directory; caller frees. */
+static inline char *tu_mkdir(const char *name)
+{
+    char *dir = tu_path(name);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    return dir;
+}
+
+/* In a child: a private mount namespace with a tmpfs (mount options opts)
+ * on dir, for a real full disk; -1 where that is not allowed (not root). */
+static inline int tu_private_tmpfs(const char *dir, const char *opts)
+{
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", dir, "tmpfs", 0, opts) != 0)
+        return -1;
+    return 0;
+}
+
+/* Runs fn(dir) in a child on a fresh directory "tmpfs" for it to mount
+ * (tu_private_tmpfs); the child's exit status 77 skips the test. */
+static inline void tu_run_tmpfs_child(tu_child_fn fn, const char *what)
+{
+    char *dir = tu_mkdir("tmpfs");
+    int st = tu_run_child(fn, dir);
+    rmdir(dir);
+    free(dir);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+        skip();
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("%s child failed (status %#x)", what, st);
+}
 
 /* ------------------------------------------------------------- patterns */
 
