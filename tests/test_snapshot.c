@@ -433,10 +433,17 @@ static void child_init(void)
 
 /* In a forked child: child_init, then the file heap at path opened (*hp,
  * NULL if that failed); returns its root. */
+/* The tracker of the writable file heaps that background commits run on:
+ * each of those tests runs once per tracker. */
+static mmh_tracker bg_tracker = MMH_TRACK_AUTO;
+static const mmh_tracker bg_trackers[] = { MMH_TRACK_AUTO, MMH_TRACK_MPROTECT, MMH_TRACK_NONE };
+
 static struct sroot *child_open(const char *path, mmh_heap **hp)
 {
     child_init();
-    *hp = mmh_open(path, NULL);
+    mmh_config cfg = tu_cfg(0, 0, 0);
+    cfg.tracker = bg_tracker;
+    *hp = mmh_open(path, &cfg);
     return *hp ? mmh_root(*hp) : NULL;
 }
 
@@ -899,10 +906,14 @@ static void run_bg_case(enum bg_end end)
 static void test_bg_commit_then_crash(void **state)
 {
     (void)state;
-    run_bg_case(BG_WAIT_KILL);
-    run_bg_case(BG_WAIT_COMMIT_KILL);
-    run_bg_case(BG_COMMIT_KILL);
-    run_bg_case(BG_CLOSE);
+    for (size_t t = 0; t < sizeof bg_trackers / sizeof *bg_trackers; t++) {
+        bg_tracker = bg_trackers[t];
+        run_bg_case(BG_WAIT_KILL);
+        run_bg_case(BG_WAIT_COMMIT_KILL);
+        run_bg_case(BG_COMMIT_KILL);
+        run_bg_case(BG_CLOSE);
+    }
+    bg_tracker = MMH_TRACK_AUTO;
 }
 
 /* Kill -9 of the process and its job at a random moment of background
@@ -940,9 +951,8 @@ static int bgcrash_child(const char *path, int wfd)
     }
 }
 
-static void test_bg_commit_kill_mid_job(void **state)
+static void bg_kill_mid_job(void)
 {
-    (void)state;
     size_t lmax = (size_t)tu_scaled(256 * 1024, 8192);
     char *path = make_file_heap("bgcrash.heap", 32, lmax / 8, lmax, 0);
     uint64_t seed = tu_test_seed((uint64_t)time(NULL));
@@ -991,18 +1001,21 @@ static void test_bg_commit_kill_mid_job(void **state)
         close(pfd[0]);
         mmh_heap *h = mmh_open(path, NULL);
         if (!h)
-            fail_msg("round %ld: reopen after kill: %s", r, mmh_errmsg());
+            fail_msg("round %ld (tracker %d): reopen after kill: %s", r, (int)bg_tracker,
+                     mmh_errmsg());
         struct sroot *s = mmh_root(h);
         assert_non_null(s);
         uint64_t v = s->version;
         if (v != committed && v != inflight)
-            fail_msg("round %ld (MMH_TEST_SEED=%llu): version %llu, expected %llu or %llu", r,
+            fail_msg("round %ld (tracker %d, MMH_TEST_SEED=%llu): version %llu, expected %llu "
+                     "or %llu", r, (int)bg_tracker,
                      (unsigned long long)seed, (unsigned long long)v,
                      (unsigned long long)committed, (unsigned long long)inflight);
         struct expect e;
         vexpect(&e, s->nobj, s->lmin, s->lmax, v);
         if (state_check(h, &e) != 0)
-            fail_msg("round %ld (MMH_TEST_SEED=%llu): version %llu is not whole", r,
+            fail_msg("round %ld (tracker %d, MMH_TEST_SEED=%llu): version %llu is not whole",
+                     r, (int)bg_tracker,
                      (unsigned long long)seed, (unsigned long long)v);
         void *q = mmh_alloc(h, 5000);
         assert_non_null(q);
@@ -1015,6 +1028,16 @@ static void test_bg_commit_kill_mid_job(void **state)
                   job_us / 1e3);
     unlink(path);
     free(path);
+}
+
+static void test_bg_commit_kill_mid_job(void **state)
+{
+    (void)state;
+    for (size_t t = 0; t < sizeof bg_trackers / sizeof *bg_trackers; t++) {
+        bg_tracker = bg_trackers[t];
+        bg_kill_mid_job();
+    }
+    bg_tracker = MMH_TRACK_AUTO;
 }
 
 /* A job killed after its journal was synced, in the middle of writing the
