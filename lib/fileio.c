@@ -48,27 +48,71 @@ int mmh_io_failed(mmh_heap *h, const char *what, const char *file, size_t off)
     return mmh_fail(errno, "%s: %s of %s at offset %zu failed: %m", h->path, what, file, off);
 }
 
-int mmh_write_in_place(mmh_heap *h, int fd, const char *file, const mmh_range *ranges, size_t n)
+static int write_range(mmh_heap *h, int fd, const char *file, size_t off, size_t len)
 {
-    errno = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (mmh_pwrite_all(fd, h->base + ranges[i].off, ranges[i].len, ranges[i].off) != 0)
-            return mmh_io_failed(h, "write", file, ranges[i].off);
-        h->bytes_written += ranges[i].len;
-    }
+    if (mmh_pwrite_all(fd, h->base + off, len, off) != 0)
+        return mmh_io_failed(h, "write", file, off);
+    h->bytes_written += len;
     return 0;
 }
 
+int mmh_write_in_place(mmh_heap *h, int fd, const char *file, const mmh_range *ranges, size_t n)
+{
+    errno = 0;
+    for (size_t i = 0; i < n; i++)
+        if (write_range(h, fd, file, ranges[i].off, ranges[i].len) != 0)
+            return -1;
+    return 0;
+}
+
+/* mmh_write_in_place for anonymous memory, leaving out the pages never
+ * touched (neither present nor swapped out, says /proc/self/pagemap):
+ * they read as zeros, and so does the file's hole there. */
+static int write_populated(mmh_heap *h, int fd, const char *file, const mmh_range *ranges,
+                           size_t n)
+{
+    int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (pagemap < 0)
+        return mmh_write_in_place(h, fd, file, ranges, n);
+    size_t page = h->hdr->page_size;
+    uint64_t entries[512];
+    int rc = 0;
+    errno = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        size_t run = 0, run_len = 0, end = ranges[i].off + ranges[i].len;
+        for (size_t off = ranges[i].off; off < end && rc == 0;) {
+            size_t k = (end - off) / page < 512 ? (end - off) / page : 512;
+            if (mmh_pread_all(pagemap, entries, k * sizeof *entries,
+                              (uintptr_t)(h->base + off) / page * sizeof *entries) != 0)
+                memset(entries, 0xff, sizeof entries); /* unknown: write it */
+            for (size_t j = 0; j < k && rc == 0; j++, off += page) {
+                if (entries[j] >> 62) { /* bit 63 present, 62 swapped */
+                    run = run_len ? run : off;
+                    run_len += page;
+                } else if (run_len) {
+                    rc = write_range(h, fd, file, run, run_len);
+                    run_len = 0;
+                }
+            }
+        }
+        if (run_len && rc == 0)
+            rc = write_range(h, fd, file, run, run_len);
+    }
+    close(pagemap);
+    return rc;
+}
+
 /* A complete heap file in fd: the in-use ranges at their offsets (the rest
- * stays a hole), the header page from hdr, synced.  hdr may differ from
- * the mapping's (a snapshot gives its image an identity of its own). */
+ * stays a hole; for an anonymous heap, so do its untouched pages), the
+ * header page from hdr, synced.  hdr may differ from the mapping's (a
+ * snapshot gives its image an identity of its own). */
 int mmh_image_write(mmh_heap *h, int fd, const char *file, const mmh_range *ranges, size_t n,
                     const mmh_hdr *hdr)
 {
     errno = 0;
     if (ftruncate(fd, (off_t)h->mapped) != 0)
         return mmh_io_failed(h, "truncate", file, h->mapped);
-    if (mmh_write_in_place(h, fd, file, ranges, n) != 0)
+    if ((h->fd < 0 ? write_populated : mmh_write_in_place)(h, fd, file, ranges, n) != 0)
         return -1;
     if (mmh_pwrite_all(fd, hdr, MMH_HDR_SIZE, 0) != 0)
         return mmh_io_failed(h, "write", file, 0);

@@ -2259,6 +2259,47 @@ static int test_setup(void **state)
     return 0;
 }
 
+/* An anonymous heap's image leaves out pages never touched: a 64 MiB
+ * block with 1 MiB and one page written costs about 1 MiB of writes and of
+ * disk, and reads back exactly, zeros included. */
+static void test_sparse_image(void **state)
+{
+    (void)state;
+    const size_t big = 64u << 20, head = 1u << 20, far = 40u << 20;
+    char *path = tu_path("sparse.img");
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    unsigned char *b = mmh_alloc(h, big);
+    assert_non_null(b);
+    memset(b, 0x5a, head);
+    memset(b + far, 0xa5, 4096);
+    assert_int_equal(mmh_set_root(h, b), 0);
+    assert_int_equal(mmh_snapshot(h, path), 0);
+    assert_int_equal(mmh_wait(h, 0), 0);
+    struct mmh_stats st = tu_stats(h);
+    assert_int_equal(mmh_close(h), 0);
+    if (st.last_job_bytes > 4 * head)
+        fail_msg("the image wrote %llu bytes for %zu touched",
+                 (unsigned long long)st.last_job_bytes, head + 4096);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true((size_t)sb.st_size >= big);
+    assert_true((size_t)sb.st_blocks * 512 < 4 * head);
+    mmh_heap *g = mmh_open(path, NULL);
+    if (!g)
+        fail_msg("reopen %s: %s", path, mmh_errmsg());
+    const unsigned char *r = mmh_root(g);
+    assert_non_null(r);
+    for (size_t i = 0; i < big; i++) {
+        unsigned char want = i < head ? 0x5a : i >= far && i < far + 4096 ? 0xa5 : 0;
+        if (r[i] != want)
+            fail_msg("byte %zu of the block: %#x, want %#x", i, r[i], want);
+    }
+    assert_int_equal(mmh_close(g), 0);
+    unlink(path);
+    free(path);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "--check") == 0)
@@ -2285,6 +2326,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_app_fork_multithreaded, test_setup),
         cmocka_unit_test_setup(test_app_fork_during_job, test_setup),
         cmocka_unit_test_setup(test_wait_when_program_reaps, test_setup),
+        cmocka_unit_test_setup(test_sparse_image, test_setup),
     };
     return TU_RUN(tests);
 }
