@@ -1703,9 +1703,9 @@ static void test_refusals(void **state)
     char alt[PATH_MAX];
     assert_fail_errno(mmh_snapshot(h, path), EINVAL);
     assert_errmsg_contains(path);
-    snprintf(alt, sizeof alt, "%s/./own.heap", tu_dir());
+    tu_dir_join(alt, sizeof alt, "./own.heap");
     assert_fail_errno(mmh_snapshot(h, alt), EINVAL);
-    snprintf(alt, sizeof alt, "%s//own.heap", tu_dir());
+    tu_dir_join(alt, sizeof alt, "/own.heap");
     assert_fail_errno(mmh_snapshot(h, alt), EINVAL);
     assert_fail_errno(mmh_wait(h, 0), ECHILD);
     assert_int_equal(mmh_commit(h), 0);
@@ -2195,7 +2195,7 @@ static void test_app_fork_during_job(void **state)
     assert_int_equal(tu_stats(h).jobs, 1);
     check_image(img1, &e);
     char img2[PATH_MAX];
-    snprintf(img2, sizeof img2, "%s/fjob2.img", tu_dir());
+    tu_dir_join(img2, sizeof img2, "fjob2.img");
     check_image(img2, &e);
     assert_int_equal(mmh_close(h), 0);
     free(img1);
@@ -2220,7 +2220,7 @@ static void test_wait_when_program_reaps(void **state)
     check_image(img, &e);
 
     char bad[PATH_MAX];
-    snprintf(bad, sizeof bad, "%s/nodir/x.img", tu_dir());
+    tu_dir_join(bad, sizeof bad, "nodir/x.img");
     errno = 0;
     int rc = mmh_snapshot(h, bad);
     if (rc == 0) {

@@ -141,6 +141,13 @@ static inline char *tu_path(const char *name)
     return p;
 }
 
+/* buf = the temporary directory + "/" + name, which must fit. */
+static inline void tu_dir_join(char *buf, size_t size, const char *name)
+{
+    if ((size_t)snprintf(buf, size, "%s/%s", tu_dir_buf, name) >= size)
+        fail_msg("path too long: %s/%s", tu_dir_buf, name);
+}
+
 static inline off_t tu_file_size(const char *path)
 {
     struct stat st;
