@@ -138,16 +138,20 @@ int mmh_commit_ranges(mmh_heap *h, mmh_ranges *r)
     int rc = h->track ? h->track->collect(h, mmh_ranges_add, r) : mmh_in_use_ranges(h, r);
     if (rc == 0)
         rc = mmh_track_resume(h);
-    if (rc == 0 && h->retry.n)
-        rc = mmh_ranges_merge(h, r, &h->retry);
+    if (rc == 0 && h->retry.n && (rc = mmh_ranges_merge(h, r, &h->retry)) == 0) {
+        /* They are this commit's now; if it fails, they come back (a job)
+         * or the heap takes no more commits. */
+        free(h->retry.v);
+        h->retry = (mmh_ranges){ 0 };
+    }
     if (rc != 0)
         h->commit_errno = errno;
     return rc;
 }
 
 /* Make the ranges durable.  No allocation (a job's child runs this): a
- * private heap's journal table goes in `table`, mmh_journal_table_size
- * bytes.  *durable: whether the commit took effect even if it failed. */
+ * private heap's journal table goes in `table`, from mmh_journal_table_new.
+ * *durable: whether the commit took effect even if it failed. */
 int mmh_commit_write(mmh_heap *h, const mmh_ranges *r, void *table, bool *durable)
 {
     *durable = false;
@@ -164,17 +168,10 @@ int mmh_writeback(mmh_heap *h)
     bool durable;
     void *table = NULL;
     int rc = mmh_commit_ranges(h, &r);
-    if (rc == 0 && !(h->flags & MMH_SHARED) &&
-        !(table = malloc(mmh_journal_table_size(r.v, r.n)))) {
-        h->commit_errno = ENOMEM;
-        rc = mmh_fail(ENOMEM, "%s: out of memory for a journal of %zu ranges", h->path, r.n);
-    }
+    if (rc == 0 && !(h->flags & MMH_SHARED) && !(table = mmh_journal_table_new(h, &r)))
+        rc = -1;
     if (rc == 0)
         rc = mmh_commit_write(h, &r, table, &durable);
-    if (rc == 0) {
-        free(h->retry.v);
-        h->retry = (mmh_ranges){ 0 };
-    }
     free(table);
     free(r.v);
     return rc;

@@ -248,7 +248,6 @@ extern const mmh_track_ops mmh_track_mprotect MMH_HIDDEN;
 /* Widening thresholds of the mprotect tracker, for tests. */
 MMH_HIDDEN void mmh_track_mprotect_tune(unsigned pages, unsigned step);
 
-typedef enum { MMH_JOB_COMMIT, MMH_JOB_SNAPSHOT } mmh_job_kind;
 typedef struct mmh_job mmh_job; /* snapshot.c */
 
 struct mmh_heap {
@@ -280,8 +279,7 @@ struct mmh_heap {
      * reaping them and is taken before lock. */
     pthread_mutex_t job_lock;
     mmh_job        *job;       /* running, or NULL                      */
-    mmh_job_kind    job_kind;  /* of the last finished one: */
-    int             job_err;
+    int             job_err;   /* of the last finished one: 0 if it succeeded */
     bool            job_unreported; /* mmh_wait has not returned it yet */
     char            job_msg[512];
     uint64_t        last_fork_ns, last_job_ns, last_job_bytes, cow_pages, jobs, jobs_failed;
@@ -477,7 +475,7 @@ MMH_HIDDEN int   mmh_sync_parent_dir(const char *path);
 
 /* journal.c */
 MMH_HIDDEN int    mmh_journal_open(mmh_heap *h, unsigned mode);
-MMH_HIDDEN size_t mmh_journal_table_size(const mmh_range *ranges, size_t n);
+MMH_HIDDEN void  *mmh_journal_table_new(mmh_heap *h, const mmh_ranges *r);
 MMH_HIDDEN int    mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n, void *table,
                                      bool *durable);
 MMH_HIDDEN int mmh_journal_recover(const char *path, int heap_fd, bool readonly);

@@ -77,8 +77,8 @@ static int pwritev_ranges(mmh_heap *h, const mmh_range *ranges, size_t n, size_t
         for (size_t j = 0, pos = 0; (size_t)done < bytes && j < k; pos += iov[j++].iov_len) {
             size_t skip = (size_t)done > pos ? (size_t)done - pos : 0;
             if (skip < iov[j].iov_len &&
-                mmh_pwrite_all(h->journal_fd, (char *)iov[j].iov_base + skip, iov[j].iov_len - skip,
-                           off + pos + skip) != 0)
+                mmh_pwrite_all(h->journal_fd, (char *)iov[j].iov_base + skip,
+                               iov[j].iov_len - skip, off + pos + skip) != 0)
                 return -1;
         }
         off += bytes;
@@ -115,20 +115,33 @@ static size_t records_of(const mmh_range *ranges, size_t n)
     return records;
 }
 
-size_t mmh_journal_table_size(const mmh_range *ranges, size_t n)
+static size_t table_size(const mmh_range *ranges, size_t n)
 {
     return sizeof(struct journal_hdr) + records_of(ranges, n) * sizeof(struct journal_rec);
 }
 
+/* The buffer mmh_journal_commit builds the table of a journal for r in:
+ * allocated ahead, because a background job's child cannot allocate. */
+void *mmh_journal_table_new(mmh_heap *h, const mmh_ranges *r)
+{
+    void *table = malloc(table_size(r->v, r->n));
+    if (!table) {
+        h->commit_errno = ENOMEM;
+        return mmh_fail_null(ENOMEM, "%s: out of memory for a journal of %zu ranges", h->path,
+                             r->n);
+    }
+    return table;
+}
+
 /* Write the journal for ranges[0..n) of the mapping and sync it, building
- * its table in buf (mmh_journal_table_size bytes); *size is its length.
+ * its table in buf (from mmh_journal_table_new); *size is its length.
  * Records hold at most COPY_CHUNK bytes, so recovery checks each in one
  * buffer. */
 static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n, char *buf,
                          size_t *size)
 {
     size_t nrec = records_of(ranges, n);
-    size_t table = mmh_journal_table_size(ranges, n);
+    size_t table = table_size(ranges, n);
     struct journal_hdr *jh = (struct journal_hdr *)buf;
     struct journal_rec *rec = (struct journal_rec *)(jh + 1);
     memset(jh, 0, sizeof *jh);

@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+typedef enum { JOB_COMMIT, JOB_SNAPSHOT } job_kind;
+
 /* What the child reports: one write, shorter than PIPE_BUF, so atomic. */
 struct job_result {
     int      err;        /* 0: the job succeeded                         */
@@ -38,7 +40,7 @@ struct job_result {
 };
 
 struct mmh_job {
-    mmh_job_kind kind;
+    job_kind     kind;
     pid_t        pid;
     int          rfd;     /* the pipe's read end, non-blocking           */
     mmh_ranges   ranges;  /* what the child writes                       */
@@ -139,7 +141,7 @@ static _Noreturn void child_run(mmh_heap *h, mmh_job *job, int wfd, uint64_t sta
     struct job_result res = { 0 };
     bool durable = false;
     uint64_t written = h->bytes_written;
-    int rc = job->kind == MMH_JOB_SNAPSHOT
+    int rc = job->kind == JOB_SNAPSHOT
                  ? write_image(h, job)
                  : mmh_commit_write(h, &job->ranges, job->table, &durable);
     if (rc != 0) {
@@ -184,6 +186,14 @@ static int job_start(mmh_heap *h, mmh_job *job)
     return 0;
 }
 
+/* A commit job that did not happen or failed: its ranges are written by
+ * the next commit. */
+static void ranges_back(mmh_heap *h, mmh_job *job)
+{
+    if (job->ranges.n && mmh_ranges_merge(h, &h->retry, &job->ranges) != 0)
+        h->commit_errno = ENOMEM;
+}
+
 /* Fold a finished job into the heap: statistics, the outcome for mmh_wait,
  * and, for a failed commit, its ranges for the next commit to write. */
 static void job_finish(mmh_heap *h, mmh_job *job)
@@ -196,10 +206,9 @@ static void job_finish(mmh_heap *h, mmh_job *job)
     h->last_job_bytes = res->bytes;
     h->cow_pages = res->cow_pages;
     h->job_err = res->err;
-    h->job_kind = job->kind;
     h->job_unreported = true;
     snprintf(h->job_msg, sizeof h->job_msg, "%s", res->msg);
-    if (job->kind == MMH_JOB_COMMIT) {
+    if (job->kind == JOB_COMMIT) {
         h->bytes_written += res->bytes;
         if (res->err == 0)
             mmh_commit_done(h, res->ns);
@@ -208,8 +217,7 @@ static void job_finish(mmh_heap *h, mmh_job *job)
              * written heap file: the next commit replays it before writing
              * a journal over it, then writes the job's pages again. */
             h->journal_pending = res->durable || job->got != sizeof job->res;
-            if (mmh_ranges_merge(h, &h->retry, &job->ranges) != 0)
-                h->commit_errno = ENOMEM;
+            ranges_back(h, job);
         }
     }
     if (res->err)
@@ -275,7 +283,7 @@ int mmh_job_reap(mmh_heap *h, bool nohang)
     return 0;
 }
 
-static mmh_job *job_new(mmh_heap *h, mmh_job_kind kind)
+static mmh_job *job_new(mmh_heap *h, job_kind kind)
 {
     mmh_job *job = calloc(1, sizeof *job);
     if (!job)
@@ -287,8 +295,8 @@ static mmh_job *job_new(mmh_heap *h, mmh_job_kind kind)
 
 /* Work shared by both jobs: the job lock, the running job reaped, the
  * heap lock; then prepare (under it) and fork. */
-static int job_launch(mmh_heap *h, mmh_job_kind kind, int (*prepare)(mmh_heap *, mmh_job *, const void *),
-                      const void *arg)
+static int job_launch(mmh_heap *h, job_kind kind,
+                      int (*prepare)(mmh_heap *, mmh_job *, const void *), const void *arg)
 {
     pthread_mutex_lock(&h->job_lock);
     mmh_job_reap(h, false);
@@ -300,8 +308,8 @@ static int job_launch(mmh_heap *h, mmh_job_kind kind, int (*prepare)(mmh_heap *,
         rc = job_start(h, job);
     if (rc != 0 && job) {
         int err = errno;
-        if (kind == MMH_JOB_COMMIT && job->ranges.n && mmh_ranges_merge(h, &h->retry, &job->ranges))
-            h->commit_errno = ENOMEM;
+        if (kind == JOB_COMMIT)
+            ranges_back(h, job);
         job_free(job);
         errno = err;
     }
@@ -321,14 +329,8 @@ static int prepare_commit(mmh_heap *h, mmh_job *job, const void *arg)
         return -1;
     if (mmh_commit_ranges(h, &job->ranges) != 0)
         return -1;
-    /* The job writes the failed job's pages: they come back if it fails. */
-    free(h->retry.v);
-    h->retry = (mmh_ranges){ 0 };
-    job->table = malloc(mmh_journal_table_size(job->ranges.v, job->ranges.n));
-    if (!job->table)
-        return mmh_fail(ENOMEM, "%s: out of memory for a journal of %zu ranges", h->path,
-                        job->ranges.n);
-    return 0;
+    job->table = mmh_journal_table_new(h, &job->ranges);
+    return job->table ? 0 : -1;
 }
 
 int mmh_commit_bg(mmh_heap *h)
@@ -338,7 +340,7 @@ int mmh_commit_bg(mmh_heap *h)
     if (h->flags & MMH_SHARED)
         return mmh_fail(EINVAL, "%s: mmh_commit_bg needs copy-on-write, and a shared mapping has "
                         "none: use mmh_commit", h->path);
-    return job_launch(h, MMH_JOB_COMMIT, prepare_commit, NULL);
+    return job_launch(h, JOB_COMMIT, prepare_commit, NULL);
 }
 
 /* ---- mmh_snapshot ------------------------------------------------------ */
@@ -348,7 +350,7 @@ int mmh_commit_bg(mmh_heap *h)
 static bool is_own_file(const mmh_heap *h, const char *path)
 {
     struct stat a, b;
-    return h->fd >= 0 && !(h->flags & (MMH_VOLATILE | MMH_READONLY)) && stat(path, &a) == 0 &&
+    return mmh_writes_back(h) && stat(path, &a) == 0 &&
            fstat(h->fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
@@ -387,7 +389,7 @@ int mmh_snapshot(mmh_heap *h, const char *path)
     if (h->flags & MMH_SHARED)
         return mmh_fail(EINVAL, "%s: cannot snapshot a shared heap: a MAP_SHARED mapping has no "
                         "copy-on-write, so no frozen view for the job", h->path);
-    return job_launch(h, MMH_JOB_SNAPSHOT, prepare_snapshot, path);
+    return job_launch(h, JOB_SNAPSHOT, prepare_snapshot, path);
 }
 
 /* In the child of a fork(): the parent's job is not this process's child. */

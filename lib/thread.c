@@ -43,12 +43,11 @@ static void fork_child(void)
 {
     uint64_t token = (uint64_t)gettid() + 1;
     for (mmh_heap *h = registry; h; h = h->next_open) {
-        for (uint32_t i = 0; !(h->flags & MMH_READONLY) && i < h->hdr->slots_hwm; i++) {
-            uint64_t owner = 0;
+        if (!(h->flags & MMH_READONLY)) {
+            mmh_slots_reset(h);
             for (int b = 0; b < MMH_TBINDS; b++)
-                if (mmh_tls_binds[b].uid == h->uid && mmh_tls_binds[b].slot_id == i + 1)
-                    owner = token;
-            atomic_store(&h->slots[i].owner, owner);
+                if (mmh_tls_binds[b].uid == h->uid)
+                    atomic_store(&mmh_tls_binds[b].slot->owner, token);
         }
         pthread_mutex_init(&h->job_lock, NULL);
         mmh_job_forget(h);
