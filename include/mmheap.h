@@ -70,6 +70,12 @@ struct mmh_stats {
     uint64_t    allocated;       /* bytes in live blocks (usable sizes)         */
     uint64_t    allocations;     /* live blocks                                 */
     uint64_t    free_bytes;      /* bytes in free spans inside the used size    */
+    uint64_t    used_bytes;      /* bytes in pages of small blocks and in large
+                                    blocks: the heap's footprint less free
+                                    space and metadata                        */
+    uint64_t    used_peak;       /* most used_bytes since the heap was opened  */
+    uint64_t    purged_bytes;    /* free memory handed back to the system
+                                    (MADV_DONTNEED, hole punching) since open */
     uint64_t    dirty_pages;     /* pages written since the last commit         */
     uint64_t    faults;          /* write faults taken by the tracker           */
     uint64_t    commits;         /* completed commits since open                */
@@ -88,6 +94,12 @@ struct mmh_stats {
     mmh_tracker tracker;         /* tracker in use (AUTO resolved)              */
     unsigned    flags;           /* MMH_* flags the heap was opened with        */
 };
+
+/* The process's default anonymous heap, made at the first call (NULL and
+ * errno if that fails).  In libmmheap-malloc.so it is the heap malloc and
+ * operator new draw from, so a program can mmh_snapshot its whole malloc
+ * heap.  MMHEAP_OPTIONS configures it (see mmheap-malloc(3)). */
+mmh_heap *mmh_default_heap(void);
 
 /* path NULL: anonymous heap; cfg NULL: defaults. */
 mmh_heap *mmh_open(const char *path, const mmh_config *cfg);

@@ -82,13 +82,8 @@ static inline __attribute__((always_inline)) void *small_alloc(mmh_heap *h, mmh_
     return p;
 }
 
-static __attribute__((noinline)) void *alloc_slow(mmh_heap *h, size_t size, size_t align)
+static void *alloc_with(mmh_heap *h, mmh_tbind *b, size_t size, size_t align)
 {
-    if (!h)
-        return mmh_fail_null(EINVAL, "mmh_alloc: heap is NULL");
-    mmh_tbind *b = mmh_bind(h);
-    if (!b)
-        return NULL;
     if (size <= MMH_SMALL_MAX && align <= MMH_SLICE_SIZE) {
         unsigned cls = mmh_size_class(size < align ? align : size);
         while (mmh_class_size(cls) % align)
@@ -97,6 +92,29 @@ static __attribute__((noinline)) void *alloc_slow(mmh_heap *h, size_t size, size
             return small_alloc(h, b, cls);
     }
     return large_alloc(h, size, align);
+}
+
+/* The thread has no slot of its own: do the call on a borrowed one. */
+static __attribute__((cold)) void *alloc_borrowed(mmh_heap *h, size_t size, size_t align,
+                                                  int saved_errno)
+{
+    mmh_tbind b;
+    mmh_slot_borrow(h, &b);
+    errno = saved_errno;
+    void *p = alloc_with(h, &b, size, align);
+    mmh_slot_return(&b);
+    return p;
+}
+
+static __attribute__((noinline)) void *alloc_slow(mmh_heap *h, size_t size, size_t align)
+{
+    if (!h)
+        return mmh_fail_null(EINVAL, "mmh_alloc: heap is NULL");
+    int saved = errno;
+    mmh_tbind *b = mmh_bind(h);
+    if (b)
+        return alloc_with(h, b, size, align);
+    return errno == EAGAIN ? alloc_borrowed(h, size, align, saved) : NULL;
 }
 
 void *mmh_alloc(mmh_heap *h, size_t size)
@@ -155,67 +173,85 @@ bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp)
     }
 }
 
-static __attribute__((noinline)) void free_slow(mmh_heap *h, void *p)
+static void free_block(mmh_heap *h, mmh_tbind *b, mmh_page *pg, void *p)
 {
-    int saved = errno;
-    mmh_page *pg;
-    if (!h) {
-        mmh_fail(EINVAL, "mmh_free: heap is NULL");
-        return;
-    }
-    if (!mmh_block_valid(h, p, &pg)) {
-        mmh_fail(EINVAL, "mmh_free: %p is not a block of heap %s", p, h->path);
-        return;
-    }
-    mmh_tbind *b = mmh_bind(h);
-    if (!b)
-        return;
-    if (pg->kind == MMH_PAGE_SMALL) {
-        uint32_t bsize = pg->block_size;
-        if (pg->slot == b->slot_id) {
-            *(uint64_t *)p = pg->free;
-            pg->free = mmh_off(h, p);
-            if (--pg->used == 0 || (pg->flags & MMH_PF_FULL))
-                mmh_page_free_local(h, b, pg);
-        } else {
-            mmh_page_free_remote(h, pg, p);
-        }
-        count(&b->slot->frees, 1);
-        count(&b->slot->free_bytes, bsize);
-    } else {
+    if (pg->kind != MMH_PAGE_SMALL) {
         large_free(h, pg, p);
+        return;
+    }
+    uint32_t bsize = pg->block_size;
+    if (pg->slot == b->slot_id) {
+        *(uint64_t *)p = pg->free;
+        pg->free = mmh_off(h, p);
+        if (--pg->used == 0 || (pg->flags & MMH_PF_FULL))
+            mmh_page_free_local(h, b, pg);
+    } else {
+        mmh_page_free_remote(h, pg, p);
+    }
+    count(&b->slot->frees, 1);
+    count(&b->slot->free_bytes, bsize);
+}
+
+/* Everything but a small block of this thread's own: false, with errno
+ * untouched, when p is not a block of h. */
+static __attribute__((noinline)) bool free_slow(mmh_heap *h, void *p)
+{
+    mmh_page *pg;
+    if (!mmh_block_valid(h, p, &pg))
+        return false;
+    int saved = errno;
+    mmh_tbind *b = mmh_bind(h);
+    if (b) {
+        free_block(h, b, pg, p);
+    } else if (errno == EAGAIN) {
+        mmh_tbind borrowed;
+        mmh_slot_borrow(h, &borrowed);
+        free_block(h, &borrowed, pg, p);
+        mmh_slot_return(&borrowed);
     }
     errno = saved;
+    return true;
+}
+
+static inline __attribute__((always_inline)) bool free_in(mmh_heap *h, void *p)
+{
+    size_t rel = (size_t)((char *)p - h->base);
+    mmh_tbind *b = mmh_bind(h);
+    if (likely(b && rel - MMH_SLICE_SIZE < h->mapped - MMH_SLICE_SIZE &&
+               !(rel & (MMH_MIN_ALIGN - 1)) &&
+               h->segmap[(rel - 1) >> MMH_SEG_SHIFT] == MMH_SEGMAP(MMH_SEGMAP_SLICED, 0))) {
+        mmh_page *pg = mmh_page_of(p);
+        if (likely(pg->slot == b->slot_id)) {
+            uint32_t bsize = pg->block_size;
+            *(uint64_t *)p = pg->free;
+            pg->free = rel;
+            count(&b->slot->frees, 1);
+            count(&b->slot->free_bytes, bsize);
+            /* Slow part only when a page other than the class's current
+             * one empties, or a parked page gets a block. */
+            if (unlikely((--pg->used == 0 &&
+                          b->slot->pages[pg->cls] != (uint64_t)((char *)pg - b->base)) ||
+                         (pg->flags & MMH_PF_FULL)))
+                mmh_page_free_local(h, b, pg);
+            return true;
+        }
+    }
+    return free_slow(h, p);
+}
+
+bool mmh_free_block(mmh_heap *h, void *p)
+{
+    return free_in(h, p);
 }
 
 void mmh_free(mmh_heap *h, void *p)
 {
     if (!p)
         return;
-    if (likely(h)) {
-        size_t rel = (size_t)((char *)p - h->base);
-        mmh_tbind *b = mmh_bind(h);
-        if (likely(b && rel - MMH_SLICE_SIZE < h->mapped - MMH_SLICE_SIZE &&
-                   !(rel & (MMH_MIN_ALIGN - 1)) &&
-                   h->segmap[(rel - 1) >> MMH_SEG_SHIFT] == MMH_SEGMAP(MMH_SEGMAP_SLICED, 0))) {
-            mmh_page *pg = mmh_page_of(p);
-            if (likely(pg->slot == b->slot_id)) {
-                uint32_t bsize = pg->block_size;
-                *(uint64_t *)p = pg->free;
-                pg->free = rel;
-                count(&b->slot->frees, 1);
-                count(&b->slot->free_bytes, bsize);
-                /* Slow part only when a page other than the class's
-                 * current one empties, or a parked page gets a block. */
-                if (unlikely((--pg->used == 0 &&
-                              b->slot->pages[pg->cls] != (uint64_t)((char *)pg - b->base)) ||
-                             (pg->flags & MMH_PF_FULL)))
-                    mmh_page_free_local(h, b, pg);
-                return;
-            }
-        }
-    }
-    free_slow(h, p);
+    if (unlikely(!h))
+        mmh_fail(EINVAL, "mmh_free: heap is NULL");
+    else if (unlikely(!free_in(h, p)))
+        mmh_fail(EINVAL, "mmh_free: %p is not a block of heap %s", p, h->path);
 }
 
 size_t mmh_usable_size(mmh_heap *h, const void *p)

@@ -29,7 +29,7 @@ int mmh_ranges_add(mmh_heap *h, size_t off, size_t len, void *arg)
     }
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 64;
-        mmh_range *v = realloc(r->v, cap * sizeof *v);
+        mmh_range *v = mmh_meta_realloc(r->v, cap * sizeof *v);
         if (!v)
             return mmh_fail(ENOMEM, "%s: out of memory for the commit's range list", h->path);
         r->v = v;
@@ -111,11 +111,11 @@ int mmh_ranges_merge(mmh_heap *h, mmh_ranges *dst, const mmh_ranges *add)
             if (next->off + next->len > last->off + last->len)
                 last->len = next->off + next->len - last->off;
         } else if (mmh_ranges_add(h, next->off, next->len, &out) != 0) {
-            free(out.v);
+            mmh_meta_free(out.v);
             return -1;
         }
     }
-    free(dst->v);
+    mmh_meta_free(dst->v);
     *dst = out;
     return 0;
 }
@@ -141,7 +141,7 @@ int mmh_commit_ranges(mmh_heap *h, mmh_ranges *r)
     if (rc == 0 && h->retry.n && (rc = mmh_ranges_merge(h, r, &h->retry)) == 0) {
         /* They are this commit's now; if it fails, they come back (a job)
          * or the heap takes no more commits. */
-        free(h->retry.v);
+        mmh_meta_free(h->retry.v);
         h->retry = (mmh_ranges){ 0 };
     }
     if (rc != 0)
@@ -172,8 +172,8 @@ int mmh_writeback(mmh_heap *h)
         rc = -1;
     if (rc == 0)
         rc = mmh_commit_write(h, &r, table, &durable);
-    free(table);
-    free(r.v);
+    mmh_meta_free(table);
+    mmh_meta_free(r.v);
     return rc;
 }
 

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 static __thread char errmsg_buf[512];
 
@@ -44,7 +45,8 @@ static void put_int(struct out *o, long long v)
         put_uint(o, (unsigned long long)v, 10);
 }
 
-/* %s %c %d %u %x %p %m %%, with the l, ll and z length modifiers. */
+/* %s %c %d %u %x %p %m %%, with the l, ll and z length modifiers, and
+ * %.*s. */
 static void format(char *buf, size_t size, const char *fmt, va_list ap)
 {
     int saved_errno = errno;
@@ -55,7 +57,13 @@ static void format(char *buf, size_t size, const char *fmt, va_list ap)
             continue;
         }
         int longs = 0;
+        size_t precision = SIZE_MAX;
         bool size_t_arg = false;
+        if (f[1] == '.' && f[2] == '*') {
+            int p = va_arg(ap, int);
+            precision = p < 0 ? SIZE_MAX : (size_t)p;
+            f += 2;
+        }
         for (f++; *f == 'l' || *f == 'z'; f++) {
             longs += *f == 'l';
             size_t_arg |= *f == 'z';
@@ -64,7 +72,7 @@ static void format(char *buf, size_t size, const char *fmt, va_list ap)
         case 's': {
             const char *s = va_arg(ap, const char *);
             s = s ? s : "(null)";
-            put(&o, s, strlen(s));
+            put(&o, s, strnlen(s, precision));
             break;
         }
         case 'c': {
@@ -137,6 +145,27 @@ void *mmh_fail_null(int err, const char *fmt, ...)
     set_reason(err, fmt, ap);
     va_end(ap);
     return NULL;
+}
+
+int mmh_log_fd = STDERR_FILENO;
+
+void mmh_log(const char *fmt, ...)
+{
+    char line[512];
+    static const char prefix[] = "mmheap: ";
+    memcpy(line, prefix, sizeof prefix - 1);
+    va_list ap;
+    va_start(ap, fmt);
+    format(line + sizeof prefix - 1, sizeof line - sizeof prefix, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(line);
+    line[n++] = '\n';
+    for (size_t done = 0; done < n;) {
+        ssize_t w = write(mmh_log_fd, line + done, n - done);
+        if (w <= 0 && errno != EINTR)
+            break;
+        done += w > 0 ? (size_t)w : 0;
+    }
 }
 
 const char *mmh_errmsg(void)

@@ -121,11 +121,12 @@ int mmh_image_write(mmh_heap *h, int fd, const char *file, const mmh_range *rang
     return 0;
 }
 
-/* The directory holding path (malloc'd), for mmh_sync_dir. */
+/* The directory holding path (from mmh_meta_alloc), for mmh_sync_dir. */
 char *mmh_dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    return slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    return slash ? mmh_meta_strndup(path, slash == path ? 1 : (size_t)(slash - path))
+                 : mmh_meta_strdup(".");
 }
 
 /* Make the names in dir durable: a file created, linked or renamed there. */
@@ -149,6 +150,6 @@ int mmh_sync_parent_dir(const char *path)
     if (!dir)
         return mmh_fail(ENOMEM, "%s: out of memory", path);
     int rc = mmh_sync_dir(dir);
-    free(dir);
+    mmh_meta_free(dir);
     return rc;
 }

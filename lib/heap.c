@@ -55,9 +55,9 @@ static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)
 
 static mmh_heap *heap_new(const char *path, unsigned flags)
 {
-    mmh_heap *h = calloc(1, sizeof *h);
-    if (!h || !(h->path = strdup(path ? path : "(anonymous heap)"))) {
-        free(h);
+    mmh_heap *h = mmh_meta_calloc(1, sizeof *h);
+    if (!h || !(h->path = mmh_meta_strdup(path ? path : "(anonymous heap)"))) {
+        mmh_meta_free(h);
         return mmh_fail_null(ENOMEM, "%s: out of memory", path ? path : "(anonymous heap)");
     }
     h->fd = -1;
@@ -75,16 +75,16 @@ static void heap_destroy(mmh_heap *h)
     mmh_track_stop(h);
     if (h->journal_fd >= 0)
         close(h->journal_fd);
-    free(h->journal_path);
+    mmh_meta_free(h->journal_path);
     if (h->base)
         mmh_region_release(h->base, h->max_size);
     if (h->fd >= 0)
         close(h->fd);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->job_lock);
-    free(h->retry.v);
-    free(h->path);
-    free(h);
+    mmh_meta_free(h->retry.v);
+    mmh_meta_free(h->path);
+    mmh_meta_free(h);
 }
 
 /* The mapping is final: start tracking writes and make h usable. */
@@ -95,6 +95,7 @@ static mmh_heap *heap_ready(mmh_heap *h, mmh_tracker tracker)
     h->slots = (mmh_slot *)(h->base + h->hdr->slots_off);
     if (!(h->flags & MMH_READONLY))
         mmh_slots_reset(h);
+    mmh_stats_init(h);
     if (mmh_track_start(h, tracker) != 0) {
         heap_destroy(h);
         return NULL;
@@ -120,7 +121,7 @@ static int write_first_state(mmh_heap *h)
     int rc = mmh_in_use_ranges(h, &r);
     if (rc == 0)
         rc = mmh_image_write(h, h->fd, h->path, r.v, r.n, h->hdr);
-    free(r.v);
+    mmh_meta_free(r.v);
     return rc;
 }
 

@@ -283,6 +283,8 @@ struct mmh_heap {
     bool            job_unreported; /* mmh_wait has not returned it yet */
     char            job_msg[512];
     uint64_t        last_fork_ns, last_job_ns, last_job_bytes, cow_pages, jobs, jobs_failed;
+    size_t          used_bytes, used_peak; /* in spans given to blocks (lock) */
+    uint64_t        purged_bytes; /* free memory handed back to the system */
     struct mmh_heap *next_open;
 };
 
@@ -305,7 +307,11 @@ typedef struct mmh_tbind {
 extern __thread mmh_tbind mmh_tls_binds[MMH_TBINDS]
     __attribute__((tls_model("initial-exec"))) MMH_HIDDEN;
 
+/* NULL: EROFS (reason set), or EAGAIN: the thread has no slot of its own
+ * and borrows one for the call (mmh_slot_borrow, mmh_slot_return). */
 MMH_HIDDEN mmh_tbind *mmh_bind_slow(mmh_heap *h) __attribute__((cold));
+MMH_HIDDEN void mmh_slot_borrow(mmh_heap *h, mmh_tbind *b);
+MMH_HIDDEN void mmh_slot_return(mmh_tbind *b);
 
 static inline mmh_tbind *mmh_bind(mmh_heap *h)
 {
@@ -395,11 +401,29 @@ static inline size_t mmh_align_up(size_t x, size_t a)
 
 /* ---- functions shared between files -------------------------------- */
 
+/* meta.c: the library's own memory, never drawn from a heap */
+MMH_HIDDEN void *mmh_meta_alloc(size_t size);
+MMH_HIDDEN void *mmh_meta_calloc(size_t n, size_t size);
+MMH_HIDDEN void *mmh_meta_realloc(void *p, size_t size);
+MMH_HIDDEN void  mmh_meta_free(void *p);
+MMH_HIDDEN char *mmh_meta_strndup(const char *s, size_t max);
+MMH_HIDDEN void  mmh_meta_fork_prepare(void);
+MMH_HIDDEN void  mmh_meta_fork_done(void);
+
+static inline char *mmh_meta_strdup(const char *s)
+{
+    return mmh_meta_strndup(s, SIZE_MAX);
+}
+
 /* error.c */
 MMH_HIDDEN int   mmh_fail(int err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 MMH_HIDDEN void *mmh_fail_null(int err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* One line to mmh_log_fd (stderr), "mmheap: " in front; no stdio, no
+ * malloc. */
+MMH_HIDDEN void  mmh_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern int mmh_log_fd MMH_HIDDEN;
 
 /* hash.c */
 MMH_HIDDEN uint64_t mmh_hash64(const void *data, size_t len, uint64_t seed);
@@ -432,6 +456,7 @@ MMH_HIDDEN mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, char
 MMH_HIDDEN void      mmh_huge_free(mmh_heap *h, mmh_page *pg);
 MMH_HIDDEN size_t    mmh_huge_segments(const mmh_heap *h, const mmh_page *pg);
 MMH_HIDDEN void      mmh_purge_maybe(mmh_heap *h);
+MMH_HIDDEN uint64_t  mmh_purge_all(mmh_heap *h); /* takes h->lock; bytes purged */
 MMH_HIDDEN int       mmh_punch_purged(mmh_heap *h, mmh_range_fn punch);
 
 /* page.c: small pages, owner side */
@@ -487,7 +512,27 @@ MMH_HIDDEN int  mmh_track_extend(mmh_heap *h, size_t from, size_t to);
 MMH_HIDDEN void mmh_track_forked(mmh_heap *h);
 MMH_HIDDEN int  mmh_track_resume(mmh_heap *h);
 
+/* default.c: the default heap and MMHEAP_OPTIONS */
+typedef struct mmh_options {
+    bool stats, verbose;
+} mmh_options;
+
+extern mmh_heap *_Atomic mmh_default_ptr MMH_HIDDEN;
+extern mmh_options mmh_opts MMH_HIDDEN;
+MMH_HIDDEN void mmh_default_print_stats(void);
+
+/* stats.c */
+typedef struct mmh_class_stats {
+    uint64_t pages, blocks, capacity;
+} mmh_class_stats;
+
+MMH_HIDDEN void mmh_stats_init(mmh_heap *h);
+MMH_HIDDEN void mmh_stats_classes(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES]);
+
 /* alloc.c */
 MMH_HIDDEN bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp);
+/* mmh_free of a non-NULL p on a non-NULL h: false, errno untouched, when
+ * p is not a block of h. */
+MMH_HIDDEN bool mmh_free_block(mmh_heap *h, void *p);
 
 #endif /* MMH_INTERNAL_H */

@@ -97,7 +97,7 @@ static int invalidate(int fd)
 int mmh_journal_open(mmh_heap *h, unsigned mode)
 {
     size_t n = strlen(h->path) + sizeof ".journal";
-    h->journal_path = malloc(n);
+    h->journal_path = mmh_meta_alloc(n);
     if (!h->journal_path)
         return mmh_fail(ENOMEM, "%s: out of memory", h->path);
     snprintf(h->journal_path, n, "%s.journal", h->path);
@@ -124,7 +124,7 @@ static size_t table_size(const mmh_range *ranges, size_t n)
  * allocated ahead, because a background job's child cannot allocate. */
 void *mmh_journal_table_new(mmh_heap *h, const mmh_ranges *r)
 {
-    void *table = malloc(table_size(r->v, r->n));
+    void *table = mmh_meta_alloc(table_size(r->v, r->n));
     if (!table) {
         h->commit_errno = ENOMEM;
         return mmh_fail_null(ENOMEM, "%s: out of memory for a journal of %zu ranges", h->path,
@@ -239,7 +239,7 @@ static bool journal_complete(int fd, uint64_t jsize, uint64_t file_id, char **ta
     size_t table = sizeof jh + jh.nrecords * sizeof(struct journal_rec);
     if (table + jh.data_bytes + sizeof(struct journal_end) > jsize)
         return false;
-    char *buf = malloc(table), *chunk = malloc(COPY_CHUNK);
+    char *buf = mmh_meta_alloc(table), *chunk = mmh_meta_alloc(COPY_CHUNK);
     struct journal_end end;
     bool ok = buf && chunk && mmh_pread_all(fd, buf, table, 0) == 0 &&
               mmh_pread_all(fd, &end, sizeof end, table + jh.data_bytes) == 0 &&
@@ -252,9 +252,9 @@ static bool journal_complete(int fd, uint64_t jsize, uint64_t file_id, char **ta
              mmh_hash64(chunk, rec[i].len, rec[i].off) == rec[i].hash;
         at += rec[i].len;
     }
-    free(chunk);
+    mmh_meta_free(chunk);
     if (!ok) {
-        free(buf);
+        mmh_meta_free(buf);
         return false;
     }
     *table_out = buf;
@@ -266,7 +266,7 @@ static int replay(const char *path, int heap_fd, int jfd, const char *table)
     const struct journal_hdr *jh = (const struct journal_hdr *)table;
     const struct journal_rec *rec = (const struct journal_rec *)(jh + 1);
     size_t at = sizeof *jh + jh->nrecords * sizeof *rec;
-    char *chunk = malloc(COPY_CHUNK);
+    char *chunk = mmh_meta_alloc(COPY_CHUNK);
     if (!chunk)
         return mmh_fail(ENOMEM, "%s: out of memory", path);
     /* Grow the file to the commit's extent, never shrink it: a live heap
@@ -281,7 +281,7 @@ static int replay(const char *path, int heap_fd, int jfd, const char *table)
              mmh_pwrite_all(heap_fd, chunk, rec[i].len, rec[i].off) != 0 ? -1 : 0;
         at += rec[i].len;
     }
-    free(chunk);
+    mmh_meta_free(chunk);
     if (rc != 0 || fdatasync(heap_fd) != 0) {
         errno = errno ? errno : EIO;
         return mmh_fail(errno, "%s: replaying the journal failed: %m", path);
@@ -320,7 +320,7 @@ int mmh_journal_recover(const char *path, int heap_fd, bool readonly)
     }
     if (rc == 0 && st.st_size > 0 && !readonly && ftruncate(jfd, 0) != 0)
         rc = mmh_fail(errno, "%s: cannot truncate %s: %m", path, jpath);
-    free(table);
+    mmh_meta_free(table);
     close(jfd);
     return rc;
 }

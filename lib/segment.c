@@ -8,7 +8,7 @@
  * (mmh_purge_maybe) so that a free followed by an allocation of the same
  * size does not fault its pages in again.
  *
- * Every function here runs with h->lock held.
+ * Every function here but mmh_purge_all runs with h->lock held.
  */
 #include "internal.h"
 
@@ -31,6 +31,14 @@ static size_t page_index(const mmh_page *pg)
 static size_t seg_count(const mmh_heap *h)
 {
     return h->mapped >> MMH_SEG_SHIFT;
+}
+
+/* Bytes handed to pages and large blocks: now, and at most so far. */
+static void used_add(mmh_heap *h, size_t bytes)
+{
+    h->used_bytes += bytes;
+    if (h->used_bytes > h->used_peak)
+        h->used_peak = h->used_bytes;
 }
 
 /* ---- span bins ------------------------------------------------------- */
@@ -219,6 +227,7 @@ mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices)
     if (start + slices < idx + n)
         span_insert_free(h, s, start + slices, idx + n - start - slices, flags);
     pg = span_mark(s, start, slices, MMH_PAGE_LARGE, 0);
+    used_add(h, slices << MMH_SLICE_SHIFT);
     if ((flags & MMH_PF_HOLES) &&
         mmh_region_prepare(h, mmh_off(h, mmh_page_start(pg)), slices << MMH_SLICE_SHIFT) != 0) {
         span_mark(s, start, slices, MMH_PAGE_FREE, flags);
@@ -234,6 +243,7 @@ void mmh_span_free(mmh_heap *h, mmh_page *pg)
     size_t idx = page_index(pg), n = pg->slice_count;
     unsigned flags = 0;
     h->hdr->unpurged += (uint64_t)n << MMH_SLICE_SHIFT;
+    h->used_bytes -= (size_t)n << MMH_SLICE_SHIFT;
     if (idx + n < MMH_SEG_SLICES && s->pages[idx + n].kind == MMH_PAGE_FREE) {
         mmh_page *next = &s->pages[idx + n];
         bin_remove(h, next);
@@ -280,6 +290,7 @@ bool mmh_span_grow(mmh_heap *h, mmh_page *pg, size_t slices)
     pg->slice_count = (uint16_t)slices;
     for (size_t i = n; i < slices; i++)
         s->pages[idx + i].slice_offset = (uint16_t)i;
+    used_add(h, (slices - n) << MMH_SLICE_SHIFT);
     return true;
 }
 
@@ -323,6 +334,7 @@ mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, char **block)
     mmh_page *pg = span_mark(s, 1, MMH_SEG_SLICES, MMH_PAGE_HUGE, 0);
     *block = (char *)s - MMH_SEGHDR_OFFSET + off;
     pg->free = mmh_off(h, *block);
+    used_add(h, nsegs << MMH_SEG_SHIFT);
     return pg;
 }
 
@@ -337,6 +349,7 @@ void mmh_huge_free(mmh_heap *h, mmh_page *pg)
     size_t idx = mmh_seg_index(h, (char *)segment_of_page(pg) - MMH_SEGHDR_OFFSET);
     size_t n = MMH_SEGMAP_LEN(h->segmap[idx]);
     h->hdr->unpurged += (uint64_t)n << MMH_SEG_SHIFT;
+    h->used_bytes -= n << MMH_SEG_SHIFT;
     segrun_free(h, idx, n, 0);
     mmh_purge_maybe(h);
 }
@@ -379,16 +392,31 @@ static int purge_range(mmh_heap *h, size_t off, size_t len, void *arg)
 {
     (void)arg;
     mmh_region_purge(h, off, len);
+    h->purged_bytes += len;
     return 0;
+}
+
+static void purge(mmh_heap *h)
+{
+    free_ranges_each(h, 0, MMH_PF_PURGED, MMH_PF_PURGED | MMH_PF_HOLES, purge_range);
+    h->hdr->unpurged = 0;
 }
 
 void mmh_purge_maybe(mmh_heap *h)
 {
     uint64_t threshold = h->mapped / 16 > PURGE_MIN ? h->mapped / 16 : PURGE_MIN;
-    if (h->hdr->unpurged < threshold)
-        return;
-    free_ranges_each(h, 0, MMH_PF_PURGED, MMH_PF_PURGED | MMH_PF_HOLES, purge_range);
-    h->hdr->unpurged = 0;
+    if (h->hdr->unpurged >= threshold)
+        purge(h);
+}
+
+uint64_t mmh_purge_all(mmh_heap *h)
+{
+    pthread_mutex_lock(&h->lock);
+    uint64_t before = h->purged_bytes;
+    purge(h);
+    uint64_t purged = h->purged_bytes - before;
+    pthread_mutex_unlock(&h->lock);
+    return purged;
 }
 
 /* After a commit: make the handed-back free memory of a private file heap

@@ -55,13 +55,13 @@ static void job_free(mmh_job *job)
 {
     if (job->rfd >= 0)
         close(job->rfd);
-    free(job->ranges.v);
-    free(job->table);
-    free(job->image);
-    free(job->path);
-    free(job->tmp);
-    free(job->dir);
-    free(job);
+    mmh_meta_free(job->ranges.v);
+    mmh_meta_free(job->table);
+    mmh_meta_free(job->image);
+    mmh_meta_free(job->path);
+    mmh_meta_free(job->tmp);
+    mmh_meta_free(job->dir);
+    mmh_meta_free(job);
 }
 
 /* ---- the child --------------------------------------------------------- */
@@ -285,7 +285,7 @@ int mmh_job_reap(mmh_heap *h, bool nohang)
 
 static mmh_job *job_new(mmh_heap *h, job_kind kind)
 {
-    mmh_job *job = calloc(1, sizeof *job);
+    mmh_job *job = mmh_meta_calloc(1, sizeof *job);
     if (!job)
         return mmh_fail_null(ENOMEM, "%s: out of memory", h->path);
     job->kind = kind;
@@ -361,10 +361,10 @@ static int prepare_snapshot(mmh_heap *h, mmh_job *job, const void *arg)
         return mmh_fail(EINVAL, "mmh_snapshot: %s is the file of heap %s itself; mmh_commit_bg "
                         "commits it", path, h->path);
     size_t n = strlen(path) + 64;
-    job->path = strdup(path);
+    job->path = mmh_meta_strdup(path);
     job->dir = mmh_dir_of(path);
-    job->tmp = malloc(n);
-    job->image = malloc(MMH_HDR_SIZE);
+    job->tmp = mmh_meta_alloc(n);
+    job->image = mmh_meta_alloc(MMH_HDR_SIZE);
     if (!job->path || !job->dir || !job->tmp || !job->image)
         return mmh_fail(ENOMEM, "%s: out of memory", h->path);
     snprintf(job->tmp, n, "%s.tmp.%d.%llu", path, (int)getpid(), (unsigned long long)h->uid);

@@ -19,6 +19,17 @@ static uint64_t free_span_bytes(const mmh_heap *h)
     return total;
 }
 
+/* The bytes a heap opened again already has in pages and large blocks:
+ * neither free nor slice 0 of a sliced segment (metadata). */
+void mmh_stats_init(mmh_heap *h)
+{
+    size_t meta = (size_t)(h->hdr->first_slice - 1) << MMH_SLICE_SHIFT;
+    for (size_t i = 0; i < (h->mapped >> MMH_SEG_SHIFT); i++)
+        if (MMH_SEGMAP_KIND(h->segmap[i]) == MMH_SEGMAP_SLICED)
+            meta += MMH_SLICE_SIZE;
+    h->used_bytes = h->used_peak = h->mapped - free_span_bytes(h) - meta;
+}
+
 int mmh_stats(mmh_heap *h, struct mmh_stats *out)
 {
     if (!h || !out)
@@ -41,6 +52,9 @@ int mmh_stats(mmh_heap *h, struct mmh_stats *out)
     out->allocations = allocs - frees;
     out->allocated = abytes - fbytes;
     out->free_bytes = free_span_bytes(h);
+    out->used_bytes = h->used_bytes;
+    out->used_peak = h->used_peak;
+    out->purged_bytes = h->purged_bytes;
     out->commits = h->commits;
     out->bytes_written = h->bytes_written;
     out->last_commit_ns = h->last_commit_ns;
@@ -57,4 +71,33 @@ int mmh_stats(mmh_heap *h, struct mmh_stats *out)
     out->flags = h->flags;
     pthread_mutex_unlock(&h->lock);
     return 0;
+}
+
+static void class_pages_add(mmh_heap *h, uint64_t off, mmh_class_stats *cs, size_t limit)
+{
+    for (size_t n = 0; off && off != MMH_EMPTY_PAGE_OFF && n < limit; n++) {
+        const mmh_page *pg = mmh_page_at(h, off);
+        mmh_class_stats *c = &cs[pg->cls < MMH_CLASSES ? pg->cls : 0];
+        c->pages++;
+        c->blocks += pg->used;
+        c->capacity += pg->reserved;
+        off = pg->next;
+    }
+}
+
+/* Pages of each size class, and their blocks in use as their owners know
+ * it (frees from other threads not yet collected still count).  The walk
+ * is bounded: other threads may be changing their lists meanwhile. */
+void mmh_stats_classes(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES])
+{
+    memset(cs, 0, MMH_CLASSES * sizeof *cs);
+    size_t limit = h->mapped >> MMH_SLICE_SHIFT;
+    pthread_mutex_lock(&h->lock);
+    for (uint32_t i = 0; i < h->hdr->slots_hwm; i++) {
+        const mmh_slot *s = &h->slots[i];
+        for (unsigned c = 1; c < MMH_CLASSES; c++)
+            class_pages_add(h, s->pages[c], cs, limit);
+        class_pages_add(h, s->full, cs, limit);
+    }
+    pthread_mutex_unlock(&h->lock);
 }

@@ -2,15 +2,22 @@
  * heap's slots; the binding (heap uid -> slot) sits in a small initial-exec
  * TLS array so the fast path finds it with one compare.  Slots are released
  * when the thread exits, when a binding is evicted, and wholesale when the
- * heap is opened again (owners of an earlier run mean nothing). */
+ * heap is opened again (owners of an earlier run mean nothing).
+ *
+ * A thread with no slot of its own borrows one for each call: after its
+ * exit destructor ran (frees from later destructors must not claim a slot
+ * that nothing would release), or when every slot is held.  The last slot
+ * is never bound, so a borrower always finds one sooner or later. */
 #define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
 __thread mmh_tbind mmh_tls_binds[MMH_TBINDS] __attribute__((tls_model("initial-exec")));
+static __thread bool tls_exited __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static mmh_heap *registry;
@@ -26,10 +33,12 @@ static void fork_prepare(void)
     pthread_mutex_lock(&registry_lock);
     for (mmh_heap *h = registry; h; h = h->next_open)
         pthread_mutex_lock(&h->lock);
+    mmh_meta_fork_prepare();
 }
 
 static void fork_parent(void)
 {
+    mmh_meta_fork_done();
     for (mmh_heap *h = registry; h; h = h->next_open)
         pthread_mutex_unlock(&h->lock);
     pthread_mutex_unlock(&registry_lock);
@@ -42,6 +51,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     uint64_t token = (uint64_t)gettid() + 1;
+    mmh_meta_fork_done();
     for (mmh_heap *h = registry; h; h = h->next_open) {
         if (!(h->flags & MMH_READONLY)) {
             mmh_slots_reset(h);
@@ -108,6 +118,7 @@ static void thread_exit(void *arg)
     (void)arg;
     for (int i = 0; i < MMH_TBINDS; i++)
         unbind(&mmh_tls_binds[i]);
+    tls_exited = true;
 }
 
 static void make_exit_key(void)
@@ -122,24 +133,32 @@ static void slot_init(mmh_slot *slot)
         slot->pages[c] = MMH_EMPTY_PAGE_OFF;
 }
 
-/* Claim a free slot of h; its index + 1, or 0 when all are taken. */
-static uint32_t slot_claim(mmh_heap *h)
+/* Claim a slot of h among the first `limit` that has no owner; its index
+ * + 1, or 0 when all are taken. */
+static uint32_t slot_claim(mmh_heap *h, uint32_t limit)
 {
     uint64_t token = (uint64_t)gettid() + 1;
     mmh_hdr *hdr = h->hdr;
     uint32_t found = 0;
     pthread_mutex_lock(&h->lock);
-    for (uint32_t i = 0; i < hdr->nslots && !found; i++) {
+    for (uint32_t i = 0; i < limit && !found; i++) {
         uint64_t none = 0;
         if (i == hdr->slots_hwm) {
             slot_init(&h->slots[i]);
             hdr->slots_hwm = i + 1;
         }
-        if (atomic_compare_exchange_strong(&h->slots[i].owner, &none, token))
+        if (atomic_load_explicit(&h->slots[i].owner, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong(&h->slots[i].owner, &none, token))
             found = i + 1;
     }
     pthread_mutex_unlock(&h->lock);
     return found;
+}
+
+static mmh_tbind bind_of(mmh_heap *h, uint32_t id)
+{
+    return (mmh_tbind){ .uid = h->uid, .base = h->base, .slot = &h->slots[id - 1],
+                        .slot_id = id };
 }
 
 mmh_tbind *mmh_bind_slow(mmh_heap *h)
@@ -157,19 +176,32 @@ mmh_tbind *mmh_bind_slow(mmh_heap *h)
             return &binds[0];
         }
     }
-    uint32_t id = slot_claim(h);
+    uint32_t id = tls_exited ? 0 : slot_claim(h, h->hdr->nslots - 1);
     if (!id) {
-        mmh_fail(EAGAIN, "%s: all %u thread slots of the heap are in use", h->path,
-                 h->hdr->nslots);
+        errno = EAGAIN;
         return NULL;
     }
     pthread_once(&exit_key_once, make_exit_key);
-    pthread_setspecific(exit_key, binds);
     unbind(&binds[MMH_TBINDS - 1]);
     memmove(&binds[1], &binds[0], (MMH_TBINDS - 1) * sizeof *binds);
-    binds[0] = (mmh_tbind){ .uid = h->uid, .base = h->base, .slot = &h->slots[id - 1],
-                            .slot_id = id };
+    binds[0] = bind_of(h, id);
+    /* Bound first: pthread_setspecific may allocate (keys past the first
+     * 32), and that malloc must find the binding. */
+    pthread_setspecific(exit_key, binds);
     return &binds[0];
+}
+
+void mmh_slot_borrow(mmh_heap *h, mmh_tbind *b)
+{
+    uint32_t id;
+    while (!(id = slot_claim(h, h->hdr->nslots)))
+        sched_yield();
+    *b = bind_of(h, id);
+}
+
+void mmh_slot_return(mmh_tbind *b)
+{
+    atomic_store(&b->slot->owner, 0);
 }
 
 /* A heap opened again: no thread holds any of its slots. */

@@ -135,7 +135,7 @@ static int uffd_probe(void)
 
 static int uffd_attach(mmh_heap *h)
 {
-    struct uffd_state *st = malloc(sizeof *st);
+    struct uffd_state *st = mmh_meta_alloc(sizeof *st);
     if (!st)
         return mmh_fail(ENOMEM, "%s: out of memory", h->path);
     st->uffd = uffd_create();
@@ -147,7 +147,7 @@ static int uffd_attach(mmh_heap *h)
             close(st->uffd);
         if (st->pagemap >= 0)
             close(st->pagemap);
-        free(st);
+        mmh_meta_free(st);
         return -1;
     }
     h->track_state = st;
@@ -196,7 +196,7 @@ static void uffd_detach(mmh_heap *h)
     struct uffd_state *st = h->track_state;
     close(st->uffd);
     close(st->pagemap);
-    free(st);
+    mmh_meta_free(st);
     h->track_state = NULL;
 }
 
