@@ -1,19 +1,12 @@
-/* The allocation interface.  The fast paths (a small block from the current
- * page of the thread's slot, a small block back to a page the thread owns)
- * take no lock and no atomic operation; everything else is pushed aside
- * into the *_slow functions, page.c and segment.c. */
+/* The allocation interface.  The fast paths (mmh_alloc_fast and
+ * mmh_free_fast in internal.h: a small block from the current page of the
+ * thread's slot, a small block back to a page the thread owns) take no lock
+ * and no atomic operation; everything else is here, in page.c and in
+ * segment.c. */
 #include "internal.h"
 
 #include <errno.h>
 #include <string.h>
-
-static inline void count(_Atomic uint64_t *counter, uint64_t n)
-{
-    /* Only the slot's owner writes its counters: a plain add, made atomic so
-     * that mmh_stats may read them from another thread. */
-    atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
 
 static void *large_alloc(mmh_heap *h, size_t size, size_t align)
 {
@@ -54,42 +47,16 @@ static void large_free(mmh_heap *h, mmh_page *pg, void *p)
     pthread_mutex_unlock(&h->lock);
 }
 
-static void count_alloc(mmh_slot *slot, uint32_t bsize)
-{
-    count(&slot->allocs, 1);
-    count(&slot->alloc_bytes, bsize);
-}
-
-static __attribute__((noinline)) void *small_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
-{
-    void *p = mmh_page_alloc_slow(h, b, cls);
-    if (p)
-        count_alloc(b->slot, mmh_page_of(p)->block_size);
-    return p;
-}
-
-static inline __attribute__((always_inline)) void *small_alloc(mmh_heap *h, mmh_tbind *b,
-                                                               unsigned cls)
-{
-    mmh_page *pg = (mmh_page *)(b->base + b->slot->pages[cls]);
-    uint64_t blk = pg->free;
-    if (unlikely(!blk))
-        return small_alloc_slow(h, b, cls);
-    void *p = b->base + blk;
-    pg->free = *(uint64_t *)p;
-    pg->used++;
-    count_alloc(b->slot, pg->block_size);
-    return p;
-}
-
 static void *alloc_with(mmh_heap *h, mmh_tbind *b, size_t size, size_t align)
 {
     if (size <= MMH_SMALL_MAX && align <= MMH_SLICE_SIZE) {
         unsigned cls = mmh_size_class(size < align ? align : size);
         while (mmh_class_size(cls) % align)
             cls++;
-        if (cls < MMH_CLASSES)
-            return small_alloc(h, b, cls);
+        if (cls < MMH_CLASSES) {
+            mmh_page *pg = (mmh_page *)(b->base + b->slot->pages[cls]);
+            return pg->free ? mmh_page_pop(h, pg) : mmh_page_alloc_slow(h, b, cls);
+        }
     }
     return large_alloc(h, size, align);
 }
@@ -106,10 +73,8 @@ static __attribute__((cold)) void *alloc_borrowed(mmh_heap *h, size_t size, size
     return p;
 }
 
-static __attribute__((noinline)) void *alloc_slow(mmh_heap *h, size_t size, size_t align)
+void *mmh_alloc_slow(mmh_heap *h, size_t size, size_t align)
 {
-    if (!h)
-        return mmh_fail_null(EINVAL, "mmh_alloc: heap is NULL");
     int saved = errno;
     mmh_tbind *b = mmh_bind(h);
     if (b)
@@ -119,12 +84,9 @@ static __attribute__((noinline)) void *alloc_slow(mmh_heap *h, size_t size, size
 
 void *mmh_alloc(mmh_heap *h, size_t size)
 {
-    if (likely(h && size <= MMH_SMALL_MAX)) {
-        mmh_tbind *b = mmh_bind(h);
-        if (likely(b))
-            return small_alloc(h, b, mmh_size_class(size));
-    }
-    return alloc_slow(h, size, MMH_MIN_ALIGN);
+    if (unlikely(!h))
+        return mmh_fail_null(EINVAL, "mmh_alloc: heap is NULL");
+    return mmh_alloc_fast(h, size);
 }
 
 void *mmh_calloc(mmh_heap *h, size_t n, size_t size)
@@ -143,9 +105,11 @@ void *mmh_aligned_alloc(mmh_heap *h, size_t align, size_t size)
     if (align == 0 || (align & (align - 1)))
         return mmh_fail_null(EINVAL, "mmh_aligned_alloc: alignment %zu is not a power of two",
                              align);
+    if (!h)
+        return mmh_fail_null(EINVAL, "mmh_aligned_alloc: heap is NULL");
     if (align <= MMH_MIN_ALIGN)
-        return mmh_alloc(h, size);
-    return alloc_slow(h, size, align);
+        return mmh_alloc_fast(h, size);
+    return mmh_alloc_slow(h, size, align);
 }
 
 /* Is p a live-looking block of h?  Cheap checks only: inside the heap,
@@ -177,10 +141,7 @@ static void free_block(mmh_heap *h, mmh_tbind *b, mmh_page *pg, void *p)
 {
     if (pg->kind != MMH_PAGE_SMALL) {
         large_free(h, pg, p);
-        return;
-    }
-    uint32_t bsize = pg->block_size;
-    if (pg->slot == b->slot_id) {
+    } else if (pg->slot == b->slot_id) {
         *(uint64_t *)p = pg->free;
         pg->free = mmh_off(h, p);
         if (--pg->used == 0 || (pg->flags & MMH_PF_FULL))
@@ -188,13 +149,9 @@ static void free_block(mmh_heap *h, mmh_tbind *b, mmh_page *pg, void *p)
     } else {
         mmh_page_free_remote(h, pg, p);
     }
-    count(&b->slot->frees, 1);
-    count(&b->slot->free_bytes, bsize);
 }
 
-/* Everything but a small block of this thread's own: false, with errno
- * untouched, when p is not a block of h. */
-static __attribute__((noinline)) bool free_slow(mmh_heap *h, void *p)
+bool mmh_free_slow(mmh_heap *h, void *p)
 {
     mmh_page *pg;
     if (!mmh_block_valid(h, p, &pg))
@@ -208,40 +165,11 @@ static __attribute__((noinline)) bool free_slow(mmh_heap *h, void *p)
         mmh_slot_borrow(h, &borrowed);
         free_block(h, &borrowed, pg, p);
         mmh_slot_return(&borrowed);
+    } else {
+        return true; /* a read-only heap: errno and the reason say so */
     }
     errno = saved;
     return true;
-}
-
-static inline __attribute__((always_inline)) bool free_in(mmh_heap *h, void *p)
-{
-    size_t rel = (size_t)((char *)p - h->base);
-    mmh_tbind *b = mmh_bind(h);
-    if (likely(b && rel - MMH_SLICE_SIZE < h->mapped - MMH_SLICE_SIZE &&
-               !(rel & (MMH_MIN_ALIGN - 1)) &&
-               h->segmap[(rel - 1) >> MMH_SEG_SHIFT] == MMH_SEGMAP(MMH_SEGMAP_SLICED, 0))) {
-        mmh_page *pg = mmh_page_of(p);
-        if (likely(pg->slot == b->slot_id)) {
-            uint32_t bsize = pg->block_size;
-            *(uint64_t *)p = pg->free;
-            pg->free = rel;
-            count(&b->slot->frees, 1);
-            count(&b->slot->free_bytes, bsize);
-            /* Slow part only when a page other than the class's current
-             * one empties, or a parked page gets a block. */
-            if (unlikely((--pg->used == 0 &&
-                          b->slot->pages[pg->cls] != (uint64_t)((char *)pg - b->base)) ||
-                         (pg->flags & MMH_PF_FULL)))
-                mmh_page_free_local(h, b, pg);
-            return true;
-        }
-    }
-    return free_slow(h, p);
-}
-
-bool mmh_free_block(mmh_heap *h, void *p)
-{
-    return free_in(h, p);
 }
 
 void mmh_free(mmh_heap *h, void *p)
@@ -250,7 +178,7 @@ void mmh_free(mmh_heap *h, void *p)
         return;
     if (unlikely(!h))
         mmh_fail(EINVAL, "mmh_free: heap is NULL");
-    else if (unlikely(!free_in(h, p)))
+    else if (unlikely(!mmh_free_fast(h, p) && !mmh_free_slow(h, p)))
         mmh_fail(EINVAL, "mmh_free: %p is not a block of heap %s", p, h->path);
 }
 

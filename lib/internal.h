@@ -162,11 +162,7 @@ typedef struct __attribute__((aligned(64))) mmh_slot {
     _Atomic uint64_t owner;      /* nonzero while a thread holds the slot   */
     _Atomic uint64_t xpages;     /* full pages that got remote frees        */
     uint64_t full;               /* list of full pages                      */
-    _Atomic uint64_t allocs;     /* blocks allocated by this slot's threads */
-    _Atomic uint64_t frees;      /* blocks they freed (any page)            */
-    _Atomic uint64_t alloc_bytes;
-    _Atomic uint64_t free_bytes;
-    uint64_t reserved_;
+    uint64_t reserved_[5];       /* once counters: mmh_stats counts pages  */
     uint64_t pages[MMH_CLASSES]; /* per class: page allocated from, whose
                                     list (next/prev) holds the others     */
 } mmh_slot;
@@ -531,8 +527,58 @@ MMH_HIDDEN void mmh_stats_classes(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES]);
 
 /* alloc.c */
 MMH_HIDDEN bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp);
-/* mmh_free of a non-NULL p on a non-NULL h: false, errno untouched, when
- * p is not a block of h. */
-MMH_HIDDEN bool mmh_free_block(mmh_heap *h, void *p);
+
+/* ---- the fast paths ---------------------------------------------------
+ * Inline here so that malloc (malloc.c) and mmh_alloc (alloc.c) share
+ * them; everything else is in the *_slow functions. */
+
+MMH_HIDDEN void *mmh_alloc_slow(mmh_heap *h, size_t size, size_t align);
+/* Free p (not NULL) into h: false, errno untouched, if it is no block of
+ * h; true, errno EROFS, if h is read-only. */
+MMH_HIDDEN bool  mmh_free_slow(mmh_heap *h, void *p);
+
+static inline void *mmh_page_pop(mmh_heap *h, mmh_page *pg)
+{
+    void *p = mmh_ptr(h, pg->free);
+    pg->free = *(uint64_t *)p;
+    pg->used++;
+    return p;
+}
+
+/* A small block from the thread's current page of its class. */
+static inline __attribute__((always_inline)) void *mmh_alloc_fast(mmh_heap *h, size_t size)
+{
+    mmh_tbind *b = &mmh_tls_binds[0];
+    if (likely(b->uid == h->uid && size <= MMH_SMALL_MAX)) {
+        mmh_page *pg = (mmh_page *)(b->base + b->slot->pages[mmh_size_class(size)]);
+        if (likely(pg->free))
+            return mmh_page_pop(h, pg);
+    }
+    return mmh_alloc_slow(h, size, MMH_MIN_ALIGN);
+}
+
+/* A small block back onto a page the thread owns; false when p is
+ * anything else (mmh_free_slow's work).  The slow part is needed only when
+ * a page other than its class's current one empties, or a parked (full)
+ * page gets a block back. */
+static inline __attribute__((always_inline)) bool mmh_free_fast(mmh_heap *h, void *p)
+{
+    mmh_tbind *b = &mmh_tls_binds[0];
+    size_t rel = (size_t)((char *)p - h->base);
+    if (unlikely(b->uid != h->uid || rel - MMH_SLICE_SIZE >= h->mapped - MMH_SLICE_SIZE ||
+                 (rel & (MMH_MIN_ALIGN - 1)) ||
+                 h->segmap[(rel - 1) >> MMH_SEG_SHIFT] != MMH_SEGMAP(MMH_SEGMAP_SLICED, 0)))
+        return false;
+    mmh_page *pg = mmh_page_of(p);
+    if (unlikely(pg->slot != b->slot_id))
+        return false;
+    *(uint64_t *)p = pg->free;
+    pg->free = rel;
+    if (unlikely((--pg->used == 0 &&
+                  b->slot->pages[pg->cls] != (uint64_t)((char *)pg - b->base)) ||
+                 (pg->flags & MMH_PF_FULL)))
+        mmh_page_free_local(h, b, pg);
+    return true;
+}
 
 #endif /* MMH_INTERNAL_H */

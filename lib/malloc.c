@@ -83,20 +83,27 @@ static __attribute__((cold)) size_t usable_size_foreign(void *p)
 
 EXPORT void *malloc(size_t size)
 {
-    void *p = mmh_alloc(heap(), size);
+    mmh_heap *h = heap();
+    void *p = likely(h) ? mmh_alloc_fast(h, size) : NULL;
     return likely(p) ? p : alloc_failed("malloc", size);
+}
+
+static __attribute__((noinline)) void free_slow(mmh_heap *h, void *p)
+{
+    if (!p)
+        return;
+    if (!in_default(h, p))
+        free_foreign(p);
+    else if (!mmh_free_slow(h, p) && mmh_opts.verbose)
+        mmh_log("free(%p): not a live block of the default heap; ignored", p);
 }
 
 EXPORT void free(void *p)
 {
     mmh_heap *h = atomic_load_explicit(&mmh_default_ptr, memory_order_relaxed);
-    if (likely(in_default(h, p))) {
-        if (unlikely(!mmh_free_block(h, p)) && mmh_opts.verbose)
-            mmh_log("free(%p): not a live block of the default heap; ignored", p);
+    if (likely(h && mmh_free_fast(h, p)))
         return;
-    }
-    if (p)
-        free_foreign(p);
+    free_slow(h, p);
 }
 
 EXPORT void *calloc(size_t n, size_t size)
@@ -348,7 +355,8 @@ static __attribute__((noinline)) void *new_failed(size_t size, size_t align, boo
 
 static inline void *cxx_new(size_t size, bool nothrow)
 {
-    void *p = mmh_alloc(heap(), size);
+    mmh_heap *h = heap();
+    void *p = likely(h) ? mmh_alloc_fast(h, size) : NULL;
     return likely(p) ? p : new_failed(size, 0, nothrow);
 }
 

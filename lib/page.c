@@ -149,14 +149,6 @@ static void retire(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
     pthread_mutex_unlock(&h->lock);
 }
 
-static void *pop(mmh_heap *h, mmh_page *pg)
-{
-    void *p = mmh_ptr(h, pg->free);
-    pg->free = *(uint64_t *)p;
-    pg->used++;
-    return p;
-}
-
 /* The allocation path when the class's current page has no free block. */
 void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
 {
@@ -173,13 +165,13 @@ void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
                 class_unlink(h, slot, pg);
                 class_push(h, slot, pg);
             }
-            return pop(h, pg);
+            return mmh_page_pop(h, pg);
         }
         if (!park(h, slot, pg)) {
             collect(h, pg);
             class_unlink(h, slot, pg);
             class_push(h, slot, pg);
-            return pop(h, pg);
+            return mmh_page_pop(h, pg);
         }
     }
     mmh_page *pg = page_new(h, b->slot_id, cls);
@@ -187,7 +179,7 @@ void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
         return NULL;
     class_push(h, slot, pg);
     extend(h, pg);
-    return pop(h, pg);
+    return mmh_page_pop(h, pg);
 }
 
 /* After the owner pushed a block back: unpark a parked page, and give an

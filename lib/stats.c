@@ -30,27 +30,78 @@ void mmh_stats_init(mmh_heap *h)
     h->used_bytes = h->used_peak = h->mapped - free_span_bytes(h) - meta;
 }
 
+/* Blocks other threads freed into pg that its owner has not collected.
+ * The owner may be collecting them meanwhile: the walk stays inside the
+ * page and stops at anything that is not a block of it. */
+static uint32_t remote_pending(const mmh_heap *h, const mmh_page *pg)
+{
+    uint64_t first = mmh_off(h, mmh_page_start(pg));
+    uint64_t off = atomic_load_explicit(&pg->xfree, memory_order_acquire) & ~(uint64_t)MMH_XF_FLAGS;
+    uint32_t n = 0;
+    while (off && n < pg->capacity) {
+        uint64_t in = off - first;
+        if (in >= (uint64_t)pg->capacity * pg->block_size || in % pg->block_size)
+            break;
+        n++;
+        off = *(const uint64_t *)mmh_ptr(h, off);
+    }
+    return n;
+}
+
+static void class_pages_add(const mmh_heap *h, uint64_t off, mmh_class_stats *cs, size_t limit)
+{
+    for (size_t n = 0; off && off != MMH_EMPTY_PAGE_OFF && n < limit; n++) {
+        const mmh_page *pg = mmh_page_at(h, off);
+        mmh_class_stats *c = &cs[pg->cls < MMH_CLASSES ? pg->cls : 0];
+        uint32_t pending = remote_pending(h, pg);
+        c->pages++;
+        c->blocks += pg->used > pending ? pg->used - pending : 0;
+        c->capacity += pg->reserved;
+        off = pg->next;
+    }
+}
+
+/* Every small page hangs on its slot's class or full list.  The walk is
+ * bounded: owners may be changing their lists meanwhile. */
+static void classes_locked(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES])
+{
+    memset(cs, 0, MMH_CLASSES * sizeof *cs);
+    size_t limit = h->mapped >> MMH_SLICE_SHIFT;
+    for (uint32_t i = 0; i < h->hdr->slots_hwm; i++) {
+        const mmh_slot *s = &h->slots[i];
+        for (unsigned c = 1; c < MMH_CLASSES; c++)
+            class_pages_add(h, s->pages[c], cs, limit);
+        class_pages_add(h, s->full, cs, limit);
+    }
+}
+
+void mmh_stats_classes(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES])
+{
+    pthread_mutex_lock(&h->lock);
+    classes_locked(h, cs);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Live blocks are counted from the pages, not by the fast paths: a page
+ * knows how many blocks it handed out. */
 int mmh_stats(mmh_heap *h, struct mmh_stats *out)
 {
+    mmh_class_stats cs[MMH_CLASSES];
     if (!h || !out)
         return mmh_fail(EINVAL, "mmh_stats: %s is NULL", h ? "out" : "heap");
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&h->lock);
     const mmh_hdr *hdr = h->hdr;
-    uint64_t allocs = hdr->large_allocs, frees = hdr->large_frees;
-    uint64_t abytes = hdr->large_alloc_bytes, fbytes = hdr->large_free_bytes;
-    for (uint32_t i = 0; i < hdr->slots_hwm; i++) {
-        const mmh_slot *s = &h->slots[i];
-        allocs += atomic_load_explicit(&s->allocs, memory_order_relaxed);
-        frees += atomic_load_explicit(&s->frees, memory_order_relaxed);
-        abytes += atomic_load_explicit(&s->alloc_bytes, memory_order_relaxed);
-        fbytes += atomic_load_explicit(&s->free_bytes, memory_order_relaxed);
+    classes_locked(h, cs);
+    out->allocations = hdr->large_allocs - hdr->large_frees;
+    out->allocated = hdr->large_alloc_bytes - hdr->large_free_bytes;
+    for (unsigned c = 1; c < MMH_CLASSES; c++) {
+        out->allocations += cs[c].blocks;
+        out->allocated += cs[c].blocks * mmh_class_size(c);
     }
     out->base = (uint64_t)(uintptr_t)h->base;
     out->size = h->mapped;
     out->max_size = h->max_size;
-    out->allocations = allocs - frees;
-    out->allocated = abytes - fbytes;
     out->free_bytes = free_span_bytes(h);
     out->used_bytes = h->used_bytes;
     out->used_peak = h->used_peak;
@@ -71,33 +122,4 @@ int mmh_stats(mmh_heap *h, struct mmh_stats *out)
     out->flags = h->flags;
     pthread_mutex_unlock(&h->lock);
     return 0;
-}
-
-static void class_pages_add(mmh_heap *h, uint64_t off, mmh_class_stats *cs, size_t limit)
-{
-    for (size_t n = 0; off && off != MMH_EMPTY_PAGE_OFF && n < limit; n++) {
-        const mmh_page *pg = mmh_page_at(h, off);
-        mmh_class_stats *c = &cs[pg->cls < MMH_CLASSES ? pg->cls : 0];
-        c->pages++;
-        c->blocks += pg->used;
-        c->capacity += pg->reserved;
-        off = pg->next;
-    }
-}
-
-/* Pages of each size class, and their blocks in use as their owners know
- * it (frees from other threads not yet collected still count).  The walk
- * is bounded: other threads may be changing their lists meanwhile. */
-void mmh_stats_classes(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES])
-{
-    memset(cs, 0, MMH_CLASSES * sizeof *cs);
-    size_t limit = h->mapped >> MMH_SLICE_SHIFT;
-    pthread_mutex_lock(&h->lock);
-    for (uint32_t i = 0; i < h->hdr->slots_hwm; i++) {
-        const mmh_slot *s = &h->slots[i];
-        for (unsigned c = 1; c < MMH_CLASSES; c++)
-            class_pages_add(h, s->pages[c], cs, limit);
-        class_pages_add(h, s->full, cs, limit);
-    }
-    pthread_mutex_unlock(&h->lock);
 }
