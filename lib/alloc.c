@@ -89,13 +89,26 @@ void *mmh_alloc(mmh_heap *h, size_t size)
     return mmh_alloc_fast(h, size);
 }
 
+/* Is the block p of size bytes known to be zero already?  Once: it is the
+ * caller's to write afterwards. */
+static bool fresh_zero(void *p, size_t size)
+{
+    if (size <= MMH_SMALL_MAX)
+        return false;
+    mmh_page *pg = mmh_page_of(p);
+    if (!(pg->flags & MMH_PF_ZEROED))
+        return false;
+    pg->flags &= (uint8_t)~MMH_PF_ZEROED;
+    return true;
+}
+
 void *mmh_calloc(mmh_heap *h, size_t n, size_t size)
 {
     size_t total;
     if (__builtin_mul_overflow(n, size, &total))
         return mmh_fail_null(ENOMEM, "mmh_calloc: %zu * %zu bytes overflows", n, size);
     void *p = mmh_alloc(h, total);
-    if (p)
+    if (p && !fresh_zero(p, total))
         memset(p, 0, total);
     return p;
 }
@@ -204,20 +217,25 @@ size_t mmh_usable_size(mmh_heap *h, const void *p)
     }
 }
 
-/* Resize a large block in place; true when it now holds size bytes. */
+/* Resize a large or huge block in place; true when it now holds size
+ * bytes. */
 static bool resize_in_place(mmh_heap *h, mmh_page *pg, size_t size)
 {
-    if (pg->kind != MMH_PAGE_LARGE)
-        return false;
-    size_t slices = (size + MMH_SLICE_SIZE - 1) >> MMH_SLICE_SHIFT;
-    bool ok = true;
     void *p = mmh_ptr(h, pg->free);
+    bool ok;
     pthread_mutex_lock(&h->lock);
     size_t before = mmh_usable_size(h, p);
-    if (slices < pg->slice_count)
-        mmh_span_shrink(h, pg, slices);
-    else if (slices > pg->slice_count)
-        ok = slices < MMH_SEG_SLICES && mmh_span_grow(h, pg, slices);
+    if (pg->kind == MMH_PAGE_HUGE) {
+        size_t lead = (size_t)((char *)p - ((char *)mmh_segment_of(p) - MMH_SEGHDR_OFFSET));
+        ok = mmh_huge_resize(h, pg, (lead + size + MMH_SEG_MASK) >> MMH_SEG_SHIFT);
+    } else {
+        size_t slices = (size + MMH_SLICE_SIZE - 1) >> MMH_SLICE_SHIFT;
+        ok = true;
+        if (slices < pg->slice_count)
+            mmh_span_shrink(h, pg, slices);
+        else if (slices > pg->slice_count)
+            ok = slices < MMH_SEG_SLICES && mmh_span_grow(h, pg, slices);
+    }
     if (ok) {
         h->hdr->large_free_bytes += before;
         h->hdr->large_alloc_bytes += mmh_usable_size(h, p);

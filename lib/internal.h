@@ -89,6 +89,9 @@ enum {
     MMH_PF_HOLES   = 1u << 1, /* free span: some of it was handed back      */
     MMH_PF_FULL    = 1u << 2, /* small page parked on its slot's full list  */
     MMH_PF_PUNCHED = 1u << 3, /* free span: a hole in the file as committed */
+    MMH_PF_ZEROED  = 1u << 4, /* large block just made of memory known to be
+                                 zero (purged, or never touched, in an
+                                 anonymous heap): calloc need not clear it */
 };
 
 /* Flags of a free span made of two: purged (punched) if both were, holes
@@ -450,6 +453,7 @@ MMH_HIDDEN bool      mmh_span_grow(mmh_heap *h, mmh_page *pg, size_t slices);
 MMH_HIDDEN void      mmh_span_shrink(mmh_heap *h, mmh_page *pg, size_t slices);
 MMH_HIDDEN mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, char **block);
 MMH_HIDDEN void      mmh_huge_free(mmh_heap *h, mmh_page *pg);
+MMH_HIDDEN bool      mmh_huge_resize(mmh_heap *h, mmh_page *pg, size_t nsegs);
 MMH_HIDDEN size_t    mmh_huge_segments(const mmh_heap *h, const mmh_page *pg);
 MMH_HIDDEN void      mmh_purge_maybe(mmh_heap *h);
 MMH_HIDDEN uint64_t  mmh_purge_all(mmh_heap *h); /* takes h->lock; bytes purged */

@@ -120,6 +120,7 @@ static mmh_page *page_new(mmh_heap *h, uint32_t slot_id, unsigned cls)
     if (!pg)
         return NULL;
     pg->kind = MMH_PAGE_SMALL;
+    pg->flags = 0;
     pg->cls = (uint8_t)cls;
     pg->block_size = (uint32_t)bsize;
     pg->reserved = (uint32_t)((slices << MMH_SLICE_SHIFT) / bsize);

@@ -33,6 +33,19 @@ static size_t seg_count(const mmh_heap *h)
     return h->mapped >> MMH_SEG_SHIFT;
 }
 
+/* Flags of memory the heap just grew by: in an anonymous heap it was never
+ * touched, so it is zero and has nothing to hand back. */
+static unsigned fresh_flags(const mmh_heap *h)
+{
+    return h->fd < 0 ? MMH_PF_PURGED : 0;
+}
+
+/* A large block made of memory with these free-span flags. */
+static unsigned block_flags(const mmh_heap *h, unsigned flags)
+{
+    return h->fd < 0 && (flags & MMH_PF_PURGED) ? MMH_PF_ZEROED : 0;
+}
+
 /* Bytes handed to pages and large blocks: now, and at most so far. */
 static void used_add(mmh_heap *h, size_t bytes)
 {
@@ -174,7 +187,7 @@ static size_t segrun_alloc(mmh_heap *h, size_t n, size_t modulus, size_t lead, u
         }
         if (mmh_region_grow(h, need << MMH_SEG_SHIFT) != 0)
             return SIZE_MAX;
-        segrun_free(h, old, need - old, 0);
+        segrun_free(h, old, need - old, fresh_flags(h));
     }
 }
 
@@ -195,9 +208,9 @@ void mmh_segment_init_first(mmh_heap *h)
     size_t first = h->hdr->first_slice;
     s->first_slice = (uint32_t)first;
     span_mark(s, 0, first, MMH_PAGE_META, 0);
-    span_insert_free(h, s, first, MMH_SEG_SLICES - first, 0);
+    span_insert_free(h, s, first, MMH_SEG_SLICES - first, fresh_flags(h));
     if (seg_count(h) > 1)
-        segrun_free(h, 1, seg_count(h) - 1, 0);
+        segrun_free(h, 1, seg_count(h) - 1, fresh_flags(h));
 }
 
 /* ---- spans ------------------------------------------------------------ */
@@ -226,7 +239,7 @@ mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices)
         span_insert_free(h, s, idx, start - idx, flags);
     if (start + slices < idx + n)
         span_insert_free(h, s, start + slices, idx + n - start - slices, flags);
-    pg = span_mark(s, start, slices, MMH_PAGE_LARGE, 0);
+    pg = span_mark(s, start, slices, MMH_PAGE_LARGE, block_flags(h, flags));
     used_add(h, slices << MMH_SLICE_SHIFT);
     if ((flags & MMH_PF_HOLES) &&
         mmh_region_prepare(h, mmh_off(h, mmh_page_start(pg)), slices << MMH_SLICE_SHIFT) != 0) {
@@ -331,7 +344,7 @@ mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, char **block)
     mmh_segment *s = segment_init(h, idx, MMH_SEGMAP_HUGE, nsegs);
     for (size_t i = 1; i < nsegs; i++)
         h->segmap[idx + i] = MMH_SEGMAP(MMH_SEGMAP_HUGE_IN, i);
-    mmh_page *pg = span_mark(s, 1, MMH_SEG_SLICES, MMH_PAGE_HUGE, 0);
+    mmh_page *pg = span_mark(s, 1, MMH_SEG_SLICES, MMH_PAGE_HUGE, block_flags(h, flags));
     *block = (char *)s - MMH_SEGHDR_OFFSET + off;
     pg->free = mmh_off(h, *block);
     used_add(h, nsegs << MMH_SEG_SHIFT);
@@ -352,6 +365,51 @@ void mmh_huge_free(mmh_heap *h, mmh_page *pg)
     h->used_bytes -= n << MMH_SEG_SHIFT;
     segrun_free(h, idx, n, 0);
     mmh_purge_maybe(h);
+}
+
+/* Resize a huge block's run to nsegs segments in place: shrink it, or
+ * grow it into the free run after it (growing the heap when that run, or
+ * the block, ends the heap).  False when the segments after it are taken. */
+bool mmh_huge_resize(mmh_heap *h, mmh_page *pg, size_t nsegs)
+{
+    size_t idx = mmh_seg_index(h, (char *)segment_of_page(pg) - MMH_SEGHDR_OFFSET);
+    size_t n = MMH_SEGMAP_LEN(h->segmap[idx]), end = idx + n;
+    if (nsegs <= n) {
+        if (nsegs == n)
+            return true;
+        h->segmap[idx] = MMH_SEGMAP(MMH_SEGMAP_HUGE, nsegs);
+        h->used_bytes -= (n - nsegs) << MMH_SEG_SHIFT;
+        h->hdr->unpurged += (uint64_t)(n - nsegs) << MMH_SEG_SHIFT;
+        segrun_free(h, idx + nsegs, n - nsegs, 0);
+        mmh_purge_maybe(h);
+        return true;
+    }
+    size_t need = nsegs - n, avail = 0;
+    if (end < seg_count(h) && MMH_SEGMAP_KIND(h->segmap[end]) == MMH_SEGMAP_FREE)
+        avail = mmh_seg_at(h, end)->nsegs;
+    if (avail < need && end + avail == seg_count(h)) {
+        size_t old = seg_count(h);
+        if (idx + nsegs > (h->max_size >> MMH_SEG_SHIFT) ||
+            mmh_region_grow(h, (idx + nsegs) << MMH_SEG_SHIFT) != 0)
+            return false;
+        segrun_free(h, old, idx + nsegs - old, fresh_flags(h));
+        avail = mmh_seg_at(h, end)->nsegs;
+    }
+    if (avail < need)
+        return false;
+    mmh_segment *run = mmh_seg_at(h, end);
+    unsigned flags = run->flags;
+    if ((flags & MMH_PF_HOLES) &&
+        mmh_region_prepare(h, end << MMH_SEG_SHIFT, need << MMH_SEG_SHIFT) != 0)
+        return false;
+    segrun_unlink(h, run);
+    if (avail > need)
+        segrun_insert(h, end + need, avail - need, flags);
+    h->segmap[idx] = MMH_SEGMAP(MMH_SEGMAP_HUGE, nsegs);
+    for (size_t i = n; i < nsegs; i++)
+        h->segmap[idx + i] = MMH_SEGMAP(MMH_SEGMAP_HUGE_IN, i);
+    used_add(h, need << MMH_SEG_SHIFT);
+    return true;
 }
 
 /* ---- handing memory back ----------------------------------------------- */
