@@ -14,7 +14,10 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-static __thread char errmsg_buf[512];
+/* Small: the library's initial-exec variables (thread.c) put all of its
+ * thread-local storage in the static TLS block, of which a process that
+ * dlopens the library has little to spare.  Longer reasons are cut. */
+static __thread char errmsg_buf[256];
 
 struct out {
     char  *p, *end;

@@ -100,7 +100,7 @@ static long scan(int pagemap, char *start, char *end, struct mmh_page_region *ve
 static int uffd_probe(void)
 {
     static _Atomic int verdict; /* 0 unknown, 1 works, -1 not */
-    static __thread char reason[256];
+    static char reason[256];    /* why not: written before verdict */
     int v = atomic_load(&verdict);
     if (v == 0) {
         int uffd = uffd_create(), pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
