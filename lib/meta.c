@@ -7,7 +7,9 @@
  * re-enter the heap.  Small requests come from power-of-two free lists
  * carved from 64 KiB mappings, which are kept; larger ones are mappings of
  * their own.  A 16-byte header in front of every block records its class,
- * or the length of its mapping.
+ * or the length of its mapping.  Blocks are 16-byte aligned; those of
+ * their own mapping start a cache line in, so that they are 64-byte
+ * aligned (a heap header image, with its aligned page descriptor).
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -22,6 +24,7 @@
 #define META_CLASSES   (META_MAX_SHIFT - META_MIN_SHIFT + 1)
 #define META_CHUNK     ((size_t)64 << 10)
 #define META_MAPPED    0xffffffffu                   /* class of a mapping */
+#define META_MAP_LEAD  64u                           /* mapping to block   */
 
 typedef struct meta_hdr {
     uint32_t cls;      /* size class, or META_MAPPED */
@@ -45,25 +48,31 @@ static meta_hdr *hdr_of(void *p)
     return (meta_hdr *)((char *)p - META_HDR);
 }
 
+static char *mapping_of(void *p)
+{
+    return (char *)p - META_MAP_LEAD;
+}
+
 static size_t capacity(const meta_hdr *mh)
 {
     if (mh->cls == META_MAPPED)
-        return mh->len - META_HDR;
+        return mh->len - META_MAP_LEAD;
     return ((size_t)1 << (mh->cls + META_MIN_SHIFT)) - META_HDR;
 }
 
 static void *map_block(size_t size)
 {
-    if (size > SIZE_MAX - META_HDR - 4096) {
+    if (size > SIZE_MAX - META_MAP_LEAD - 4096) {
         errno = ENOMEM;
         return NULL;
     }
-    size_t len = page_round(size + META_HDR);
-    meta_hdr *mh = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mh == MAP_FAILED)
+    size_t len = page_round(size + META_MAP_LEAD);
+    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED)
         return NULL;
-    *mh = (meta_hdr){ .cls = META_MAPPED, .len = len };
-    return (char *)mh + META_HDR;
+    void *p = map + META_MAP_LEAD;
+    *hdr_of(p) = (meta_hdr){ .cls = META_MAPPED, .len = len };
+    return p;
 }
 
 /* A block of class cls, with meta_lock held. */
@@ -123,7 +132,7 @@ void mmh_meta_free(void *p)
         return;
     meta_hdr *mh = hdr_of(p);
     if (mh->cls == META_MAPPED) {
-        munmap(mh, mh->len);
+        munmap(mapping_of(p), mh->len);
         return;
     }
     pthread_mutex_lock(&meta_lock);
@@ -139,13 +148,14 @@ void *mmh_meta_realloc(void *p, size_t size)
     meta_hdr *mh = hdr_of(p);
     if (size <= capacity(mh))
         return p;
-    if (mh->cls == META_MAPPED && size <= SIZE_MAX - META_HDR - 4096) {
-        size_t len = page_round(size + META_HDR);
-        meta_hdr *moved = mremap(mh, mh->len, len, MREMAP_MAYMOVE);
+    if (mh->cls == META_MAPPED && size <= SIZE_MAX - META_MAP_LEAD - 4096) {
+        size_t len = page_round(size + META_MAP_LEAD);
+        char *moved = mremap(mapping_of(p), mh->len, len, MREMAP_MAYMOVE);
         if (moved == MAP_FAILED)
             return NULL;
-        moved->len = len;
-        return (char *)moved + META_HDR;
+        p = moved + META_MAP_LEAD;
+        hdr_of(p)->len = len;
+        return p;
     }
     void *q = mmh_meta_alloc(size);
     if (q) {
