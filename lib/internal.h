@@ -126,7 +126,7 @@ typedef struct __attribute__((aligned(64))) mmh_page {
     uint8_t  cls;
     uint8_t  flags;           /* MMH_PF_*, owner or heap lock              */
     uint8_t  pad_;
-    uint32_t pad2_;
+    uint32_t freed_ms;        /* FREE: when it was freed (mmh_clock_ms)    */
     _Atomic uint64_t xfree;   /* blocks freed by other threads: heap offset
                                  of the first, low bits MMH_XF_*           */
     uint64_t xnext;           /* link on the slot's notified stack         */
@@ -141,7 +141,9 @@ typedef struct mmh_segment {
     uint32_t nsegs;           /* free run head: segments in the run        */
     uint32_t flags;           /* MMH_PF_PURGED for a free run              */
     uint64_t next, prev;      /* free run list: heap offsets of segments   */
-    uint64_t reserved_[5];
+    uint32_t freed_ms;        /* free run head: when it was freed          */
+    uint32_t pad_;
+    uint64_t reserved_[4];
     mmh_page pages[MMH_SEG_SLICES + 1]; /* +1: see the geometry note       */
 } mmh_segment;
 
@@ -284,6 +286,7 @@ struct mmh_heap {
     uint64_t        last_fork_ns, last_job_ns, last_job_bytes, cow_pages, jobs, jobs_failed;
     size_t          used_bytes, used_peak; /* in spans given to blocks (lock) */
     uint64_t        purged_bytes; /* free memory handed back to the system */
+    uint32_t        purge_pass_ms; /* when free memory was last purged      */
     struct mmh_heap *next_open;
 };
 

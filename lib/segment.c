@@ -5,8 +5,9 @@
  * neighbours on free: a span's head descriptor knows its length, its last
  * descriptor points back to the head.  Whole segments are kept in runs,
  * coalesced through the segment map.  Free memory is handed back in batches
- * (mmh_purge_maybe) so that a free followed by an allocation of the same
- * size does not fault its pages in again.
+ * (mmh_purge_maybe); in an anonymous heap only once it has stayed free for
+ * PURGE_DELAY_MS, so that memory freed and allocated again soon is not
+ * faulted in again.
  *
  * Every function here but mmh_purge_all runs with h->lock held.
  */
@@ -14,8 +15,18 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
-#define PURGE_MIN ((uint64_t)8 << 20)
+#define PURGE_MIN      ((uint64_t)8 << 20)
+#define PURGE_DELAY_MS 1000u
+
+/* Milliseconds, for the age of free memory; wraps, ages are differences. */
+static uint32_t clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
 
 static mmh_segment *segment_of_page(const mmh_page *pg)
 {
@@ -89,9 +100,12 @@ static mmh_page *span_mark(mmh_segment *s, size_t idx, size_t n, unsigned kind, 
     return head;
 }
 
-static void span_insert_free(mmh_heap *h, mmh_segment *s, size_t idx, size_t n, unsigned flags)
+static void span_insert_free(mmh_heap *h, mmh_segment *s, size_t idx, size_t n, unsigned flags,
+                             uint32_t freed)
 {
-    bin_push(h, span_mark(s, idx, n, MMH_PAGE_FREE, flags));
+    mmh_page *pg = span_mark(s, idx, n, MMH_PAGE_FREE, flags);
+    pg->freed_ms = freed;
+    bin_push(h, pg);
 }
 
 /* ---- segment runs ---------------------------------------------------- */
@@ -108,13 +122,14 @@ static void segrun_unlink(mmh_heap *h, mmh_segment *s)
         next->prev = s->prev;
 }
 
-static void segrun_insert(mmh_heap *h, size_t idx, size_t n, unsigned flags)
+static void segrun_insert(mmh_heap *h, size_t idx, size_t n, unsigned flags, uint32_t freed)
 {
     mmh_segment *s = mmh_seg_at(h, idx);
     mmh_segment *head = h->hdr->free_segs ? (mmh_segment *)mmh_ptr(h, h->hdr->free_segs) : NULL;
     s->magic = MMH_SEG_MAGIC;
     s->nsegs = (uint32_t)n;
     s->flags = flags;
+    s->freed_ms = freed;
     s->prev = 0;
     s->next = h->hdr->free_segs;
     if (head)
@@ -149,13 +164,14 @@ static void segrun_free(mmh_heap *h, size_t idx, size_t n, unsigned flags)
             idx = head;
         }
     }
-    segrun_insert(h, idx, end - idx, flags);
+    segrun_insert(h, idx, end - idx, flags, clock_ms());
 }
 
 /* Find n free segments such that segment (start + lead) is aligned to
  * `modulus` segments in absolute address terms; grow the heap if needed.
  * Returns the first segment index or SIZE_MAX (errno set). */
-static size_t segrun_alloc(mmh_heap *h, size_t n, size_t modulus, size_t lead, unsigned *flags)
+static size_t segrun_alloc(mmh_heap *h, size_t n, size_t modulus, size_t lead, unsigned *flags,
+                           uint32_t *freed)
 {
     size_t base_seg = (uintptr_t)h->base >> MMH_SEG_SHIFT;
     for (;;) {
@@ -171,11 +187,12 @@ static size_t segrun_alloc(mmh_heap *h, size_t n, size_t modulus, size_t lead, u
             if (start + n > idx + len)
                 continue;
             *flags = s->flags;
+            *freed = s->freed_ms;
             segrun_unlink(h, s);
             if (start > idx)
-                segrun_insert(h, idx, start - idx, s->flags);
+                segrun_insert(h, idx, start - idx, *flags, *freed);
             if (start + n < idx + len)
-                segrun_insert(h, start + n, idx + len - start - n, *flags);
+                segrun_insert(h, start + n, idx + len - start - n, *flags, *freed);
             return start;
         }
         size_t mis = (base_seg + tail_start + lead) % modulus;
@@ -208,7 +225,7 @@ void mmh_segment_init_first(mmh_heap *h)
     size_t first = h->hdr->first_slice;
     s->first_slice = (uint32_t)first;
     span_mark(s, 0, first, MMH_PAGE_META, 0);
-    span_insert_free(h, s, first, MMH_SEG_SLICES - first, fresh_flags(h));
+    span_insert_free(h, s, first, MMH_SEG_SLICES - first, fresh_flags(h), clock_ms());
     if (seg_count(h) > 1)
         segrun_free(h, 1, seg_count(h) - 1, fresh_flags(h));
 }
@@ -223,22 +240,24 @@ mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices)
     uint64_t avail = h->hdr->span_bitmap & ~((2ull << (need - 1)) - 1);
     if (!avail) {
         unsigned flags;
-        size_t idx = segrun_alloc(h, 1, 1, 0, &flags);
+        uint32_t freed;
+        size_t idx = segrun_alloc(h, 1, 1, 0, &flags, &freed);
         if (idx == SIZE_MAX)
             return NULL;
         mmh_segment *s = segment_init(h, idx, MMH_SEGMAP_SLICED, 0);
-        span_insert_free(h, s, 1, MMH_SEG_SLICES - 1, flags);
+        span_insert_free(h, s, 1, MMH_SEG_SLICES - 1, flags, freed);
         avail = h->hdr->span_bitmap & ~((2ull << (need - 1)) - 1);
     }
     mmh_page *pg = mmh_page_at(h, h->hdr->span_bins[__builtin_ctzll(avail)]);
     mmh_segment *s = segment_of_page(pg);
     size_t idx = page_index(pg), n = pg->slice_count, start = mmh_align_up(idx, align_slices);
     unsigned flags = pg->flags;
+    uint32_t freed = pg->freed_ms;
     bin_remove(h, pg);
     if (start > idx)
-        span_insert_free(h, s, idx, start - idx, flags);
+        span_insert_free(h, s, idx, start - idx, flags, freed);
     if (start + slices < idx + n)
-        span_insert_free(h, s, start + slices, idx + n - start - slices, flags);
+        span_insert_free(h, s, start + slices, idx + n - start - slices, flags, freed);
     pg = span_mark(s, start, slices, MMH_PAGE_LARGE, block_flags(h, flags));
     used_add(h, slices << MMH_SLICE_SHIFT);
     if ((flags & MMH_PF_HOLES) &&
@@ -277,7 +296,7 @@ void mmh_span_free(mmh_heap *h, mmh_page *pg)
     if (seg != 0 && idx == s->first_slice && idx + n == MMH_SEG_SLICES)
         segrun_free(h, seg, 1, flags);
     else
-        span_insert_free(h, s, idx, n, flags);
+        span_insert_free(h, s, idx, n, flags, clock_ms());
     mmh_purge_maybe(h);
 }
 
@@ -297,9 +316,10 @@ bool mmh_span_grow(mmh_heap *h, mmh_page *pg, size_t slices)
         mmh_region_prepare(h, mmh_off(h, mmh_page_start(next)),
                            (slices - n) << MMH_SLICE_SHIFT) != 0)
         return false;
+    uint32_t freed = next->freed_ms;
     bin_remove(h, next);
     if (total > slices)
-        span_insert_free(h, s, idx + slices, total - slices, flags);
+        span_insert_free(h, s, idx + slices, total - slices, flags, freed);
     pg->slice_count = (uint16_t)slices;
     for (size_t i = n; i < slices; i++)
         s->pages[idx + i].slice_offset = (uint16_t)i;
@@ -333,7 +353,8 @@ mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, char **block)
         nsegs = 1 + ((size + MMH_SEG_MASK) >> MMH_SEG_SHIFT);
     }
     unsigned flags;
-    size_t idx = segrun_alloc(h, nsegs, modulus, lead, &flags);
+    uint32_t freed;
+    size_t idx = segrun_alloc(h, nsegs, modulus, lead, &flags, &freed);
     if (idx == SIZE_MAX)
         return NULL;
     if ((flags & MMH_PF_HOLES) &&
@@ -404,7 +425,7 @@ bool mmh_huge_resize(mmh_heap *h, mmh_page *pg, size_t nsegs)
         return false;
     segrun_unlink(h, run);
     if (avail > need)
-        segrun_insert(h, end + need, avail - need, flags);
+        segrun_insert(h, end + need, avail - need, flags, run->freed_ms);
     h->segmap[idx] = MMH_SEGMAP(MMH_SEGMAP_HUGE, nsegs);
     for (size_t i = n; i < nsegs; i++)
         h->segmap[idx + i] = MMH_SEGMAP(MMH_SEGMAP_HUGE_IN, i);
@@ -415,31 +436,43 @@ bool mmh_huge_resize(mmh_heap *h, mmh_page *pg, size_t nsegs)
 /* ---- handing memory back ----------------------------------------------- */
 
 /* Call fn on every free span and free segment run whose flags have all of
- * `need` and none of `skip`, adding `set` to its flags when fn succeeds.
- * A run keeps its head segment's first slice: it holds the run's links. */
+ * `need` and none of `skip`, and that has been free for min_age ms, adding
+ * `set` to its flags when fn succeeds; a younger one's bytes are added to
+ * *young.  A run keeps its head segment's first slice: it holds the run's
+ * links. */
 static int free_ranges_each(mmh_heap *h, unsigned need, unsigned skip, unsigned set,
-                            mmh_range_fn fn)
+                            uint32_t min_age, uint64_t *young, mmh_range_fn fn)
 {
     mmh_hdr *hdr = h->hdr;
+    uint32_t now = min_age ? clock_ms() : 0;
     for (uint64_t bits = hdr->span_bitmap; bits; bits &= bits - 1) {
         for (mmh_page *pg = mmh_page_at(h, hdr->span_bins[__builtin_ctzll(bits)]); pg;
              pg = mmh_page_at(h, pg->next)) {
+            size_t len = (size_t)pg->slice_count << MMH_SLICE_SHIFT;
             if ((pg->flags & need) != need || (pg->flags & skip))
                 continue;
-            if (fn(h, mmh_off(h, mmh_page_start(pg)), (size_t)pg->slice_count << MMH_SLICE_SHIFT,
-                   NULL) != 0)
+            if (now - pg->freed_ms < min_age) {
+                *young += len;
+                continue;
+            }
+            if (fn(h, mmh_off(h, mmh_page_start(pg)), len, NULL) != 0)
                 return -1;
             pg->flags |= (uint8_t)set;
         }
     }
     for (uint64_t off = hdr->free_segs; off;) {
         mmh_segment *s = (mmh_segment *)mmh_ptr(h, off);
+        size_t len = ((size_t)s->nsegs << MMH_SEG_SHIFT) - MMH_SLICE_SIZE;
         off = s->next;
         if ((s->flags & need) != need || (s->flags & skip))
             continue;
+        if (now - s->freed_ms < min_age) {
+            *young += len;
+            continue;
+        }
         size_t start = (mmh_seg_index(h, (char *)s - MMH_SEGHDR_OFFSET) << MMH_SEG_SHIFT) +
                        MMH_SLICE_SIZE;
-        if (fn(h, start, ((size_t)s->nsegs << MMH_SEG_SHIFT) - MMH_SLICE_SIZE, NULL) != 0)
+        if (fn(h, start, len, NULL) != 0)
             return -1;
         s->flags |= set;
     }
@@ -454,24 +487,37 @@ static int purge_range(mmh_heap *h, size_t off, size_t len, void *arg)
     return 0;
 }
 
-static void purge(mmh_heap *h)
+/* Hand back the free memory that has been free for min_age ms; what is
+ * younger stays counted as not handed back. */
+static void purge(mmh_heap *h, uint32_t min_age)
 {
-    free_ranges_each(h, 0, MMH_PF_PURGED, MMH_PF_PURGED | MMH_PF_HOLES, purge_range);
-    h->hdr->unpurged = 0;
+    uint64_t young = 0;
+    free_ranges_each(h, 0, MMH_PF_PURGED, MMH_PF_PURGED | MMH_PF_HOLES, min_age, &young,
+                     purge_range);
+    h->hdr->unpurged = young;
+    h->purge_pass_ms = clock_ms();
 }
 
+/* A pass when enough free memory is waiting.  In an anonymous heap only
+ * memory free for PURGE_DELAY_MS goes, and passes (which walk every free
+ * span) come at most a few per delay; a file heap's free memory goes at
+ * once, to become holes in the file at the next commit. */
 void mmh_purge_maybe(mmh_heap *h)
 {
     uint64_t threshold = h->mapped / 16 > PURGE_MIN ? h->mapped / 16 : PURGE_MIN;
-    if (h->hdr->unpurged >= threshold)
-        purge(h);
+    if (h->hdr->unpurged < threshold)
+        return;
+    if (h->fd >= 0)
+        purge(h, 0);
+    else if (clock_ms() - h->purge_pass_ms >= PURGE_DELAY_MS / 4)
+        purge(h, PURGE_DELAY_MS);
 }
 
 uint64_t mmh_purge_all(mmh_heap *h)
 {
     pthread_mutex_lock(&h->lock);
     uint64_t before = h->purged_bytes;
-    purge(h);
+    purge(h, 0);
     uint64_t purged = h->purged_bytes - before;
     pthread_mutex_unlock(&h->lock);
     return purged;
@@ -481,5 +527,6 @@ uint64_t mmh_purge_all(mmh_heap *h)
  * holes in the file, once. */
 int mmh_punch_purged(mmh_heap *h, mmh_range_fn punch)
 {
-    return free_ranges_each(h, MMH_PF_PURGED, MMH_PF_PUNCHED, MMH_PF_PUNCHED, punch);
+    uint64_t young = 0;
+    return free_ranges_each(h, MMH_PF_PURGED, MMH_PF_PUNCHED, MMH_PF_PUNCHED, 0, &young, punch);
 }
