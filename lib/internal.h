@@ -564,10 +564,11 @@ static inline __attribute__((always_inline)) void *mmh_alloc_fast(mmh_heap *h, s
     return mmh_alloc_slow(h, size, MMH_MIN_ALIGN);
 }
 
-/* A small block back onto a page the thread owns; false when p is
- * anything else (mmh_free_slow's work).  The slow part is needed only when
- * a page other than its class's current one empties, or a parked (full)
- * page gets a block back. */
+/* A small block back onto a page the thread owns, or onto the remote-free
+ * list of another thread's page; false when p is anything else
+ * (mmh_free_slow's work).  The owner's slow part is needed only when a page
+ * other than its class's current one empties, or a parked (full) page gets
+ * a block back. */
 static inline __attribute__((always_inline)) bool mmh_free_fast(mmh_heap *h, void *p)
 {
     mmh_tbind *b = &mmh_tls_binds[0];
@@ -577,8 +578,12 @@ static inline __attribute__((always_inline)) bool mmh_free_fast(mmh_heap *h, voi
                  h->segmap[(rel - 1) >> MMH_SEG_SHIFT] != MMH_SEGMAP(MMH_SEGMAP_SLICED, 0)))
         return false;
     mmh_page *pg = mmh_page_of(p);
-    if (unlikely(pg->slot != b->slot_id))
-        return false;
+    if (unlikely(pg->slot != b->slot_id)) {
+        if (pg->kind != MMH_PAGE_SMALL || !pg->slot)
+            return false;
+        mmh_page_free_remote(h, pg, p); /* the page stays while p is live */
+        return true;
+    }
     *(uint64_t *)p = pg->free;
     pg->free = rel;
     if (unlikely((--pg->used == 0 &&
