@@ -51,7 +51,7 @@ static void *alloc_with(mmh_heap *h, mmh_tbind *b, size_t size, size_t align)
 {
     if (size <= MMH_SMALL_MAX && align <= MMH_SLICE_SIZE) {
         unsigned cls = mmh_size_class(size < align ? align : size);
-        while (mmh_class_size(cls) % align)
+        while (mmh_class_size(cls) & (align - 1))
             cls++;
         if (cls < MMH_CLASSES) {
             mmh_page *pg = (mmh_page *)(b->base + b->slot->pages[cls]);

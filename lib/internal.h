@@ -557,9 +557,11 @@ static inline __attribute__((always_inline)) void *mmh_alloc_fast(mmh_heap *h, s
 {
     mmh_tbind *b = &mmh_tls_binds[0];
     if (likely(b->uid == h->uid && size <= MMH_SMALL_MAX)) {
-        mmh_page *pg = (mmh_page *)(b->base + b->slot->pages[mmh_size_class(size)]);
+        unsigned cls = mmh_size_class(size);
+        mmh_page *pg = (mmh_page *)(b->base + b->slot->pages[cls]);
         if (likely(pg->free))
             return mmh_page_pop(h, pg);
+        return mmh_page_alloc_slow(h, b, cls);
     }
     return mmh_alloc_slow(h, size, MMH_MIN_ALIGN);
 }

@@ -45,13 +45,32 @@ static bool park(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
     return true;
 }
 
+/* Put pg second in its class's list, behind the current page: that page
+ * goes on serving, and pg, which may hold only the block just freed,
+ * gathers more frees before its turn (at the head, it would be used up and
+ * parked again at once). */
+static void class_insert_second(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
+{
+    uint64_t head = slot->pages[pg->cls], off = mmh_off(h, pg);
+    if (head == MMH_EMPTY_PAGE_OFF) {
+        class_push(h, slot, pg);
+        return;
+    }
+    mmh_page *cur = mmh_page_at(h, head);
+    pg->prev = head;
+    pg->next = cur->next;
+    if (cur->next)
+        mmh_page_at(h, cur->next)->prev = off;
+    cur->next = off;
+}
+
 /* The FULL bit in xfree stays set: clearing it would cost an atomic
  * operation on every unpark; drain_notified and retire clear it lazily. */
 static void unpark(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
     mmh_list_unlink(h, &slot->full, 0, pg);
     pg->flags &= (uint8_t)~MMH_PF_FULL;
-    class_push(h, slot, pg);
+    class_insert_second(h, slot, pg);
 }
 
 /* Take back the parked pages that remote frees queued on this slot. */
