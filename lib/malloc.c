@@ -330,16 +330,17 @@ typedef void (*new_handler_fn)(void);
 extern new_handler_fn _ZSt15get_new_handlerv(void) __attribute__((weak));
 extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn));
 
-/* Out of memory in operator new: call the new-handler until it makes room
- * (or throws); without one, throw std::bad_alloc, or for the nothrow forms
- * return NULL.  A handler that throws from a nothrow form propagates. */
-static __attribute__((noinline)) void *new_failed(size_t size, size_t align, bool nothrow)
+/* Out of memory in a throwing operator new: call the new-handler until it
+ * makes room (or throws), and without one throw std::bad_alloc.  The
+ * nothrow forms return NULL without calling it: a handler may throw, and C
+ * cannot catch that on their behalf (they are noexcept: it would end the
+ * program); "a pointer or NULL" is all the standard requires of a
+ * replacement. */
+static __attribute__((noinline)) void *new_failed(size_t size, size_t align)
 {
     for (;;) {
         new_handler_fn handler = _ZSt15get_new_handlerv ? _ZSt15get_new_handlerv() : NULL;
         if (!handler) {
-            if (nothrow)
-                return NULL;
             if (_ZSt17__throw_bad_allocv)
                 _ZSt17__throw_bad_allocv();
             mmh_log("operator new(%zu): out of memory, and no C++ runtime to throw "
@@ -357,13 +358,13 @@ static inline void *cxx_new(size_t size, bool nothrow)
 {
     mmh_heap *h = heap();
     void *p = likely(h) ? mmh_alloc_fast(h, size) : NULL;
-    return likely(p) ? p : new_failed(size, 0, nothrow);
+    return likely(p) || nothrow ? p : new_failed(size, 0);
 }
 
 static inline void *cxx_new_aligned(size_t size, size_t align, bool nothrow)
 {
     void *p = mmh_aligned_alloc(heap(), align, size);
-    return likely(p) ? p : new_failed(size, align, nothrow);
+    return likely(p) || nothrow ? p : new_failed(size, align);
 }
 
 /* operator new(size_t) and new[], nothrow_t, align_val_t forms */

@@ -1,7 +1,7 @@
 # tests: owned by the test suite (included from the top Makefile.am; every
 # path is relative to the top directory).
 #
-#   make check              the cmocka suite
+#   make check              the cmocka suite and tests/preload.sh
 #   make check-valgrind     the suite under valgrind (MMH_TEST_SCALE=0.02)
 #   make check-sanitizers   a separate ASan/UBSan build running make check
 #
@@ -25,19 +25,35 @@ MMH_TESTS = \
 	tests/test_track \
 	tests/test_snapshot
 
+# The drop-in malloc, libmmheap-malloc.  test_malloc, test_malloc_threads
+# and test_malloc_cxx are linked to it; test_malloc_dlopen is linked to no
+# mmheap library and loads it with dlopen; tests/preload.sh runs real
+# programs with it preloaded (and needs no cmocka).
+MMH_MALLOC_TESTS = \
+	tests/test_malloc \
+	tests/test_malloc_threads \
+	tests/test_malloc_cxx \
+	tests/test_malloc_dlopen
 
 EXTRA_DIST += \
 	tests/testutil.h \
 	tests/valgrind.sh \
 	tests/sanitizers.sh \
-	tests/no-cmocka.sh
+	tests/no-cmocka.sh \
+	tests/preload.sh
 
 if HAVE_CMOCKA
-check_PROGRAMS += $(MMH_TESTS)
-TESTS += $(MMH_TESTS)
+check_PROGRAMS += $(MMH_TESTS) $(MMH_MALLOC_TESTS)
+TESTS += $(MMH_TESTS) $(MMH_MALLOC_TESTS)
 else
 TESTS += tests/no-cmocka.sh
 endif
+TESTS += tests/preload.sh
+
+# Where test_malloc_dlopen and preload.sh find the library.
+AM_TESTS_ENVIRONMENT = \
+	MMH_MALLOC_LIB='$(abs_top_builddir)/.libs/libmmheap-malloc.so'; \
+	export MMH_MALLOC_LIB;
 
 MMH_TEST_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 MMH_TEST_LDADD = libmmheap.la $(CMOCKA_LIBS)
@@ -94,14 +110,51 @@ tests_test_snapshot_SOURCES = tests/test_snapshot.c tests/testutil.h
 tests_test_snapshot_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_snapshot_LDADD = $(MMH_TEST_LDADD) -ldl
 
+# MMH_TEST_DROPIN: malloc must be mmheap's (testutil.h).
+MMH_DROPIN_CPPFLAGS = $(AM_CPPFLAGS) -DMMH_TEST_DROPIN
+MMH_DROPIN_LDADD = libmmheap-malloc.la $(CMOCKA_LIBS)
+
+tests_test_malloc_SOURCES = tests/test_malloc.c tests/testutil.h
+tests_test_malloc_CPPFLAGS = $(MMH_DROPIN_CPPFLAGS)
+tests_test_malloc_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_malloc_LDADD = $(MMH_DROPIN_LDADD)
+
+tests_test_malloc_threads_SOURCES = tests/test_malloc_threads.c tests/testutil.h
+tests_test_malloc_threads_CPPFLAGS = $(MMH_DROPIN_CPPFLAGS)
+tests_test_malloc_threads_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_malloc_threads_LDADD = $(MMH_DROPIN_LDADD)
+
+# C++17 for the aligned operators new and delete; -fsized-deallocation for
+# clang++, which does not call the sized forms by default.
+tests_test_malloc_cxx_SOURCES = tests/test_malloc_cxx.cc tests/testutil.h
+tests_test_malloc_cxx_CPPFLAGS = $(MMH_DROPIN_CPPFLAGS)
+tests_test_malloc_cxx_CXXFLAGS = $(AM_CXXFLAGS) $(CMOCKA_CFLAGS) -Wall -Wextra \
+	-std=gnu++17 -fsized-deallocation
+tests_test_malloc_cxx_LDADD = $(MMH_DROPIN_LDADD)
+
+tests_test_malloc_dlopen_SOURCES = tests/test_malloc_dlopen.c tests/testutil.h
+tests_test_malloc_dlopen_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_malloc_dlopen_LDADD = $(CMOCKA_LIBS) -ldl
+
 # Reaches the trackers' internal interface: linked to the library's objects.
 tests_test_track_SOURCES = tests/test_track.c tests/testutil.h
 tests_test_track_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_track_LDADD = libmmheap-core.la $(CMOCKA_LIBS)
 
+# The drop-in malloc tests run with memcheck's own malloc left out of
+# user objects (somalloc=nouserintercepts): by default it replaces malloc in
+# libmmheap-malloc too, linked or dlopen'ed, and the tests would check
+# memcheck's allocator.  So they run mmheap's, with the allocator's code
+# under memcheck (its blocks are not memcheck's: no leak reports for them).
+# --fair-sched: valgrind's default lock starves a forking thread while
+# others allocate in loops.  preload.sh is not run: it preloads the library
+# into other programs.
 if HAVE_CMOCKA
-check-valgrind: $(MMH_TESTS)
+check-valgrind: $(MMH_TESTS) $(MMH_MALLOC_TESTS)
 	LIBTOOL="$(LIBTOOL)" $(SHELL) $(srcdir)/tests/valgrind.sh $(MMH_TESTS)
+	LIBTOOL="$(LIBTOOL)" \
+	VALGRIND_OPTS="--soname-synonyms=somalloc=nouserintercepts --fair-sched=yes $${VALGRIND_OPTS:-}" \
+	$(SHELL) $(srcdir)/tests/valgrind.sh $(MMH_MALLOC_TESTS)
 else
 check-valgrind:
 	@echo "check-valgrind: cmocka not found; install libcmocka-dev and rerun configure" >&2; exit 1

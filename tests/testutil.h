@@ -11,7 +11,11 @@
  *    only on (seed, i), so prefixes survive realloc;
  *  - a small deterministic RNG with log-uniform sizes;
  *  - test_scale(): MMH_TEST_SCALE (default 1.0) for scaling long loops down
- *    under valgrind.
+ *    under valgrind;
+ *  - for the drop-in malloc tests: is malloc mmheap's, and how much memory
+ *    does it hold.
+ *
+ * C and C++ (test_malloc_cxx) include it.
  */
 #ifndef MMHEAP_TESTUTIL_H
 #define MMHEAP_TESTUTIL_H
@@ -26,10 +30,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,7 +136,7 @@ static unsigned tu_paths_next;
 static inline char *tu_path(const char *name)
 {
     size_t n = strlen(tu_dir_buf) + strlen(name) + 2;
-    char *p = malloc(n);
+    char *p = (char *)malloc(n);
     assert_non_null(p);
     snprintf(p, n, "%s/%s", tu_dir_buf, name);
     unlink(p);
@@ -161,7 +167,7 @@ static inline int tu_write_file(const char *path, const void *data, size_t len)
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
-    const char *c = data;
+    const char *c = (const char *)data;
     while (len) {
         ssize_t w = write(fd, c, len);
         if (w < 0) {
@@ -188,7 +194,7 @@ static inline void *tu_read_file(const char *path, size_t *len)
         return NULL;
     }
     size_t n = (size_t)st.st_size;
-    char *buf = malloc(n ? n : 1);
+    char *buf = (char *)malloc(n ? n : 1);
     size_t got = 0;
     while (buf && got < n) {
         ssize_t r = read(fd, buf + got, n - got);
@@ -447,7 +453,7 @@ static inline uint64_t tu_word(uint64_t s, size_t i8)
 /* Byte i of the pattern depends only on (seed, i). */
 static inline void tu_fill(void *p, size_t n, uint64_t seed)
 {
-    unsigned char *c = p;
+    unsigned char *c = (unsigned char *)p;
     uint64_t s = tu_mix(seed);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -463,7 +469,7 @@ static inline void tu_fill(void *p, size_t n, uint64_t seed)
 /* Returns the index of the first wrong byte, or (size_t)-1 if all match. */
 static inline size_t tu_check(const void *p, size_t n, uint64_t seed)
 {
-    const unsigned char *c = p;
+    const unsigned char *c = (const unsigned char *)p;
     uint64_t s = tu_mix(seed);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -502,7 +508,7 @@ static inline int tu_verify(const void *p, size_t n, uint64_t seed)
 
 static inline int tu_all_bytes(const void *p, size_t n, unsigned char b)
 {
-    const unsigned char *c = p;
+    const unsigned char *c = (const unsigned char *)p;
     for (size_t i = 0; i < n; i++)
         if (c[i] != b)
             return 0;
@@ -550,7 +556,7 @@ typedef struct { uintptr_t lo, hi; } tu_span;   /* [lo, hi) */
 
 static inline int tu_span_cmp(const void *a, const void *b)
 {
-    const tu_span *x = a, *y = b;
+    const tu_span *x = (const tu_span *)a, *y = (const tu_span *)b;
     return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
@@ -581,6 +587,82 @@ static inline long tu_spans_sort_check(tu_span *s, size_t n)
         if (s[i].lo < s[i - 1].hi)
             return (long)i;
     return -1;
+}
+
+/* ------------------------------------------------------- drop-in malloc */
+
+/* The drop-in malloc tests run linked to libmmheap-malloc (make check
+ * defines MMH_TEST_DROPIN for them) and also against plain glibc, compiled
+ * by hand without that library, to test the tests; checks that hold only
+ * for mmheap's allocator ask tu_malloc_is_mmheap(). */
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_ASAN 1
+#endif
+#endif
+
+/* mmh_default_heap() where the process has it (libmmheap-malloc or
+ * libmmheap loaded), else NULL: looked up at run time, so the same source
+ * also links without the library. */
+static inline mmh_heap *tu_malloc_heap(void)
+{
+    mmh_heap *(*fn)(void);
+    *(void **)&fn = dlsym(RTLD_DEFAULT, "mmh_default_heap");
+    return fn ? fn() : NULL;
+}
+
+/* Is malloc mmheap's: does a fresh block lie in the default heap? */
+static inline int tu_malloc_is_mmheap(void)
+{
+    mmh_heap *h = tu_malloc_heap();
+    if (!h)
+        return 0;
+    void *probe = malloc(1);
+    int in = mmh_offset(h, probe) != 0;
+    free(probe);
+    return in;
+}
+
+/* For main() of a drop-in test: 0 (the program exits 77, skipped) where a
+ * sanitizer's runtime replaced malloc ahead of every library, as in the
+ * ASan build of make check-sanitizers: its allocator is neither mmheap's
+ * nor has glibc's semantics (aligned_alloc sizes, huge requests). */
+static inline int tu_malloc_testable(void)
+{
+#ifdef TU_ASAN
+    fprintf(stderr, "malloc is AddressSanitizer's here: nothing to test\n");
+    return 0;
+#else
+    return 1;
+#endif
+}
+
+/* Where make check linked the library, malloc must be mmheap's. */
+static inline int tu_malloc_must_be_mmheap(void)
+{
+#ifdef MMH_TEST_DROPIN
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* Bytes in live malloc blocks (in_use) and bytes the allocator holds from
+ * the system (footprint): mmh_stats of the default heap for mmheap,
+ * mallinfo2 for glibc. */
+static inline void tu_malloc_usage(size_t *in_use, size_t *footprint)
+{
+    if (tu_malloc_is_mmheap()) {
+        struct mmh_stats st = tu_stats(tu_malloc_heap());
+        *in_use = st.allocated;
+        *footprint = st.size;
+    } else {
+        struct mallinfo2 mi = mallinfo2();
+        *in_use = mi.uordblks + mi.hblkhd;
+        *footprint = mi.arena + mi.hblkhd;
+    }
 }
 
 #endif /* MMHEAP_TESTUTIL_H */
