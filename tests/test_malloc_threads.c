@@ -10,7 +10,10 @@
  *  - thread exit: destructors of a pthread key created after the allocator
  *    came up (so they run after any the allocator registered at its start)
  *    free and allocate, including a _Thread_local block; thousands of
- *    short-lived threads must not leak blocks, memory or per-thread state.
+ *    short-lived threads must not leak blocks, memory or per-thread state;
+ *  - mmh_snapshot of the whole malloc heap (mmh_default_heap) while another
+ *    thread allocates and frees: the image holds the program's data as it
+ *    was at the call.
  *
  * Linked to libmmheap-malloc by make check; also passes against glibc (see
  * test_malloc.c).
@@ -20,6 +23,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 
 static uint64_t blk_seed(const void *p, size_t n)
 {
@@ -539,6 +543,89 @@ static void test_thread_exit(void **state)
     assert_int_equal(pthread_key_delete(late_key), 0);
 }
 
+/* ------------------------------------------ snapshot of the malloc heap */
+
+#define SNAP_NODES 2000
+
+struct snap_node {
+    struct snap_node *next;
+    uint64_t value;
+    char text[40];
+};
+
+static atomic_bool snap_stop;
+
+static void *snap_churn(void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; !atomic_load(&snap_stop); i++) {
+        char *p = malloc(i % 2000 + 1);
+        assert_non_null(p);
+        memset(p, (int)i, i % 2000 + 1);
+        free(p);
+    }
+    return NULL;
+}
+
+/* The library's own bookkeeping never comes from malloc, so a snapshot of
+ * the heap malloc uses works from a program that mallocs on other threads
+ * meanwhile.  The image is checked in place, mapped at another base: its
+ * pointers are translated by offset. */
+static void test_snapshot_malloc_heap(void **state)
+{
+    (void)state;
+    if (!tu_malloc_is_mmheap())
+        skip();
+    mmh_heap *h = mmh_default_heap();
+    struct snap_node *head = NULL;
+    for (uint64_t i = 0; i < SNAP_NODES; i++) {
+        struct snap_node *n = malloc(sizeof *n);
+        assert_non_null(n);
+        n->next = head;
+        n->value = i * 7;
+        snprintf(n->text, sizeof n->text, "node %llu", (unsigned long long)i);
+        head = n;
+    }
+    assert_int_equal(mmh_set_root(h, head), 0);
+    pthread_t churn;
+    atomic_store(&snap_stop, false);
+    assert_int_equal(pthread_create(&churn, NULL, snap_churn, NULL), 0);
+    char *path = tu_path("malloc.image");
+    assert_int_equal(mmh_snapshot(h, path), 0);
+    for (struct snap_node *n = head; n; n = n->next) /* after the call: not in the image */
+        n->value = UINT64_MAX;
+    if (mmh_wait(h, 0) != 0)
+        fail_msg("snapshot of the malloc heap: %s", mmh_errmsg());
+    atomic_store(&snap_stop, true);
+    assert_int_equal(pthread_join(churn, NULL), 0);
+
+    mmh_config cfg = { .flags = MMH_READONLY | MMH_RELOCATE };
+    mmh_heap *img = mmh_open(path, &cfg);
+    if (!img)
+        fail_msg("%s: %s", path, mmh_errmsg());
+    uint64_t count = 0, want = SNAP_NODES;
+    const struct snap_node *n = mmh_root(img);
+    while (n) {
+        want--;
+        assert_int_equal(n->value, want * 7);
+        char text[40];
+        snprintf(text, sizeof text, "node %llu", (unsigned long long)want);
+        assert_string_equal(n->text, text);
+        n = n->next ? mmh_at(img, mmh_offset(h, n->next)) : NULL;
+        count++;
+    }
+    assert_int_equal(count, SNAP_NODES);
+    assert_int_equal(mmh_close(img), 0);
+    while (head) {
+        struct snap_node *next = head->next;
+        free(head);
+        head = next;
+    }
+    assert_int_equal(mmh_set_root(h, NULL), 0);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     if (!tu_malloc_testable())
@@ -548,6 +635,7 @@ int main(void)
         cmocka_unit_test(test_fork_while_allocating),
         cmocka_unit_test(test_more_threads_than_slots),
         cmocka_unit_test(test_thread_exit),
+        cmocka_unit_test(test_snapshot_malloc_heap),
     };
     return TU_RUN(tests);
 }
