@@ -87,7 +87,7 @@ enum mmh_page_kind {
 enum {
     MMH_PF_PURGED  = 1u << 0, /* free span: all its memory was handed back  */
     MMH_PF_HOLES   = 1u << 1, /* free span: some of it was handed back      */
-    MMH_PF_FULL    = 1u << 2, /* small page parked on its slot's full list  */
+    MMH_PF_FULL    = 1u << 2, /* small page parked: off its class's list    */
     MMH_PF_PUNCHED = 1u << 3, /* free span: a hole in the file as committed */
     MMH_PF_ZEROED  = 1u << 4, /* large block just made of memory known to be
                                  zero (purged, or never touched, in an
@@ -166,7 +166,7 @@ enum {
 typedef struct __attribute__((aligned(64))) mmh_slot {
     _Atomic uint64_t owner;      /* nonzero while a thread holds the slot   */
     _Atomic uint64_t xpages;     /* full pages that got remote frees        */
-    uint64_t full;               /* list of full pages                      */
+    uint64_t full_;              /* once the list of parked pages           */
     uint64_t reserved_[5];       /* once counters: mmh_stats counts pages  */
     uint64_t pages[MMH_CLASSES]; /* per class: page allocated from, whose
                                     list (next/prev) holds the others     */

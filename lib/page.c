@@ -3,11 +3,14 @@
  * A page belongs to one slot.  Its owner pops and pushes its free list
  * without synchronisation; other threads push freed blocks onto the atomic
  * xfree list, which the owner collects when its free list runs dry.  A page
- * with nothing left is parked on the slot's full list, out of the way of the
- * allocation path; the first remote free into a parked page queues it on the
- * slot's xpages stack so the owner takes it back (the FULL/NOTIFIED bits in
- * xfree make that happen exactly once).  A page whose blocks are all free
- * goes back to the span allocator.
+ * with nothing left is parked: taken off its class's list, out of the way of
+ * the allocation path, and on no list at all (keeping a list of them would
+ * cost cache misses on its neighbours at every park and unpark; mmh_stats
+ * finds pages by walking the segments).  The owner's first free into a
+ * parked page takes it back; the first remote free queues it on the slot's
+ * xpages stack so the owner takes it back (the FULL/NOTIFIED bits in xfree
+ * make that happen exactly once).  A page whose blocks are all free goes
+ * back to the span allocator.
  */
 #include "internal.h"
 
@@ -17,7 +20,7 @@
  * as they are used, not when they are created. */
 #define EXTEND_BYTES 4096u
 
-/* ---- the slot's lists: per class (head slot->pages[cls]) and full ---- */
+/* ---- the slot's class lists (head slot->pages[cls]) --------------------- */
 
 static void class_unlink(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
@@ -40,7 +43,6 @@ static bool park(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
             return false;
     } while (!atomic_compare_exchange_weak(&pg->xfree, &x, x | MMH_XF_FULL));
     class_unlink(h, slot, pg);
-    mmh_list_push(h, &slot->full, 0, pg);
     pg->flags |= MMH_PF_FULL;
     return true;
 }
@@ -68,7 +70,6 @@ static void class_insert_second(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
  * operation on every unpark; drain_notified and retire clear it lazily. */
 static void unpark(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
-    mmh_list_unlink(h, &slot->full, 0, pg);
     pg->flags &= (uint8_t)~MMH_PF_FULL;
     class_insert_second(h, slot, pg);
 }
@@ -158,12 +159,10 @@ static void retire(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
         x = 0;
     if (x != 0)
         return;
-    if (pg->flags & MMH_PF_FULL) {
-        mmh_list_unlink(h, &slot->full, 0, pg);
+    if (pg->flags & MMH_PF_FULL)
         pg->flags &= (uint8_t)~MMH_PF_FULL;
-    } else {
+    else
         class_unlink(h, slot, pg);
-    }
     pthread_mutex_lock(&h->lock);
     mmh_span_free(h, pg);
     pthread_mutex_unlock(&h->lock);
@@ -202,13 +201,26 @@ void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
     return mmh_page_pop(h, pg);
 }
 
-/* After the owner pushed a block back: unpark a parked page, and give an
- * empty page back unless it is the one its class allocates from. */
+/* A parked page comes back once 1/16 of it is free again (or all of it):
+ * back at its first free block, it would be used up and parked again after
+ * one allocation, at the cost of both trips each time (pages nearly full
+ * of long-lived blocks, freed at random, do that all the time). */
+static bool worth_unparking(const mmh_page *pg)
+{
+    uint32_t want = pg->reserved / 16;
+    return pg->used == 0 || pg->capacity - pg->used >= (want ? want : 1);
+}
+
+/* After the owner pushed a block back: unpark a parked page worth it, and
+ * give an empty page back unless it is the one its class allocates from. */
 void mmh_page_free_local(mmh_heap *h, mmh_tbind *b, mmh_page *pg)
 {
     mmh_slot *slot = b->slot;
-    if (pg->flags & MMH_PF_FULL)
+    if (pg->flags & MMH_PF_FULL) {
+        if (!worth_unparking(pg))
+            return;
         unpark(h, slot, pg);
+    }
     if (pg->used != 0 || slot->pages[pg->cls] == mmh_off(h, pg))
         return;
     retire(h, slot, pg);

@@ -48,30 +48,30 @@ static uint32_t remote_pending(const mmh_heap *h, const mmh_page *pg)
     return n;
 }
 
-static void class_pages_add(const mmh_heap *h, uint64_t off, mmh_class_stats *cs, size_t limit)
+static void class_page_add(const mmh_heap *h, const mmh_page *pg, mmh_class_stats *cs)
 {
-    for (size_t n = 0; off && off != MMH_EMPTY_PAGE_OFF && n < limit; n++) {
-        const mmh_page *pg = mmh_page_at(h, off);
-        mmh_class_stats *c = &cs[pg->cls < MMH_CLASSES ? pg->cls : 0];
-        uint32_t pending = remote_pending(h, pg);
-        c->pages++;
-        c->blocks += pg->used > pending ? pg->used - pending : 0;
-        c->capacity += pg->reserved;
-        off = pg->next;
-    }
+    mmh_class_stats *c = &cs[pg->cls < MMH_CLASSES ? pg->cls : 0];
+    uint32_t pending = remote_pending(h, pg);
+    c->pages++;
+    c->blocks += pg->used > pending ? pg->used - pending : 0;
+    c->capacity += pg->reserved;
 }
 
-/* Every small page hangs on its slot's class or full list.  The walk is
- * bounded: owners may be changing their lists meanwhile. */
+/* Every small page, found through the segments: parked pages are on no
+ * list.  Owners change their pages meanwhile; the walk only reads. */
 static void classes_locked(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES])
 {
     memset(cs, 0, MMH_CLASSES * sizeof *cs);
-    size_t limit = h->mapped >> MMH_SLICE_SHIFT;
-    for (uint32_t i = 0; i < h->hdr->slots_hwm; i++) {
-        const mmh_slot *s = &h->slots[i];
-        for (unsigned c = 1; c < MMH_CLASSES; c++)
-            class_pages_add(h, s->pages[c], cs, limit);
-        class_pages_add(h, s->full, cs, limit);
+    for (size_t i = 0; i < (h->mapped >> MMH_SEG_SHIFT); i++) {
+        if (MMH_SEGMAP_KIND(h->segmap[i]) != MMH_SEGMAP_SLICED)
+            continue;
+        const mmh_segment *s = mmh_seg_at(h, i);
+        for (size_t idx = s->first_slice; idx < MMH_SEG_SLICES;) {
+            const mmh_page *pg = &s->pages[idx];
+            if (pg->kind == MMH_PAGE_SMALL)
+                class_page_add(h, pg, cs);
+            idx += pg->slice_count ? pg->slice_count : 1;
+        }
     }
 }
 
