@@ -169,10 +169,10 @@ static void retire(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 }
 
 /* The allocation path when the class's current page has no free block. */
-void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
+/* A block from the first page of the class's list that has one, parking
+ * the used-up pages it passes; NULL when none has. */
+static void *class_alloc(mmh_heap *h, mmh_slot *slot, unsigned cls)
 {
-    mmh_slot *slot = b->slot;
-    drain_notified(h, slot);
     for (uint64_t off = slot->pages[cls]; off != MMH_EMPTY_PAGE_OFF && off;) {
         mmh_page *pg = mmh_page_at(h, off);
         off = pg->next;
@@ -193,6 +193,21 @@ void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
             return mmh_page_pop(h, pg);
         }
     }
+    return NULL;
+}
+
+/* Parked pages that remote frees woke are taken back only when the
+ * class's own pages have nothing left: other threads write slot->xpages,
+ * and reading it at every slow path costs a cache miss each time. */
+void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
+{
+    mmh_slot *slot = b->slot;
+    void *p = class_alloc(h, slot, cls);
+    if (p)
+        return p;
+    drain_notified(h, slot);
+    if ((p = class_alloc(h, slot, cls)))
+        return p;
     mmh_page *pg = page_new(h, b->slot_id, cls);
     if (!pg)
         return NULL;
