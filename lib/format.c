@@ -73,9 +73,10 @@ int mmh_format_check(const char *path, const mmh_hdr *hdr, uint64_t file_size)
         return mmh_fail(EPROTONOSUPPORT,
                         "%s: format version %u is newer than this library's (%u)",
                         path, hdr->version, MMH_FORMAT_VERSION);
-    if (hdr->version == 1)
-        return mmh_fail(EPROTONOSUPPORT, "%s: format version 1 is from a pre-release of mmheap "
-                        "and cannot be read by this one (%u)", path, MMH_FORMAT_VERSION);
+    if (hdr->version < MMH_FORMAT_VERSION && hdr->version != 0)
+        return mmh_fail(EPROTONOSUPPORT, "%s: format version %u is from a pre-release of "
+                        "mmheap and cannot be read by this one (%u)", path, hdr->version,
+                        MMH_FORMAT_VERSION);
     if (mmh_format_checksum(hdr) != hdr->checksum)
         return corrupt(path, "header checksum mismatch");
     if (hdr->version == 0 || hdr->hdr_size != MMH_HDR_SIZE || hdr->seg_size != MMH_SEG_SIZE)

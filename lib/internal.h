@@ -111,7 +111,10 @@ enum {
 };
 
 /* Descriptor of one slice; the first slice of a span describes the span.
- * Cache-line aligned: pages of different threads must not share a line. */
+ * Two cache lines: the first has what the owner uses, the second what other
+ * threads write (a remote free's compare-and-swap), so remote frees do not
+ * take the owner's line away from it.  Pages of different threads never
+ * share a line. */
 typedef struct __attribute__((aligned(64))) mmh_page {
     uint64_t free;            /* SMALL: owner's free list (heap offset);
                                  LARGE, HUGE: heap offset of the block     */
@@ -126,12 +129,14 @@ typedef struct __attribute__((aligned(64))) mmh_page {
     uint8_t  cls;
     uint8_t  flags;           /* MMH_PF_*, owner or heap lock              */
     uint8_t  pad_;
-    uint32_t freed_ms;        /* FREE: when it was freed (mmh_clock_ms)    */
-    _Atomic uint64_t xfree;   /* blocks freed by other threads: heap offset
-                                 of the first, low bits MMH_XF_*           */
-    uint64_t xnext;           /* link on the slot's notified stack         */
+    uint32_t freed_ms;        /* FREE: when it was freed                   */
     uint64_t next, prev;      /* span bin or slot list links               */
+    _Alignas(64) _Atomic uint64_t xfree; /* blocks freed by other threads:
+                                 heap offset of the first, low bits MMH_XF_* */
+    uint64_t xnext;           /* link on the slot's notified stack         */
 } mmh_page;
+
+_Static_assert(sizeof(mmh_page) == 128, "a page descriptor is two cache lines");
 
 #define MMH_SEG_MAGIC 0x4d4d5347u /* "MMSG" */
 
@@ -173,7 +178,7 @@ typedef struct __attribute__((aligned(64))) mmh_slot {
 } mmh_slot;
 
 #define MMH_MAGIC          "MMHEAP\r\n"
-#define MMH_FORMAT_VERSION 2u /* 2: file_id */
+#define MMH_FORMAT_VERSION 3u /* 2: file_id; 3: remote-free line of mmh_page */
 #define MMH_SPAN_BINS      (MMH_SEG_SLICES)
 #define MMH_EMPTY_PAGE_OFF offsetof(mmh_hdr, empty_page)
 
