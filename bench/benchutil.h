@@ -1,5 +1,5 @@
 /* benchutil.h: helpers shared by the C benchmark programs (bench_alloc,
- * bench_persist, bench_snapshot).
+ * bench_persist, bench_snapshot, bench_malloc).
  *
  * Include it after the system headers, with BENCH_NAME defined to the
  * program's name (the prefix of the messages of die and die_errno).  All
@@ -75,11 +75,17 @@ static inline uint64_t now_ns(void)
  * program may set it to start a sequence again. */
 static uint64_t g_rng __attribute__((unused)) = 0x9e3779b97f4a7c15ull;
 
+/* The next number from the sequence in *state: threads each keep their own. */
+static inline uint64_t wyrand_next(uint64_t *state)
+{
+    *state += 0xa0761d6478bd642full;
+    __uint128_t t = (__uint128_t)*state * (*state ^ 0xe7037ed1a0b428dbull);
+    return (uint64_t)(t >> 64) ^ (uint64_t)t;
+}
+
 static inline uint64_t wyrand(void)
 {
-    g_rng += 0xa0761d6478bd642full;
-    __uint128_t t = (__uint128_t)g_rng * (g_rng ^ 0xe7037ed1a0b428dbull);
-    return (uint64_t)(t >> 64) ^ (uint64_t)t;
+    return wyrand_next(&g_rng);
 }
 
 /* ---- statistics -------------------------------------------------------- */

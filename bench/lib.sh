@@ -1,8 +1,23 @@
 # shellcheck shell=sh
-# bench/lib.sh: shell functions shared by bench/persist.sh and
-# bench/snapshot.sh, which source it.  They expect the caller's variables
-# prog (its name, for messages), usage_last (the last line of the usage at
-# the top of the script) and build (1: run make first).
+# bench/lib.sh: shell functions shared by bench/run.sh, bench/persist.sh,
+# bench/snapshot.sh and bench/malloc.sh, which source it.  They expect the
+# caller's variables prog (its name, for messages), usage_last (the last line
+# of the usage at the top of the script) and build (1: run make first).
+
+# BENCH_AWK_MEDIAN: an awk function, median(LIST) of the numbers in the
+# space-separated string LIST ("" for none), to put in front of a program.
+BENCH_AWK_MEDIAN='
+function median(list,   n, v, i, j, t) {
+    n = split(list, v, " ")
+    if (n == 0) return ""
+    for (i = 2; i <= n; i++) {          # insertion sort (mawk has no asort)
+        t = v[i] + 0
+        for (j = i - 1; j >= 1 && v[j] + 0 > t; j--) v[j + 1] = v[j]
+        v[j + 1] = t
+    }
+    if (n % 2) return v[(n + 1) / 2]
+    return (v[n / 2] + v[n / 2 + 1]) / 2
+}'
 
 # bench_usage: the usage, lines 2 to $usage_last of the script, uncommented.
 bench_usage() { sed -n "2,${usage_last}p" "$0" | sed 's/^# \{0,1\}//'; }
@@ -38,6 +53,22 @@ bench_check() {
         [ -x "$b" ] || { echo "$prog: $b not built" >&2; exit 1; }
     done
     [ -d "$d" ] || { echo "$prog: --dir $d is not a directory" >&2; exit 1; }
+}
+
+# bench_find_lib SONAME: the path of a shared library: ldconfig's entry (the
+# 64-bit one if there are several), else the first of the usual directories
+# that has it; empty if none.
+bench_find_lib() {
+    p=$( (ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null) |
+         awk -v n="$1" '$1 == n && /x86-64|64bit/ { print $NF; exit }
+                        $1 == n && !f { f = $NF } END { if (f) print f }' | head -n 1)
+    if [ -z "$p" ]; then
+        ma=$(gcc -print-multiarch 2>/dev/null || true)
+        for d in /usr/lib/$ma /lib/$ma /usr/lib64 /usr/lib /usr/local/lib; do
+            if [ -e "$d/$1" ]; then p=$d/$1; break; fi
+        done
+    fi
+    echo "$p"
 }
 
 # bench_about DIR: the header lines on the source, the machine and the

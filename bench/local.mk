@@ -113,3 +113,30 @@ bench-snapshot: $(BENCH_SNAPSHOT_BINS)
 	$(SHELL) $(srcdir)/bench/snapshot.sh --no-build $(BENCH_SNAPSHOT_FLAGS) .
 
 .PHONY: bench-snapshot bench-snapshot-programs
+
+# ---- drop-in malloc (make bench-malloc) ------------------------------------
+#
+# bench/bench_malloc: workloads that call plain malloc/free (larson,
+# producer-consumer, false sharing, Pareto sizes, realloc growth, large-block
+# reuse, thread churn) and a runner that measures a command's wall time and
+# peak RSS; bench/malloc.sh runs them, redis-server + redis-benchmark, the
+# sqlite3 shell and python3 under glibc, jemalloc, mimalloc, tcmalloc and
+# libmmheap-malloc.so (LD_PRELOAD).  The program does not link mmheap: the
+# allocator under test is always the preloaded one.
+
+EXTRA_PROGRAMS += bench/bench_malloc
+bench_bench_malloc_SOURCES = bench/bench_malloc.c bench/benchutil.h
+bench_bench_malloc_CFLAGS = $(AM_CFLAGS) -O2
+bench_bench_malloc_LDFLAGS = $(AM_LDFLAGS) -no-install
+
+EXTRA_DIST += bench/malloc.sh
+CLEANFILES += bench/bench_malloc$(EXEEXT)
+
+BENCH_MALLOC_BINS = bench/bench_malloc$(EXEEXT) libmmheap-malloc.la
+bench-malloc-programs: $(BENCH_MALLOC_BINS)
+
+# BENCH_MALLOC_FLAGS: options for malloc.sh, e.g. --reps=9 --plot=malloc.svg
+bench-malloc: $(BENCH_MALLOC_BINS)
+	$(SHELL) $(srcdir)/bench/malloc.sh --no-build $(BENCH_MALLOC_FLAGS) .
+
+.PHONY: bench-malloc bench-malloc-programs

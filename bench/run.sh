@@ -24,6 +24,8 @@
 # Environment: JEMALLOC, MIMALLOC, TCMALLOC override the paths of the peer
 # libraries (default: found with ldconfig or in the multiarch lib directory).
 set -eu
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 rounds=5
 scale=1
@@ -67,22 +69,9 @@ bin=$builddir/bench/bench_alloc
 [ -x "$bin" ] || { echo "run.sh: $bin not built" >&2; exit 1; }
 
 # ---- locate the peer libraries ----------------------------------------------
-find_lib() { # soname
-    p=$( (ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null) |
-         awk -v n="$1" '$1 == n && /x86-64|64bit/ { print $NF; exit }
-                        $1 == n && !f { f = $NF } END { if (f) print f }' | head -n 1)
-    if [ -z "$p" ]; then
-        ma=$(gcc -print-multiarch 2>/dev/null || true)
-        for d in /usr/lib/$ma /lib/$ma /usr/lib64 /usr/lib /usr/local/lib; do
-            if [ -e "$d/$1" ]; then p=$d/$1; break; fi
-        done
-    fi
-    echo "$p"
-}
-
-lib_jemalloc=${JEMALLOC:-$(find_lib libjemalloc.so.2)}
-lib_mimalloc=${MIMALLOC:-$(find_lib libmimalloc.so.2)}
-lib_tcmalloc=${TCMALLOC:-$(find_lib libtcmalloc_minimal.so.4)}
+lib_jemalloc=${JEMALLOC:-$(bench_find_lib libjemalloc.so.2)}
+lib_mimalloc=${MIMALLOC:-$(bench_find_lib libmimalloc.so.2)}
+lib_tcmalloc=${TCMALLOC:-$(bench_find_lib libtcmalloc_minimal.so.4)}
 
 # name -> "PRELOAD|ALLOC|EXPECT"
 spec() {
@@ -177,18 +166,7 @@ echo "rounds: $rounds (allocators interleaved, order rotated each round), scale 
 echo "load average before the run: $load0"
 echo
 
-awk -F '\t' -v order="$allocators" -v rounds="$rounds" '
-function median(list,   n, v, i, j, t) {
-    n = split(list, v, " ")
-    if (n == 0) return ""
-    for (i = 2; i <= n; i++) {          # insertion sort (mawk has no asort)
-        t = v[i] + 0
-        for (j = i - 1; j >= 1 && v[j] + 0 > t; j--) v[j + 1] = v[j]
-        v[j + 1] = t
-    }
-    if (n % 2) return v[(n + 1) / 2]
-    return (v[n / 2] + v[n / 2 + 1]) / 2
-}
+awk -F '\t' -v order="$allocators" -v rounds="$rounds" "$BENCH_AWK_MEDIAN"'
 function range(list,   n, v, i, lo, hi) {
     n = split(list, v, " ")
     lo = hi = v[1] + 0
