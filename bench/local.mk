@@ -129,7 +129,7 @@ bench_bench_malloc_SOURCES = bench/bench_malloc.c bench/benchutil.h
 bench_bench_malloc_CFLAGS = $(AM_CFLAGS) -O2
 bench_bench_malloc_LDFLAGS = $(AM_LDFLAGS) -no-install
 
-EXTRA_DIST += bench/malloc.sh
+EXTRA_DIST += bench/malloc.sh bench/malloc.svg
 CLEANFILES += bench/bench_malloc$(EXEEXT)
 
 BENCH_MALLOC_BINS = bench/bench_malloc$(EXEEXT) libmmheap-malloc.la

@@ -115,8 +115,8 @@ void mmh_default_print_stats(void)
     mmh_log("in use: %llu bytes in %llu blocks; pages and large blocks %llu bytes, peak %llu",
             (unsigned long long)st.allocated, (unsigned long long)st.allocations,
             (unsigned long long)st.used_bytes, (unsigned long long)st.used_peak);
-    mmh_log("free: %llu bytes; purged (handed back to the system) %llu bytes",
-            (unsigned long long)st.free_bytes, (unsigned long long)st.purged_bytes);
+    mmh_log("free: %llu bytes; purged (handed back to the system): %llu pages of 4 KiB",
+            (unsigned long long)st.free_bytes, (unsigned long long)(st.purged_bytes >> 12));
     for (unsigned c = 1; c < MMH_CLASSES; c++)
         if (cs[c].pages)
             mmh_log("class %u (%zu bytes): %llu pages, %llu blocks in use of %llu", c,
