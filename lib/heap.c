@@ -247,7 +247,9 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         goto fail;
     h->max_size = hdr->max_size;
     h->base = mmh_region_reserve((void *)(uintptr_t)hdr->base, hdr->max_size, true);
-    if (!h->base && errno == EEXIST && (cfg->flags & MMH_RELOCATE))
+    /* Any refusal, not only EEXIST: valgrind, for one, answers EINVAL for a
+     * range its own memory or another heap holds. */
+    if (!h->base && (cfg->flags & MMH_RELOCATE))
         h->base = mmh_region_reserve(NULL, hdr->max_size, false);
     if (!h->base) {
         mmh_fail(errno == EEXIST ? EADDRINUSE : errno,
