@@ -173,12 +173,14 @@ typedef struct __attribute__((aligned(64))) mmh_slot {
     _Atomic uint64_t xpages;     /* full pages that got remote frees        */
     uint64_t full_;              /* once the list of parked pages           */
     uint64_t reserved_[5];       /* once counters: mmh_stats counts pages  */
-    uint64_t pages[MMH_CLASSES]; /* per class: page allocated from, whose
-                                    list (next/prev) holds the others     */
+    uint64_t pages[MMH_CLASSES]; /* per class: page allocated from, in a
+                                    ring (next/prev) with the others that
+                                    are not parked                        */
 } mmh_slot;
 
 #define MMH_MAGIC          "MMHEAP\r\n"
-#define MMH_FORMAT_VERSION 3u /* 2: file_id; 3: remote-free line of mmh_page */
+#define MMH_FORMAT_VERSION 4u /* 2: file_id; 3: remote-free line of mmh_page;
+                                 4: a slot's class lists are rings */
 #define MMH_SPAN_BINS      (MMH_SEG_SLICES)
 #define MMH_EMPTY_PAGE_OFF offsetof(mmh_hdr, empty_page)
 

@@ -3,14 +3,14 @@
  * A page belongs to one slot.  Its owner pops and pushes its free list
  * without synchronisation; other threads push freed blocks onto the atomic
  * xfree list, which the owner collects when its free list runs dry.  A page
- * with nothing left is parked: taken off its class's list, out of the way of
+ * with nothing left is parked: taken off its class's ring, out of the way of
  * the allocation path, and on no list at all (keeping a list of them would
  * cost cache misses on its neighbours at every park and unpark; mmh_stats
  * finds pages by walking the segments).  The owner's first free into a
- * parked page takes it back; the first remote free queues it on the slot's
- * xpages stack so the owner takes it back (the FULL/NOTIFIED bits in xfree
- * make that happen exactly once).  A page whose blocks are all free goes
- * back to the span allocator.
+ * parked page puts it back, last in the ring; the first remote free queues
+ * it on the slot's xpages stack so the owner takes it back (the
+ * FULL/NOTIFIED bits in xfree make that happen exactly once).  A page whose
+ * blocks are all free goes back to the span allocator.
  */
 #include "internal.h"
 
@@ -20,16 +20,45 @@
  * as they are used, not when they are created. */
 #define EXTEND_BYTES 4096u
 
-/* ---- the slot's class lists (head slot->pages[cls]) --------------------- */
+/* ---- the slot's class rings ---------------------------------------------
+ * The pages of a class that are not parked form a ring (next/prev); the
+ * slot's pages[cls] is the current page, the one the fast path allocates
+ * from, and its prev is the last.  A page that comes back from being
+ * parked goes last: by its turn it has gathered the most frees (first in,
+ * first out; put up front, it would be used up and parked again at once). */
+
+static uint64_t *class_head(mmh_slot *slot, const mmh_page *pg)
+{
+    return &slot->pages[pg->cls];
+}
 
 static void class_unlink(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
-    mmh_list_unlink(h, &slot->pages[pg->cls], MMH_EMPTY_PAGE_OFF, pg);
+    uint64_t *head = class_head(slot, pg), off = mmh_off(h, pg);
+    if (pg->next == off) {
+        *head = MMH_EMPTY_PAGE_OFF;
+    } else {
+        mmh_page_at(h, pg->prev)->next = pg->next;
+        mmh_page_at(h, pg->next)->prev = pg->prev;
+        if (*head == off)
+            *head = pg->next;
+    }
+    pg->next = pg->prev = 0;
 }
 
-static void class_push(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
+static void class_push_last(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
-    mmh_list_push(h, &slot->pages[pg->cls], MMH_EMPTY_PAGE_OFF, pg);
+    uint64_t *head = class_head(slot, pg), off = mmh_off(h, pg);
+    if (*head == MMH_EMPTY_PAGE_OFF) {
+        pg->next = pg->prev = off;
+        *head = off;
+        return;
+    }
+    mmh_page *first = mmh_page_at(h, *head);
+    pg->next = *head;
+    pg->prev = first->prev;
+    mmh_page_at(h, first->prev)->next = off;
+    first->prev = off;
 }
 
 /* ---- parking full pages ------------------------------------------------ */
@@ -47,31 +76,12 @@ static bool park(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
     return true;
 }
 
-/* Put pg second in its class's list, behind the current page: that page
- * goes on serving, and pg, which may hold only the block just freed,
- * gathers more frees before its turn (at the head, it would be used up and
- * parked again at once). */
-static void class_insert_second(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
-{
-    uint64_t head = slot->pages[pg->cls], off = mmh_off(h, pg);
-    if (head == MMH_EMPTY_PAGE_OFF) {
-        class_push(h, slot, pg);
-        return;
-    }
-    mmh_page *cur = mmh_page_at(h, head);
-    pg->prev = head;
-    pg->next = cur->next;
-    if (cur->next)
-        mmh_page_at(h, cur->next)->prev = off;
-    cur->next = off;
-}
-
 /* The FULL bit in xfree stays set: clearing it would cost an atomic
  * operation on every unpark; drain_notified and retire clear it lazily. */
 static void unpark(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
     pg->flags &= (uint8_t)~MMH_PF_FULL;
-    class_insert_second(h, slot, pg);
+    class_push_last(h, slot, pg);
 }
 
 /* Take back the parked pages that remote frees queued on this slot. */
@@ -168,28 +178,19 @@ static void retire(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
     pthread_mutex_unlock(&h->lock);
 }
 
-/* The allocation path when the class's current page has no free block. */
-/* A block from the first page of the class's list that has one, parking
- * the used-up pages it passes; NULL when none has. */
+/* A block from the first page of the class's ring that has one, from the
+ * current page on, parking the used-up pages it passes; NULL when none has. */
 static void *class_alloc(mmh_heap *h, mmh_slot *slot, unsigned cls)
 {
-    for (uint64_t off = slot->pages[cls]; off != MMH_EMPTY_PAGE_OFF && off;) {
-        mmh_page *pg = mmh_page_at(h, off);
-        off = pg->next;
+    while (slot->pages[cls] != MMH_EMPTY_PAGE_OFF) {
+        mmh_page *pg = mmh_page_at(h, slot->pages[cls]);
         collect(h, pg);
         if (!pg->free && pg->capacity < pg->reserved)
             extend(h, pg);
-        if (pg->free) {
-            if (slot->pages[cls] != mmh_off(h, pg)) {
-                class_unlink(h, slot, pg);
-                class_push(h, slot, pg);
-            }
+        if (pg->free)
             return mmh_page_pop(h, pg);
-        }
-        if (!park(h, slot, pg)) {
+        if (!park(h, slot, pg)) { /* remote frees came in meanwhile */
             collect(h, pg);
-            class_unlink(h, slot, pg);
-            class_push(h, slot, pg);
             return mmh_page_pop(h, pg);
         }
     }
@@ -211,31 +212,19 @@ void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
     mmh_page *pg = page_new(h, b->slot_id, cls);
     if (!pg)
         return NULL;
-    class_push(h, slot, pg);
+    class_push_last(h, slot, pg);
+    slot->pages[cls] = mmh_off(h, pg); /* first, before the parked ones' return */
     extend(h, pg);
     return mmh_page_pop(h, pg);
 }
 
-/* A parked page comes back once 1/16 of it is free again (or all of it):
- * back at its first free block, it would be used up and parked again after
- * one allocation, at the cost of both trips each time (pages nearly full
- * of long-lived blocks, freed at random, do that all the time). */
-static bool worth_unparking(const mmh_page *pg)
-{
-    uint32_t want = pg->reserved / 16;
-    return pg->used == 0 || pg->capacity - pg->used >= (want ? want : 1);
-}
-
-/* After the owner pushed a block back: unpark a parked page worth it, and
- * give an empty page back unless it is the one its class allocates from. */
+/* After the owner pushed a block back: unpark a parked page, and give an
+ * empty page back unless it is the one its class allocates from. */
 void mmh_page_free_local(mmh_heap *h, mmh_tbind *b, mmh_page *pg)
 {
     mmh_slot *slot = b->slot;
-    if (pg->flags & MMH_PF_FULL) {
-        if (!worth_unparking(pg))
-            return;
+    if (pg->flags & MMH_PF_FULL)
         unpark(h, slot, pg);
-    }
     if (pg->used != 0 || slot->pages[pg->cls] == mmh_off(h, pg))
         return;
     retire(h, slot, pg);
@@ -289,12 +278,21 @@ void mmh_slot_trim(mmh_heap *h, mmh_slot *slot)
 {
     drain_notified(h, slot);
     for (unsigned cls = 1; cls < MMH_CLASSES; cls++) {
-        for (uint64_t off = slot->pages[cls]; off != MMH_EMPTY_PAGE_OFF && off;) {
-            mmh_page *pg = mmh_page_at(h, off);
-            off = pg->next;
+        uint64_t head = slot->pages[cls];
+        if (head == MMH_EMPTY_PAGE_OFF)
+            continue;
+        /* Walk the ring once, from the last page back to the current one,
+         * so that a page given back never was the walk's next step. */
+        mmh_page *pg = mmh_page_at(h, mmh_page_at(h, head)->prev), *stop = mmh_page_at(h, head);
+        for (;;) {
+            mmh_page *prev = mmh_page_at(h, pg->prev);
+            bool last = pg == stop;
             collect(h, pg);
             if (pg->used == 0)
                 retire(h, slot, pg);
+            if (last)
+                break;
+            pg = prev;
         }
     }
 }
