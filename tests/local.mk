@@ -4,6 +4,8 @@
 #   make check              the cmocka suite and tests/preload.sh
 #   make check-valgrind     the suite under valgrind (MMH_TEST_SCALE=0.02)
 #   make check-sanitizers   a separate ASan/UBSan build running make check
+#   make installcheck       the installed library, drop-in malloc and man pages
+#                           (make distcheck runs it)
 #
 # Tests put their heap files in a fresh directory under $TMPDIR (or /tmp)
 # and remove it; set MMH_TEST_KEEP=1 to keep it.  MMH_TEST_SCALE scales the
@@ -40,7 +42,8 @@ EXTRA_DIST += \
 	tests/valgrind.sh \
 	tests/sanitizers.sh \
 	tests/no-cmocka.sh \
-	tests/preload.sh
+	tests/preload.sh \
+	tests/installcheck.sh
 
 if HAVE_CMOCKA
 check_PROGRAMS += $(MMH_TESTS) $(MMH_MALLOC_TESTS)
@@ -176,3 +179,8 @@ check-crash: tests/test_crash
 	done
 
 .PHONY: check-valgrind check-sanitizers check-crash
+
+installcheck-local:
+	CC="$(CC)" PKG_CONFIG="$(PKG_CONFIG)" DESTDIR="$(DESTDIR)" \
+	pkgconfigdir="$(DESTDIR)$(pkgconfigdir)" mandir="$(DESTDIR)$(mandir)" \
+	$(SHELL) $(srcdir)/tests/installcheck.sh

@@ -1,0 +1,2 @@
+# Manual pages: the library API and the drop-in malloc.
+dist_man_MANS = man/mmheap.3 man/mmheap-malloc.3

@@ -1,0 +1,70 @@
+#!/bin/sh
+# tests/installcheck.sh: check an installed mmheap (make installcheck, which
+# make distcheck runs after installing into a scratch prefix).
+#
+#   CC=... PKG_CONFIG=... pkgconfigdir=... mandir=... [DESTDIR=...] \
+#       sh tests/installcheck.sh
+#
+# A program that uses the library builds with `pkg-config --cflags --libs
+# mmheap` and nothing else, and runs; a program linked with -lmmheap-malloc
+# gets its malloc from the default heap; the man pages are installed.
+set -eu
+
+: "${CC:?CC is not set}" "${PKG_CONFIG:?PKG_CONFIG is not set}"
+: "${pkgconfigdir:?pkgconfigdir is not set}" "${mandir:?mandir is not set}"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/mmheap-installcheck.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# Under DESTDIR, mmheap.pc names the final paths: pkg-config's sysroot
+# puts DESTDIR in front of its -I and -L.
+PKG_CONFIG_PATH=$pkgconfigdir PKG_CONFIG_SYSROOT_DIR=${DESTDIR:-}
+export PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+cflags=$($PKG_CONFIG --cflags mmheap)
+libs=$($PKG_CONFIG --libs mmheap)
+libdir=${DESTDIR:-}$($PKG_CONFIG --variable=libdir mmheap)
+
+cat > "$tmp/use.c" <<'EOF'
+#include <mmheap.h>
+#include <stdio.h>
+#include <string.h>
+
+int main(void)
+{
+    mmh_heap *h = mmh_open(NULL, NULL);
+    char *p = h ? mmh_alloc(h, 100) : NULL;
+    if (!p) {
+        fprintf(stderr, "installcheck: %s\n", mmh_errmsg());
+        return 1;
+    }
+    strcpy(p, "installed");
+    mmh_free(h, p);
+    return mmh_close(h);
+}
+EOF
+# shellcheck disable=SC2086 # flags are lists of words
+$CC $cflags -o "$tmp/use" "$tmp/use.c" $libs -Wl,-rpath,"$libdir"
+"$tmp/use"
+
+cat > "$tmp/dropin.c" <<'EOF'
+#include <mmheap.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int main(void)
+{
+    void *p = malloc(10);
+    int ours = p && mmh_offset(mmh_default_heap(), p) != 0;
+    free(p);
+    if (!ours)
+        fprintf(stderr, "installcheck: malloc is not the default heap's\n");
+    return !ours;
+}
+EOF
+# shellcheck disable=SC2086
+$CC $cflags -o "$tmp/dropin" "$tmp/dropin.c" -L"$libdir" -lmmheap-malloc -Wl,-rpath,"$libdir"
+"$tmp/dropin"
+
+for page in man3/mmheap.3 man3/mmheap-malloc.3; do
+    [ -f "$mandir/$page" ] || { echo "installcheck: $mandir/$page is not installed" >&2; exit 1; }
+done
+echo "installcheck: the library builds with pkg-config alone, the drop-in malloc links, man pages are in place"
