@@ -33,7 +33,7 @@ enum {
     MMH_CREATE   = 1u << 0, /* create the file if it does not exist        */
     MMH_EXCL     = 1u << 1, /* with MMH_CREATE: fail (EEXIST) if it exists  */
     MMH_SHARED   = 1u << 2, /* MAP_SHARED: stores reach the page cache;     */
-                            /* commit msyncs only the dirty pages           */
+                            /* commit syncs only the dirty pages            */
     MMH_READONLY = 1u << 3, /* map read-only; alloc/commit fail with EROFS  */
     MMH_RELOCATE = 1u << 4, /* allow mapping at another base address        */
     MMH_VOLATILE = 1u << 5, /* start from an existing file (a snapshot
@@ -76,8 +76,10 @@ struct mmh_stats {
     uint64_t    used_peak;       /* most used_bytes since the heap was opened  */
     uint64_t    purged_bytes;    /* free memory handed back to the system
                                     (MADV_DONTNEED, hole punching) since open */
-    uint64_t    dirty_pages;     /* pages written since the last commit         */
-    uint64_t    faults;          /* write faults taken by the tracker           */
+    uint64_t    dirty_pages;     /* reserved: always 0 in this version          */
+    uint64_t    faults;          /* mprotect tracker: write faults taken; uffd
+                                    tracker: written pages found, summed at
+                                    each commit; 0 when untracked             */
     uint64_t    commits;         /* completed commits since open                */
     uint64_t    bytes_written;   /* bytes written to the file by commits        */
     uint64_t    last_commit_ns;  /* duration of the last commit                 */

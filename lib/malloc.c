@@ -311,6 +311,7 @@ EXPORT int malloc_info(int options, FILE *fp)
     }
     if (mmh_stats(heap(), &st) != 0)
         return -1;
+    /* The heap's mapping never shrinks: its most is its current size. */
     fprintf(fp,
             "<malloc version=\"mmheap-1\">\n<heap nr=\"0\">\n"
             "<total type=\"live\" count=\"%llu\" size=\"%llu\"/>\n"
@@ -320,7 +321,7 @@ EXPORT int malloc_info(int options, FILE *fp)
             "<aspace type=\"total\" size=\"%llu\"/>\n</heap>\n</malloc>\n",
             (unsigned long long)st.allocations, (unsigned long long)st.allocated,
             (unsigned long long)st.free_bytes, (unsigned long long)st.size,
-            (unsigned long long)st.used_peak, (unsigned long long)st.max_size);
+            (unsigned long long)st.size, (unsigned long long)st.max_size);
     return 0;
 }
 
