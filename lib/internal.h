@@ -508,7 +508,37 @@ MMH_HIDDEN char *mmh_dir_of(const char *path);
 MMH_HIDDEN int   mmh_sync_dir(const char *dir);
 MMH_HIDDEN int   mmh_sync_parent_dir(const char *path);
 
-/* journal.c */
+/* journal.c.  The journal's layout on disk: header, record table, the
+ * records' bytes back to back, end block. */
+#define MMH_JOURNAL_MAGIC "MMHJRNL1"
+#define MMH_JOURNAL_END   "MMHJEND1"
+
+typedef struct mmh_journal_hdr {
+    char     magic[8];
+    uint64_t file_id;     /* the heap file's, from its header         */
+    uint64_t seq;         /* the heap's commit_seq after this commit */
+    uint64_t nrecords;
+    uint64_t data_bytes;
+    uint64_t extent;      /* the heap file's size after this commit  */
+    uint64_t hash;        /* of the fields above                      */
+} mmh_journal_hdr;
+
+typedef struct mmh_journal_rec {
+    uint64_t off, len, hash;
+} mmh_journal_rec;
+
+typedef struct mmh_journal_end {
+    char     magic[8];
+    uint64_t seq;
+    uint64_t table_hash;  /* of the header and the record table      */
+} mmh_journal_end;
+
+static inline uint64_t mmh_journal_hdr_hash(const mmh_journal_hdr *jh)
+{
+    return mmh_hash64(jh, offsetof(mmh_journal_hdr, hash), 0x6a726e6cull);
+}
+
+
 MMH_HIDDEN int    mmh_journal_open(mmh_heap *h, unsigned mode);
 MMH_HIDDEN void  *mmh_journal_table_new(mmh_heap *h, const mmh_ranges *r);
 MMH_HIDDEN int    mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n, void *table,

@@ -27,35 +27,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define JOURNAL_MAGIC "MMHJRNL1"
-#define JOURNAL_END   "MMHJEND1"
 #define COPY_CHUNK    ((size_t)1 << 20)
 #define KEEP_SIZE     ((size_t)64 << 20) /* journal size kept without question */
-
-struct journal_hdr {
-    char     magic[8];
-    uint64_t file_id;     /* the heap file's, from its header         */
-    uint64_t seq;         /* the heap's commit_seq after this commit */
-    uint64_t nrecords;
-    uint64_t data_bytes;
-    uint64_t extent;      /* the heap file's size after this commit  */
-    uint64_t hash;        /* of the fields above                      */
-};
-
-struct journal_rec {
-    uint64_t off, len, hash;
-};
-
-struct journal_end {
-    char     magic[8];
-    uint64_t seq;
-    uint64_t table_hash;  /* of the header and the record table      */
-};
-
-static uint64_t hdr_hash(const struct journal_hdr *jh)
-{
-    return mmh_hash64(jh, offsetof(struct journal_hdr, hash), 0x6a726e6cull);
-}
 
 /* Write the mapping's ranges back to back at off, IOV_MAX at a time. */
 static int pwritev_ranges(mmh_heap *h, const mmh_range *ranges, size_t n, size_t off)
@@ -117,7 +90,7 @@ static size_t records_of(const mmh_range *ranges, size_t n)
 
 static size_t table_size(const mmh_range *ranges, size_t n)
 {
-    return sizeof(struct journal_hdr) + records_of(ranges, n) * sizeof(struct journal_rec);
+    return sizeof(mmh_journal_hdr) + records_of(ranges, n) * sizeof(mmh_journal_rec);
 }
 
 /* The buffer mmh_journal_commit builds the table of a journal for r in:
@@ -142,10 +115,10 @@ static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n, char *b
 {
     size_t nrec = records_of(ranges, n);
     size_t table = table_size(ranges, n);
-    struct journal_hdr *jh = (struct journal_hdr *)buf;
-    struct journal_rec *rec = (struct journal_rec *)(jh + 1);
+    mmh_journal_hdr *jh = (mmh_journal_hdr *)buf;
+    mmh_journal_rec *rec = (mmh_journal_rec *)(jh + 1);
     memset(jh, 0, sizeof *jh);
-    memcpy(jh->magic, JOURNAL_MAGIC, sizeof jh->magic);
+    memcpy(jh->magic, MMH_JOURNAL_MAGIC, sizeof jh->magic);
     jh->file_id = h->hdr->file_id;
     jh->seq = h->hdr->commit_seq;
     jh->nrecords = nrec;
@@ -158,9 +131,9 @@ static int journal_write(mmh_heap *h, const mmh_range *ranges, size_t n, char *b
             jh->data_bytes += rec[r].len;
         }
     }
-    jh->hash = hdr_hash(jh);
-    struct journal_end end = { .seq = jh->seq, .table_hash = mmh_hash64(buf, table, jh->seq) };
-    memcpy(end.magic, JOURNAL_END, sizeof end.magic);
+    jh->hash = mmh_journal_hdr_hash(jh);
+    mmh_journal_end end = { .seq = jh->seq, .table_hash = mmh_hash64(buf, table, jh->seq) };
+    memcpy(end.magic, MMH_JOURNAL_END, sizeof end.magic);
     size_t total = table + jh->data_bytes + sizeof end;
     if (mmh_beyond_fsize_limit(total)) {
         h->commit_errno = EFBIG;
@@ -229,23 +202,23 @@ int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n, void *tab
  * every record's bytes. */
 static bool journal_complete(int fd, uint64_t jsize, uint64_t file_id, char **table_out)
 {
-    struct journal_hdr jh;
+    mmh_journal_hdr jh;
     *table_out = NULL;
-    if (jsize < sizeof jh + sizeof(struct journal_end) || mmh_pread_all(fd, &jh, sizeof jh, 0) != 0 ||
-        memcmp(jh.magic, JOURNAL_MAGIC, sizeof jh.magic) != 0 || jh.hash != hdr_hash(&jh) ||
-        jh.file_id != file_id ||
-        jh.nrecords > jsize / sizeof(struct journal_rec) || jh.data_bytes > jsize)
+    if (jsize < sizeof jh + sizeof(mmh_journal_end) || mmh_pread_all(fd, &jh, sizeof jh, 0) != 0 ||
+        memcmp(jh.magic, MMH_JOURNAL_MAGIC, sizeof jh.magic) != 0 ||
+        jh.hash != mmh_journal_hdr_hash(&jh) || jh.file_id != file_id ||
+        jh.nrecords > jsize / sizeof(mmh_journal_rec) || jh.data_bytes > jsize)
         return false;
-    size_t table = sizeof jh + jh.nrecords * sizeof(struct journal_rec);
-    if (table + jh.data_bytes + sizeof(struct journal_end) > jsize)
+    size_t table = sizeof jh + jh.nrecords * sizeof(mmh_journal_rec);
+    if (table + jh.data_bytes + sizeof(mmh_journal_end) > jsize)
         return false;
     char *buf = mmh_meta_alloc(table), *chunk = mmh_meta_alloc(COPY_CHUNK);
-    struct journal_end end;
+    mmh_journal_end end;
     bool ok = buf && chunk && mmh_pread_all(fd, buf, table, 0) == 0 &&
               mmh_pread_all(fd, &end, sizeof end, table + jh.data_bytes) == 0 &&
-              memcmp(end.magic, JOURNAL_END, sizeof end.magic) == 0 && end.seq == jh.seq &&
+              memcmp(end.magic, MMH_JOURNAL_END, sizeof end.magic) == 0 && end.seq == jh.seq &&
               end.table_hash == mmh_hash64(buf, table, jh.seq);
-    const struct journal_rec *rec = ok ? (const struct journal_rec *)(buf + sizeof jh) : NULL;
+    const mmh_journal_rec *rec = ok ? (const mmh_journal_rec *)(buf + sizeof jh) : NULL;
     size_t at = table;
     for (uint64_t i = 0; ok && i < jh.nrecords; i++) {
         ok = rec[i].len <= COPY_CHUNK && mmh_pread_all(fd, chunk, rec[i].len, at) == 0 &&
@@ -263,8 +236,8 @@ static bool journal_complete(int fd, uint64_t jsize, uint64_t file_id, char **ta
 
 static int replay(const char *path, int heap_fd, int jfd, const char *table)
 {
-    const struct journal_hdr *jh = (const struct journal_hdr *)table;
-    const struct journal_rec *rec = (const struct journal_rec *)(jh + 1);
+    const mmh_journal_hdr *jh = (const mmh_journal_hdr *)table;
+    const mmh_journal_rec *rec = (const mmh_journal_rec *)(jh + 1);
     size_t at = sizeof *jh + jh->nrecords * sizeof *rec;
     char *chunk = mmh_meta_alloc(COPY_CHUNK);
     if (!chunk)
