@@ -9,3 +9,7 @@ examples_kv_server_SOURCES = examples/kv_server.c
 # wrapper script, so bench/snapshot.sh times the server's own start.
 examples_kv_server_LDFLAGS = $(AM_LDFLAGS) -no-install
 examples_kv_server_LDADD = libmmheap.la
+
+noinst_PROGRAMS += examples/graph
+examples_graph_SOURCES = examples/graph.c
+examples_graph_LDADD = libmmheap.la
