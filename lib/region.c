@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -153,7 +154,12 @@ int mmh_region_grow(mmh_heap *h, size_t extent)
         if (mmh_beyond_fsize_limit(extent))
             return mmh_fail(ENOMEM, "%s: cannot grow to %zu bytes: beyond the file size limit",
                             h->path, extent);
-        if (ftruncate(h->fd, (off_t)extent) != 0)
+        /* Only ever longer: after a fork() both processes may grow the
+         * same file, and cutting it back under the other's mapping would
+         * make its pages there fault with SIGBUS. */
+        struct stat st;
+        if (fstat(h->fd, &st) != 0 ||
+            ((uint64_t)st.st_size < extent && ftruncate(h->fd, (off_t)extent) != 0))
             return mmh_fail(errno == ENOSPC ? ENOMEM : errno,
                             "%s: cannot grow to %zu bytes: %m", h->path, extent);
         if (mmh_region_prepare(h, old, extent - old) != 0) {
