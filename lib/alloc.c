@@ -155,10 +155,7 @@ static void free_block(mmh_heap *h, mmh_tbind *b, mmh_page *pg, void *p)
     if (pg->kind != MMH_PAGE_SMALL) {
         large_free(h, pg, p);
     } else if (pg->slot == b->slot_id) {
-        *(uint64_t *)p = pg->free;
-        pg->free = mmh_off(h, p);
-        if (--pg->used == 0 || (pg->flags & MMH_PF_FULL))
-            mmh_page_free_local(h, b, pg);
+        mmh_page_push_own(h, b, pg, p);
     } else {
         mmh_page_free_remote(h, pg, p);
     }

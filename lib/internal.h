@@ -368,31 +368,6 @@ static inline mmh_page *mmh_page_at(const mmh_heap *h, uint64_t off)
     return off ? (mmh_page *)mmh_ptr(h, off) : NULL;
 }
 
-/* Doubly linked lists of page descriptors through their next/prev offsets.
- * *head holds `empty` when the list is empty (0, or MMH_EMPTY_PAGE_OFF for a
- * slot's class lists, whose head the fast path reads unconditionally). */
-static inline void mmh_list_push(const mmh_heap *h, uint64_t *head, uint64_t empty, mmh_page *pg)
-{
-    uint64_t off = mmh_off(h, pg);
-    pg->prev = 0;
-    pg->next = *head == empty ? 0 : *head;
-    if (pg->next)
-        mmh_page_at(h, pg->next)->prev = off;
-    *head = off;
-}
-
-static inline void mmh_list_unlink(const mmh_heap *h, uint64_t *head, uint64_t empty,
-                                   mmh_page *pg)
-{
-    if (pg->prev)
-        mmh_page_at(h, pg->prev)->next = pg->next;
-    else
-        *head = pg->next ? pg->next : empty;
-    if (pg->next)
-        mmh_page_at(h, pg->next)->prev = pg->prev;
-    pg->next = pg->prev = 0;
-}
-
 static inline size_t mmh_seg_index(const mmh_heap *h, const void *seg_start)
 {
     return (size_t)(((const char *)seg_start - h->base) >> MMH_SEG_SHIFT);
@@ -603,11 +578,22 @@ static inline __attribute__((always_inline)) void *mmh_alloc_fast(mmh_heap *h, s
     return mmh_alloc_slow(h, size, MMH_MIN_ALIGN);
 }
 
+/* p back onto pg, a page of b's slot.  The slow part is needed only when a
+ * page other than its class's current one empties, or a parked (full) page
+ * gets a block back. */
+static inline __attribute__((always_inline)) void mmh_page_push_own(mmh_heap *h, mmh_tbind *b,
+                                                                    mmh_page *pg, void *p)
+{
+    *(uint64_t *)p = pg->free;
+    pg->free = mmh_off(h, p);
+    if (unlikely((--pg->used == 0 && b->slot->pages[pg->cls] != mmh_off(h, pg)) ||
+                 (pg->flags & MMH_PF_FULL)))
+        mmh_page_free_local(h, b, pg);
+}
+
 /* A small block back onto a page the thread owns, or onto the remote-free
  * list of another thread's page; false when p is anything else
- * (mmh_free_slow's work).  The owner's slow part is needed only when a page
- * other than its class's current one empties, or a parked (full) page gets
- * a block back. */
+ * (mmh_free_slow's work). */
 static inline __attribute__((always_inline)) bool mmh_free_fast(mmh_heap *h, void *p)
 {
     mmh_tbind *b = &mmh_tls_binds[0];
@@ -623,12 +609,7 @@ static inline __attribute__((always_inline)) bool mmh_free_fast(mmh_heap *h, voi
         mmh_page_free_remote(h, pg, p); /* the page stays while p is live */
         return true;
     }
-    *(uint64_t *)p = pg->free;
-    pg->free = rel;
-    if (unlikely((--pg->used == 0 &&
-                  b->slot->pages[pg->cls] != (uint64_t)((char *)pg - b->base)) ||
-                 (pg->flags & MMH_PF_FULL)))
-        mmh_page_free_local(h, b, pg);
+    mmh_page_push_own(h, b, pg, p);
     return true;
 }
 

@@ -213,7 +213,7 @@ void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
     if (!pg)
         return NULL;
     class_push_last(h, slot, pg);
-    slot->pages[cls] = mmh_off(h, pg); /* first, before the parked ones' return */
+    slot->pages[cls] = mmh_off(h, pg); /* the new page is the current one */
     extend(h, pg);
     return mmh_page_pop(h, pg);
 }

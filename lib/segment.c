@@ -65,19 +65,32 @@ static void used_add(mmh_heap *h, size_t bytes)
         h->used_peak = h->used_bytes;
 }
 
-/* ---- span bins ------------------------------------------------------- */
+/* ---- span bins ----------------------------------------------------------
+ * One doubly linked list of free spans per length (next/prev offsets, 0 at
+ * the ends), and a bitmap of the lengths that have any. */
 
 static void bin_push(mmh_heap *h, mmh_page *pg)
 {
     unsigned bin = pg->slice_count;
-    mmh_list_push(h, &h->hdr->span_bins[bin], 0, pg);
+    uint64_t *head = &h->hdr->span_bins[bin], off = mmh_off(h, pg);
+    pg->prev = 0;
+    pg->next = *head;
+    if (pg->next)
+        mmh_page_at(h, pg->next)->prev = off;
+    *head = off;
     h->hdr->span_bitmap |= 1ull << bin;
 }
 
 static void bin_remove(mmh_heap *h, mmh_page *pg)
 {
     unsigned bin = pg->slice_count;
-    mmh_list_unlink(h, &h->hdr->span_bins[bin], 0, pg);
+    if (pg->prev)
+        mmh_page_at(h, pg->prev)->next = pg->next;
+    else
+        h->hdr->span_bins[bin] = pg->next;
+    if (pg->next)
+        mmh_page_at(h, pg->next)->prev = pg->prev;
+    pg->next = pg->prev = 0;
     if (!h->hdr->span_bins[bin])
         h->hdr->span_bitmap &= ~(1ull << bin);
 }
@@ -167,6 +180,19 @@ static void segrun_free(mmh_heap *h, size_t idx, size_t n, unsigned flags)
     segrun_insert(h, idx, end - idx, flags, clock_ms());
 }
 
+/* Grow the heap to `segs` segments, the new ones a free run (joined to one
+ * that ends the heap). */
+static int grow_to(mmh_heap *h, size_t segs)
+{
+    size_t old = seg_count(h);
+    if (segs > (h->max_size >> MMH_SEG_SHIFT))
+        return mmh_fail(ENOMEM, "%s: heap full: max_size %zu reached", h->path, h->max_size);
+    if (mmh_region_grow(h, segs << MMH_SEG_SHIFT) != 0)
+        return -1;
+    segrun_free(h, old, segs - old, fresh_flags(h));
+    return 0;
+}
+
 /* Find n free segments such that segment (start + lead) is aligned to
  * `modulus` segments in absolute address terms; grow the heap if needed.
  * Returns the first segment index or SIZE_MAX (errno set). */
@@ -196,15 +222,8 @@ static size_t segrun_alloc(mmh_heap *h, size_t n, size_t modulus, size_t lead, u
             return start;
         }
         size_t mis = (base_seg + tail_start + lead) % modulus;
-        size_t need = tail_start + (mis ? modulus - mis : 0) + n;
-        size_t old = seg_count(h);
-        if (need > (h->max_size >> MMH_SEG_SHIFT)) {
-            mmh_fail(ENOMEM, "%s: heap full: max_size %zu reached", h->path, h->max_size);
+        if (grow_to(h, tail_start + (mis ? modulus - mis : 0) + n) != 0)
             return SIZE_MAX;
-        }
-        if (mmh_region_grow(h, need << MMH_SEG_SHIFT) != 0)
-            return SIZE_MAX;
-        segrun_free(h, old, need - old, fresh_flags(h));
     }
 }
 
@@ -378,14 +397,19 @@ size_t mmh_huge_segments(const mmh_heap *h, const mmh_page *pg)
     return MMH_SEGMAP_LEN(h->segmap[idx]);
 }
 
-void mmh_huge_free(mmh_heap *h, mmh_page *pg)
+/* Segments [idx, idx + n) of a huge block are free again. */
+static void huge_release(mmh_heap *h, size_t idx, size_t n)
 {
-    size_t idx = mmh_seg_index(h, (char *)segment_of_page(pg) - MMH_SEGHDR_OFFSET);
-    size_t n = MMH_SEGMAP_LEN(h->segmap[idx]);
     h->hdr->unpurged += (uint64_t)n << MMH_SEG_SHIFT;
     h->used_bytes -= n << MMH_SEG_SHIFT;
     segrun_free(h, idx, n, 0);
     mmh_purge_maybe(h);
+}
+
+void mmh_huge_free(mmh_heap *h, mmh_page *pg)
+{
+    size_t idx = mmh_seg_index(h, (char *)segment_of_page(pg) - MMH_SEGHDR_OFFSET);
+    huge_release(h, idx, MMH_SEGMAP_LEN(h->segmap[idx]));
 }
 
 /* Resize a huge block's run to nsegs segments in place: shrink it, or
@@ -399,21 +423,15 @@ bool mmh_huge_resize(mmh_heap *h, mmh_page *pg, size_t nsegs)
         if (nsegs == n)
             return true;
         h->segmap[idx] = MMH_SEGMAP(MMH_SEGMAP_HUGE, nsegs);
-        h->used_bytes -= (n - nsegs) << MMH_SEG_SHIFT;
-        h->hdr->unpurged += (uint64_t)(n - nsegs) << MMH_SEG_SHIFT;
-        segrun_free(h, idx + nsegs, n - nsegs, 0);
-        mmh_purge_maybe(h);
+        huge_release(h, idx + nsegs, n - nsegs);
         return true;
     }
     size_t need = nsegs - n, avail = 0;
     if (end < seg_count(h) && MMH_SEGMAP_KIND(h->segmap[end]) == MMH_SEGMAP_FREE)
         avail = mmh_seg_at(h, end)->nsegs;
     if (avail < need && end + avail == seg_count(h)) {
-        size_t old = seg_count(h);
-        if (idx + nsegs > (h->max_size >> MMH_SEG_SHIFT) ||
-            mmh_region_grow(h, (idx + nsegs) << MMH_SEG_SHIFT) != 0)
+        if (grow_to(h, idx + nsegs) != 0)
             return false;
-        segrun_free(h, old, idx + nsegs - old, fresh_flags(h));
         avail = mmh_seg_at(h, end)->nsegs;
     }
     if (avail < need)
