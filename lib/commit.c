@@ -127,7 +127,7 @@ int mmh_commit_ranges(mmh_heap *h, mmh_ranges *r)
 {
     mmh_hdr *hdr = h->hdr;
     if (h->journal_pending) {
-        if (mmh_journal_recover(h->path, h->fd, false) != 0) {
+        if (mmh_journal_recover(h->path, h->fd, false, NULL) != 0) {
             h->commit_errno = errno;
             return -1;
         }

@@ -234,7 +234,7 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         mmh_fail(EINVAL, "%s: not a regular file", path);
         goto fail;
     }
-    if (lock_file(h) != 0 || mmh_journal_recover(path, h->fd, !writes) != 0 ||
+    if (lock_file(h) != 0 || mmh_journal_recover(path, h->fd, !writes, NULL) != 0 ||
         fstat(h->fd, &st) != 0)
         goto fail;
     memset(&buf, 0, sizeof buf);
@@ -262,6 +262,8 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
     if (mmh_region_map(h, 0, hdr->extent) != 0)
         goto fail;
     h->mapped = hdr->extent;
+    if (mmh_verify(h) != 0)
+        goto fail;
     if (!ro) {
         /* Growth that was never committed left the file longer. */
         if (writes && (uint64_t)st.st_size > hdr->extent &&

@@ -430,6 +430,10 @@ MMH_HIDDEN int      mmh_format_check(const char *path, const mmh_hdr *hdr,
 MMH_HIDDEN uint64_t mmh_format_checksum(const mmh_hdr *hdr);
 MMH_HIDDEN size_t   mmh_format_meta_size(size_t max_size);
 
+/* verify.c: 0, or -1 (EBADMSG, reason) if the structure of a heap file
+ * mapped at h->base, h->mapped bytes, is corrupt. */
+MMH_HIDDEN int mmh_verify(const mmh_heap *h);
+
 /* segment.c: segments and spans; callers hold h->lock */
 MMH_HIDDEN void      mmh_segment_init_first(mmh_heap *h);
 MMH_HIDDEN mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices);
@@ -518,7 +522,27 @@ MMH_HIDDEN int    mmh_journal_open(mmh_heap *h, unsigned mode);
 MMH_HIDDEN void  *mmh_journal_table_new(mmh_heap *h, const mmh_ranges *r);
 MMH_HIDDEN int    mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n, void *table,
                                      bool *durable);
-MMH_HIDDEN int mmh_journal_recover(const char *path, int heap_fd, bool readonly);
+/* What FILE.journal holds. */
+typedef enum {
+    MMH_JOURNAL_NONE = 0,     /* no file                                    */
+    MMH_JOURNAL_EMPTY,        /* an empty file                              */
+    MMH_JOURNAL_INVALIDATED,  /* its commit completed: nothing to replay    */
+    MMH_JOURNAL_TORN,         /* incomplete or damaged: its commit never
+                                 took effect, and it is discarded           */
+    MMH_JOURNAL_FOREIGN,      /* made for another heap file: discarded      */
+    MMH_JOURNAL_COMPLETE,     /* a durable commit not yet in place: replayed */
+} mmh_journal_state;
+
+typedef struct mmh_journal_info {
+    mmh_journal_state state;
+    uint64_t size;                              /* of the file            */
+    uint64_t seq, nrecords, data_bytes, extent; /* COMPLETE: its commit   */
+} mmh_journal_info;
+
+MMH_HIDDEN int mmh_journal_recover(const char *path, int heap_fd, bool readonly,
+                                   mmh_journal_info *ji);
+MMH_HIDDEN int mmh_journal_inspect(const char *path, int heap_fd, mmh_journal_info *ji);
+MMH_HIDDEN int mmh_journal_overlay(const char *path, int heap_fd, char *image, size_t image_size);
 
 /* track.c */
 MMH_HIDDEN int  mmh_track_start(mmh_heap *h, mmh_tracker want);
@@ -543,6 +567,45 @@ typedef struct mmh_class_stats {
 
 MMH_HIDDEN void mmh_stats_init(mmh_heap *h);
 MMH_HIDDEN void mmh_stats_classes(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES]);
+
+/* check.c: a heap file as the next open will see it (a complete journal
+ * applied), mapped privately and read-only in effect, for mmheap check and
+ * info. */
+typedef struct mmh_image {
+    const char       *path;
+    int               fd;
+    char             *base;      /* segment-aligned                        */
+    size_t            size;      /* mapped: the file, or the journal's extent */
+    uint64_t          file_size;
+    const mmh_hdr    *hdr;       /* checked by mmh_format_check            */
+    mmh_journal_info  journal;
+} mmh_image;
+
+typedef struct mmh_check_class {
+    uint64_t pages, blocks, capacity; /* capacity: blocks the pages hold */
+} mmh_check_class;
+
+typedef struct mmh_check_result {
+    uint64_t problems;
+    uint64_t segments, sliced_segments, free_runs, free_spans, slots_used;
+    uint64_t small_pages, large_blocks, huge_blocks, live_blocks;
+    uint64_t live_bytes;   /* in live blocks, at their usable sizes        */
+    uint64_t small_bytes;  /* in small pages                               */
+    uint64_t large_bytes;  /* usable bytes of large and huge blocks        */
+    uint64_t free_bytes, largest_free, meta_bytes;
+    mmh_check_class classes[MMH_CLASSES];
+} mmh_check_result;
+
+/* A problem found at heap offset off; progress: segments done of total. */
+typedef void (*mmh_check_report_fn)(void *arg, uint64_t off, const char *msg);
+typedef void (*mmh_check_progress_fn)(void *arg, size_t done, size_t total);
+
+MMH_HIDDEN int  mmh_image_open(mmh_image *img, const char *path);
+MMH_HIDDEN void mmh_image_close(mmh_image *img);
+/* 0: sound; 1: r->problems problems, each reported. */
+MMH_HIDDEN int  mmh_check_image(const mmh_image *img, mmh_check_result *r,
+                                mmh_check_report_fn report, mmh_check_progress_fn progress,
+                                void *arg);
 
 /* alloc.c */
 MMH_HIDDEN bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp);

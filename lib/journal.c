@@ -198,20 +198,31 @@ int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n, void *tab
 /* ---- recovery --------------------------------------------------------- */
 
 /* Is the journal of jsize bytes on fd complete, and made for the heap file
- * file_id?  Reads header and table into *table (caller frees) and checks
- * every record's bytes. */
-static bool journal_complete(int fd, uint64_t jsize, uint64_t file_id, char **table_out)
+ * file_id?  Says which in ji; when complete, reads header and table into
+ * *table_out (caller frees) after checking every record's bytes. */
+static void journal_classify(int fd, uint64_t jsize, uint64_t file_id, mmh_journal_info *ji,
+                             char **table_out)
 {
     mmh_journal_hdr jh;
     *table_out = NULL;
-    if (jsize < sizeof jh + sizeof(mmh_journal_end) || mmh_pread_all(fd, &jh, sizeof jh, 0) != 0 ||
-        memcmp(jh.magic, MMH_JOURNAL_MAGIC, sizeof jh.magic) != 0 ||
-        jh.hash != mmh_journal_hdr_hash(&jh) || jh.file_id != file_id ||
-        jh.nrecords > jsize / sizeof(mmh_journal_rec) || jh.data_bytes > jsize)
-        return false;
+    ji->state = MMH_JOURNAL_TORN;
+    if (jsize < sizeof jh + sizeof(mmh_journal_end) || mmh_pread_all(fd, &jh, sizeof jh, 0) != 0)
+        return;
+    if (memcmp(jh.magic, "\0\0\0\0\0\0\0\0", sizeof jh.magic) == 0) {
+        ji->state = MMH_JOURNAL_INVALIDATED;
+        return;
+    }
+    if (memcmp(jh.magic, MMH_JOURNAL_MAGIC, sizeof jh.magic) != 0 ||
+        jh.hash != mmh_journal_hdr_hash(&jh) || jh.nrecords > jsize / sizeof(mmh_journal_rec) ||
+        jh.data_bytes > jsize)
+        return;
+    if (jh.file_id != file_id) {
+        ji->state = MMH_JOURNAL_FOREIGN;
+        return;
+    }
     size_t table = sizeof jh + jh.nrecords * sizeof(mmh_journal_rec);
     if (table + jh.data_bytes + sizeof(mmh_journal_end) > jsize)
-        return false;
+        return;
     char *buf = mmh_meta_alloc(table), *chunk = mmh_meta_alloc(COPY_CHUNK);
     mmh_journal_end end;
     bool ok = buf && chunk && mmh_pread_all(fd, buf, table, 0) == 0 &&
@@ -228,17 +239,34 @@ static bool journal_complete(int fd, uint64_t jsize, uint64_t file_id, char **ta
     mmh_meta_free(chunk);
     if (!ok) {
         mmh_meta_free(buf);
-        return false;
+        return;
     }
+    ji->state = MMH_JOURNAL_COMPLETE;
+    ji->seq = jh.seq;
+    ji->nrecords = jh.nrecords;
+    ji->data_bytes = jh.data_bytes;
+    ji->extent = jh.extent;
     *table_out = buf;
-    return true;
 }
 
-static int replay(const char *path, int heap_fd, int jfd, const char *table)
+/* Copy the records of a complete journal into the heap file (heap_fd >= 0)
+ * or into image, a private mapping of image_size bytes. */
+static int replay(const char *path, int heap_fd, char *image, size_t image_size, int jfd,
+                  const char *table)
 {
     const mmh_journal_hdr *jh = (const mmh_journal_hdr *)table;
     const mmh_journal_rec *rec = (const mmh_journal_rec *)(jh + 1);
     size_t at = sizeof *jh + jh->nrecords * sizeof *rec;
+    if (image) {
+        for (uint64_t i = 0; i < jh->nrecords; at += rec[i++].len) {
+            if (rec[i].off > image_size || rec[i].len > image_size - rec[i].off)
+                return mmh_fail(EBADMSG, "%s: journal record %llu lies outside the heap",
+                                path, (unsigned long long)i);
+            if (mmh_pread_all(jfd, image + rec[i].off, rec[i].len, at) != 0)
+                return mmh_fail(errno ? errno : EIO, "%s: cannot read the journal: %m", path);
+        }
+        return 0;
+    }
     char *chunk = mmh_meta_alloc(COPY_CHUNK);
     if (!chunk)
         return mmh_fail(ENOMEM, "%s: out of memory", path);
@@ -262,38 +290,91 @@ static int replay(const char *path, int heap_fd, int jfd, const char *table)
     return 0;
 }
 
-/* Before a heap file is read: replay a complete journal, discard a torn
- * one or one made for another file (a heap replaced by a snapshot image,
- * say).  The file's identity is read from its header even if a torn write
- * damaged the rest: it never changes, so every version holds the same
- * bytes there.  A read-only open cannot replay, so it refuses a complete
- * journal. */
-int mmh_journal_recover(const char *path, int heap_fd, bool readonly)
+/* Find FILE.journal and classify it: *jfd is -1 when there is none.  The
+ * file's identity is read from its header even if a torn write damaged the
+ * rest: it never changes, so every version holds the same bytes there. */
+static int journal_find(const char *path, int heap_fd, bool readonly, mmh_journal_info *ji,
+                        int *jfd, char **table)
 {
     uint64_t file_id = 0;
     (void)!mmh_pread_all(heap_fd, &file_id, sizeof file_id, offsetof(mmh_hdr, file_id));
     char jpath[4096];
+    *jfd = -1;
+    *table = NULL;
+    memset(ji, 0, sizeof *ji);
     if ((size_t)snprintf(jpath, sizeof jpath, "%s.journal", path) >= sizeof jpath)
         return mmh_fail(ENAMETOOLONG, "%s: path too long", path);
-    int jfd = open(jpath, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (jfd < 0)
+    int fd = open(jpath, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0)
         return errno == ENOENT ? 0 : mmh_fail(errno, "%s: cannot open the journal %s: %m", path,
                                               jpath);
     struct stat st;
-    char *table = NULL;
-    int rc = 0;
-    if (fstat(jfd, &st) != 0)
-        rc = mmh_fail(errno, "%s: cannot stat %s: %m", path, jpath);
-    else if (st.st_size > 0 && journal_complete(jfd, (uint64_t)st.st_size, file_id, &table)) {
+    if (fstat(fd, &st) != 0) {
+        int rc = mmh_fail(errno, "%s: cannot stat %s: %m", path, jpath);
+        close(fd);
+        return rc;
+    }
+    ji->size = (uint64_t)st.st_size;
+    if (st.st_size == 0)
+        ji->state = MMH_JOURNAL_EMPTY;
+    else
+        journal_classify(fd, (uint64_t)st.st_size, file_id, ji, table);
+    *jfd = fd;
+    return 0;
+}
+
+/* Before a heap file is read: replay a complete journal, discard a torn
+ * one or one made for another file (a heap replaced by a snapshot image,
+ * say).  A read-only open cannot replay, so it refuses a complete journal.
+ * ji (may be NULL) says what was found; the journal is left empty. */
+int mmh_journal_recover(const char *path, int heap_fd, bool readonly, mmh_journal_info *ji)
+{
+    mmh_journal_info found;
+    int jfd;
+    char *table;
+    if (!ji)
+        ji = &found;
+    int rc = journal_find(path, heap_fd, readonly, ji, &jfd, &table);
+    if (rc != 0 || jfd < 0)
+        return rc;
+    if (ji->state == MMH_JOURNAL_COMPLETE) {
         if (readonly)
             rc = mmh_fail(EAGAIN, "%s: a committed journal waits to be replayed; open the heap "
                           "writable once", path);
         else
-            rc = replay(path, heap_fd, jfd, table);
+            rc = replay(path, heap_fd, NULL, 0, jfd, table);
     }
-    if (rc == 0 && st.st_size > 0 && !readonly && ftruncate(jfd, 0) != 0)
-        rc = mmh_fail(errno, "%s: cannot truncate %s: %m", path, jpath);
+    if (rc == 0 && ji->size > 0 && !readonly && ftruncate(jfd, 0) != 0)
+        rc = mmh_fail(errno, "%s: cannot truncate %s.journal: %m", path, path);
     mmh_meta_free(table);
     close(jfd);
+    return rc;
+}
+
+/* What FILE.journal holds, read-only. */
+int mmh_journal_inspect(const char *path, int heap_fd, mmh_journal_info *ji)
+{
+    int jfd;
+    char *table;
+    int rc = journal_find(path, heap_fd, true, ji, &jfd, &table);
+    mmh_meta_free(table);
+    if (jfd >= 0)
+        close(jfd);
+    return rc;
+}
+
+/* Apply a complete journal to image, a private mapping of the heap file of
+ * image_size bytes, leaving both files as they are. */
+int mmh_journal_overlay(const char *path, int heap_fd, char *image, size_t image_size)
+{
+    mmh_journal_info ji;
+    int jfd;
+    char *table;
+    int rc = journal_find(path, heap_fd, true, &ji, &jfd, &table);
+    if (rc == 0 && ji.state == MMH_JOURNAL_COMPLETE)
+        rc = replay(path, -1, image, image_size, jfd, table);
+    mmh_meta_free(table);
+    if (jfd >= 0)
+        close(jfd);
     return rc;
 }

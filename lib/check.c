@@ -1,0 +1,676 @@
+/* mmheap check: a read-only walk over every piece of allocator metadata of
+ * a heap image, verifying its invariants, and the summary mmheap info
+ * prints from the same walk.
+ *
+ * The image is a private mapping of the file, with a complete journal
+ * applied in memory, so the walk sees exactly what the next mmh_open will.
+ * Nothing in it is trusted: every offset is checked to lie inside the image
+ * and to name the kind of thing it should before it is followed, and every
+ * list walk is bounded, so a damaged file gives a report, never a crash or
+ * a hang.  Lists are checked to be bijections without extra memory: each
+ * node names what it should (its length, its class, its slot), links are
+ * checked both ways, and the list counts must equal what the segment walk
+ * found.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PAGES_OFF   (MMH_SEGHDR_OFFSET + offsetof(mmh_segment, pages))
+#define MAX_BLOCKS  (MMH_SLICE_SIZE / MMH_MIN_ALIGN) /* of a 1-slice page */
+
+/* ---- the image ----------------------------------------------------------- */
+
+static void image_unmap(mmh_image *img)
+{
+    if (img->base)
+        munmap(img->base, img->size);
+    img->base = NULL;
+}
+
+/* A private, writable mapping of the file at a segment-aligned address
+ * (descriptors are found by address arithmetic), size bytes long; past the
+ * file's end (a journal's growth), zero pages. */
+static int image_map(mmh_image *img, int fd, uint64_t file_size, size_t size)
+{
+    size_t span = size + MMH_SEG_SIZE;
+    char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
+                     MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED)
+        return mmh_fail(errno, "%s: cannot map %zu bytes: %m", img->path, size);
+    char *base = (char *)mmh_align_up((uintptr_t)raw, MMH_SEG_SIZE);
+    if (base > raw)
+        munmap(raw, (size_t)(base - raw));
+    munmap(base + size, (size_t)(raw + span - base - size));
+    size_t in_file = file_size < size ? (size_t)file_size : size;
+    if (in_file && mmap(base, in_file, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) ==
+                   MAP_FAILED) {
+        munmap(base, size);
+        return mmh_fail(errno, "%s: cannot map the file: %m", img->path);
+    }
+    img->base = base;
+    img->size = size;
+    return 0;
+}
+
+int mmh_image_open(mmh_image *img, const char *path)
+{
+    memset(img, 0, sizeof *img);
+    img->path = path;
+    img->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (img->fd < 0)
+        return mmh_fail(errno, "%s: cannot open: %m", path);
+    struct stat st;
+    int rc = -1;
+    if (fstat(img->fd, &st) != 0) {
+        mmh_fail(errno, "%s: cannot stat: %m", path);
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        mmh_fail(EINVAL, "%s: not a regular file", path);
+        goto out;
+    }
+    /* A shared lock: a writer's commit is not in flight meanwhile. */
+    if (flock(img->fd, LOCK_SH | LOCK_NB) != 0) {
+        mmh_fail(errno == EWOULDBLOCK ? EBUSY : errno, "%s: %s", path, errno == EWOULDBLOCK ?
+                 "heap is in use by a writer" : "cannot lock");
+        goto out;
+    }
+    img->file_size = (uint64_t)st.st_size;
+    if (mmh_journal_inspect(path, img->fd, &img->journal) != 0)
+        goto out;
+    uint64_t size = img->file_size;
+    if (img->journal.state == MMH_JOURNAL_COMPLETE && img->journal.extent > size)
+        size = img->journal.extent;
+    /* The header is checked before the size is trusted: a file is at most
+     * a reservation of MMH_MAX_MAX_SIZE. */
+    union {
+        mmh_hdr hdr;
+        unsigned char page[MMH_HDR_SIZE];
+    } buf;
+    memset(&buf, 0, sizeof buf);
+    if (size > MMH_MAX_MAX_SIZE)
+        size = MMH_MAX_MAX_SIZE;
+    if (image_map(img, img->fd, img->file_size, mmh_align_up(size > MMH_HDR_SIZE ? size :
+                                                             MMH_HDR_SIZE, 4096)) != 0)
+        goto out;
+    if (img->journal.state == MMH_JOURNAL_COMPLETE &&
+        mmh_journal_overlay(path, img->fd, img->base, img->size) != 0)
+        goto out;
+    memcpy(&buf, img->base, MMH_HDR_SIZE);
+    if (mmh_format_check(path, &buf.hdr, size) != 0)
+        goto out;
+    img->hdr = (const mmh_hdr *)img->base;
+    rc = 0;
+out:
+    if (rc != 0)
+        mmh_image_close(img);
+    return rc;
+}
+
+void mmh_image_close(mmh_image *img)
+{
+    int err = errno;
+    image_unmap(img);
+    if (img->fd >= 0)
+        close(img->fd);
+    img->fd = -1;
+    img->hdr = NULL;
+    errno = err;
+}
+
+/* ---- the walk -------------------------------------------------------------- */
+
+typedef struct walk {
+    const mmh_image  *img;
+    const char       *base;
+    const mmh_hdr    *hdr;
+    const uint32_t   *segmap;
+    size_t            nsegs;
+    mmh_check_result *r;
+    mmh_check_report_fn report;
+    void             *arg;
+    uint64_t          ring_pages; /* small pages not parked: on some ring */
+} walk;
+
+static void problem(walk *w, uint64_t off, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void problem(walk *w, uint64_t off, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    w->r->problems++;
+    if (w->report)
+        w->report(w->arg, off, msg);
+}
+
+static const mmh_segment *seg_at(const walk *w, size_t i)
+{
+    return (const mmh_segment *)(w->base + (i << MMH_SEG_SHIFT) + MMH_SEGHDR_OFFSET);
+}
+
+static uint64_t seg_off(size_t i)
+{
+    return ((uint64_t)i << MMH_SEG_SHIFT) + MMH_SEGHDR_OFFSET;
+}
+
+static uint64_t desc_off(size_t seg, size_t idx)
+{
+    return ((uint64_t)seg << MMH_SEG_SHIFT) + PAGES_OFF + idx * sizeof(mmh_page);
+}
+
+/* The descriptor at heap offset off, if off names the head slot of a
+ * descriptor 0..63 of a sliced segment; else NULL. */
+static const mmh_page *sliced_desc(const walk *w, uint64_t off, size_t *seg, size_t *idx)
+{
+    size_t s = (size_t)(off >> MMH_SEG_SHIFT);
+    uint64_t rel = off & MMH_SEG_MASK;
+    if (s >= w->nsegs || MMH_SEGMAP_KIND(w->segmap[s]) != MMH_SEGMAP_SLICED ||
+        rel < PAGES_OFF || (rel - PAGES_OFF) % sizeof(mmh_page) ||
+        (rel - PAGES_OFF) / sizeof(mmh_page) >= MMH_SEG_SLICES)
+        return NULL;
+    *seg = s;
+    *idx = (size_t)((rel - PAGES_OFF) / sizeof(mmh_page));
+    return (const mmh_page *)(w->base + off);
+}
+
+/* ---- small pages ---------------------------------------------------------- */
+
+/* Walk one of a page's block lists (the owner's, or the remote one),
+ * marking blocks in seen; the number of blocks, or -1 after a problem. */
+static long block_list(walk *w, const mmh_page *pg, uint64_t pg_off, uint64_t first,
+                       uint8_t *seen, const char *which)
+{
+    uint64_t start = (uint64_t)(mmh_page_start(pg) - w->base);
+    long n = 0;
+    for (uint64_t off = first; off; n++) {
+        uint64_t in = off - start;
+        if (off < start || in >= (uint64_t)pg->capacity * pg->block_size) {
+            problem(w, pg_off, "small page at %#llx: %s free list leaves the page's carved "
+                    "blocks (%#llx)", (unsigned long long)start, which, (unsigned long long)off);
+            return -1;
+        }
+        if (in % pg->block_size) {
+            problem(w, pg_off, "small page at %#llx: %s free list entry %#llx is not at a block "
+                    "boundary", (unsigned long long)start, which, (unsigned long long)off);
+            return -1;
+        }
+        uint64_t b = in / pg->block_size;
+        if (seen[b / 8] & (1u << (b % 8))) {
+            problem(w, pg_off, "small page at %#llx: block %#llx is on the free lists twice "
+                    "(a cycle, or a block freed twice)", (unsigned long long)start,
+                    (unsigned long long)off);
+            return -1;
+        }
+        seen[b / 8] |= (uint8_t)(1u << (b % 8));
+        off = *(const uint64_t *)(w->base + off);
+    }
+    return n;
+}
+
+static void check_small(walk *w, const mmh_page *pg, uint64_t pg_off, size_t slices)
+{
+    uint64_t start = (uint64_t)(mmh_page_start(pg) - w->base);
+    unsigned cls = pg->cls;
+    if (cls == 0 || cls >= MMH_CLASSES) {
+        problem(w, pg_off, "small page at %#llx: size class %u out of range",
+                (unsigned long long)start, cls);
+        return;
+    }
+    size_t bsize = mmh_class_size(cls);
+    size_t want_slices = bsize <= MMH_SMALL_PAGE_MAX ? 1 : MMH_MEDIUM_SLICES;
+    if (pg->block_size != bsize || slices != want_slices ||
+        pg->reserved != (slices << MMH_SLICE_SHIFT) / bsize) {
+        problem(w, pg_off, "small page at %#llx: class %u wants %zu-byte blocks in %zu slices, "
+                "the page has %u-byte blocks, %zu slices, %u blocks", (unsigned long long)start,
+                cls, bsize, want_slices, pg->block_size, slices, pg->reserved);
+        return;
+    }
+    if (pg->capacity > pg->reserved || pg->used > pg->capacity) {
+        problem(w, pg_off, "small page at %#llx: counts out of range: %u used, %u carved, %u "
+                "blocks", (unsigned long long)start, pg->used, pg->capacity, pg->reserved);
+        return;
+    }
+    if (pg->slot == 0 || pg->slot > w->hdr->slots_hwm)
+        problem(w, pg_off, "small page at %#llx: owning slot %u is not a slot in use (%u)",
+                (unsigned long long)start, pg->slot, w->hdr->slots_hwm);
+    uint8_t seen[MAX_BLOCKS / 8];
+    memset(seen, 0, (pg->capacity + 7) / 8);
+    long nfree = block_list(w, pg, pg_off, pg->free, seen, "owner's");
+    uint64_t x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
+    long nremote = nfree < 0 ? -1 : block_list(w, pg, pg_off, x & ~(uint64_t)MMH_XF_FLAGS,
+                                               seen, "remote");
+    if (nfree >= 0 && pg->used + (uint64_t)nfree != pg->capacity)
+        problem(w, pg_off, "small page at %#llx: %u blocks used and %ld free do not add up to "
+                "the %u carved", (unsigned long long)start, pg->used, nfree, pg->capacity);
+    else if (nremote > (long)pg->used)
+        problem(w, pg_off, "small page at %#llx: %ld remote frees but only %u blocks used",
+                (unsigned long long)start, nremote, pg->used);
+    if (pg->flags & ~(unsigned)MMH_PF_FULL)
+        problem(w, pg_off, "small page at %#llx: flags %#x are not a small page's",
+                (unsigned long long)start, pg->flags);
+    if (!(pg->flags & MMH_PF_FULL))
+        w->ring_pages++;
+    uint64_t live = nremote >= 0 ? pg->used - (uint64_t)nremote : pg->used;
+    mmh_check_class *c = &w->r->classes[cls];
+    c->pages++;
+    c->blocks += live;
+    c->capacity += pg->reserved;
+    w->r->small_pages++;
+    w->r->live_blocks += live;
+    w->r->live_bytes += live * bsize;
+    w->r->small_bytes += slices << MMH_SLICE_SHIFT;
+}
+
+/* ---- sliced segments -------------------------------------------------------- */
+
+static void check_sliced(walk *w, size_t i)
+{
+    const mmh_segment *s = seg_at(w, i);
+    uint64_t so = seg_off(i);
+    uint32_t first = i == 0 ? w->hdr->first_slice : 1;
+    if (s->first_slice != first || s->pages[0].kind != MMH_PAGE_META ||
+        s->pages[0].slice_count != first) {
+        problem(w, so, "segment %zu: metadata slices %u (descriptor says %u of kind %u), want %u",
+                i, s->first_slice, s->pages[0].slice_count, s->pages[0].kind, first);
+        return;
+    }
+    w->r->meta_bytes += (uint64_t)first << MMH_SLICE_SHIFT;
+    bool prev_free = false;
+    size_t idx = first;
+    while (idx < MMH_SEG_SLICES) {
+        const mmh_page *pg = &s->pages[idx];
+        uint64_t po = desc_off(i, idx), start = ((uint64_t)i << MMH_SEG_SHIFT) +
+                                                ((uint64_t)idx << MMH_SLICE_SHIFT);
+        size_t n = pg->slice_count;
+        if (n == 0 || idx + n > MMH_SEG_SLICES || pg->slice_offset != 0) {
+            problem(w, po, "segment %zu, slice %zu: no span starts here (length %zu, back "
+                    "offset %u)", i, idx, n, pg->slice_offset);
+            return;
+        }
+        bool interior_ok = true;
+        if (pg->kind == MMH_PAGE_FREE)
+            interior_ok = n == 1 || s->pages[idx + n - 1].slice_offset == n - 1;
+        else
+            for (size_t k = 1; k < n; k++)
+                interior_ok &= s->pages[idx + k].slice_offset == k;
+        if (!interior_ok)
+            problem(w, po, "span at %#llx (%zu slices): its slices do not point back to it",
+                    (unsigned long long)start, n);
+        switch (pg->kind) {
+        case MMH_PAGE_FREE:
+            if (prev_free)
+                problem(w, po, "free span at %#llx follows another free span: not coalesced",
+                        (unsigned long long)start);
+            w->r->free_spans++;
+            w->r->free_bytes += (uint64_t)n << MMH_SLICE_SHIFT;
+            if ((uint64_t)n << MMH_SLICE_SHIFT > w->r->largest_free)
+                w->r->largest_free = (uint64_t)n << MMH_SLICE_SHIFT;
+            break;
+        case MMH_PAGE_SMALL:
+            check_small(w, pg, po, n);
+            break;
+        case MMH_PAGE_LARGE:
+            if (pg->free != start)
+                problem(w, po, "large block span at %#llx: block offset %#llx is not its start",
+                        (unsigned long long)start, (unsigned long long)pg->free);
+            w->r->large_blocks++;
+            w->r->live_blocks++;
+            w->r->live_bytes += (uint64_t)n << MMH_SLICE_SHIFT;
+            w->r->large_bytes += (uint64_t)n << MMH_SLICE_SHIFT;
+            break;
+        default:
+            problem(w, po, "span at %#llx: kind %u does not belong among a segment's spans",
+                    (unsigned long long)start, pg->kind);
+            return;
+        }
+        prev_free = pg->kind == MMH_PAGE_FREE;
+        idx += n;
+    }
+}
+
+/* A huge block: segments [i, i + n), the block somewhere in the first. */
+static void check_huge(walk *w, size_t i, size_t n)
+{
+    const mmh_segment *s = seg_at(w, i);
+    const mmh_page *pg = &s->pages[1];
+    uint64_t lo = ((uint64_t)i << MMH_SEG_SHIFT) + MMH_SLICE_SIZE;
+    uint64_t end = (uint64_t)(i + n) << MMH_SEG_SHIFT;
+    if (s->first_slice != 1 || s->pages[0].kind != MMH_PAGE_META ||
+        pg->kind != MMH_PAGE_HUGE || pg->slice_count != MMH_SEG_SLICES) {
+        problem(w, seg_off(i), "huge block run at segment %zu: its segment header does not "
+                "describe a huge block", i);
+        return;
+    }
+    if (pg->free < lo || pg->free > (uint64_t)(i + 1) << MMH_SEG_SHIFT || pg->free >= end ||
+        (pg->free & (MMH_MIN_ALIGN - 1))) {
+        problem(w, desc_off(i, 1), "huge block run at segment %zu: block offset %#llx is not "
+                "inside its first segment", i, (unsigned long long)pg->free);
+        return;
+    }
+    w->r->huge_blocks++;
+    w->r->live_blocks++;
+    w->r->live_bytes += end - pg->free;
+    w->r->large_bytes += end - pg->free;
+}
+
+/* The segment map, and each segment by what it says. */
+static void check_segments(walk *w, mmh_check_progress_fn progress)
+{
+    size_t max_segs = (size_t)(w->hdr->max_size >> MMH_SEG_SHIFT);
+    if (MMH_SEGMAP_KIND(w->segmap[0]) != MMH_SEGMAP_SLICED || MMH_SEGMAP_LEN(w->segmap[0]))
+        problem(w, w->hdr->segmap_off, "segment 0 is not a sliced segment in the segment map");
+    bool prev_free = false;
+    for (size_t i = 0; i < w->nsegs;) {
+        uint32_t e = w->segmap[i];
+        size_t n = 1, len = MMH_SEGMAP_LEN(e);
+        unsigned kind = MMH_SEGMAP_KIND(e);
+        uint64_t eo = w->hdr->segmap_off + i * sizeof(uint32_t);
+        if (progress)
+            progress(w->arg, i, w->nsegs);
+        if (kind == MMH_SEGMAP_HUGE || kind == MMH_SEGMAP_FREE) {
+            n = len;
+            if (n == 0 || n > w->nsegs - i) {
+                problem(w, eo, "segment %zu: a run of %zu segments does not fit the heap's %zu",
+                        i, n, w->nsegs);
+                return;
+            }
+            unsigned in = kind == MMH_SEGMAP_HUGE ? MMH_SEGMAP_HUGE_IN : MMH_SEGMAP_FREE_IN;
+            for (size_t k = 1; k < n; k++)
+                if (w->segmap[i + k] != MMH_SEGMAP(in, k)) {
+                    problem(w, eo + k * sizeof(uint32_t), "segment %zu: inside the run that "
+                            "starts at segment %zu, the segment map says %#x", i + k, i,
+                            w->segmap[i + k]);
+                    break;
+                }
+            if (seg_at(w, i)->magic != MMH_SEG_MAGIC)
+                problem(w, seg_off(i), "segment %zu: bad segment magic %#x", i,
+                        seg_at(w, i)->magic);
+        }
+        switch (kind) {
+        case MMH_SEGMAP_SLICED:
+            if (len || seg_at(w, i)->magic != MMH_SEG_MAGIC)
+                problem(w, seg_off(i), "segment %zu: bad sliced segment (magic %#x, map %#x)", i,
+                        seg_at(w, i)->magic, e);
+            else
+                check_sliced(w, i);
+            w->r->sliced_segments++;
+            break;
+        case MMH_SEGMAP_HUGE:
+            check_huge(w, i, n);
+            w->r->meta_bytes += MMH_SLICE_SIZE;
+            break;
+        case MMH_SEGMAP_FREE:
+            if (prev_free)
+                problem(w, eo, "free run at segment %zu follows another: not coalesced", i);
+            if (seg_at(w, i)->nsegs != n)
+                problem(w, seg_off(i), "free run at segment %zu: its header says %u segments, "
+                        "the segment map %zu", i, seg_at(w, i)->nsegs, n);
+            w->r->free_runs++;
+            w->r->free_bytes += (uint64_t)n << MMH_SEG_SHIFT;
+            if ((uint64_t)n << MMH_SEG_SHIFT > w->r->largest_free)
+                w->r->largest_free = (uint64_t)n << MMH_SEG_SHIFT;
+            break;
+        default:
+            problem(w, eo, "segment %zu: segment map entry %#x starts no segment or run", i, e);
+            return;
+        }
+        prev_free = kind == MMH_SEGMAP_FREE;
+        i += n;
+    }
+    for (size_t i = w->nsegs; i < max_segs; i++)
+        if (w->segmap[i] != MMH_SEGMAP_NONE) {
+            problem(w, w->hdr->segmap_off + i * sizeof(uint32_t), "segment %zu lies past the "
+                    "heap's end (%zu segments) but the segment map has %#x for it", i, w->nsegs,
+                    w->segmap[i]);
+            break;
+        }
+    if (progress)
+        progress(w->arg, w->nsegs, w->nsegs);
+}
+
+/* ---- free lists ------------------------------------------------------------ */
+
+static void check_span_bins(walk *w)
+{
+    uint64_t found = 0;
+    for (unsigned bin = 0; bin <= MMH_SPAN_BINS; bin++) {
+        uint64_t head = w->hdr->span_bins[bin], prev = 0, count = 0;
+        uint64_t hoff = offsetof(mmh_hdr, span_bins) + bin * sizeof(uint64_t);
+        bool bit = bin < 64 && (w->hdr->span_bitmap >> bin) & 1;
+        if (bin < 64 && bit != (head != 0))
+            problem(w, offsetof(mmh_hdr, span_bitmap), "span bin %u is %s but its bitmap bit "
+                    "is %s", bin, head ? "not empty" : "empty", bit ? "set" : "clear");
+        for (uint64_t off = head; off; count++) {
+            size_t seg, idx;
+            const mmh_page *pg = sliced_desc(w, off, &seg, &idx);
+            if (!pg || pg->kind != MMH_PAGE_FREE || pg->slice_count != bin ||
+                pg->slice_offset != 0 || idx < seg_at(w, seg)->first_slice) {
+                problem(w, prev ? prev : hoff, "span bin %u: entry %#llx is not a free span of "
+                        "%u slices", bin, (unsigned long long)off, bin);
+                break;
+            }
+            if (pg->prev != prev) {
+                problem(w, off, "span bin %u: free span %#llx links back to %#llx, not %#llx", bin,
+                        (unsigned long long)off, (unsigned long long)pg->prev,
+                        (unsigned long long)prev);
+                break;
+            }
+            if (count > w->r->free_spans) {
+                problem(w, hoff, "span bin %u: longer than the number of free spans", bin);
+                break;
+            }
+            prev = off;
+            off = pg->next;
+        }
+        found += count;
+    }
+    if (found != w->r->free_spans)
+        problem(w, offsetof(mmh_hdr, span_bins), "the span bins hold %llu free spans, the "
+                "segments %llu", (unsigned long long)found, (unsigned long long)w->r->free_spans);
+}
+
+static void check_free_runs(walk *w)
+{
+    uint64_t prev = 0, count = 0;
+    for (uint64_t off = w->hdr->free_segs; off; count++) {
+        size_t i = (size_t)(off >> MMH_SEG_SHIFT);
+        if (i >= w->nsegs || off != seg_off(i) ||
+            MMH_SEGMAP_KIND(w->segmap[i]) != MMH_SEGMAP_FREE) {
+            problem(w, prev ? prev : offsetof(mmh_hdr, free_segs), "free run list: entry %#llx "
+                    "is not the head of a free run", (unsigned long long)off);
+            break;
+        }
+        const mmh_segment *s = seg_at(w, i);
+        if (s->prev != prev) {
+            problem(w, off, "free run list: run at segment %zu links back to %#llx, not %#llx", i,
+                    (unsigned long long)s->prev, (unsigned long long)prev);
+            break;
+        }
+        if (count > w->r->free_runs) {
+            problem(w, offsetof(mmh_hdr, free_segs), "free run list: longer than the number of "
+                    "free runs");
+            break;
+        }
+        prev = off;
+        off = s->next;
+    }
+    if (count != w->r->free_runs)
+        problem(w, offsetof(mmh_hdr, free_segs), "the free run list holds %llu runs, the "
+                "segment map %llu", (unsigned long long)count,
+                (unsigned long long)w->r->free_runs);
+}
+
+/* ---- slots -------------------------------------------------------------------- */
+
+/* The small page of slot id (index + 1) and class cls at off, or NULL. */
+static const mmh_page *slot_page(walk *w, uint64_t off, uint32_t id, unsigned cls)
+{
+    size_t seg, idx;
+    const mmh_page *pg = sliced_desc(w, off, &seg, &idx);
+    if (!pg || pg->kind != MMH_PAGE_SMALL || pg->slice_offset != 0 || pg->slot != id ||
+        (cls && pg->cls != cls))
+        return NULL;
+    return pg;
+}
+
+static void check_ring(walk *w, uint32_t id, unsigned cls, uint64_t head, uint64_t at,
+                       uint64_t *members)
+{
+    uint64_t off = head, count = 0;
+    do {
+        const mmh_page *pg = slot_page(w, off, id, cls);
+        if (!pg || (pg->flags & MMH_PF_FULL)) {
+            problem(w, at, "slot %u, class %u: ring entry %#llx is %s", id - 1, cls,
+                    (unsigned long long)off, pg ? "a parked page" :
+                    "not a small page of the slot and class");
+            return;
+        }
+        const mmh_page *next = slot_page(w, pg->next, id, cls);
+        if (!next || next->prev != off) {
+            problem(w, off, "slot %u, class %u: ring link from %#llx to %#llx is not returned",
+                    id - 1, cls, (unsigned long long)off, (unsigned long long)pg->next);
+            return;
+        }
+        if (++count > w->r->small_pages) {
+            problem(w, at, "slot %u, class %u: the ring does not close", id - 1, cls);
+            return;
+        }
+        at = off;
+        off = pg->next;
+    } while (off != head);
+    *members += count;
+}
+
+static void check_slots(walk *w)
+{
+    const mmh_slot *slots = (const mmh_slot *)(w->base + w->hdr->slots_off);
+    uint64_t members = 0;
+    for (uint32_t i = 0; i < w->hdr->slots_hwm; i++) {
+        const mmh_slot *slot = &slots[i];
+        uint64_t so = w->hdr->slots_off + i * sizeof(mmh_slot);
+        bool used = false;
+        for (unsigned cls = 1; cls < MMH_CLASSES; cls++) {
+            uint64_t head = slot->pages[cls];
+            if (head == MMH_EMPTY_PAGE_OFF)
+                continue;
+            used = true;
+            check_ring(w, i + 1, cls, head, so + offsetof(mmh_slot, pages) + cls * 8, &members);
+        }
+        uint64_t count = 0, at = so + offsetof(mmh_slot, xpages);
+        for (uint64_t off = atomic_load_explicit(&slot->xpages, memory_order_relaxed); off;
+             count++) {
+            const mmh_page *pg = slot_page(w, off, i + 1, 0);
+            if (!pg || count > w->r->small_pages ||
+                !(atomic_load_explicit(&pg->xfree, memory_order_relaxed) & MMH_XF_NOTIFIED)) {
+                problem(w, at, "slot %u: queued page %#llx is not a notified page of the slot",
+                        i, (unsigned long long)off);
+                break;
+            }
+            at = off;
+            off = pg->xnext;
+        }
+        w->r->slots_used += used;
+    }
+    if (members != w->ring_pages)
+        problem(w, w->hdr->slots_off, "the slots' class rings hold %llu pages, the segments "
+                "have %llu small pages that are not parked", (unsigned long long)members,
+                (unsigned long long)w->ring_pages);
+}
+
+/* ---- the header's own fields ----------------------------------------------- */
+
+/* Is off inside a live block?  Walks the descriptors of its segment. */
+static bool in_live_block(const walk *w, uint64_t off)
+{
+    size_t i = (size_t)(off >> MMH_SEG_SHIFT);
+    if (off < MMH_SLICE_SIZE || i >= w->nsegs)
+        return false;
+    uint32_t e = w->segmap[i];
+    if (MMH_SEGMAP_KIND(e) == MMH_SEGMAP_HUGE_IN && MMH_SEGMAP_LEN(e) <= i) {
+        i -= MMH_SEGMAP_LEN(e);
+        e = w->segmap[i];
+    }
+    if (MMH_SEGMAP_KIND(e) == MMH_SEGMAP_HUGE)
+        return off >= seg_at(w, i)->pages[1].free;
+    if (MMH_SEGMAP_KIND(e) != MMH_SEGMAP_SLICED)
+        return false;
+    const mmh_segment *s = seg_at(w, i);
+    size_t slice = (size_t)((off & MMH_SEG_MASK) >> MMH_SLICE_SHIFT), idx = s->first_slice;
+    while (idx < MMH_SEG_SLICES && s->pages[idx].slice_count &&
+           idx + s->pages[idx].slice_count <= slice)
+        idx += s->pages[idx].slice_count;
+    if (idx >= MMH_SEG_SLICES || idx > slice)
+        return false;
+    const mmh_page *pg = &s->pages[idx];
+    if (pg->kind == MMH_PAGE_LARGE)
+        return true;
+    if (pg->kind != MMH_PAGE_SMALL || !pg->block_size)
+        return false;
+    uint64_t start = (uint64_t)(mmh_page_start(pg) - w->base);
+    uint64_t b = (off - start) / pg->block_size;
+    if (b >= pg->capacity)
+        return false;
+    uint64_t block = start + b * pg->block_size, lists[2] = {
+        pg->free, atomic_load_explicit(&pg->xfree, memory_order_relaxed) & ~(uint64_t)MMH_XF_FLAGS
+    };
+    for (int l = 0; l < 2; l++)
+        for (uint64_t f = lists[l], n = 0; f && n <= pg->capacity; n++) {
+            if (f == block)
+                return false;
+            if (f - start >= (uint64_t)pg->capacity * pg->block_size)
+                break;
+            f = *(const uint64_t *)(w->base + f);
+        }
+    return true;
+}
+
+static void check_header(walk *w)
+{
+    const mmh_hdr *hdr = w->hdr;
+    static const mmh_page zero_page;
+    if (memcmp(&hdr->empty_page, &zero_page, sizeof zero_page) != 0)
+        problem(w, MMH_EMPTY_PAGE_OFF, "the empty page every slot starts from is not empty");
+    if (hdr->root && !in_live_block(w, hdr->root))
+        problem(w, offsetof(mmh_hdr, root), "the root %#llx is not inside a live block",
+                (unsigned long long)hdr->root);
+    uint64_t blocks = w->r->large_blocks + w->r->huge_blocks;
+    if (hdr->large_allocs - hdr->large_frees != blocks ||
+        hdr->large_alloc_bytes - hdr->large_free_bytes != w->r->large_bytes)
+        problem(w, offsetof(mmh_hdr, large_allocs), "large block counters say %llu blocks of "
+                "%llu bytes, the segments hold %llu of %llu",
+                (unsigned long long)(hdr->large_allocs - hdr->large_frees),
+                (unsigned long long)(hdr->large_alloc_bytes - hdr->large_free_bytes),
+                (unsigned long long)blocks, (unsigned long long)w->r->large_bytes);
+}
+
+int mmh_check_image(const mmh_image *img, mmh_check_result *r, mmh_check_report_fn report,
+                    mmh_check_progress_fn progress, void *arg)
+{
+    memset(r, 0, sizeof *r);
+    walk w = {
+        .img = img, .base = img->base, .hdr = img->hdr, .r = r, .report = report, .arg = arg,
+        .segmap = (const uint32_t *)(img->base + img->hdr->segmap_off),
+        .nsegs = (size_t)(img->hdr->extent >> MMH_SEG_SHIFT),
+    };
+    r->segments = w.nsegs;
+    check_segments(&w, progress);
+    check_span_bins(&w);
+    check_free_runs(&w);
+    check_slots(&w);
+    check_header(&w);
+    return r->problems ? 1 : 0;
+}
