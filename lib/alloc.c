@@ -27,19 +27,25 @@ static void *large_alloc(mmh_heap *h, size_t size, size_t align)
     } else {
         pg = mmh_huge_alloc(h, size, align < MMH_MIN_ALIGN ? MMH_MIN_ALIGN : align, &p);
     }
+    size_t usable = pg ? mmh_usable_size(h, p) : 0;
     if (pg) {
         h->hdr->large_allocs++;
-        h->hdr->large_alloc_bytes += mmh_usable_size(h, p);
+        h->hdr->large_alloc_bytes += usable;
     }
     pthread_mutex_unlock(&h->lock);
+    if (pg)
+        mmh_block_alloced(h, p, usable, false);
     return p;
 }
 
 static void large_free(mmh_heap *h, mmh_page *pg, void *p)
 {
+    size_t usable = mmh_usable_size(h, p);
+    if (!mmh_block_freeing(h, p, usable))
+        return;
     pthread_mutex_lock(&h->lock);
     h->hdr->large_frees++;
-    h->hdr->large_free_bytes += mmh_usable_size(h, p);
+    h->hdr->large_free_bytes += usable;
     if (pg->kind == MMH_PAGE_HUGE)
         mmh_huge_free(h, pg);
     else
@@ -108,7 +114,7 @@ void *mmh_calloc(mmh_heap *h, size_t n, size_t size)
     if (__builtin_mul_overflow(n, size, &total))
         return mmh_fail_null(ENOMEM, "mmh_calloc: %zu * %zu bytes overflows", n, size);
     void *p = mmh_alloc(h, total);
-    if (p && !fresh_zero(p, total))
+    if (p && (!fresh_zero(p, total) || mmh_inst(h))) /* checkers saw it undefined */
         memset(p, 0, total);
     return p;
 }
@@ -233,11 +239,14 @@ static bool resize_in_place(mmh_heap *h, mmh_page *pg, size_t size)
         else if (slices > pg->slice_count)
             ok = slices < MMH_SEG_SLICES && mmh_span_grow(h, pg, slices);
     }
+    size_t after = mmh_usable_size(h, p);
     if (ok) {
         h->hdr->large_free_bytes += before;
-        h->hdr->large_alloc_bytes += mmh_usable_size(h, p);
+        h->hdr->large_alloc_bytes += after;
     }
     pthread_mutex_unlock(&h->lock);
+    if (ok)
+        mmh_block_resized(h, p, before, after);
     return ok;
 }
 

@@ -157,9 +157,10 @@ int mmh_commit_write(mmh_heap *h, const mmh_ranges *r, void *table, bool *durabl
     *durable = false;
     if (h->flags & MMH_SHARED)
         return sync_shared(h, r);
-    if (mmh_journal_commit(h, r->v, r->n, table, durable) != 0)
-        return -1;
-    return mmh_punch_purged(h, punch);
+    mmh_inst_bulk_begin(); /* the journal reads and writes free blocks too */
+    int rc = mmh_journal_commit(h, r->v, r->n, table, durable);
+    mmh_inst_bulk_end();
+    return rc != 0 ? -1 : mmh_punch_purged(h, punch);
 }
 
 int mmh_writeback(mmh_heap *h)

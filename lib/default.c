@@ -82,6 +82,8 @@ static mmh_heap *default_create(void)
         options_parse();
         mmh_config cfg = { .max_size = DEFAULT_MAX_SIZE };
         h = mmh_open(NULL, &cfg);
+        if (h) /* malloc's heap: memcheck checks its own malloc instead */
+            mmh_inst_heap_close(h);
         atomic_store(&creator, 0);
         if (h)
             atomic_store_explicit(&mmh_default_ptr, h, memory_order_release);

@@ -35,6 +35,10 @@ static inline uint64_t avalanche(uint64_t h)
     return h ^ (h >> 32);
 }
 
+/* Commits hash heap ranges with the free blocks in them, poisoned. */
+#if MMH_ASAN
+__attribute__((no_sanitize_address))
+#endif
 uint64_t mmh_hash64(const void *data, size_t len, uint64_t seed)
 {
     const unsigned char *p = data;

@@ -100,6 +100,7 @@ static mmh_heap *heap_ready(mmh_heap *h, mmh_tracker tracker)
         heap_destroy(h);
         return NULL;
     }
+    mmh_inst_heap_open(h);
     mmh_registry_add(h);
     return h;
 }
@@ -318,6 +319,7 @@ int mmh_close(mmh_heap *h)
     if (rc == 0 && h->job_unreported && h->job_err)
         rc = mmh_fail(h->job_err, "%s", h->job_msg);
     int err = errno;
+    mmh_inst_heap_close(h);
     mmh_registry_remove(h);
     heap_destroy(h);
     errno = err;
@@ -349,6 +351,7 @@ int mmh_set_root(mmh_heap *h, void *p)
         return mmh_fail(EINVAL, "mmh_set_root: %p is not inside heap %s", p, h->path);
     pthread_mutex_lock(&h->lock);
     h->hdr->root = p ? mmh_off(h, p) : 0;
+    h->root = p;
     pthread_mutex_unlock(&h->lock);
     return 0;
 }

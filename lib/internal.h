@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -266,6 +267,7 @@ struct mmh_heap {
     uint64_t        uid;       /* unique in this process, never reused */
     int             fd;        /* -1: anonymous                        */
     unsigned        flags;
+    bool            memcheck;  /* a memcheck pool (instrument.h)         */
     mmh_tracker     tracker;   /* resolved kind in use                  */
     const mmh_track_ops *track; /* NULL: untracked (full write-back)     */
     void           *track_state; /* the backend's own                     */
@@ -294,6 +296,8 @@ struct mmh_heap {
     size_t          used_bytes, used_peak; /* in spans given to blocks (lock) */
     uint64_t        purged_bytes; /* free memory handed back to the system */
     uint32_t        purge_pass_ms; /* when free memory was last purged      */
+    void           *root;      /* the root object: a real pointer, so that
+                                  memcheck's leak search finds it         */
     struct mmh_heap *next_open;
 };
 
@@ -478,6 +482,8 @@ MMH_HIDDEN void mmh_job_forget(mmh_heap *h);
 /* fileio.c: async-signal-safe */
 MMH_HIDDEN int mmh_pwrite_all(int fd, const void *buf, size_t len, size_t off);
 MMH_HIDDEN int mmh_pread_all(int fd, void *buf, size_t len, size_t off);
+struct iovec;
+MMH_HIDDEN ssize_t mmh_pwritev(int fd, const struct iovec *iov, int n, off_t off);
 MMH_HIDDEN int mmh_io_failed(mmh_heap *h, const char *what, const char *file, size_t off);
 MMH_HIDDEN int mmh_write_in_place(mmh_heap *h, int fd, const char *file,
                                   const mmh_range *ranges, size_t n);
@@ -610,6 +616,8 @@ MMH_HIDDEN int  mmh_check_image(const mmh_image *img, mmh_check_result *r,
 /* alloc.c */
 MMH_HIDDEN bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp);
 
+#include "instrument.h"
+
 /* ---- the fast paths ---------------------------------------------------
  * Inline here so that malloc (malloc.c) and mmh_alloc (alloc.c) share
  * them; everything else is in the *_slow functions. */
@@ -622,8 +630,9 @@ MMH_HIDDEN bool  mmh_free_slow(mmh_heap *h, void *p);
 static inline void *mmh_page_pop(mmh_heap *h, mmh_page *pg)
 {
     void *p = mmh_ptr(h, pg->free);
-    pg->free = *(uint64_t *)p;
+    pg->free = mmh_link_get(h, p);
     pg->used++;
+    mmh_block_alloced(h, p, pg->block_size, false);
     return p;
 }
 
@@ -647,7 +656,9 @@ static inline __attribute__((always_inline)) void *mmh_alloc_fast(mmh_heap *h, s
 static inline __attribute__((always_inline)) void mmh_page_push_own(mmh_heap *h, mmh_tbind *b,
                                                                     mmh_page *pg, void *p)
 {
-    *(uint64_t *)p = pg->free;
+    if (unlikely(!mmh_block_freeing(h, p, pg->block_size)))
+        return;
+    mmh_link_set(h, p, pg->free);
     pg->free = mmh_off(h, p);
     if (unlikely((--pg->used == 0 && b->slot->pages[pg->cls] != mmh_off(h, pg)) ||
                  (pg->flags & MMH_PF_FULL)))

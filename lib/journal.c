@@ -41,7 +41,7 @@ static int pwritev_ranges(mmh_heap *h, const mmh_range *ranges, size_t n, size_t
             iov[k].iov_len = ranges[i + k].len;
             bytes += ranges[i + k].len;
         }
-        ssize_t done = pwritev(h->journal_fd, iov, (int)k, (off_t)off);
+        ssize_t done = mmh_pwritev(h->journal_fd, iov, (int)k, (off_t)off);
         if (done < 0 && errno == EINTR)
             continue;
         if (done < 0)

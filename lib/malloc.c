@@ -14,6 +14,7 @@
  * a C program never calls operator new.
  */
 #define _GNU_SOURCE
+#define MMH_NO_MEMCHECK /* the default heap is never a memcheck pool (default.c) */
 #include "internal.h"
 
 #include <dlfcn.h>

@@ -116,9 +116,9 @@ static void collect(mmh_heap *h, mmh_page *pg)
     } while (!atomic_compare_exchange_weak(&pg->xfree, &x, x & MMH_XF_FLAGS));
     uint64_t first = x & ~(uint64_t)MMH_XF_FLAGS, last = first;
     uint32_t n = 1;
-    for (uint64_t next; (next = *(uint64_t *)mmh_ptr(h, last)) != 0; last = next)
+    for (uint64_t next; (next = mmh_link_get(h, mmh_ptr(h, last))) != 0; last = next)
         n++;
-    *(uint64_t *)mmh_ptr(h, last) = pg->free;
+    mmh_link_set(h, mmh_ptr(h, last), pg->free);
     pg->free = first;
     pg->used -= n;
 }
@@ -134,8 +134,8 @@ static void extend(mmh_heap *h, mmh_page *pg)
     char *start = mmh_page_start(pg) + (size_t)pg->capacity * pg->block_size;
     uint64_t off = mmh_off(h, start);
     for (uint32_t i = 0; i + 1 < n; i++, off += pg->block_size)
-        *(uint64_t *)mmh_ptr(h, off) = off + pg->block_size;
-    *(uint64_t *)mmh_ptr(h, off) = pg->free;
+        mmh_link_set(h, mmh_ptr(h, off), off + pg->block_size);
+    mmh_link_set(h, mmh_ptr(h, off), pg->free);
     pg->free = mmh_off(h, start);
     pg->capacity += n;
 }
@@ -236,6 +236,8 @@ void mmh_page_free_local(mmh_heap *h, mmh_tbind *b, mmh_page *pg)
 void mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p)
 {
     uint32_t slot_id = pg->slot; /* stable while p is live */
+    if (!mmh_block_freeing(h, p, pg->block_size))
+        return;
     push_remote(h, pg, p);
     mmh_slot *slot = &h->slots[slot_id - 1];
     uint64_t none = 0;
@@ -256,7 +258,7 @@ static void push_remote(mmh_heap *h, mmh_page *pg, void *p)
     uint64_t off = mmh_off(h, p), x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
     uint64_t want;
     do {
-        *(uint64_t *)p = x & ~(uint64_t)MMH_XF_FLAGS;
+        mmh_link_set(h, p, x & ~(uint64_t)MMH_XF_FLAGS);
         want = off | (x & MMH_XF_FLAGS);
         if ((x & (MMH_XF_FULL | MMH_XF_NOTIFIED)) == MMH_XF_FULL)
             want |= MMH_XF_NOTIFIED;

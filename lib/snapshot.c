@@ -141,6 +141,7 @@ static _Noreturn void child_run(mmh_heap *h, mmh_job *job, int wfd, uint64_t sta
     struct job_result res = { 0 };
     bool durable = false;
     uint64_t written = h->bytes_written;
+    mmh_inst_bulk_begin(); /* the image holds free blocks too; never ended: the child exits */
     int rc = job->kind == JOB_SNAPSHOT
                  ? write_image(h, job)
                  : mmh_commit_write(h, &job->ranges, job->table, &durable);

@@ -43,7 +43,7 @@ static uint32_t remote_pending(const mmh_heap *h, const mmh_page *pg)
         if (in >= (uint64_t)pg->capacity * pg->block_size || in % pg->block_size)
             break;
         n++;
-        off = *(const uint64_t *)mmh_ptr(h, off);
+        off = mmh_link_get(h, mmh_ptr(h, off));
     }
     return n;
 }

@@ -1,0 +1,226 @@
+/* The slow halves of the memory checkers' hooks (instrument.h): memcheck
+ * client requests and ASan poisoning, and the heap-wide work at open and
+ * close.  Reached only for heaps that are checked. */
+#include "internal.h"
+
+#if MMH_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#if MMH_MEMCHECK
+#include <valgrind/memcheck.h>
+#endif
+
+/* Does this process run under memcheck?  Under other valgrind tools
+ * (callgrind counting the fast paths, for one) memcheck's requests go
+ * unanswered and the default 1 stays. */
+static bool on_memcheck(void)
+{
+#if MMH_MEMCHECK
+    static const uint64_t probe = 0;
+    return RUNNING_ON_VALGRIND &&
+           VALGRIND_DO_CLIENT_REQUEST_EXPR(1, VG_USERREQ__CHECK_MEM_IS_DEFINED, &probe,
+                                           sizeof probe, 0, 0, 0) == 0;
+#else
+    return false;
+#endif
+}
+
+/* Poison or unpoison, mark off limits or addressable: the two checkers'
+ * views of [p, p + len). */
+static void shut(const mmh_heap *h, const void *p, size_t len)
+{
+    (void)h, (void)p, (void)len;
+#if MMH_ASAN
+    ASAN_POISON_MEMORY_REGION(p, len);
+#endif
+#if MMH_MEMCHECK
+    if (h->memcheck)
+        VALGRIND_MAKE_MEM_NOACCESS(p, len);
+#endif
+}
+
+static void open_up(const mmh_heap *h, const void *p, size_t len, bool defined)
+{
+    (void)h, (void)p, (void)len, (void)defined;
+#if MMH_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(p, len);
+#endif
+#if MMH_MEMCHECK
+    if (h->memcheck) {
+        if (defined)
+            VALGRIND_MAKE_MEM_DEFINED(p, len);
+        else
+            VALGRIND_MAKE_MEM_UNDEFINED(p, len);
+    }
+#endif
+}
+
+uint64_t mmh_inst_link_get(const mmh_heap *h, const void *p)
+{
+    open_up(h, p, sizeof(uint64_t), true);
+    uint64_t v = *(const uint64_t *)p;
+    shut(h, p, sizeof(uint64_t));
+    return v;
+}
+
+void mmh_inst_link_set(const mmh_heap *h, void *p, uint64_t v)
+{
+    open_up(h, p, sizeof(uint64_t), true);
+    *(uint64_t *)p = v;
+    shut(h, p, sizeof(uint64_t));
+}
+
+void mmh_inst_alloc(const mmh_heap *h, void *p, size_t size, bool defined)
+{
+#if MMH_MEMCHECK
+    if (h->memcheck)
+        VALGRIND_MEMPOOL_ALLOC(h->base, p, size);
+#endif
+    open_up(h, p, size, defined);
+}
+
+bool mmh_inst_free(const mmh_heap *h, void *p, size_t size)
+{
+    (void)size;
+#if MMH_ASAN
+    if (__asan_address_is_poisoned(p)) {
+        *(volatile char *)p; /* ASan reports the double free as a use after poison */
+        return false;
+    }
+    ASAN_POISON_MEMORY_REGION(p, size);
+#endif
+#if MMH_MEMCHECK
+    if (h->memcheck) {
+        /* Free already: memcheck reports the check, with the block's
+         * allocation and free stacks. */
+        if (VALGRIND_CHECK_MEM_IS_ADDRESSABLE(p, 1) != 0)
+            return false;
+        VALGRIND_MEMPOOL_FREE(h->base, p);
+    }
+#endif
+    return true;
+}
+
+void mmh_inst_resize(const mmh_heap *h, void *p, size_t from, size_t to)
+{
+#if MMH_MEMCHECK
+    if (h->memcheck)
+        VALGRIND_MEMPOOL_CHANGE(h->base, p, p, to);
+#endif
+    if (to > from)
+        open_up(h, (char *)p + from, to - from, false);
+    else
+        shut(h, (char *)p + to, from - to);
+}
+
+void mmh_inst_bulk_begin(void)
+{
+#if MMH_MEMCHECK
+    VALGRIND_DISABLE_ERROR_REPORTING;
+#endif
+}
+
+void mmh_inst_bulk_end(void)
+{
+#if MMH_MEMCHECK
+    VALGRIND_ENABLE_ERROR_REPORTING;
+#endif
+}
+
+/* ---- heaps opened and closed ------------------------------------------- */
+
+/* The free blocks of a small page's list that starts at off: off limits.
+ * The walk stays inside the page (a damaged list stops it). */
+static void free_list(mmh_heap *h, const mmh_page *pg, uint64_t off)
+{
+    uint64_t first = mmh_off(h, mmh_page_start(pg));
+    for (uint32_t n = 0; off && n < pg->capacity; n++) {
+        uint64_t in = off - first;
+        if (in >= (uint64_t)pg->capacity * pg->block_size || in % pg->block_size)
+            break;
+        void *b = mmh_ptr(h, off);
+        off = *(const uint64_t *)b;
+        mmh_inst_free(h, b, pg->block_size);
+    }
+}
+
+/* Every block the heap holds: allocated, defined; then the free ones of
+ * each small page free again. */
+static void blocks_known(mmh_heap *h)
+{
+    for (size_t i = 0; i < (h->mapped >> MMH_SEG_SHIFT); i++) {
+        uint32_t e = h->segmap[i];
+        const mmh_segment *s = mmh_seg_at(h, i);
+        if (MMH_SEGMAP_KIND(e) == MMH_SEGMAP_HUGE) {
+            void *p = mmh_ptr(h, s->pages[1].free);
+            mmh_inst_alloc(h, p, mmh_usable_size(h, p), true);
+            continue;
+        }
+        if (MMH_SEGMAP_KIND(e) != MMH_SEGMAP_SLICED)
+            continue;
+        for (size_t idx = s->first_slice; idx < MMH_SEG_SLICES;) {
+            const mmh_page *pg = &s->pages[idx];
+            idx += pg->slice_count ? pg->slice_count : 1;
+            if (pg->kind == MMH_PAGE_LARGE) {
+                void *p = mmh_ptr(h, pg->free);
+                mmh_inst_alloc(h, p, mmh_usable_size(h, p), true);
+            } else if (pg->kind == MMH_PAGE_SMALL) {
+                char *start = mmh_page_start(pg);
+                for (uint32_t b = 0; b < pg->capacity; b++)
+                    mmh_inst_alloc(h, start + (size_t)b * pg->block_size, pg->block_size, true);
+                free_list(h, pg, pg->free);
+                free_list(h, pg, atomic_load(&((mmh_page *)pg)->xfree) &
+                                     ~(uint64_t)MMH_XF_FLAGS);
+            }
+        }
+    }
+}
+
+void mmh_inst_heap_open(mmh_heap *h)
+{
+    h->memcheck = MMH_MEMCHECK && on_memcheck();
+    h->root = h->hdr->root ? mmh_ptr(h, h->hdr->root) : NULL;
+#if MMH_MEMCHECK
+    if (h->memcheck)
+        VALGRIND_CREATE_MEMPOOL(h->base, 0, 0);
+#endif
+    if (mmh_inst(h))
+        blocks_known(h);
+}
+
+/* The rule for leaks in a heap file: a block nothing points to when the
+ * heap is closed (not the root, h->root, nor any block reachable from it,
+ * nor the program's own memory) is lost in the file for good, so memcheck
+ * reports it then, as it reports a lost malloc block at exit.  Blocks of a
+ * heap whose file does not keep them (anonymous, read-only, volatile) die
+ * with the heap and are simply forgotten. */
+#if MMH_MEMCHECK
+/* memcheck skips its leak search when no malloc block is live (pool
+ * chunks do not count): one of our own stands in, reachable, meanwhile. */
+static char stand_in[16];
+static char *volatile stand_in_ref = stand_in;
+
+static void leak_search(void)
+{
+    VALGRIND_MALLOCLIKE_BLOCK(stand_in_ref, sizeof stand_in, 0, 0);
+    VALGRIND_DO_ADDED_LEAK_CHECK;
+    VALGRIND_FREELIKE_BLOCK(stand_in_ref, 0);
+}
+#endif
+
+void mmh_inst_heap_close(mmh_heap *h)
+{
+    if (!mmh_inst(h))
+        return;
+#if MMH_MEMCHECK
+    if (h->memcheck) {
+        if (mmh_writes_back(h))
+            leak_search();
+        VALGRIND_DESTROY_MEMPOOL(h->base);
+        h->memcheck = false;
+    }
+#endif
+#if MMH_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(h->base, h->mapped);
+#endif
+}

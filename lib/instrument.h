@@ -1,0 +1,95 @@
+/* Telling memory checkers about heap blocks, so that blocks from mmh_alloc
+ * are checked like malloc's: leaks, use after free, reads of uninitialised
+ * memory.
+ *
+ * valgrind's memcheck (client requests, chosen at run time): a heap opened
+ * under memcheck is a memory pool of its own (h->memcheck), its blocks the
+ * pool's chunks.  Elsewhere the hooks cost one test of h->memcheck, and
+ * none at all in malloc.c: the default heap is never a pool (memcheck
+ * replaces malloc with its own), so malloc.c compiles them out
+ * (MMH_NO_MEMCHECK).
+ * AddressSanitizer (at compile time): free blocks are poisoned.
+ *
+ * Either way a free block is off limits, so the allocator reaches the link
+ * word in it only through mmh_link_get and mmh_link_set.  Without valgrind's
+ * headers and without ASan every hook compiles to nothing. */
+#ifndef MMH_INSTRUMENT_H
+#define MMH_INSTRUMENT_H
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MMH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MMH_ASAN 1
+#endif
+#endif
+#ifndef MMH_ASAN
+#define MMH_ASAN 0
+#endif
+
+#if defined(HAVE_VALGRIND_MEMCHECK_H) && !defined(MMH_NO_MEMCHECK)
+#define MMH_MEMCHECK 1
+#else
+#define MMH_MEMCHECK 0
+#endif
+
+/* Is h checked at all? */
+static inline bool mmh_inst(const mmh_heap *h)
+{
+    return MMH_ASAN || (MMH_MEMCHECK && unlikely(h->memcheck));
+}
+
+/* instrument.c: the slow halves, called only when mmh_inst(h). */
+MMH_HIDDEN uint64_t mmh_inst_link_get(const mmh_heap *h, const void *p);
+MMH_HIDDEN void     mmh_inst_link_set(const mmh_heap *h, void *p, uint64_t v);
+MMH_HIDDEN void     mmh_inst_alloc(const mmh_heap *h, void *p, size_t size, bool defined);
+MMH_HIDDEN bool     mmh_inst_free(const mmh_heap *h, void *p, size_t size);
+MMH_HIDDEN void     mmh_inst_resize(const mmh_heap *h, void *p, size_t from, size_t to);
+/* Heap opened (the blocks already in it become known: allocated, their
+ * contents defined) and closed (its blocks are forgotten; before that, a
+ * heap whose file keeps them gets a leak search). */
+MMH_HIDDEN void     mmh_inst_heap_open(mmh_heap *h);
+MMH_HIDDEN void     mmh_inst_heap_close(mmh_heap *h);
+/* Around code that reads whole heap ranges, free blocks and all (commits,
+ * snapshots): memcheck reports nothing there. */
+MMH_HIDDEN void     mmh_inst_bulk_begin(void);
+MMH_HIDDEN void     mmh_inst_bulk_end(void);
+
+/* The free-list link in the free block p. */
+static inline uint64_t mmh_link_get(const mmh_heap *h, const void *p)
+{
+    if (mmh_inst(h))
+        return mmh_inst_link_get(h, p);
+    return *(const uint64_t *)p;
+}
+
+static inline void mmh_link_set(const mmh_heap *h, void *p, uint64_t v)
+{
+    if (mmh_inst(h))
+        mmh_inst_link_set(h, p, v);
+    else
+        *(uint64_t *)p = v;
+}
+
+/* p (size bytes) is handed out; contents undefined unless `defined`. */
+static inline void mmh_block_alloced(const mmh_heap *h, void *p, size_t size, bool defined)
+{
+    if (mmh_inst(h))
+        mmh_inst_alloc(h, p, size, defined);
+}
+
+/* p is about to be freed: false when it is free already (a double free,
+ * reported by the checker; the caller leaves it be). */
+static inline bool mmh_block_freeing(const mmh_heap *h, void *p, size_t size)
+{
+    return !mmh_inst(h) || mmh_inst_free(h, p, size);
+}
+
+/* p, live, now holds `to` bytes instead of `from`, in place. */
+static inline void mmh_block_resized(const mmh_heap *h, void *p, size_t from, size_t to)
+{
+    if (mmh_inst(h))
+        mmh_inst_resize(h, p, from, to);
+}
+
+#endif /* MMH_INSTRUMENT_H */
