@@ -37,6 +37,15 @@ MMH_MALLOC_TESTS = \
 	tests/test_malloc_cxx \
 	tests/test_malloc_dlopen
 
+# Memory checkers on heap blocks (lib/instrument.h): test_memcheck runs
+# itself under valgrind, so it is linked to the library's objects (no
+# libtool wrapper in between) and left out of check-valgrind; test_asan
+# checks the poisoning in the ASan build (make check-sanitizers) and skips
+# elsewhere.
+MMH_CHECKER_TESTS = \
+	tests/test_memcheck \
+	tests/test_asan
+
 EXTRA_DIST += \
 	tests/testutil.h \
 	tests/valgrind.sh \
@@ -46,8 +55,8 @@ EXTRA_DIST += \
 	tests/installcheck.sh
 
 if HAVE_CMOCKA
-check_PROGRAMS += $(MMH_TESTS) $(MMH_MALLOC_TESTS)
-TESTS += $(MMH_TESTS) $(MMH_MALLOC_TESTS)
+check_PROGRAMS += $(MMH_TESTS) $(MMH_MALLOC_TESTS) $(MMH_CHECKER_TESTS)
+TESTS += $(MMH_TESTS) $(MMH_MALLOC_TESTS) $(MMH_CHECKER_TESTS)
 else
 TESTS += tests/no-cmocka.sh
 endif
@@ -138,6 +147,14 @@ tests_test_malloc_cxx_LDADD = $(MMH_DROPIN_LDADD)
 tests_test_malloc_dlopen_SOURCES = tests/test_malloc_dlopen.c tests/testutil.h
 tests_test_malloc_dlopen_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_malloc_dlopen_LDADD = $(CMOCKA_LIBS) -ldl
+
+tests_test_memcheck_SOURCES = tests/test_memcheck.c tests/testutil.h
+tests_test_memcheck_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_memcheck_LDADD = libmmheap-core.la $(CMOCKA_LIBS)
+
+tests_test_asan_SOURCES = tests/test_asan.c tests/testutil.h
+tests_test_asan_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_asan_LDADD = $(MMH_TEST_LDADD)
 
 # Reaches the trackers' internal interface: linked to the library's objects.
 tests_test_track_SOURCES = tests/test_track.c tests/testutil.h
