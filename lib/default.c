@@ -6,6 +6,8 @@
  *   stats    print the heap's statistics to stderr at exit
  *   verbose  report the heap's creation, failed allocations and pointers
  *            free() did not recognise
+ *   leaks    under valgrind's memcheck, mmh_close of a heap file searches
+ *            for blocks lost in it first (instrument.c)
  * It is read without allocating, since malloc may be the caller.
  */
 #define _GNU_SOURCE
@@ -42,7 +44,8 @@ static void options_parse(void)
     static const struct {
         const char *name;
         bool       *flag;
-    } known[] = { { "stats", &mmh_opts.stats }, { "verbose", &mmh_opts.verbose } };
+    } known[] = { { "stats", &mmh_opts.stats }, { "verbose", &mmh_opts.verbose },
+                  { "leaks", &mmh_opts.leaks } };
     const char *s = getenv("MMHEAP_OPTIONS");
     while (s && *s) {
         size_t len = strcspn(s, ",");
@@ -56,7 +59,7 @@ static void options_parse(void)
         if (i < sizeof known / sizeof *known)
             *known[i].flag = option_value(s, name_len, val, val_len);
         else if (len)
-            mmh_log("MMHEAP_OPTIONS: unknown option '%.*s' ignored (known: stats, verbose)",
+            mmh_log("MMHEAP_OPTIONS: unknown option '%.*s' ignored (known: stats, verbose, leaks)",
                     (int)name_len, s);
         s += len + (s[len] == ',');
     }
@@ -69,6 +72,12 @@ static void options_parse(void)
     }
 }
 
+void mmh_options_read(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, options_parse);
+}
+
 static mmh_heap *default_create(void)
 {
     if (atomic_load_explicit(&creator, memory_order_relaxed) == gettid()) {
@@ -79,7 +88,7 @@ static mmh_heap *default_create(void)
     mmh_heap *h = atomic_load(&mmh_default_ptr);
     if (!h) {
         atomic_store(&creator, gettid());
-        options_parse();
+        mmh_options_read();
         mmh_config cfg = { .max_size = DEFAULT_MAX_SIZE };
         h = mmh_open(NULL, &cfg);
         if (h) /* malloc's heap: memcheck checks its own malloc instead */

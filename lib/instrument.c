@@ -179,6 +179,8 @@ static void blocks_known(mmh_heap *h)
 void mmh_inst_heap_open(mmh_heap *h)
 {
     h->memcheck = MMH_MEMCHECK && on_memcheck();
+    if (h->memcheck)
+        mmh_options_read();
     h->root = h->hdr->root ? mmh_ptr(h, h->hdr->root) : NULL;
 #if MMH_MEMCHECK
     if (h->memcheck)
@@ -188,12 +190,14 @@ void mmh_inst_heap_open(mmh_heap *h)
         blocks_known(h);
 }
 
-/* The rule for leaks in a heap file: a block nothing points to when the
- * heap is closed (not the root, h->root, nor any block reachable from it,
- * nor the program's own memory) is lost in the file for good, so memcheck
- * reports it then, as it reports a lost malloc block at exit.  Blocks of a
- * heap whose file does not keep them (anonymous, read-only, volatile) die
- * with the heap and are simply forgotten. */
+/* At close a heap's blocks are forgotten: its file keeps them.  With
+ * MMHEAP_OPTIONS=leaks, a heap file is first searched for leaks: a block
+ * nothing points to then (not the root, h->root, nor any block reachable
+ * from it, nor the program's own memory) is lost in the file for good, and
+ * memcheck reports it as it reports a lost malloc block at exit.  Not by
+ * default: memcheck cannot see references kept as mmh_offset values.
+ * Blocks of heaps whose file does not keep them (anonymous, read-only,
+ * volatile) die with the heap. */
 #if MMH_MEMCHECK
 /* memcheck skips its leak search when no malloc block is live (pool
  * chunks do not count): one of our own stands in, reachable, meanwhile. */
@@ -214,7 +218,7 @@ void mmh_inst_heap_close(mmh_heap *h)
         return;
 #if MMH_MEMCHECK
     if (h->memcheck) {
-        if (mmh_writes_back(h))
+        if (mmh_opts.leaks && mmh_writes_back(h))
             leak_search();
         VALGRIND_DESTROY_MEMPOOL(h->base);
         h->memcheck = false;

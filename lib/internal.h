@@ -559,12 +559,13 @@ MMH_HIDDEN int  mmh_track_resume(mmh_heap *h);
 
 /* default.c: the default heap and MMHEAP_OPTIONS */
 typedef struct mmh_options {
-    bool stats, verbose;
+    bool stats, verbose, leaks;
 } mmh_options;
 
 extern mmh_heap *_Atomic mmh_default_ptr MMH_HIDDEN;
 extern mmh_options mmh_opts MMH_HIDDEN;
 MMH_HIDDEN void mmh_default_print_stats(void);
+MMH_HIDDEN void mmh_options_read(void); /* once */
 
 /* stats.c */
 typedef struct mmh_class_stats {

@@ -8,6 +8,7 @@
  *   test_memcheck clean HEAP   every kind of block, commits, a background
  *                              commit, a snapshot, close, reopen and use of
  *                              the blocks found there: no report at all.
+ * Both with MMHEAP_OPTIONS=leaks: mmh_close searches the file for leaks.
  *
  * Linked to the library's objects, so valgrind runs the binary itself. */
 #include "testutil.h"
@@ -194,6 +195,7 @@ static int run_under_valgrind(const char *mode)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        setenv("MMHEAP_OPTIONS", "leaks", 1); /* blocks lost in a heap file are reported */
         execvp("valgrind", (char *const *)argv);
         _exit(127);
     }
