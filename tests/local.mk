@@ -25,7 +25,8 @@ MMH_TESTS = \
 	tests/test_crash \
 	tests/test_faults \
 	tests/test_track \
-	tests/test_snapshot
+	tests/test_snapshot \
+	tests/test_check
 
 # The drop-in malloc, libmmheap-malloc.  test_malloc, test_malloc_threads
 # and test_malloc_cxx are linked to it; test_malloc_dlopen is linked to no
@@ -65,7 +66,8 @@ TESTS += tests/preload.sh
 # Where test_malloc_dlopen and preload.sh find the library.
 AM_TESTS_ENVIRONMENT = \
 	MMH_MALLOC_LIB='$(abs_top_builddir)/.libs/libmmheap-malloc.so'; \
-	export MMH_MALLOC_LIB;
+	MMH_MMHEAP_TOOL='$(abs_top_builddir)/tools/mmheap'; \
+	export MMH_MALLOC_LIB MMH_MMHEAP_TOOL;
 
 MMH_TEST_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 MMH_TEST_LDADD = libmmheap.la $(CMOCKA_LIBS)
@@ -121,6 +123,12 @@ tests_test_crash_LDADD = $(MMH_TEST_LDADD)
 tests_test_snapshot_SOURCES = tests/test_snapshot.c tests/testutil.h
 tests_test_snapshot_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_snapshot_LDADD = $(MMH_TEST_LDADD) -ldl
+
+# Reaches the metadata's layout to damage it: linked to the library's
+# objects.  Runs tools/mmheap.
+tests_test_check_SOURCES = tests/test_check.c tests/testutil.h
+tests_test_check_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_check_LDADD = libmmheap-core.la $(CMOCKA_LIBS)
 
 # MMH_TEST_DROPIN: malloc must be mmheap's (testutil.h).
 MMH_DROPIN_CPPFLAGS = $(AM_CPPFLAGS) -DMMH_TEST_DROPIN

@@ -80,6 +80,7 @@ static void test_growth_file(void **state)
     assert_int_equal(st2.max_size, 256 * MiB);   /* the reservation is recorded */
     assert_int_equal(st2.allocations, n);
     check_blocks(b, n);
+    assert_int_equal(mmh_set_root(h, NULL), 0); /* its block is freed next */
     for (size_t i = 0; i < n; i++)
         mmh_free(h, b[i].p);
     assert_int_equal(tu_stats(h).allocations, 0);

@@ -35,6 +35,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,141 @@ static inline void tu_apply_filter(void)
         cmocka_set_skip_filter(s);
 }
 
+/* ---------------------------------------------------------- mmheap check */
+
+/* Runs the mmheap command (MMH_MMHEAP_TOOL, which make check sets) with
+ * args (NULL-terminated, after argv[0]); its stdout and stderr go to out
+ * (size bytes, NUL-terminated; NULL: discarded).  The exit status, -1 if it
+ * did not exit, -2 without the variable. */
+static inline int tu_run_tool(const char *const args[], char *out, size_t size)
+{
+    const char *tool = getenv("MMH_MMHEAP_TOOL");
+    if (!tool || !*tool)
+        return -2;
+    const char *argv[16] = { tool };
+    for (size_t i = 0; args[i] && i + 2 < 16; i++)
+        argv[i + 1] = args[i];
+    int pfd[2];
+    if (pipe(pfd) != 0)
+        return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pfd[1], 1);
+        dup2(pfd[1], 2);
+        close(pfd[0]);
+        close(pfd[1]);
+        execv(tool, (char *const *)argv);
+        _exit(127);
+    }
+    close(pfd[1]);
+    size_t got = 0;
+    char sink[4096];
+    for (;;) {
+        char *to = out && got + 1 < size ? out + got : sink;
+        size_t room = out && got + 1 < size ? size - 1 - got : sizeof sink;
+        ssize_t n = read(pfd[0], to, room);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (to != sink)
+            got += (size_t)n;
+    }
+    close(pfd[0]);
+    if (out && size)
+        out[got] = 0;
+    int st;
+    if (pid < 0)
+        return -1;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Every heap file a test leaves behind must pass mmheap check: exit 0, or
+ * 3 for a file that is no heap at all (the tests of bad files make those).
+ * 1 (problems) or a crash fails the program.  A test that damages a heap's
+ * metadata on purpose removes the file itself, or (a whole program)
+ * defines TU_NO_HEAP_CHECK. */
+static int tu_check_failed;
+
+#ifdef TU_NO_HEAP_CHECK
+#define TU_HEAP_CHECK 0
+#else
+#define TU_HEAP_CHECK 1
+#endif
+
+static inline void tu_check_heap_file(const char *path)
+{
+    size_t n = strlen(path);
+    if (!TU_HEAP_CHECK || (n > 8 && strcmp(path + n - 8, ".journal") == 0))
+        return;
+    static char out[16384];
+    const char *args[] = { "check", "--max-problems", "20", path, NULL };
+    int rc = tu_run_tool(args, out, sizeof out);
+    if (rc == 0 || rc == 3 || rc == -2)
+        return;
+    fprintf(stderr, "mmheap check %s: exit %d\n%s", path, rc, out);
+    tu_check_failed = 1;
+}
+
+/* Every file heap a test opens is checked once it is closed: mmh_open and
+ * mmh_close below are these. */
+#define TU_HEAPS 64
+static struct {
+    mmh_heap *h;
+    char      path[PATH_MAX];
+} tu_heaps[TU_HEAPS];
+static pthread_mutex_t tu_heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static inline mmh_heap *tu_open_checked(const char *path, const mmh_config *cfg)
+{
+    mmh_heap *h = (mmh_open)(path, cfg);
+    if (!h || !path || !getenv("MMH_MMHEAP_TOOL") || strlen(path) >= PATH_MAX)
+        return h;
+    pthread_mutex_lock(&tu_heaps_lock);
+    for (int i = 0; i < TU_HEAPS; i++)
+        if (!tu_heaps[i].h) {
+            tu_heaps[i].h = h;
+            strcpy(tu_heaps[i].path, path);
+            break;
+        }
+    pthread_mutex_unlock(&tu_heaps_lock);
+    return h;
+}
+
+static inline int tu_close_checked(mmh_heap *h)
+{
+    char path[PATH_MAX] = "";
+    pthread_mutex_lock(&tu_heaps_lock);
+    for (int i = 0; h && i < TU_HEAPS; i++)
+        if (tu_heaps[i].h == h) {
+            strcpy(path, tu_heaps[i].path);
+            tu_heaps[i].h = NULL;
+        }
+    pthread_mutex_unlock(&tu_heaps_lock);
+    int rc = (mmh_close)(h), err = errno;
+    if (path[0] && access(path, F_OK) == 0)
+        tu_check_heap_file(path);
+    errno = err;
+    return rc;
+}
+
+#define mmh_open(path, cfg) tu_open_checked(path, cfg)
+#define mmh_close(h)        tu_close_checked(h)
+
+static inline int tu_check_cb(const char *path, const struct stat *sb, int flag,
+                              struct FTW *ftw)
+{
+    (void)ftw;
+    if (flag == FTW_F && S_ISREG(sb->st_mode))
+        tu_check_heap_file(path);
+    return 0;
+}
+
 /* cmocka group setup/teardown: a fresh private directory per program. */
 static inline int tu_group_setup(void **state)
 {
@@ -119,9 +255,13 @@ static inline int tu_group_setup(void **state)
 static inline int tu_group_teardown(void **state)
 {
     (void)state;
+    if (tu_dir_buf[0])
+        nftw(tu_dir_buf, tu_check_cb, 16, FTW_PHYS);
     if (tu_dir_buf[0] && !getenv("MMH_TEST_KEEP"))
         nftw(tu_dir_buf, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    return 0;
+    if (tu_check_failed)
+        fprintf(stderr, "mmheap check found problems in heap files this program left\n");
+    return tu_check_failed ? -1 : 0;
 }
 
 /* main(): run the group with the filters and the temporary directory. */
@@ -139,6 +279,8 @@ static inline char *tu_path(const char *name)
     char *p = (char *)malloc(n);
     assert_non_null(p);
     snprintf(p, n, "%s/%s", tu_dir_buf, name);
+    if (access(p, F_OK) == 0)
+        tu_check_heap_file(p); /* an earlier test's heap */
     unlink(p);
     /* Keep a copy of the pointer in static memory: a forked child that
      * _exits while its parent's frame holds the path only in a register

@@ -1,0 +1,570 @@
+/* test_check: the mmheap command.  mmheap check passes a heap with every
+ * kind of metadata in it (small pages of many classes, parked pages,
+ * blocks freed by another thread and not yet collected, large and huge
+ * blocks, free spans and free segment runs, a root) and catches each of a
+ * set of damaged copies, one metadata field broken at a time; info reports
+ * what the heap holds; recover replays or discards a journal and says
+ * which; bad usage and unreadable files get their documented exit codes.
+ *
+ * Linked to the library's objects for the layout of the metadata and the
+ * header checksum; the command is MMH_MMHEAP_TOOL (make check sets it). */
+#include "testutil.h"
+#include "internal.h"
+
+#include <pthread.h>
+#include <sys/mman.h>
+
+static char good_path[PATH_MAX];   /* the heap every test starts from      */
+static void *root_block;
+
+/* ---- the heap under test --------------------------------------------- */
+
+typedef struct remote_arg {
+    mmh_heap *h;
+    void    **blocks;
+    size_t    n;
+    pthread_barrier_t *freed, *committed;
+} remote_arg;
+
+/* A second thread allocates blocks that the main thread frees: its pages
+ * hold remote frees it has not collected when the heap is committed. */
+static void *remote_owner(void *p)
+{
+    remote_arg *a = p;
+    for (size_t i = 0; i < a->n; i++)
+        a->blocks[i] = mmh_alloc(a->h, 48 + (i % 4) * 16);
+    pthread_barrier_wait(a->freed);     /* main allocates and frees */
+    pthread_barrier_wait(a->committed); /* main commits */
+    return NULL;
+}
+
+static int tool(const char *const args[], char *out, size_t size)
+{
+    int rc = tu_run_tool(args, out, size);
+    if (rc == -2)
+        fail_msg("MMH_MMHEAP_TOOL is not set: run through make check");
+    return rc;
+}
+
+static void build_good_heap(void)
+{
+    tu_dir_join(good_path, sizeof good_path, "good.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 256 * MiB);
+    mmh_heap *h = mmh_open(good_path, &cfg);
+    assert_non_null(h);
+    tu_rng rng = { 42 };
+    enum { SMALL = 6000, REMOTE = 3000 };
+    void **small = calloc(SMALL, sizeof *small), **remote = calloc(REMOTE, sizeof *remote);
+    assert_non_null(small);
+    assert_non_null(remote);
+    pthread_barrier_t freed, committed;
+    pthread_barrier_init(&freed, NULL, 2);
+    pthread_barrier_init(&committed, NULL, 2);
+    remote_arg ra = { h, remote, REMOTE, &freed, &committed };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, remote_owner, &ra), 0);
+    for (size_t i = 0; i < SMALL; i++) {
+        small[i] = mmh_alloc(h, tu_rand_log(&rng, 1, 100 * KiB));
+        assert_non_null(small[i]);
+    }
+    for (size_t i = 0; i < SMALL; i += 2) /* half: partly used pages */
+        mmh_free(h, small[i]);
+    void *large[6], *huge[3];
+    for (int i = 0; i < 6; i++)
+        assert_non_null(large[i] = mmh_alloc(h, (size_t)(i + 1) * 300 * KiB));
+    assert_non_null(huge[0] = mmh_alloc(h, 5 * MiB));
+    assert_non_null(huge[1] = mmh_aligned_alloc(h, 8 * MiB, 9 * MiB));
+    assert_non_null(huge[2] = mmh_alloc(h, 6 * MiB));
+    mmh_free(h, large[1]);
+    mmh_free(h, large[3]);
+    mmh_free(h, huge[1]); /* a free segment run between huge blocks */
+    root_block = small[1];
+    assert_int_equal(mmh_set_root(h, root_block), 0);
+    pthread_barrier_wait(&freed);
+    for (size_t i = 0; i < REMOTE; i += 3)
+        mmh_free(h, remote[i]);
+    assert_int_equal(mmh_commit(h), 0);
+    /* The committed file, with the remote frees pending, is the one kept:
+     * copy it before the thread's exit and close tidy up. */
+    char copy[PATH_MAX];
+    tu_dir_join(copy, sizeof copy, "good.copy");
+    size_t len = 0;
+    void *bytes = tu_read_file(good_path, &len);
+    assert_non_null(bytes);
+    assert_int_equal(tu_write_file(copy, bytes, len), 0);
+    free(bytes);
+    pthread_barrier_wait(&committed);
+    pthread_join(t, NULL);
+    assert_int_equal(mmh_close(h), 0);
+    assert_int_equal(rename(copy, good_path), 0);
+    pthread_barrier_destroy(&freed);
+    pthread_barrier_destroy(&committed);
+    free(small);
+    free(remote);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!getenv("MMH_MMHEAP_TOOL")) {
+        fprintf(stderr, "test_check: MMH_MMHEAP_TOOL is not set (make check sets it)\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- a mapping of a heap file, to read and damage it ---------------------- */
+
+typedef struct mapped {
+    char   *base;
+    size_t  size;
+    mmh_hdr *hdr;
+    uint32_t *segmap;
+} mapped;
+
+/* A copy of the good heap, mapped shared: stores go to the copy. */
+static mapped map_copy(const char *name, char *path, size_t path_size)
+{
+    tu_dir_join(path, path_size, name);
+    size_t len = 0;
+    void *bytes = tu_read_file(good_path, &len);
+    assert_non_null(bytes);
+    assert_int_equal(tu_write_file(path, bytes, len), 0);
+    free(bytes);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    mapped m = { .size = len };
+    m.base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    assert_true(m.base != MAP_FAILED);
+    close(fd);
+    m.hdr = (mmh_hdr *)m.base;
+    m.segmap = (uint32_t *)(m.base + m.hdr->segmap_off);
+    return m;
+}
+
+static void unmap(mapped *m, bool fix_checksum)
+{
+    if (fix_checksum) /* a crafted file: the header's own check passes */
+        m->hdr->checksum = mmh_format_checksum(m->hdr);
+    assert_int_equal(munmap(m->base, m->size), 0);
+}
+
+static mmh_segment *seg(const mapped *m, size_t i)
+{
+    return (mmh_segment *)(m->base + (i << MMH_SEG_SHIFT) + MMH_SEGHDR_OFFSET);
+}
+
+static uint64_t page_off(const mapped *m, const mmh_page *pg)
+{
+    return (uint64_t)((const char *)pg - m->base);
+}
+
+static uint64_t page_start(const mapped *m, const mmh_page *pg)
+{
+    uint64_t off = page_off(m, pg), s = off & ~(uint64_t)MMH_SEG_MASK;
+    size_t idx = (off - s - MMH_SEGHDR_OFFSET - offsetof(mmh_segment, pages)) / sizeof *pg;
+    return s + ((uint64_t)idx << MMH_SLICE_SHIFT);
+}
+
+/* The first span head of the given kind in a sliced segment, meeting want
+ * (NULL: any). */
+static mmh_page *find_span(const mapped *m, unsigned kind, bool (*want)(const mmh_page *))
+{
+    for (size_t i = 0; i < (m->hdr->extent >> MMH_SEG_SHIFT); i++) {
+        if (m->segmap[i] != MMH_SEGMAP(MMH_SEGMAP_SLICED, 0))
+            continue;
+        mmh_segment *s = seg(m, i);
+        for (size_t idx = s->first_slice; idx < MMH_SEG_SLICES; idx += s->pages[idx].slice_count) {
+            mmh_page *pg = &s->pages[idx];
+            if (pg->kind == kind && (!want || want(pg)))
+                return pg;
+        }
+    }
+    fail_msg("no span of kind %u in the test heap", kind);
+    return NULL;
+}
+
+static bool has_free_blocks(const mmh_page *pg) { return pg->free && pg->used > 2; }
+static bool has_remote_frees(const mmh_page *pg) { return pg->xfree > MMH_XF_FLAGS; }
+static bool is_parked(const mmh_page *pg) { return pg->flags & MMH_PF_FULL; }
+static bool in_ring(const mmh_page *pg) { return !(pg->flags & MMH_PF_FULL) && pg->next; }
+static bool several_slices(const mmh_page *pg) { return pg->slice_count > 1; }
+
+/* ---- the good heap ------------------------------------------------------- */
+
+static void test_good_heap_is_sound(void **state)
+{
+    (void)state;
+    build_good_heap();
+    char out[8192];
+    const char *args[] = { "check", good_path, NULL };
+    int rc = tool(args, out, sizeof out);
+    if (rc != 0)
+        fail_msg("mmheap check of a sound heap: exit %d\n%s", rc, out);
+    assert_non_null(strstr(out, "sound"));
+    /* The heap has what the damage tests need. */
+    mapped m;
+    char path[PATH_MAX];
+    m = map_copy("probe.heap", path, sizeof path);
+    find_span(&m, MMH_PAGE_SMALL, has_remote_frees);
+    find_span(&m, MMH_PAGE_SMALL, is_parked);
+    find_span(&m, MMH_PAGE_FREE, NULL);
+    find_span(&m, MMH_PAGE_LARGE, NULL);
+    assert_true(m.hdr->free_segs != 0);
+    unmap(&m, false);
+    unlink(path);
+
+    const char *q[] = { "check", "--quiet", good_path, NULL };
+    assert_int_equal(tool(q, out, sizeof out), 0);
+    assert_string_equal(out, "");
+    const char *j[] = { "check", "--json", good_path, NULL };
+    assert_int_equal(tool(j, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"sound\": true"));
+    assert_non_null(strstr(out, "\"problem_count\": 0"));
+}
+
+static void test_info(void **state)
+{
+    (void)state;
+    char out[16384];
+    const char *args[] = { "info", good_path, NULL };
+    assert_int_equal(tool(args, out, sizeof out), 0);
+    assert_non_null(strstr(out, "root          offset 0x"));
+    assert_non_null(strstr(out, "format        version 4"));
+    assert_non_null(strstr(out, "commit        1"));
+    assert_non_null(strstr(out, "size class"));
+    assert_null(strstr(out, "problems"));
+    const char *j[] = { "info", "--json", good_path, NULL };
+    assert_int_equal(tool(j, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"commit_seq\": 1"));
+    assert_non_null(strstr(out, "\"huge_blocks\": 2"));
+    assert_non_null(strstr(out, "\"large_blocks\": 4"));
+    assert_non_null(strstr(out, "\"journal\": {\"state\": \"done\""));
+    assert_non_null(strstr(out, "\"problem_count\": 0"));
+    assert_non_null(strstr(out, "{\"class\": 3, \"block_size\": 48"));
+}
+
+/* ---- damaged heaps: one field at a time ------------------------------------ */
+
+typedef struct damage {
+    const char *name;
+    bool        header;    /* a header field: recompute its checksum     */
+    const char *expect;    /* in the report                              */
+    void      (*apply)(mapped *m);
+} damage;
+
+static void d_segment_magic(mapped *m) { seg(m, 0)->magic ^= 1; }
+static void d_span_length(mapped *m) { find_span(m, MMH_PAGE_LARGE, NULL)->slice_count += 70; }
+static void d_back_offset(mapped *m)
+{
+    mmh_page *pg = find_span(m, MMH_PAGE_LARGE, several_slices);
+    pg[1].slice_offset = 0;
+}
+static void d_free_list_outside(mapped *m)
+{
+    mmh_page *pg = find_span(m, MMH_PAGE_SMALL, has_free_blocks);
+    pg->free = page_start(m, pg) + MMH_SLICE_SIZE * MMH_MEDIUM_SLICES;
+}
+static void d_free_list_misaligned(mapped *m)
+{
+    mmh_page *pg = find_span(m, MMH_PAGE_SMALL, has_free_blocks);
+    pg->free += 8;
+}
+static void d_free_list_cycle(mapped *m)
+{
+    mmh_page *pg = find_span(m, MMH_PAGE_SMALL, has_free_blocks);
+    *(uint64_t *)(m->base + pg->free) = pg->free;
+}
+static void d_used_count(mapped *m) { find_span(m, MMH_PAGE_SMALL, has_free_blocks)->used++; }
+static void d_block_size(mapped *m) { find_span(m, MMH_PAGE_SMALL, NULL)->block_size += 16; }
+static void d_size_class(mapped *m) { find_span(m, MMH_PAGE_SMALL, NULL)->cls = MMH_CLASSES; }
+static void d_remote_list(mapped *m)
+{
+    mmh_page *pg = find_span(m, MMH_PAGE_SMALL, has_remote_frees);
+    uint64_t x = pg->xfree;
+    pg->xfree = (x & MMH_XF_FLAGS) | 0x10; /* inside the header */
+}
+static void d_page_slot(mapped *m) { find_span(m, MMH_PAGE_SMALL, NULL)->slot = 999; }
+static void d_large_block(mapped *m) { find_span(m, MMH_PAGE_LARGE, NULL)->free += 16; }
+static void d_span_kind(mapped *m) { find_span(m, MMH_PAGE_LARGE, NULL)->kind = 9; }
+static void d_span_bin_entry(mapped *m)
+{
+    mmh_page *pg = find_span(m, MMH_PAGE_FREE, NULL);
+    m->hdr->span_bins[pg->slice_count] = page_off(m, find_span(m, MMH_PAGE_LARGE, NULL));
+}
+static void d_span_bitmap(mapped *m)
+{
+    mmh_page *pg = find_span(m, MMH_PAGE_FREE, NULL);
+    m->hdr->span_bitmap &= ~(1ull << pg->slice_count);
+}
+static void d_free_span_prev(mapped *m)
+{
+    mmh_page *pg = find_span(m, MMH_PAGE_FREE, NULL);
+    pg->prev = page_off(m, pg);
+}
+static void d_uncoalesced(mapped *m)
+{
+    /* A free span cut in two free spans. */
+    mmh_page *pg = find_span(m, MMH_PAGE_FREE, several_slices);
+    uint16_t n = pg->slice_count;
+    pg->slice_count = 1;
+    memset(&pg[1], 0, sizeof *pg);
+    pg[1].slice_count = (uint16_t)(n - 1);
+    pg[1].kind = MMH_PAGE_FREE;
+}
+static void d_free_run_list(mapped *m) { m->hdr->free_segs += sizeof(mmh_page); }
+static void d_free_run_length(mapped *m)
+{
+    seg(m, (m->hdr->free_segs >> MMH_SEG_SHIFT))->nsegs += 1;
+}
+static void d_segmap_huge_inside(mapped *m)
+{
+    for (size_t i = 0; i < (m->hdr->extent >> MMH_SEG_SHIFT); i++)
+        if (MMH_SEGMAP_KIND(m->segmap[i]) == MMH_SEGMAP_HUGE_IN) {
+            m->segmap[i] = MMH_SEGMAP(MMH_SEGMAP_HUGE_IN, 7);
+            return;
+        }
+    fail_msg("no huge run of two segments or more");
+}
+static void d_segmap_past_end(mapped *m)
+{
+    m->segmap[(m->hdr->extent >> MMH_SEG_SHIFT) + 1] = MMH_SEGMAP(MMH_SEGMAP_SLICED, 0);
+}
+static void d_huge_block(mapped *m)
+{
+    for (size_t i = 0; i < (m->hdr->extent >> MMH_SEG_SHIFT); i++)
+        if (MMH_SEGMAP_KIND(m->segmap[i]) == MMH_SEGMAP_HUGE) {
+            seg(m, i)->pages[1].free = ((uint64_t)i << MMH_SEG_SHIFT) + 8;
+            return;
+        }
+}
+static void d_ring_link(mapped *m)
+{
+    mmh_page *pg = find_span(m, MMH_PAGE_SMALL, in_ring);
+    pg->next = page_off(m, find_span(m, MMH_PAGE_FREE, NULL));
+}
+static void d_parked_in_ring(mapped *m)
+{
+    find_span(m, MMH_PAGE_SMALL, in_ring)->flags |= MMH_PF_FULL;
+}
+static void d_root_in_free_memory(mapped *m)
+{
+    m->hdr->root = page_start(m, find_span(m, MMH_PAGE_FREE, NULL)) + 64;
+}
+static void d_large_counter(mapped *m) { m->hdr->large_allocs++; }
+static void d_empty_page(mapped *m) { m->hdr->empty_page.free = 4096; }
+
+static const damage damages[] = {
+    { "segment magic", false, "bad sliced segment", d_segment_magic },
+    { "span length", false, "no span starts here", d_span_length },
+    { "span back offset", false, "do not point back", d_back_offset },
+    { "free list leaves the page", false, "leaves the page", d_free_list_outside },
+    { "free list misaligned", false, "not at a block boundary", d_free_list_misaligned },
+    { "free list cycle", false, "on the free lists twice", d_free_list_cycle },
+    { "used count", false, "do not add up", d_used_count },
+    { "block size", false, "wants", d_block_size },
+    { "size class", false, "out of range", d_size_class },
+    { "remote free list", false, "remote free list", d_remote_list },
+    { "owning slot", false, "not a slot in use", d_page_slot },
+    { "large block offset", false, "is not its start", d_large_block },
+    { "span kind", false, "does not belong", d_span_kind },
+    { "span bin entry", true, "is not a free span", d_span_bin_entry },
+    { "span bitmap", true, "bitmap bit", d_span_bitmap },
+    { "free span back link", false, "links back", d_free_span_prev },
+    { "free span not coalesced", false, "not coalesced", d_uncoalesced },
+    { "free run list", true, "not the head of a free run", d_free_run_list },
+    { "free run length", false, "its header says", d_free_run_length },
+    { "segment map inside a huge run", false, "inside the run", d_segmap_huge_inside },
+    { "segment map past the end", false, "past the heap's end", d_segmap_past_end },
+    { "huge block offset", false, "not inside its first segment", d_huge_block },
+    { "class ring link", false, "ring link", d_ring_link },
+    { "parked page in a ring", false, "a parked page", d_parked_in_ring },
+    { "root in free memory", true, "root", d_root_in_free_memory },
+    { "large block counter", true, "large block counters", d_large_counter },
+    { "empty page", true, "empty page", d_empty_page },
+};
+
+static void test_damaged_heaps(void **state)
+{
+    (void)state;
+    char out[16384], path[PATH_MAX];
+    for (size_t i = 0; i < sizeof damages / sizeof *damages; i++) {
+        const damage *d = &damages[i];
+        mapped m = map_copy("damaged.heap", path, sizeof path);
+        d->apply(&m);
+        unmap(&m, d->header);
+        const char *args[] = { "check", path, NULL };
+        int rc = tool(args, out, sizeof out);
+        if (rc != 1 || !strstr(out, d->expect))
+            fail_msg("damage '%s': exit %d (want 1), report lacks '%s':\n%s", d->name, rc,
+                     d->expect, out);
+        const char *j[] = { "check", "--json", path, NULL };
+        assert_int_equal(tool(j, out, sizeof out), 1);
+        assert_non_null(strstr(out, "\"sound\": false"));
+        unlink(path);
+    }
+}
+
+/* ---- journals: what check, info and recover make of them -------------------- */
+
+/* A heap file one commit behind its journal, which holds that commit
+ * complete: what a crash between the journal's sync and the in-place
+ * writes leaves.  Made by keeping the file from before the commit and
+ * restoring the journal's magic, which the commit's end zeroed. */
+static void make_pending_journal(const char *path, uint64_t *seq_before)
+{
+    char jpath[PATH_MAX + 16], before[PATH_MAX];
+    snprintf(jpath, sizeof jpath, "%s.journal", path);
+    snprintf(before, sizeof before, "%s.before", path);
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 64 * MiB);
+    mmh_heap *h = mmh_open(path, &cfg);
+    assert_non_null(h);
+    char *p = mmh_alloc(h, 200 * KiB);
+    assert_non_null(p);
+    memset(p, 0x5a, 200 * KiB);
+    assert_int_equal(mmh_set_root(h, p), 0);
+    assert_int_equal(mmh_commit(h), 0);
+    *seq_before = h->hdr->commit_seq;
+    size_t len = 0;
+    void *bytes = tu_read_file(path, &len);
+    assert_non_null(bytes);
+    assert_int_equal(tu_write_file(before, bytes, len), 0);
+    free(bytes);
+    memset(p + 4096, 0xa5, 8192);
+    assert_non_null(mmh_alloc(h, 70000));
+    assert_int_equal(mmh_commit(h), 0);
+    /* That commit's journal, before the close's own commit reuses it. */
+    void *journal = tu_read_file(jpath, &len);
+    assert_non_null(journal);
+    assert_int_equal(mmh_close(h), 0);
+    memcpy(journal, MMH_JOURNAL_MAGIC, 8);
+    assert_int_equal(tu_write_file(jpath, journal, len), 0);
+    free(journal);
+    assert_int_equal(rename(before, path), 0);
+}
+
+static void test_journal_replayed(void **state)
+{
+    (void)state;
+    char *path = tu_path("journal.heap"), out[16384];
+    uint64_t seq;
+    make_pending_journal(path, &seq);
+    const char *info[] = { "info", "--json", path, NULL };
+    assert_int_equal(tool(info, out, sizeof out), 0);
+    char want[64];
+    snprintf(want, sizeof want, "\"state\": \"complete\", \"size\"");
+    assert_non_null(strstr(out, want));
+    snprintf(want, sizeof want, "\"commit_seq\": %llu", (unsigned long long)seq + 1);
+    assert_non_null(strstr(out, want)); /* as the next open will see it */
+    const char *check[] = { "check", path, NULL };
+    assert_int_equal(tool(check, out, sizeof out), 0);
+    assert_non_null(strstr(out, "once its journal is replayed"));
+    const char *rec[] = { "recover", path, NULL };
+    assert_int_equal(tool(rec, out, sizeof out), 0);
+    snprintf(want, sizeof want, "replayed the journal of commit %llu", (unsigned long long)seq + 1);
+    if (!strstr(out, want))
+        fail_msg("recover: %s", out);
+    assert_int_equal(tool(rec, out, sizeof out), 0);
+    assert_non_null(strstr(out, "nothing done"));
+    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
+    mmh_heap *h = mmh_open(path, &ro);
+    assert_non_null(h);
+    unsigned char *p = mmh_root(h);
+    assert_int_equal(p[0], 0x5a);
+    assert_int_equal(p[4096], 0xa5);
+    assert_int_equal(h->hdr->commit_seq, seq + 1);
+    assert_int_equal(mmh_close(h), 0);
+    free(path);
+}
+
+static void test_journal_torn(void **state)
+{
+    (void)state;
+    char *path = tu_path("torn.heap"), out[16384], jpath[PATH_MAX + 16];
+    uint64_t seq;
+    make_pending_journal(path, &seq);
+    snprintf(jpath, sizeof jpath, "%s.journal", path);
+    int fd = open(jpath, O_RDWR);
+    assert_true(fd >= 0);
+    mmh_journal_hdr jh;
+    assert_int_equal(pread(fd, &jh, sizeof jh, 0), sizeof jh);
+    off_t data = (off_t)(sizeof jh + jh.nrecords * sizeof(mmh_journal_rec));
+    char byte;
+    assert_int_equal(pread(fd, &byte, 1, data), 1); /* the first record's bytes */
+    byte ^= 1;
+    assert_int_equal(pwrite(fd, &byte, 1, data), 1);
+    close(fd);
+    const char *info[] = { "info", path, NULL };
+    assert_int_equal(tool(info, out, sizeof out), 0);
+    assert_non_null(strstr(out, "torn"));
+    const char *rec[] = { "recover", "--json", path, NULL };
+    assert_int_equal(tool(rec, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"action\": \"discarded\""));
+    assert_int_equal(tu_file_size(jpath), 0);
+    const char *check[] = { "check", path, NULL };
+    assert_int_equal(tool(check, out, sizeof out), 0);
+    free(path);
+}
+
+/* ---- usage and unreadable files --------------------------------------------- */
+
+static void test_usage_and_errors(void **state)
+{
+    (void)state;
+    char out[16384];
+    const char *none[] = { NULL };
+    assert_int_equal(tool(none, out, sizeof out), 2);
+    const char *unknown[] = { "frobnicate", "x", NULL };
+    assert_int_equal(tool(unknown, out, sizeof out), 2);
+    assert_non_null(strstr(out, "unknown command 'frobnicate'"));
+    const char *nofile[] = { "check", NULL };
+    assert_int_equal(tool(nofile, out, sizeof out), 2);
+    const char *badopt[] = { "info", "--bogus", good_path, NULL };
+    assert_int_equal(tool(badopt, out, sizeof out), 2);
+    assert_non_null(strstr(out, "unknown option '--bogus'"));
+    const char *badnum[] = { "check", "--max-problems", "many", good_path, NULL };
+    assert_int_equal(tool(badnum, out, sizeof out), 2);
+    static const char *const cmds[] = { "info", "check", "recover" };
+    for (size_t i = 0; i < 3; i++) {
+        const char *help[] = { cmds[i], "--help", NULL };
+        assert_int_equal(tool(help, out, sizeof out), 0);
+        assert_non_null(strstr(out, "usage: mmheap"));
+        assert_non_null(strstr(out, "Exit status"));
+    }
+    const char *missing[] = { "check", "/nonexistent/dir/x.heap", NULL };
+    assert_int_equal(tool(missing, out, sizeof out), 3);
+    assert_non_null(strstr(out, "/nonexistent/dir/x.heap"));
+    char *text = tu_path("text.file");
+    assert_int_equal(tu_write_file(text, "hello, world\n", 13), 0);
+    const char *nh[] = { "check", text, NULL };
+    assert_int_equal(tool(nh, out, sizeof out), 3);
+    assert_non_null(strstr(out, "not an mmheap heap file"));
+    const char *rec[] = { "recover", text, NULL };
+    assert_int_equal(tool(rec, out, sizeof out), 3);
+    const char *json[] = { "info", "--json", text, NULL };
+    assert_int_equal(tool(json, out, sizeof out), 3);
+    assert_non_null(strstr(out, "\"error\": "));
+    /* A heap open by a writer is refused, not read mid-commit. */
+    mmh_config cfg = tu_cfg(0, 0, 0);
+    mmh_heap *h = mmh_open(good_path, &cfg);
+    assert_non_null(h);
+    const char *busy[] = { "check", good_path, NULL };
+    assert_int_equal(tool(busy, out, sizeof out), 3);
+    assert_non_null(strstr(out, "in use by a writer"));
+    assert_int_equal(mmh_close(h), 0);
+    unlink(text);
+    free(text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_good_heap_is_sound, setup),
+        cmocka_unit_test(test_info),
+        cmocka_unit_test(test_damaged_heaps),
+        cmocka_unit_test(test_journal_replayed),
+        cmocka_unit_test(test_journal_torn),
+        cmocka_unit_test(test_usage_and_errors),
+    };
+    return TU_RUN(tests);
+}
