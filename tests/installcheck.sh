@@ -2,16 +2,18 @@
 # tests/installcheck.sh: check an installed mmheap (make installcheck, which
 # make distcheck runs after installing into a scratch prefix).
 #
-#   CC=... PKG_CONFIG=... pkgconfigdir=... mandir=... [DESTDIR=...] \
+#   CC=... PKG_CONFIG=... pkgconfigdir=... mandir=... bindir=... [DESTDIR=...] \
 #       sh tests/installcheck.sh
 #
 # A program that uses the library builds with `pkg-config --cflags --libs
 # mmheap` and nothing else, and runs; a program linked with -lmmheap-malloc
-# gets its malloc from the default heap; the man pages are installed.
+# gets its malloc from the default heap; the mmheap command checks a heap
+# that program made; the man pages are installed.
 set -eu
 
 : "${CC:?CC is not set}" "${PKG_CONFIG:?PKG_CONFIG is not set}"
 : "${pkgconfigdir:?pkgconfigdir is not set}" "${mandir:?mandir is not set}"
+: "${bindir:?bindir is not set}"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mmheap-installcheck.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
@@ -28,22 +30,23 @@ cat > "$tmp/use.c" <<'EOF'
 #include <stdio.h>
 #include <string.h>
 
-int main(void)
+int main(int argc, char **argv)
 {
-    mmh_heap *h = mmh_open(NULL, NULL);
+    mmh_config cfg = { .flags = MMH_CREATE };
+    mmh_heap *h = argc > 1 ? mmh_open(argv[1], &cfg) : NULL;
     char *p = h ? mmh_alloc(h, 100) : NULL;
-    if (!p) {
+    if (!p || mmh_set_root(h, p) != 0) {
         fprintf(stderr, "installcheck: %s\n", mmh_errmsg());
         return 1;
     }
     strcpy(p, "installed");
-    mmh_free(h, p);
     return mmh_close(h);
 }
 EOF
 # shellcheck disable=SC2086 # flags are lists of words
 $CC $cflags -o "$tmp/use" "$tmp/use.c" $libs -Wl,-rpath,"$libdir"
-"$tmp/use"
+"$tmp/use" "$tmp/use.heap"
+"$bindir/mmheap" check "$tmp/use.heap"
 
 cat > "$tmp/dropin.c" <<'EOF'
 #include <mmheap.h>
@@ -64,7 +67,7 @@ EOF
 $CC $cflags -o "$tmp/dropin" "$tmp/dropin.c" -L"$libdir" -lmmheap-malloc -Wl,-rpath,"$libdir"
 "$tmp/dropin"
 
-for page in man3/mmheap.3 man3/mmheap-malloc.3; do
+for page in man1/mmheap.1 man3/mmheap.3 man3/mmheap-malloc.3; do
     [ -f "$mandir/$page" ] || { echo "installcheck: $mandir/$page is not installed" >&2; exit 1; }
 done
-echo "installcheck: the library builds with pkg-config alone, the drop-in malloc links, man pages are in place"
+echo "installcheck: the library builds with pkg-config alone, the drop-in malloc links, mmheap checks a heap, man pages are in place"

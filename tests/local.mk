@@ -208,4 +208,5 @@ check-crash: tests/test_crash
 installcheck-local:
 	CC="$(CC)" PKG_CONFIG="$(PKG_CONFIG)" DESTDIR="$(DESTDIR)" \
 	pkgconfigdir="$(DESTDIR)$(pkgconfigdir)" mandir="$(DESTDIR)$(mandir)" \
+	bindir="$(DESTDIR)$(bindir)" \
 	$(SHELL) $(srcdir)/tests/installcheck.sh
