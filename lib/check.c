@@ -631,7 +631,9 @@ static bool in_live_block(const walk *w, uint64_t off)
         for (uint64_t f = lists[l], n = 0; f && n <= pg->capacity; n++) {
             if (f == block)
                 return false;
-            if (f - start >= (uint64_t)pg->capacity * pg->block_size)
+            /* Off the page's blocks: the list walk reports it. */
+            if (f - start >= (uint64_t)pg->capacity * pg->block_size ||
+                (f - start) % pg->block_size)
                 break;
             f = *(const uint64_t *)(w->base + f);
         }
