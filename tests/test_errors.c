@@ -5,6 +5,8 @@
  */
 #include "testutil.h"
 
+#include "internal.h" /* the metadata layout, for damaging it */
+
 /* Byte offset of the uint32 format version (little-endian) after the 8-byte
  * magic at the start of a heap file. */
 #define VERSION_OFFSET 8
@@ -397,6 +399,63 @@ static void test_zeroed_header(void **state)
     free(a);
 }
 
+/* ------------------------------------------------ damaged metadata */
+
+/* Damage beyond the checksummed header: each makes the file refused
+ * (before mmh_open checked the structure, the first sent a commit into an
+ * endless loop, others crashed), and the file opens again once restored. */
+static void test_damaged_metadata(void **state)
+{
+    (void)state;
+    char *path = make_heap_file("meta.heap", 4000); /* one small page, then a free span */
+    size_t len = 0;
+    unsigned char *orig = tu_read_file(path, &len);
+    assert_non_null(orig);
+    const mmh_hdr *hdr = (const mmh_hdr *)orig;
+    const mmh_segment *s = (const mmh_segment *)(orig + MMH_SEGHDR_OFFSET);
+    size_t first = hdr->first_slice;
+    assert_int_equal(s->pages[first].kind, MMH_PAGE_SMALL);
+    assert_int_equal(s->pages[first + 1].kind, MMH_PAGE_FREE);
+    const size_t page = MMH_SEGHDR_OFFSET + offsetof(mmh_segment, pages) + first * sizeof(mmh_page);
+    const size_t span = page + sizeof(mmh_page);
+    const uint64_t outside = (uint64_t)1 << 40, self = span;
+    const uint32_t bad_entry = MMH_SEGMAP(MMH_SEGMAP_HUGE, 7);
+    const uint16_t zero16 = 0, big16 = 65;
+    const uint8_t kind9 = 9, cls0 = 0;
+    const struct {
+        const char *what;
+        size_t off;
+        const void *bytes;
+        size_t n;
+    } damage[] = {
+        { "span length 0", page + offsetof(mmh_page, slice_count), &zero16, 2 },
+        { "span past the segment", span + offsetof(mmh_page, slice_count), &big16, 2 },
+        { "unknown span kind", page + offsetof(mmh_page, kind), &kind9, 1 },
+        { "small page of class 0", page + offsetof(mmh_page, cls), &cls0, 1 },
+        { "free list outside the page", page + offsetof(mmh_page, free), &outside, 8 },
+        { "free span linked to itself", span + offsetof(mmh_page, next), &self, 8 },
+        { "bad segment map entry", hdr->segmap_off, &bad_entry, 4 },
+        { "slot ring into the void", hdr->slots_off + offsetof(mmh_slot, pages) +
+                                         mmh_size_class(4000) * sizeof(uint64_t), &outside, 8 },
+    };
+    const int codes[] = { EBADMSG };
+    for (size_t i = 0; i < sizeof damage / sizeof damage[0]; i++) {
+        unsigned char *copy = malloc(len);
+        assert_non_null(copy);
+        memcpy(copy, orig, len);
+        memcpy(copy + damage[i].off, damage[i].bytes, damage[i].n);
+        assert_int_equal(tu_write_file(path, copy, len), 0);
+        print_message("damaged: %s\n", damage[i].what);
+        expect_refused(path, codes, 1);
+        free(copy);
+    }
+    assert_int_equal(tu_write_file(path, orig, len), 0);
+    check_heap_file(path, 4000);
+    free(orig);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_newer_version),
         cmocka_unit_test(test_header_byte_flips),
         cmocka_unit_test(test_zeroed_header),
+        cmocka_unit_test(test_damaged_metadata),
     };
     return TU_RUN(tests);
 }
