@@ -2,6 +2,7 @@
  * saved by fork snapshots and restarted by mapping the saved image.
  *
  *     kv_server [-s SECONDS] [-m GIB] [-H] PORT IMAGE
+ *     kv_server -f [-s SECONDS] [-m GIB] PORT HEAPFILE
  *
  * Listens on 127.0.0.1:PORT.  Every key, value and hash-table bucket is in
  * one heap; the table is the heap's root.  If IMAGE exists the server starts
@@ -28,6 +29,13 @@
  * refuses MMH_HUGEPAGES with a file), so -H is then ignored, with a note in
  * the log.
  *
+ * -f keeps the data in HEAPFILE itself, a private file heap (created if
+ * missing; its table is the root, found again at restart): SAVE (and -s)
+ * then runs a background journaled commit (mmh_commit_bg), which writes
+ * only the pages changed since the last one, and SIGINT or SIGTERM commits
+ * before the server exits.  After a crash (kill -9) a restart finds every
+ * key as of the last completed commit, and none written after it.
+ *
  * Protocol: a subset of Redis's RESP2, so redis-cli and other Redis clients
  * work.  A request is either
  *   - a line of words separated by spaces or tabs, ending in "\n" or "\r\n"
@@ -53,8 +61,9 @@
  *                            keys that exist are left alone.  The same data
  *                            as Redis's DEBUG POPULATE.  Blocks the server
  *                            while it runs.  +OK
- *   SAVE                     starts a background snapshot to IMAGE; +OK once
- *                            the child runs, an error if one is running
+ *   SAVE                     starts a background snapshot to IMAGE (with -f:
+ *                            a commit of HEAPFILE); +OK once the child
+ *                            runs, an error if one is running
  *   WAIT                     waits until no snapshot runs, then replies as INFO
  *   INFO [section]           bulk string of "name:value" lines: keys,
  *                            bytes, heap size, hugepages (1 with -H),
@@ -66,7 +75,7 @@
  *   QUIT                     +OK, then the server closes the connection
  *
  * SIGINT or SIGTERM stops the server; a running snapshot is finished first.
- * Nothing is saved at exit: SAVE first.
+ * Nothing is saved at exit (with -f, the exit commits): SAVE first.
  *
  * Single-threaded: one ppoll() loop serves every client and reaps the
  * snapshot child with mmh_wait(h, 1).  The table grows by incremental
@@ -331,7 +340,8 @@ struct client {
 static struct {
     mmh_heap      *h;
     struct table  *t;
-    const char    *image;
+    const char    *image;          /* or the heap file, with -f        */
+    int            file;           /* -f: the heap is the file itself  */
     int            listen_fd;
     int            accept_paused;  /* out of descriptors               */
     struct client **clients;
@@ -440,7 +450,7 @@ static int start_snapshot(const char *why)
 {
     uint64_t t0 = now_ns();
     srv.last_try_ns = t0;
-    if (mmh_snapshot(srv.h, srv.image) != 0) {
+    if ((srv.file ? mmh_commit_bg(srv.h) : mmh_snapshot(srv.h, srv.image)) != 0) {
         srv.last_status = -1;
         snprintf(srv.last_error, sizeof srv.last_error, "%s", mmh_errmsg());
         logmsg("snapshot (%s) could not start: %s", why, srv.last_error);
@@ -1030,8 +1040,12 @@ static void serve(void)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: kv_server [-s SECONDS] [-m GIB] [-H] PORT IMAGE\n"
+               "       kv_server -f [-s SECONDS] [-m GIB] PORT HEAPFILE\n"
                "  PORT        TCP port on 127.0.0.1\n"
                "  IMAGE       heap image: mapped at start if it exists, written by SAVE\n"
+               "  -f          the data lives in HEAPFILE, a heap file (created if\n"
+               "              missing): SAVE commits it in the background, and so\n"
+               "              does stopping (SIGINT, SIGTERM)\n"
                "  -s SECONDS  also snapshot every SECONDS seconds when data changed\n"
                "              (default 0: only on SAVE)\n"
                "  -m GIB      growth limit of a new heap, GiB of address space (default\n"
@@ -1052,10 +1066,37 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
     return 0;
 }
 
+/* With -f: the heap file, created if missing, and its table. */
+static int open_file(size_t max_size)
+{
+    mmh_config cfg = { .max_size = max_size, .flags = MMH_CREATE };
+    if (!(srv.h = mmh_open(srv.image, &cfg))) {
+        fprintf(stderr, "kv_server: cannot open %s: %s\n", srv.image, mmh_errmsg());
+        return -1;
+    }
+    if ((srv.t = mmh_root(srv.h))) {
+        if (srv.t->magic != TABLE_MAGIC) {
+            fprintf(stderr, "kv_server: %s is a heap file but not a kv_server one "
+                            "(no table at its root)\n", srv.image);
+            return -1;
+        }
+        srv.from_image = 1;
+        return 0;
+    }
+    if (!(srv.t = table_create(srv.h)) || mmh_set_root(srv.h, srv.t) != 0) {
+        fprintf(stderr, "kv_server: cannot create the table in %s: %s\n", srv.image,
+                mmh_errmsg());
+        return -1;
+    }
+    return 0;
+}
+
 /* Opens IMAGE as a volatile heap if it exists, else an empty anonymous one
- * (with MMH_HUGEPAGES if hugepages). */
+ * (with MMH_HUGEPAGES if hugepages); with -f, the heap file. */
 static int open_data(size_t max_size, int hugepages)
 {
+    if (srv.file)
+        return open_file(max_size);
     mmh_config cfg = { .max_size = max_size };
     struct stat st;
     if (stat(srv.image, &st) == 0) {
@@ -1096,8 +1137,11 @@ int main(int argc, char **argv)
     uint64_t start = now_ns();
     unsigned long interval = 0, max_gib = 64, port;
     int opt, hugepages = 0;
-    while ((opt = getopt(argc, argv, "s:m:Hh")) != -1) {
+    while ((opt = getopt(argc, argv, "fs:m:Hh")) != -1) {
         switch (opt) {
+        case 'f':
+            srv.file = 1;
+            break;
         case 's':
             if (parse_uint(optarg, 86400 * 365, &interval) != 0) {
                 fprintf(stderr, "kv_server: -s wants seconds, not '%s'\n", optarg);
@@ -1121,7 +1165,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (argc - optind != 2) {
+    if (argc - optind != 2 || (srv.file && hugepages)) {
+        if (srv.file && hugepages)
+            fprintf(stderr, "kv_server: -H is for anonymous heaps, not with -f\n");
         usage(stderr);
         return 2;
     }
@@ -1160,6 +1206,8 @@ int main(int argc, char **argv)
         logmsg("started from %s: %llu keys, %.1f MiB heap, ready %.3f ms after start "
                "(mapped, not loaded)", srv.image, (unsigned long long)srv.t->keys,
                st.size / 1048576.0, srv.ready_ns / 1e6);
+    else if (srv.file)
+        logmsg("%s: a new heap file, starting empty", srv.image);
     else
         logmsg("no image at %s: starting empty%s", srv.image,
                srv.hugepages ? " (MMH_HUGEPAGES)" : "");
@@ -1176,7 +1224,10 @@ int main(int argc, char **argv)
     for (size_t i = srv.nclients; i-- > 0;)
         client_free(i);
     close(srv.listen_fd);
-    mmh_close(srv.h);
+    if (mmh_close(srv.h) != 0)
+        logmsg("closing %s failed: %s", srv.image, mmh_errmsg());
+    else if (srv.file)
+        srv.changes = 0; /* the close committed them */
     if (srv.changes)
         logmsg("not saved: %llu writes since the last image",
                (unsigned long long)srv.changes);

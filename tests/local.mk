@@ -1,7 +1,8 @@
 # tests: owned by the test suite (included from the top Makefile.am; every
 # path is relative to the top directory).
 #
-#   make check              the cmocka suite and tests/preload.sh
+#   make check              the cmocka suite, tests/preload.sh and
+#                           tests/kv_server.sh (examples/kv_server -f)
 #   make check-valgrind     the suite under valgrind (MMH_TEST_SCALE=0.02)
 #   make check-sanitizers   a separate ASan/UBSan build running make check
 #   make installcheck       the installed library, drop-in malloc and man pages
@@ -53,6 +54,7 @@ EXTRA_DIST += \
 	tests/sanitizers.sh \
 	tests/no-cmocka.sh \
 	tests/preload.sh \
+	tests/kv_server.sh \
 	tests/installcheck.sh
 
 if HAVE_CMOCKA
@@ -61,7 +63,7 @@ TESTS += $(MMH_TESTS) $(MMH_MALLOC_TESTS) $(MMH_CHECKER_TESTS)
 else
 TESTS += tests/no-cmocka.sh
 endif
-TESTS += tests/preload.sh
+TESTS += tests/preload.sh tests/kv_server.sh
 
 # Where test_malloc_dlopen and preload.sh find the library.
 AM_TESTS_ENVIRONMENT = \
