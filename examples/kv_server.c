@@ -446,6 +446,12 @@ static void reply_bulk(struct client *c, const char *p, size_t n)
 
 /* ---- snapshots --------------------------------------------------------- */
 
+/* What a save is, for the log. */
+static const char *save_kind(void)
+{
+    return srv.file ? "commit" : "snapshot";
+}
+
 static int start_snapshot(const char *why)
 {
     uint64_t t0 = now_ns();
@@ -453,13 +459,13 @@ static int start_snapshot(const char *why)
     if ((srv.file ? mmh_commit_bg(srv.h) : mmh_snapshot(srv.h, srv.image)) != 0) {
         srv.last_status = -1;
         snprintf(srv.last_error, sizeof srv.last_error, "%s", mmh_errmsg());
-        logmsg("snapshot (%s) could not start: %s", why, srv.last_error);
+        logmsg("%s (%s) could not start: %s", save_kind(), why, srv.last_error);
         return -1;
     }
     uint64_t pause = now_ns() - t0;
     srv.job = 1;
     srv.changes_at_job = srv.changes;
-    logmsg("snapshot (%s) started, server paused %.2f ms", why, pause / 1e6);
+    logmsg("%s (%s) started, server paused %.2f ms", save_kind(), why, pause / 1e6);
     return 0;
 }
 
@@ -480,13 +486,13 @@ static int reap_snapshot(int nohang)
         srv.last_status = 1;
         srv.changes -= srv.changes_at_job;
         srv.last_saved_at = (uint64_t)time(NULL);
-        logmsg("snapshot saved to %s: %.1f MiB in %.3f s, %llu pages copied on write (%.1f MiB)",
-               srv.image, st.last_job_bytes / 1048576.0, st.last_job_ns / 1e9,
+        logmsg("%s saved to %s: %.1f MiB in %.3f s, %llu pages copied on write (%.1f MiB)",
+               save_kind(), srv.image, st.last_job_bytes / 1048576.0, st.last_job_ns / 1e9,
                (unsigned long long)st.cow_pages, st.cow_pages * 4096 / 1048576.0);
     } else {
         srv.last_status = -1;
         snprintf(srv.last_error, sizeof srv.last_error, "%s", mmh_errmsg());
-        logmsg("snapshot to %s failed: %s", srv.image, srv.last_error);
+        logmsg("%s to %s failed: %s", save_kind(), srv.image, srv.last_error);
     }
     for (size_t i = 0; i < srv.nclients; i++) {
         struct client *c = srv.clients[i];
