@@ -55,6 +55,16 @@ static void open_up(const mmh_heap *h, const void *p, size_t len, bool defined)
 #endif
 }
 
+/* With MMHEAP_OPTIONS=leaks the blocks are memcheck's chunks: leak
+ * searches see them, and reports give their allocation and free stacks.
+ * Otherwise memcheck only knows which bytes may be touched. */
+#if MMH_MEMCHECK
+static bool pooled(const mmh_heap *h)
+{
+    return h->memcheck && mmh_opts.leaks;
+}
+#endif
+
 uint64_t mmh_inst_link_get(const mmh_heap *h, const void *p)
 {
     open_up(h, p, sizeof(uint64_t), true);
@@ -73,7 +83,7 @@ void mmh_inst_link_set(const mmh_heap *h, void *p, uint64_t v)
 void mmh_inst_alloc(const mmh_heap *h, void *p, size_t size, bool defined)
 {
 #if MMH_MEMCHECK
-    if (h->memcheck)
+    if (pooled(h))
         VALGRIND_MEMPOOL_ALLOC(h->base, p, size);
 #endif
     open_up(h, p, size, defined);
@@ -95,16 +105,24 @@ bool mmh_inst_free(const mmh_heap *h, void *p, size_t size)
          * allocation and free stacks. */
         if (VALGRIND_CHECK_MEM_IS_ADDRESSABLE(p, 1) != 0)
             return false;
-        VALGRIND_MEMPOOL_FREE(h->base, p);
+        if (pooled(h))
+            VALGRIND_MEMPOOL_FREE(h->base, p);
+        else
+            shut(h, p, size);
     }
 #endif
+    /* A huge block covers segment starts, where the metadata of segments
+     * made of its memory goes once it is free. */
+    for (uintptr_t s = mmh_align_up((uintptr_t)p, MMH_SEG_SIZE); s < (uintptr_t)p + size;
+         s += MMH_SEG_SIZE)
+        open_up(h, (void *)s, MMH_SLICE_SIZE, true);
     return true;
 }
 
 void mmh_inst_resize(const mmh_heap *h, void *p, size_t from, size_t to)
 {
 #if MMH_MEMCHECK
-    if (h->memcheck)
+    if (pooled(h))
         VALGRIND_MEMPOOL_CHANGE(h->base, p, p, to);
 #endif
     if (to > from)
@@ -183,7 +201,7 @@ void mmh_inst_heap_open(mmh_heap *h)
         mmh_options_read();
     h->root = h->hdr->root ? mmh_ptr(h, h->hdr->root) : NULL;
 #if MMH_MEMCHECK
-    if (h->memcheck)
+    if (pooled(h))
         VALGRIND_CREATE_MEMPOOL(h->base, 0, 0);
 #endif
     if (mmh_inst(h))
@@ -191,7 +209,8 @@ void mmh_inst_heap_open(mmh_heap *h)
 }
 
 /* At close a heap's blocks are forgotten: its file keeps them.  With
- * MMHEAP_OPTIONS=leaks, a heap file is first searched for leaks: a block
+ * MMHEAP_OPTIONS=leaks, a heap file is first searched for leaks (and a heap
+ * still open at exit is searched with the process's malloc blocks): a block
  * nothing points to then (not the root, h->root, nor any block reachable
  * from it, nor the program's own memory) is lost in the file for good, and
  * memcheck reports it as it reports a lost malloc block at exit.  Not by
@@ -218,9 +237,10 @@ void mmh_inst_heap_close(mmh_heap *h)
         return;
 #if MMH_MEMCHECK
     if (h->memcheck) {
-        if (mmh_opts.leaks && mmh_writes_back(h))
+        if (pooled(h) && mmh_writes_back(h))
             leak_search();
-        VALGRIND_DESTROY_MEMPOOL(h->base);
+        if (pooled(h))
+            VALGRIND_DESTROY_MEMPOOL(h->base);
         h->memcheck = false;
     }
 #endif

@@ -163,6 +163,14 @@ static int run_clean(const char *path)
     r->small = mmh_realloc(h, r->large, 100 << 10); /* shrinks in place */
     r->large = NULL;
     REQ(r->small && same(r->small, 100 << 10, 'l'));
+    /* Segments made of the huge block's memory, their metadata in it. */
+    char *v[40];
+    for (int i = 0; i < 40; i++) {
+        REQ(v[i] = mmh_alloc(h, 300 << 10));
+        fill(v[i], 300 << 10, 'v');
+    }
+    for (int i = 0; i < 40; i++)
+        mmh_free(h, v[i]);
     REQ(mmh_close(h) == 0);
 
     /* An anonymous heap's blocks die with it: no leak. */
