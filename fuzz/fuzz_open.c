@@ -284,13 +284,32 @@ static void check_failure(const char *what, const char *config)
         violation("%s (%s) failed (errno %d) with no message", what, config, err);
 }
 
-/* A few blocks of sizes that reach small pages, medium pages and large
- * spans; every other one freed again. */
+/* A block of n bytes that an allocation call (what) returned, filled with
+ * c; NULL is a failure, which must be reported. */
+static void *use_block(mmh_heap *h, void *p, size_t n, int c, const char *what)
+{
+    if (!p) {
+        check_failure(what, "exercise");
+        return NULL;
+    }
+    /* Touch every byte: ASan does not see the heap, but a block that
+     * overlaps unmapped space faults here. */
+    memset(p, c, n);
+    if (mmh_usable_size(h, p) < n)
+        violation("%s: mmh_usable_size %zu < %zu", what, mmh_usable_size(h, p), n);
+    return p;
+}
+
+/* A few blocks of sizes that reach small pages, medium pages, large spans
+ * and a huge run (the heap grows); every other one freed again, the rest
+ * resized across kinds; an aligned and a cleared one. */
 static void exercise_allocator(mmh_heap *h, bool writable, const uint8_t *data, size_t size)
 {
-    static const size_t sizes[] = { 1, 24, 100, 1000, 9000, 70000, 200000 };
-    void *blocks[sizeof sizes / sizeof sizes[0]];
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    static const size_t sizes[] = { 1, 24, 100, 1000, 9000, 70000, 200000, (size_t)5 << 20 };
+    enum { N = sizeof sizes / sizeof sizes[0] };
+    void *blocks[N];
+    int c = size ? data[size - 1] : 0;
+    for (size_t i = 0; i < N; i++) {
         errno = 0;
         blocks[i] = mmh_alloc(h, sizes[i]);
         if (!writable) {
@@ -298,20 +317,24 @@ static void exercise_allocator(mmh_heap *h, bool writable, const uint8_t *data, 
                 violation("mmh_alloc on a read-only heap: %p, errno %d", blocks[i], errno);
             continue;
         }
-        if (!blocks[i]) {
-            check_failure("mmh_alloc", "exercise");
-            continue;
-        }
-        /* Touch every byte: ASan does not see the heap, but a block that
-         * overlaps unmapped space faults here. */
-        memset(blocks[i], size ? data[i % size] : 0, sizes[i]);
-        if (mmh_usable_size(h, blocks[i]) < sizes[i])
-            violation("mmh_usable_size %zu < %zu", mmh_usable_size(h, blocks[i]), sizes[i]);
+        use_block(h, blocks[i], sizes[i], c, "mmh_alloc");
     }
     if (!writable)
         return;
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i += 2)
+    for (size_t i = 0; i < N; i += 2)
         mmh_free(h, blocks[i]);
+    static const size_t resized[N] = { [3] = 30000, [5] = 300000, [7] = (size_t)1 << 20 };
+    for (size_t i = 3; i < N; i += 2)
+        if (blocks[i])
+            blocks[i] = use_block(h, mmh_realloc(h, blocks[i], resized[i]), resized[i], c,
+                                  "mmh_realloc");
+    mmh_free(h, use_block(h, mmh_aligned_alloc(h, 4096, 5000), 5000, c, "mmh_aligned_alloc"));
+    unsigned char *z = mmh_calloc(h, 100, 100);
+    for (size_t i = 0; z && i < 100 * 100; i++)
+        if (z[i])
+            violation("mmh_calloc: byte %zu is %#x", i, z[i]);
+    mmh_free(h, use_block(h, z, 100 * 100, c, "mmh_calloc"));
+    mmh_free(h, blocks[7]);
     if (blocks[1])
         (void)mmh_set_root(h, blocks[1]);
 }
