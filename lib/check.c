@@ -1,6 +1,9 @@
 /* mmheap check: a read-only walk over every piece of allocator metadata of
  * a heap image, verifying its invariants, and the summary mmheap info
- * prints from the same walk.
+ * prints from the same walk.  mmh_open runs the same walk over a file it
+ * maps, without the block lists inside pages (mmh_verify): the header's
+ * checksum does not cover the metadata, and a damaged or crafted file must
+ * be refused, not followed into a crash or an endless loop.
  *
  * The image is a private mapping of the file, with a complete journal
  * applied in memory, so the walk sees exactly what the next mmh_open will.
@@ -131,8 +134,8 @@ void mmh_image_close(mmh_image *img)
 /* ---- the walk -------------------------------------------------------------- */
 
 typedef struct walk {
-    const mmh_image  *img;
     const char       *base;
+    bool              full;       /* also the block lists inside pages */
     const mmh_hdr    *hdr;
     const uint32_t   *segmap;
     size_t            nsegs;
@@ -190,7 +193,9 @@ static const mmh_page *sliced_desc(const walk *w, uint64_t off, size_t *seg, siz
 /* ---- small pages ---------------------------------------------------------- */
 
 /* Walk one of a page's block lists (the owner's, or the remote one),
- * marking blocks in seen; the number of blocks, or -1 after a problem. */
+ * marking blocks in seen; the number of blocks, or -1 after a problem.
+ * Without w->full, only the first block: the rest are in the pages, and
+ * mmh_open must not read every page of the heap. */
 static long block_list(walk *w, const mmh_page *pg, uint64_t pg_off, uint64_t first,
                        uint8_t *seen, const char *which)
 {
@@ -216,6 +221,8 @@ static long block_list(walk *w, const mmh_page *pg, uint64_t pg_off, uint64_t fi
             return -1;
         }
         seen[b / 8] |= (uint8_t)(1u << (b % 8));
+        if (!w->full)
+            return 1;
         off = *(const uint64_t *)(w->base + off);
     }
     return n;
@@ -249,10 +256,12 @@ static void check_small(walk *w, const mmh_page *pg, uint64_t pg_off, size_t sli
                 (unsigned long long)start, pg->slot, w->hdr->slots_hwm);
     uint8_t seen[MAX_BLOCKS / 8];
     memset(seen, 0, (pg->capacity + 7) / 8);
-    long nfree = block_list(w, pg, pg_off, pg->free, seen, "owner's");
     uint64_t x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
+    long nfree = block_list(w, pg, pg_off, pg->free, seen, "owner's");
     long nremote = nfree < 0 ? -1 : block_list(w, pg, pg_off, x & ~(uint64_t)MMH_XF_FLAGS,
                                                seen, "remote");
+    if (!w->full) /* only the lists' first blocks were looked at */
+        nfree = pg->capacity - pg->used, nremote = 0;
     if (nfree >= 0 && pg->used + (uint64_t)nfree != pg->capacity)
         problem(w, pg_off, "small page at %#llx: %u blocks used and %ld free do not add up to "
                 "the %u carved", (unsigned long long)start, pg->used, nfree, pg->capacity);
@@ -355,6 +364,12 @@ static void check_huge(walk *w, size_t i, size_t n)
                 "describe a huge block", i);
         return;
     }
+    for (size_t k = 1; k < MMH_SEG_SLICES; k++)
+        if (s->pages[1 + k].slice_offset != k) {
+            problem(w, desc_off(i, 1 + k), "huge block run at segment %zu: slice %zu does not "
+                    "point back to its descriptor", i, 1 + k);
+            return;
+        }
     if (pg->free < lo || pg->free > (uint64_t)(i + 1) << MMH_SEG_SHIFT || pg->free >= end ||
         (pg->free & (MMH_MIN_ALIGN - 1))) {
         problem(w, desc_off(i, 1), "huge block run at segment %zu: block offset %#llx is not "
@@ -388,9 +403,13 @@ static void check_segments(walk *w, mmh_check_progress_fn progress)
                         i, n, w->nsegs);
                 return;
             }
+            /* A free run's inner entries point back exactly only in its
+             * last segment, the one its right neighbour looks at. */
             unsigned in = kind == MMH_SEGMAP_HUGE ? MMH_SEGMAP_HUGE_IN : MMH_SEGMAP_FREE_IN;
             for (size_t k = 1; k < n; k++)
-                if (w->segmap[i + k] != MMH_SEGMAP(in, k)) {
+                if (MMH_SEGMAP_KIND(w->segmap[i + k]) != in ||
+                    ((in == MMH_SEGMAP_HUGE_IN || k == n - 1) &&
+                     MMH_SEGMAP_LEN(w->segmap[i + k]) != k)) {
                     problem(w, eo + k * sizeof(uint32_t), "segment %zu: inside the run that "
                             "starts at segment %zu, the segment map says %#x", i + k, i,
                             w->segmap[i + k]);
@@ -563,6 +582,8 @@ static void check_slots(walk *w)
         const mmh_slot *slot = &slots[i];
         uint64_t so = w->hdr->slots_off + i * sizeof(mmh_slot);
         bool used = false;
+        if (slot->pages[0] != MMH_EMPTY_PAGE_OFF)
+            problem(w, so + offsetof(mmh_slot, pages), "slot %u has pages of size class 0", i);
         for (unsigned cls = 1; cls < MMH_CLASSES; cls++) {
             uint64_t head = slot->pages[cls];
             if (head == MMH_EMPTY_PAGE_OFF)
@@ -646,6 +667,8 @@ static void check_header(walk *w)
     static const mmh_page zero_page;
     if (memcmp(&hdr->empty_page, &zero_page, sizeof zero_page) != 0)
         problem(w, MMH_EMPTY_PAGE_OFF, "the empty page every slot starts from is not empty");
+    if (!w->full)
+        return;
     if (hdr->root && !in_live_block(w, hdr->root))
         problem(w, offsetof(mmh_hdr, root), "the root %#llx is not inside a live block",
                 (unsigned long long)hdr->root);
@@ -659,14 +682,17 @@ static void check_header(walk *w)
                 (unsigned long long)blocks, (unsigned long long)w->r->large_bytes);
 }
 
-int mmh_check_image(const mmh_image *img, mmh_check_result *r, mmh_check_report_fn report,
-                    mmh_check_progress_fn progress, void *arg)
+/* The walk over a heap mapped at base (segment-aligned) whose header
+ * passed mmh_format_check. */
+static int check_heap(const char *base, bool full, mmh_check_result *r,
+                      mmh_check_report_fn report, mmh_check_progress_fn progress, void *arg)
 {
     memset(r, 0, sizeof *r);
+    const mmh_hdr *hdr = (const mmh_hdr *)base;
     walk w = {
-        .img = img, .base = img->base, .hdr = img->hdr, .r = r, .report = report, .arg = arg,
-        .segmap = (const uint32_t *)(img->base + img->hdr->segmap_off),
-        .nsegs = (size_t)(img->hdr->extent >> MMH_SEG_SHIFT),
+        .base = base, .full = full, .hdr = hdr, .r = r, .report = report, .arg = arg,
+        .segmap = (const uint32_t *)(base + hdr->segmap_off),
+        .nsegs = (size_t)(hdr->extent >> MMH_SEG_SHIFT),
     };
     r->segments = w.nsegs;
     check_segments(&w, progress);
@@ -675,4 +701,34 @@ int mmh_check_image(const mmh_image *img, mmh_check_result *r, mmh_check_report_
     check_slots(&w);
     check_header(&w);
     return r->problems ? 1 : 0;
+}
+
+int mmh_check_image(const mmh_image *img, mmh_check_result *r, mmh_check_report_fn report,
+                    mmh_check_progress_fn progress, void *arg)
+{
+    return check_heap(img->base, true, r, report, progress, arg);
+}
+
+typedef struct first_problem {
+    uint64_t off;
+    char     msg[256];
+} first_problem;
+
+static void keep_first(void *arg, uint64_t off, const char *msg)
+{
+    first_problem *fp = arg;
+    if (fp->msg[0])
+        return;
+    fp->off = off;
+    snprintf(fp->msg, sizeof fp->msg, "%s", msg);
+}
+
+int mmh_verify(const mmh_heap *h)
+{
+    mmh_check_result r;
+    first_problem fp = { 0 };
+    if (check_heap(h->base, false, &r, keep_first, NULL, &fp) == 0)
+        return 0;
+    return mmh_fail(EBADMSG, "%s: corrupt heap file: %s (at offset %llu; mmheap check reports "
+                    "every problem)", h->path, fp.msg, (unsigned long long)fp.off);
 }

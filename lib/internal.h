@@ -434,9 +434,6 @@ MMH_HIDDEN int      mmh_format_check(const char *path, const mmh_hdr *hdr,
 MMH_HIDDEN uint64_t mmh_format_checksum(const mmh_hdr *hdr);
 MMH_HIDDEN size_t   mmh_format_meta_size(size_t max_size);
 
-/* verify.c: 0, or -1 (EBADMSG, reason) if the structure of a heap file
- * mapped at h->base, h->mapped bytes, is corrupt. */
-MMH_HIDDEN int mmh_verify(const mmh_heap *h);
 
 /* segment.c: segments and spans; callers hold h->lock */
 MMH_HIDDEN void      mmh_segment_init_first(mmh_heap *h);
@@ -609,6 +606,9 @@ typedef void (*mmh_check_progress_fn)(void *arg, size_t done, size_t total);
 
 MMH_HIDDEN int  mmh_image_open(mmh_image *img, const char *path);
 MMH_HIDDEN void mmh_image_close(mmh_image *img);
+/* 0, or -1 (EBADMSG, reason) if the structure of a heap file mapped at
+ * h->base is corrupt: check's walk without the block lists in pages. */
+MMH_HIDDEN int  mmh_verify(const mmh_heap *h);
 /* 0: sound; 1: r->problems problems, each reported. */
 MMH_HIDDEN int  mmh_check_image(const mmh_image *img, mmh_check_result *r,
                                 mmh_check_report_fn report, mmh_check_progress_fn progress,
