@@ -80,6 +80,15 @@ void mmh_inst_link_set(const mmh_heap *h, void *p, uint64_t v)
     shut(h, p, sizeof(uint64_t));
 }
 
+/* Memory of a huge block that becomes free, [p, p + len), covers segment
+ * starts, where the metadata of segments made of it goes. */
+static void open_segment_starts(const mmh_heap *h, const char *p, size_t len)
+{
+    for (uintptr_t s = mmh_align_up((uintptr_t)p, MMH_SEG_SIZE); s < (uintptr_t)p + len;
+         s += MMH_SEG_SIZE)
+        open_up(h, (void *)s, MMH_SLICE_SIZE, true);
+}
+
 void mmh_inst_alloc(const mmh_heap *h, void *p, size_t size, bool defined)
 {
 #if MMH_MEMCHECK
@@ -111,11 +120,7 @@ bool mmh_inst_free(const mmh_heap *h, void *p, size_t size)
             shut(h, p, size);
     }
 #endif
-    /* A huge block covers segment starts, where the metadata of segments
-     * made of its memory goes once it is free. */
-    for (uintptr_t s = mmh_align_up((uintptr_t)p, MMH_SEG_SIZE); s < (uintptr_t)p + size;
-         s += MMH_SEG_SIZE)
-        open_up(h, (void *)s, MMH_SLICE_SIZE, true);
+    open_segment_starts(h, p, size);
     return true;
 }
 
@@ -125,10 +130,12 @@ void mmh_inst_resize(const mmh_heap *h, void *p, size_t from, size_t to)
     if (pooled(h))
         VALGRIND_MEMPOOL_CHANGE(h->base, p, p, to);
 #endif
-    if (to > from)
+    if (to > from) {
         open_up(h, (char *)p + from, to - from, false);
-    else
+    } else {
         shut(h, (char *)p + to, from - to);
+        open_segment_starts(h, (char *)p + to, from - to); /* a huge block's released tail */
+    }
 }
 
 void mmh_inst_bulk_begin(void)

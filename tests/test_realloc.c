@@ -195,6 +195,29 @@ static void test_realloc_persists(void **state)
     free(path);
 }
 
+/* A huge block shrunk in place gives its tail back as a free run, whose
+ * segment header the allocator then uses (under ASan the tail is poisoned,
+ * but for the metadata of the segments made of it); freeing the block
+ * merges that run again. */
+static void test_realloc_huge_shrink_in_place(void **state)
+{
+    (void)state;
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    unsigned char *p = mmh_alloc(h, 5 * MiB);
+    assert_non_null(p);
+    tu_fill(p, 5 * MiB, 5);
+    unsigned char *q = mmh_realloc(h, p, 1 * MiB);
+    assert_ptr_equal(q, p);
+    assert_true(tu_check(q, 1 * MiB, 5) == (size_t)-1);
+    unsigned char *r = mmh_alloc(h, 100);
+    assert_non_null(r);
+    mmh_free(h, q);
+    mmh_free(h, r);
+    assert_int_equal(tu_stats(h).allocations, 0);
+    assert_int_equal(mmh_close(h), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_realloc_random),
         cmocka_unit_test(test_realloc_aligned_block),
         cmocka_unit_test(test_realloc_persists),
+        cmocka_unit_test(test_realloc_huge_shrink_in_place),
     };
     return TU_RUN(tests);
 }
