@@ -19,6 +19,9 @@ static inline uint64_t lane(uint64_t acc, uint64_t w)
     return rotl(acc + w * P2, 31) * P1;
 }
 
+#if MMH_ASAN
+__attribute__((no_sanitize_address)) /* clang -O1 keeps it out of line */
+#endif
 static inline uint64_t load64(const unsigned char *p)
 {
     uint64_t w;
