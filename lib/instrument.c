@@ -3,6 +3,8 @@
  * close.  Reached only for heaps that are checked. */
 #include "internal.h"
 
+#include <string.h>
+
 #if MMH_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
@@ -154,18 +156,26 @@ void mmh_inst_bulk_end(void)
 
 /* ---- heaps opened and closed ------------------------------------------- */
 
+/* Blocks a small page holds at most: 16-byte ones in one slice (mmh_open
+ * checked the page's counts). */
+#define PAGE_BLOCKS_MAX (MMH_SLICE_SIZE / MMH_MIN_ALIGN)
+
 /* The free blocks of a small page's list that starts at off: off limits.
- * The walk stays inside the page (a damaged list stops it). */
-static void free_list(mmh_heap *h, const mmh_page *pg, uint64_t off)
+ * mmh_open does not check these lists: the walk stays inside the page and
+ * takes a block once (seen: of both lists), so that a damaged list stops
+ * it rather than have a free block freed again (a report). */
+static void free_list(mmh_heap *h, const mmh_page *pg, uint64_t off, uint8_t *seen)
 {
     uint64_t first = mmh_off(h, mmh_page_start(pg));
-    for (uint32_t n = 0; off && n < pg->capacity; n++) {
-        uint64_t in = off - first;
-        if (in >= (uint64_t)pg->capacity * pg->block_size || in % pg->block_size)
+    while (off) {
+        uint64_t in = off - first, b = in / pg->block_size;
+        if (in >= (uint64_t)pg->capacity * pg->block_size || in % pg->block_size ||
+            (seen[b / 8] & (1u << (b % 8))))
             break;
-        void *b = mmh_ptr(h, off);
-        off = *(const uint64_t *)b;
-        mmh_inst_free(h, b, pg->block_size);
+        seen[b / 8] |= (uint8_t)(1u << (b % 8));
+        void *p = mmh_ptr(h, off);
+        off = *(const uint64_t *)p;
+        mmh_inst_free(h, p, pg->block_size);
     }
 }
 
@@ -191,11 +201,13 @@ static void blocks_known(mmh_heap *h)
                 mmh_inst_alloc(h, p, mmh_usable_size(h, p), true);
             } else if (pg->kind == MMH_PAGE_SMALL) {
                 char *start = mmh_page_start(pg);
+                uint8_t seen[PAGE_BLOCKS_MAX / 8];
+                memset(seen, 0, (pg->capacity + 7) / 8);
                 for (uint32_t b = 0; b < pg->capacity; b++)
                     mmh_inst_alloc(h, start + (size_t)b * pg->block_size, pg->block_size, true);
-                free_list(h, pg, pg->free);
+                free_list(h, pg, pg->free, seen);
                 free_list(h, pg, atomic_load(&((mmh_page *)pg)->xfree) &
-                                     ~(uint64_t)MMH_XF_FLAGS);
+                                     ~(uint64_t)MMH_XF_FLAGS, seen);
             }
         }
     }
