@@ -52,6 +52,7 @@ EXTRA_DIST += \
 	tests/testutil.h \
 	tests/valgrind.sh \
 	tests/sanitizers.sh \
+	tests/asan.supp \
 	tests/no-cmocka.sh \
 	tests/preload.sh \
 	tests/kv_server.sh \

@@ -22,7 +22,8 @@ MMH_TEST_SCALE=${MMH_TEST_SCALE:-0.25}
 export MMH_TEST_SCALE
 
 # ASan: abort on the first error with a useful report; UBSan: print stacks.
-ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1:allocator_may_return_null=1}
+# tests/asan.supp: the writes of heap ranges, which hold poisoned free blocks.
+ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1:allocator_may_return_null=1:suppressions=$srcdir/tests/asan.supp}
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export ASAN_OPTIONS UBSAN_OPTIONS
 
