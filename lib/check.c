@@ -645,6 +645,9 @@ static bool in_live_block(const walk *w, uint64_t off)
     uint64_t b = (off - start) / pg->block_size;
     if (b >= pg->capacity)
         return false;
+    /* The walk stays in the page's segment: its counts may be damaged (the
+     * root is checked after the walk that reported them). */
+    uint64_t room = MMH_SEG_SIZE - (start & MMH_SEG_MASK);
     uint64_t block = start + b * pg->block_size, lists[2] = {
         pg->free, atomic_load_explicit(&pg->xfree, memory_order_relaxed) & ~(uint64_t)MMH_XF_FLAGS
     };
@@ -653,7 +656,7 @@ static bool in_live_block(const walk *w, uint64_t off)
             if (f == block)
                 return false;
             /* Off the page's blocks: the list walk reports it. */
-            if (f - start >= (uint64_t)pg->capacity * pg->block_size ||
+            if (f - start >= (uint64_t)pg->capacity * pg->block_size || f - start >= room ||
                 (f - start) % pg->block_size)
                 break;
             f = *(const uint64_t *)(w->base + f);
