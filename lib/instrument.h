@@ -3,11 +3,12 @@
  * memory.
  *
  * valgrind's memcheck (client requests, chosen at run time): a heap opened
- * under memcheck is a memory pool of its own (h->memcheck), its blocks the
- * pool's chunks.  Elsewhere the hooks cost one test of h->memcheck, and
- * none at all in malloc.c: the default heap is never a pool (memcheck
- * replaces malloc with its own), so malloc.c compiles them out
- * (MMH_NO_MEMCHECK).
+ * under memcheck is checked (h->memcheck; with MMHEAP_OPTIONS=leaks its
+ * blocks are a memory pool's chunks).  Elsewhere the hooks cost one test of
+ * h->memcheck in the fast paths of mmh_alloc and mmh_free, which leave
+ * checked heaps to the slow paths, and nothing in malloc.c: the default
+ * heap is never checked (memcheck replaces malloc with its own), so
+ * malloc.c compiles them out (MMH_NO_MEMCHECK).
  * AddressSanitizer (at compile time): free blocks are poisoned.
  *
  * Either way a free block is off limits, so the allocator reaches the link
@@ -33,10 +34,17 @@
 #define MMH_MEMCHECK 0
 #endif
 
+/* Is h a memcheck pool?  The fast paths leave such heaps to the slow
+ * ones, so that (knowing it is not) they carry no memcheck hook. */
+static inline bool mmh_memcheck(const mmh_heap *h)
+{
+    return MMH_MEMCHECK && unlikely(h->memcheck);
+}
+
 /* Is h checked at all? */
 static inline bool mmh_inst(const mmh_heap *h)
 {
-    return MMH_ASAN || (MMH_MEMCHECK && unlikely(h->memcheck));
+    return MMH_ASAN || mmh_memcheck(h);
 }
 
 /* instrument.c: the slow halves, called only when mmh_inst(h). */

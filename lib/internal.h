@@ -641,7 +641,7 @@ static inline void *mmh_page_pop(mmh_heap *h, mmh_page *pg)
 static inline __attribute__((always_inline)) void *mmh_alloc_fast(mmh_heap *h, size_t size)
 {
     mmh_tbind *b = &mmh_tls_binds[0];
-    if (likely(b->uid == h->uid && size <= MMH_SMALL_MAX)) {
+    if (likely(b->uid == h->uid && size <= MMH_SMALL_MAX && !mmh_memcheck(h))) {
         unsigned cls = mmh_size_class(size);
         mmh_page *pg = (mmh_page *)(b->base + b->slot->pages[cls]);
         if (likely(pg->free))
@@ -684,6 +684,8 @@ static inline __attribute__((always_inline)) bool mmh_free_fast(mmh_heap *h, voi
         mmh_page_free_remote(h, pg, p); /* the page stays while p is live */
         return true;
     }
+    if (mmh_memcheck(h))
+        return false;
     mmh_page_push_own(h, b, pg, p);
     return true;
 }
