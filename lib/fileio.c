@@ -12,9 +12,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* Every write of heap memory goes through mmh_pwrite_all or mmh_pwritev:
- * ASan's write wrappers check the buffer, heap ranges hold poisoned free
- * blocks, and tests/asan.supp names these two (interceptor_via_fun). */
+/* Every write of heap memory goes through mmh_pwrite_all or mmh_pwritev.
+ * ASan's write wrappers check the buffer, and heap ranges hold poisoned
+ * free blocks: the sanitizer builds suppress that check (tests/asan.supp). */
 ssize_t mmh_pwritev(int fd, const struct iovec *iov, int n, off_t off)
 {
     return pwritev(fd, iov, n, off);
