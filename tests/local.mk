@@ -181,8 +181,9 @@ tests_test_track_LDADD = libmmheap-core.la $(CMOCKA_LIBS)
 # others allocate in loops.  preload.sh is not run: it preloads the library
 # into other programs.
 if HAVE_CMOCKA
-check-valgrind: $(MMH_TESTS) $(MMH_MALLOC_TESTS)
-	LIBTOOL="$(LIBTOOL)" $(SHELL) $(srcdir)/tests/valgrind.sh $(MMH_TESTS)
+check-valgrind: $(MMH_TESTS) $(MMH_MALLOC_TESTS) tools/mmheap
+	LIBTOOL="$(LIBTOOL)" MMH_MMHEAP_TOOL='$(abs_top_builddir)/tools/mmheap' \
+	$(SHELL) $(srcdir)/tests/valgrind.sh $(MMH_TESTS)
 	LIBTOOL="$(LIBTOOL)" \
 	VALGRIND_OPTS="--soname-synonyms=somalloc=nouserintercepts --fair-sched=yes $${VALGRIND_OPTS:-}" \
 	$(SHELL) $(srcdir)/tests/valgrind.sh $(MMH_MALLOC_TESTS)
