@@ -4,17 +4,9 @@
  * report.  Skipped in other builds. */
 #include "testutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ASAN 1
-#endif
-#endif
-
 enum { USE_AFTER_FREE, DOUBLE_FREE, CLEAN };
 
-#ifdef ASAN
+#ifdef TU_ASAN
 
 /* In the child: a heap file, a block freed, then `what`. */
 static void child(const char *path, int what)
@@ -68,7 +60,7 @@ static int run_child(int what, char *out, size_t size)
 
 static void assert_stopped(int what, const char *fn)
 {
-#ifndef ASAN
+#ifndef TU_ASAN
     (void)what, (void)fn;
     fprintf(stderr, "test_asan: skipped: not built with AddressSanitizer "
                     "(configure --enable-sanitizers; make check-sanitizers runs it)\n");
@@ -100,7 +92,7 @@ static void test_double_free(void **state)
 static void test_clean(void **state)
 {
     (void)state;
-#ifndef ASAN
+#ifndef TU_ASAN
     skip();
 #else
     static char out[1 << 16];

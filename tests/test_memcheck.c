@@ -221,17 +221,9 @@ static int run_under_valgrind(const char *mode)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ASAN 1
-#endif
-#endif
-
 static void skip_without_valgrind(void)
 {
-#ifdef ASAN
+#ifdef TU_ASAN
     fprintf(stderr, "test_memcheck: skipped: built with ASan, which valgrind cannot run\n");
     skip();
 #endif
