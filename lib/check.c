@@ -89,28 +89,23 @@ int mmh_image_open(mmh_image *img, const char *path)
         goto out;
     }
     img->file_size = (uint64_t)st.st_size;
-    if (mmh_journal_inspect(path, img->fd, &img->journal) != 0)
+    mmh_journal_view jv;
+    if (mmh_journal_inspect(path, img->fd, &jv) != 0)
         goto out;
+    img->journal = jv.info;
     uint64_t size = img->file_size;
-    if (img->journal.state == MMH_JOURNAL_COMPLETE && img->journal.extent > size)
-        size = img->journal.extent;
-    /* The header is checked before the size is trusted: a file is at most
-     * a reservation of MMH_MAX_MAX_SIZE. */
-    union {
-        mmh_hdr hdr;
-        unsigned char page[MMH_HDR_SIZE];
-    } buf;
-    memset(&buf, 0, sizeof buf);
+    if (jv.info.state == MMH_JOURNAL_COMPLETE && jv.info.extent > size)
+        size = jv.info.extent;
+    /* Mapped before its header is read, so bounded by what a header may
+     * say: a heap is at most MMH_MAX_MAX_SIZE. */
     if (size > MMH_MAX_MAX_SIZE)
         size = MMH_MAX_MAX_SIZE;
-    if (image_map(img, img->fd, img->file_size, mmh_align_up(size > MMH_HDR_SIZE ? size :
-                                                             MMH_HDR_SIZE, 4096)) != 0)
-        goto out;
-    if (img->journal.state == MMH_JOURNAL_COMPLETE &&
-        mmh_journal_overlay(path, img->fd, img->base, img->size) != 0)
-        goto out;
-    memcpy(&buf, img->base, MMH_HDR_SIZE);
-    if (mmh_format_check(path, &buf.hdr, size) != 0)
+    bool ok = image_map(img, img->fd, img->file_size,
+                        mmh_align_up(size > MMH_HDR_SIZE ? size : MMH_HDR_SIZE, 4096)) == 0 &&
+              mmh_journal_overlay(path, &jv, img->base, img->size) == 0 &&
+              mmh_format_check(path, (const mmh_hdr *)img->base, size) == 0;
+    mmh_journal_view_close(&jv);
+    if (!ok)
         goto out;
     img->hdr = (const mmh_hdr *)img->base;
     rc = 0;

@@ -544,8 +544,16 @@ typedef struct mmh_journal_info {
 
 MMH_HIDDEN int mmh_journal_recover(const char *path, int heap_fd, bool readonly,
                                    mmh_journal_info *ji);
-MMH_HIDDEN int mmh_journal_inspect(const char *path, int heap_fd, mmh_journal_info *ji);
-MMH_HIDDEN int mmh_journal_overlay(const char *path, int heap_fd, char *image, size_t image_size);
+typedef struct mmh_journal_view {
+    mmh_journal_info info;
+    int              fd;    /* the journal, -1: none */
+    char            *table; /* COMPLETE: its header and record table */
+} mmh_journal_view;
+
+MMH_HIDDEN int  mmh_journal_inspect(const char *path, int heap_fd, mmh_journal_view *v);
+MMH_HIDDEN int  mmh_journal_overlay(const char *path, const mmh_journal_view *v, char *image,
+                                    size_t image_size);
+MMH_HIDDEN void mmh_journal_view_close(mmh_journal_view *v);
 
 /* track.c */
 MMH_HIDDEN int  mmh_track_start(mmh_heap *h, mmh_tracker want);

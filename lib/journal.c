@@ -351,30 +351,28 @@ int mmh_journal_recover(const char *path, int heap_fd, bool readonly, mmh_journa
     return rc;
 }
 
-/* What FILE.journal holds, read-only. */
-int mmh_journal_inspect(const char *path, int heap_fd, mmh_journal_info *ji)
+/* What FILE.journal holds, read-only; a complete journal's file and table
+ * stay in v for mmh_journal_overlay, so it is read and checked once. */
+int mmh_journal_inspect(const char *path, int heap_fd, mmh_journal_view *v)
 {
-    int jfd;
-    char *table;
-    int rc = journal_find(path, heap_fd, true, ji, &jfd, &table);
-    mmh_meta_free(table);
-    if (jfd >= 0)
-        close(jfd);
-    return rc;
+    return journal_find(path, heap_fd, true, &v->info, &v->fd, &v->table);
 }
 
-/* Apply a complete journal to image, a private mapping of the heap file of
- * image_size bytes, leaving both files as they are. */
-int mmh_journal_overlay(const char *path, int heap_fd, char *image, size_t image_size)
+/* Apply the complete journal in v to image, a private mapping of the heap
+ * file of image_size bytes, leaving both files as they are. */
+int mmh_journal_overlay(const char *path, const mmh_journal_view *v, char *image,
+                        size_t image_size)
 {
-    mmh_journal_info ji;
-    int jfd;
-    char *table;
-    int rc = journal_find(path, heap_fd, true, &ji, &jfd, &table);
-    if (rc == 0 && ji.state == MMH_JOURNAL_COMPLETE)
-        rc = replay(path, -1, image, image_size, jfd, table);
-    mmh_meta_free(table);
-    if (jfd >= 0)
-        close(jfd);
-    return rc;
+    if (v->info.state != MMH_JOURNAL_COMPLETE)
+        return 0;
+    return replay(path, -1, image, image_size, v->fd, v->table);
+}
+
+void mmh_journal_view_close(mmh_journal_view *v)
+{
+    mmh_meta_free(v->table);
+    v->table = NULL;
+    if (v->fd >= 0)
+        close(v->fd);
+    v->fd = -1;
 }
