@@ -69,17 +69,13 @@ int mmh_image_open(mmh_image *img, const char *path)
 {
     memset(img, 0, sizeof *img);
     img->path = path;
-    img->fd = open(path, O_RDONLY | O_CLOEXEC);
+    img->fd = mmh_open_regular(path, O_RDONLY);
     if (img->fd < 0)
-        return mmh_fail(errno, "%s: cannot open: %m", path);
+        return -1;
     struct stat st;
     int rc = -1;
     if (fstat(img->fd, &st) != 0) {
         mmh_fail(errno, "%s: cannot stat: %m", path);
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        mmh_fail(EINVAL, "%s: not a regular file", path);
         goto out;
     }
     /* A shared lock: a writer's commit is not in flight meanwhile. */
@@ -90,7 +86,7 @@ int mmh_image_open(mmh_image *img, const char *path)
     }
     img->file_size = (uint64_t)st.st_size;
     mmh_journal_view jv;
-    if (mmh_journal_inspect(path, img->fd, &jv) != 0)
+    if (mmh_journal_inspect(path, img->fd, false, &jv) != 0)
         goto out;
     img->journal = jv.info;
     uint64_t size = img->file_size;

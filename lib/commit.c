@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -120,19 +121,49 @@ int mmh_ranges_merge(mmh_heap *h, mmh_ranges *dst, const mmh_ranges *add)
     return 0;
 }
 
+/* The commit whose journal is durable has happened, even where writing it
+ * into the heap file then failed (err): its journal stays complete and is
+ * replayed before it is reused, by the next commit or open.  A full disk
+ * may clear up, so the next commit tries again; any other failure of the
+ * heap file is final, since a retried sync may lie. */
+void mmh_commit_logged(mmh_heap *h, int err)
+{
+    h->journal_pending = true;
+    h->commit_errno = err == ENOSPC || err == EDQUOT ? 0 : err;
+}
+
+static bool pending_is_stuck(int err)
+{
+    return err != ENOSPC && err != EDQUOT;
+}
+
+/* Before a commit reuses the journal: replay the one an earlier commit or
+ * job left complete (or may have). */
+static int replay_pending(mmh_heap *h)
+{
+    if (!h->journal_pending)
+        return 0;
+    if (mmh_journal_recover(h->path, h->fd, false, NULL) != 0) {
+        int err = errno;
+        char why[256];
+        snprintf(why, sizeof why, "%s", mmh_errmsg());
+        if (pending_is_stuck(err))
+            h->commit_errno = err;
+        return mmh_fail(err, "an earlier commit is durable in %s but not yet in the heap "
+                        "file, and copying it there failed: %s", h->journal_path, why);
+    }
+    h->journal_pending = false;
+    return 0;
+}
+
 /* Start a commit: a new sequence number in the header, and the ranges to
  * write: the pages written since the last commit (every in-use range when
  * untracked) and those of a background job that failed. */
 int mmh_commit_ranges(mmh_heap *h, mmh_ranges *r)
 {
     mmh_hdr *hdr = h->hdr;
-    if (h->journal_pending) {
-        if (mmh_journal_recover(h->path, h->fd, false, NULL) != 0) {
-            h->commit_errno = errno;
-            return -1;
-        }
-        h->journal_pending = false;
-    }
+    if (replay_pending(h) != 0)
+        return -1;
     hdr->commit_seq++;
     hdr->checksum = mmh_format_checksum(hdr);
     int rc = h->track ? h->track->collect(h, mmh_ranges_add, r) : mmh_in_use_ranges(h, r);
@@ -151,28 +182,31 @@ int mmh_commit_ranges(mmh_heap *h, mmh_ranges *r)
 
 /* Make the ranges durable.  No allocation (a job's child runs this): a
  * private heap's journal table goes in `table`, from mmh_journal_table_new.
- * *durable: whether the commit took effect even if it failed. */
-int mmh_commit_write(mmh_heap *h, const mmh_ranges *r, void *table, bool *durable)
+ * 0: done; 1: committed, not yet in the heap file (mmh_journal_commit),
+ * with errno the failure; -1: failed, nothing committed. */
+int mmh_commit_write(mmh_heap *h, const mmh_ranges *r, void *table)
 {
-    *durable = false;
     if (h->flags & MMH_SHARED)
         return sync_shared(h, r);
     mmh_inst_bulk_begin(); /* the journal reads and writes free blocks too */
-    int rc = mmh_journal_commit(h, r->v, r->n, table, durable);
+    int rc = mmh_journal_commit(h, r->v, r->n, table), err = errno;
     mmh_inst_bulk_end();
-    return rc != 0 ? -1 : mmh_punch_purged(h, punch);
+    errno = err;
+    /* Holes go in only after the commit's pages are in place. */
+    return rc != 0 ? rc : mmh_punch_purged(h, punch);
 }
 
 int mmh_writeback(mmh_heap *h)
 {
     mmh_ranges r = { 0 };
-    bool durable;
     void *table = NULL;
     int rc = mmh_commit_ranges(h, &r);
     if (rc == 0 && !(h->flags & MMH_SHARED) && !(table = mmh_journal_table_new(h, &r)))
         rc = -1;
-    if (rc == 0)
-        rc = mmh_commit_write(h, &r, table, &durable);
+    if (rc == 0 && (rc = mmh_commit_write(h, &r, table)) == 1) {
+        mmh_commit_logged(h, errno);
+        rc = 0;
+    }
     mmh_meta_free(table);
     mmh_meta_free(r.v);
     return rc;
@@ -193,6 +227,16 @@ int mmh_commit_check(mmh_heap *h, const char *fn)
                         "it)", h->path, fn);
     if (h->flags & MMH_READONLY)
         return mmh_fail(EROFS, "%s: %s: heap is open read-only", h->path, fn);
+    if (!mmh_file_is_named(h->fd, h->dir_fd, mmh_base_name(h->path)))
+        return mmh_fail(ESTALE, "%s: %s: the name no longer holds this heap's file (another "
+                        "file was renamed over it, or it was removed); a commit would go where "
+                        "no open finds it", h->path, fn);
+    if (h->commit_errno && h->journal_pending) {
+        errno = h->commit_errno;
+        return mmh_fail(h->commit_errno, "%s: an earlier commit is durable in %s but writing "
+                        "it into the heap file failed (%m); the next open replays it, and "
+                        "this heap refuses further commits", h->path, h->journal_path);
+    }
     if (h->commit_errno) {
         errno = h->commit_errno;
         return mmh_fail(h->commit_errno, "%s: an earlier commit failed (%m); the file keeps "

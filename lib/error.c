@@ -48,7 +48,7 @@ static void put_int(struct out *o, long long v)
         put_uint(o, (unsigned long long)v, 10);
 }
 
-/* %s %c %d %u %x %p %m %%, with the l, ll and z length modifiers, and
+/* %s %c %d %u %o %x %p %m %%, with the l, ll and z length modifiers, and
  * %.*s. */
 static void format(char *buf, size_t size, const char *fmt, va_list ap)
 {
@@ -90,12 +90,13 @@ static void format(char *buf, size_t size, const char *fmt, va_list ap)
                                      : (long long)va_arg(ap, int));
             break;
         case 'u':
+        case 'o':
         case 'x':
             put_uint(&o, size_t_arg   ? (unsigned long long)va_arg(ap, size_t)
                          : longs == 2 ? va_arg(ap, unsigned long long)
                          : longs == 1 ? (unsigned long long)va_arg(ap, unsigned long)
                                       : (unsigned long long)va_arg(ap, unsigned),
-                     *f == 'x' ? 16 : 10);
+                     *f == 'x' ? 16 : *f == 'o' ? 8 : 10);
             break;
         case 'p':
             put(&o, "0x", 2);

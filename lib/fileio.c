@@ -138,6 +138,13 @@ char *mmh_dir_of(const char *path)
                  : mmh_meta_strdup(".");
 }
 
+/* The last component of path, within it. */
+const char *mmh_base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
 /* Make the names in dir durable: a file created, linked or renamed there. */
 int mmh_sync_dir(const char *dir)
 {

@@ -61,6 +61,7 @@ static mmh_heap *heap_new(const char *path, unsigned flags)
         return mmh_fail_null(ENOMEM, "%s: out of memory", path ? path : "(anonymous heap)");
     }
     h->fd = -1;
+    h->dir_fd = -1;
     h->journal_fd = -1;
     h->flags = flags;
     h->tracker = MMH_TRACK_NONE;
@@ -80,6 +81,8 @@ static void heap_destroy(mmh_heap *h)
         mmh_region_release(h->base, h->max_size);
     if (h->fd >= 0)
         close(h->fd);
+    if (h->dir_fd >= 0)
+        close(h->dir_fd);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->job_lock);
     mmh_meta_free(h->retry.v);
@@ -106,11 +109,11 @@ static mmh_heap *heap_ready(mmh_heap *h, mmh_tracker tracker)
 }
 
 /* Private, writable file heaps commit through a journal beside the file. */
-static int journal_ready(mmh_heap *h, unsigned mode)
+static int journal_ready(mmh_heap *h)
 {
     if (!mmh_writes_back(h) || (h->flags & MMH_SHARED))
         return 0;
-    return mmh_journal_open(h, mode);
+    return mmh_journal_open(h);
 }
 
 /* The first state of a new heap goes straight into its file: nobody sees
@@ -155,88 +158,143 @@ static int lock_file(mmh_heap *h)
     return mmh_fail(errno, "%s: cannot lock: %m", h->path);
 }
 
+/* Keep the heap file's directory open, so that a commit can tell that its
+ * name still holds the file whatever the working directory is by then. */
+static int dir_open(mmh_heap *h)
+{
+    char *dir = mmh_dir_of(h->path);
+    if (!dir)
+        return mmh_fail(ENOMEM, "%s: out of memory", h->path);
+    h->dir_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int rc = h->dir_fd >= 0 ? 0 : mmh_fail(errno, "%s: cannot open its directory %s: %m",
+                                           h->path, dir);
+    mmh_meta_free(dir);
+    return rc;
+}
+
 static mmh_heap *open_existing(const char *path, const mmh_config *cfg);
 
-/* Build the heap in a temporary file, sync it, then link it into place, so
+/* Build the heap in an unnamed file, sync it, then link it into place, so
  * that a crash never leaves a half-made heap under the name. */
 static mmh_heap *create_file(const char *path, const mmh_config *cfg)
 {
+    mmh_newfile nf;
     mmh_heap *h = heap_new(path, cfg->flags);
     if (!h)
         return NULL;
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof tmp) {
-        heap_destroy(h);
-        return mmh_fail_null(ENAMETOOLONG, "%s: path too long", path);
-    }
-    unlink(tmp);
-    h->fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, cfg->mode);
-    if (h->fd < 0) {
-        mmh_fail(errno, "%s: cannot create: %m", path);
+    if (mmh_newfile_create(&nf, path, cfg->mode) != 0) {
         heap_destroy(h);
         return NULL;
     }
+    h->fd = nf.fd;
+    nf.fd = -1; /* h owns it now */
     if (lock_file(h) != 0 || heap_format(h, cfg) != 0 || write_first_state(h) != 0)
         goto fail;
-    if (link(tmp, path) != 0) {
+    if (mmh_newfile_link(&nf, path, false) != 0) {
         int err = errno;
-        unlink(tmp);
+        mmh_newfile_discard(&nf);
         heap_destroy(h);
         if (err == EEXIST && !(cfg->flags & MMH_EXCL)) /* created meanwhile */
             return open_existing(path, cfg);
-        return mmh_fail_null(err, "%s: cannot create: %s", path, strerror(err));
+        return mmh_fail_null(err, "%s: cannot create: %s", path, strerrordesc_np(err));
     }
-    unlink(tmp);
+    mmh_newfile_discard(&nf);
     /* Only the winner of the link touches FILE.journal.  One left by a heap
      * of that name that is gone never replays: it names another file_id.
      * Then map the file again under its final name, so the mappings of
      * later growth join it (valgrind, for one, trips over the mix). */
-    if (journal_ready(h, cfg->mode) != 0 || mmh_sync_parent_dir(path) != 0 ||
+    if (dir_open(h) != 0 || journal_ready(h) != 0 || mmh_sync_parent_dir(path) != 0 ||
         mmh_region_map(h, 0, h->mapped) != 0) {
         heap_destroy(h);
         return NULL;
     }
     return heap_ready(h, cfg->tracker);
 fail:
-    unlink(tmp);
+    mmh_newfile_discard(&nf);
     heap_destroy(h);
     return NULL;
+}
+
+/* Does path still name the file fd has open?  Not when a snapshot (or
+ * anyone) renamed another file over it: a writer of the old file would
+ * make commits nobody will ever open. */
+bool mmh_file_is_named(int fd, int dir_fd, const char *path)
+{
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && fstatat(dir_fd, path, &b, 0) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
+/* Open path and lock it; a file replaced between the open and the lock is
+ * let go, and the new one opened. */
+static int open_locked(mmh_heap *h, const char *path, bool writes)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        h->fd = mmh_open_regular(path, writes ? O_RDWR : O_RDONLY);
+        if (h->fd < 0 || lock_file(h) != 0)
+            return -1;
+        if (mmh_file_is_named(h->fd, AT_FDCWD, path))
+            return dir_open(h);
+        close(h->fd);
+        h->fd = -1;
+    }
+    return mmh_fail(EAGAIN, "%s: the file keeps being replaced under the open", path);
+}
+
+/* FILE.journal before the heap file is read: a writer replays a complete
+ * one and empties any other; a reader refuses a complete one (it cannot
+ * replay).  A writer that cannot replay for want of disk space keeps the
+ * journal in jv, to lay it over the private mapping instead (the commit
+ * has happened, and a full disk must not stop the heap from opening); the
+ * first commit replays it, when there is space. */
+static int journal_settle(mmh_heap *h, bool writes, mmh_journal_view *jv, bool *deferred)
+{
+    *deferred = false;
+    if (mmh_journal_inspect(h->path, h->fd, writes, jv) != 0)
+        return -1;
+    if (!writes)
+        return jv->info.state != MMH_JOURNAL_COMPLETE ? 0 :
+               mmh_fail(EAGAIN, "%s: a committed journal waits to be replayed; open the heap "
+                        "writable once", h->path);
+    if (mmh_journal_settle(h->path, h->fd, jv) == 0)
+        return 0;
+    *deferred = jv->info.state == MMH_JOURNAL_COMPLETE && !(h->flags & MMH_SHARED) &&
+                (errno == ENOSPC || errno == EDQUOT);
+    /* The file only grows: a private mapping past its end would fault. */
+    struct stat st;
+    if (*deferred && fstat(h->fd, &st) == 0 && (uint64_t)st.st_size < jv->info.extent &&
+        ftruncate(h->fd, (off_t)jv->info.extent) != 0)
+        *deferred = false;
+    return *deferred ? 0 : -1;
 }
 
 static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
 {
     bool ro = cfg->flags & MMH_READONLY, writes = !(cfg->flags & (MMH_READONLY | MMH_VOLATILE));
+    bool deferred = false;
     union {
         mmh_hdr hdr;
         unsigned char page[MMH_HDR_SIZE];
     } buf;
     const mmh_hdr *hdr = &buf.hdr;
+    mmh_journal_view jv = { .fd = -1 };
     struct stat st;
     mmh_heap *h = heap_new(path, cfg->flags);
     if (!h)
         return NULL;
-    h->fd = open(path, (writes ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-    if (h->fd < 0) {
+    if (open_locked(h, path, writes) != 0) {
         int err = errno;
-        heap_destroy(h);
-        if (err == ENOENT && (cfg->flags & MMH_CREATE))
+        if (h->fd < 0 && err == ENOENT && (cfg->flags & MMH_CREATE)) {
+            heap_destroy(h);
             return create_file(path, cfg);
-        return mmh_fail_null(err, "%s: cannot open: %s", path, strerror(err));
+        }
+        goto fail;
     }
     if ((cfg->flags & MMH_CREATE) && (cfg->flags & MMH_EXCL)) {
         mmh_fail(EEXIST, "%s: already exists", path);
         goto fail;
     }
-    if (fstat(h->fd, &st) != 0) {
-        mmh_fail(errno, "%s: cannot stat: %m", path);
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        mmh_fail(EINVAL, "%s: not a regular file", path);
-        goto fail;
-    }
-    if (lock_file(h) != 0 || mmh_journal_recover(path, h->fd, !writes, NULL) != 0 ||
-        fstat(h->fd, &st) != 0)
+    if (journal_settle(h, writes, &jv, &deferred) != 0 || fstat(h->fd, &st) != 0)
         goto fail;
     memset(&buf, 0, sizeof buf);
     ssize_t got = pread(h->fd, &buf, sizeof buf, 0);
@@ -244,7 +302,8 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         mmh_fail(errno, "%s: cannot read the header: %m", path);
         goto fail;
     }
-    if (mmh_format_check(path, hdr, (uint64_t)st.st_size) != 0)
+    if ((deferred && mmh_journal_overlay(path, &jv, (char *)buf.page, sizeof buf) != 0) ||
+        mmh_format_check(path, hdr, (uint64_t)st.st_size) != 0)
         goto fail;
     h->max_size = hdr->max_size;
     h->base = mmh_region_reserve((void *)(uintptr_t)hdr->base, hdr->max_size, true);
@@ -260,9 +319,12 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         goto fail;
     }
     h->file_size = hdr->extent;
-    if (mmh_region_map(h, 0, hdr->extent) != 0)
+    if (mmh_region_map(h, 0, hdr->extent) != 0 ||
+        (deferred && mmh_journal_overlay(path, &jv, h->base, hdr->extent) != 0))
         goto fail;
     h->mapped = hdr->extent;
+    h->journal_pending = deferred;
+    mmh_journal_view_close(&jv);
     if (mmh_verify(h) != 0)
         goto fail;
     if (!ro) {
@@ -275,11 +337,12 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         }
         h->hdr = (mmh_hdr *)h->base;
         h->hdr->base = (uint64_t)(uintptr_t)h->base;
-        if (journal_ready(h, 0600) != 0)
+        if (journal_ready(h) != 0)
             goto fail;
     }
     return heap_ready(h, cfg->tracker);
 fail:
+    mmh_journal_view_close(&jv);
     heap_destroy(h);
     return NULL;
 }

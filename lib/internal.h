@@ -266,6 +266,7 @@ struct mmh_heap {
     mmh_slot       *slots;
     uint64_t        uid;       /* unique in this process, never reused */
     int             fd;        /* -1: anonymous                        */
+    int             dir_fd;    /* file heaps: the file's directory (O_PATH) */
     unsigned        flags;
     bool            memcheck;  /* a memcheck pool (instrument.h)         */
     mmh_tracker     tracker;   /* resolved kind in use                  */
@@ -467,8 +468,8 @@ MMH_HIDDEN int      mmh_ranges_merge(mmh_heap *h, mmh_ranges *dst, const mmh_ran
 MMH_HIDDEN int      mmh_in_use_ranges(mmh_heap *h, mmh_ranges *r);
 MMH_HIDDEN int      mmh_commit_check(mmh_heap *h, const char *fn);
 MMH_HIDDEN int      mmh_commit_ranges(mmh_heap *h, mmh_ranges *r);
-MMH_HIDDEN int      mmh_commit_write(mmh_heap *h, const mmh_ranges *r, void *table,
-                                     bool *durable);
+MMH_HIDDEN int      mmh_commit_write(mmh_heap *h, const mmh_ranges *r, void *table);
+MMH_HIDDEN void     mmh_commit_logged(mmh_heap *h, int err);
 MMH_HIDDEN void     mmh_commit_done(mmh_heap *h, uint64_t ns);
 MMH_HIDDEN uint64_t mmh_now_ns(int clock); /* async-signal-safe */
 
@@ -487,8 +488,36 @@ MMH_HIDDEN int mmh_write_in_place(mmh_heap *h, int fd, const char *file,
 MMH_HIDDEN int mmh_image_write(mmh_heap *h, int fd, const char *file, const mmh_range *ranges,
                                size_t n, const mmh_hdr *hdr);
 MMH_HIDDEN char *mmh_dir_of(const char *path);
+MMH_HIDDEN const char *mmh_base_name(const char *path);
 MMH_HIDDEN int   mmh_sync_dir(const char *dir);
 MMH_HIDDEN int   mmh_sync_parent_dir(const char *path);
+
+/* heap.c: does the name path (relative to dir_fd) hold the file fd? */
+MMH_HIDDEN bool mmh_file_is_named(int fd, int dir_fd, const char *path);
+
+/* fileopen.c: files opened or created beside a heap (see there). */
+/* path opened with flags, refused (EINVAL) unless a regular file; never
+ * blocks on a FIFO.  An fd, or -1 with a message. */
+MMH_HIDDEN int mmh_open_regular(const char *path, int flags);
+/* The companion file path of the heap file heap_fd (named heap): O_RDONLY
+ * or O_RDWR, with O_CREAT to create it.  -1 with errno ENOENT and no
+ * message when absent and not created; ELOOP, EPERM or another errno with
+ * a message when refused.  *created: this call made it. */
+MMH_HIDDEN int mmh_open_companion(int heap_fd, const char *heap, const char *path, int flags,
+                                  bool *created);
+/* A new file that appears under its name only when complete. */
+typedef struct mmh_newfile {
+    int   fd;
+    bool  unnamed;  /* O_TMPFILE, linked through proc                  */
+    char  proc[32]; /* /proc/self/fd/N                                  */
+    char *tmp;      /* the random temporary name ("" once used)         */
+} mmh_newfile;
+
+MMH_HIDDEN int  mmh_newfile_create(mmh_newfile *nf, const char *path, unsigned mode);
+/* Give it the name path: never replacing a file there (EEXIST), or, with
+ * replace, atomically over it.  Async-signal-safe. */
+MMH_HIDDEN int  mmh_newfile_link(mmh_newfile *nf, const char *path, bool replace);
+MMH_HIDDEN void mmh_newfile_discard(mmh_newfile *nf);
 
 /* journal.c.  The journal's layout on disk: header, record table, the
  * records' bytes back to back, end block. */
@@ -521,10 +550,11 @@ static inline uint64_t mmh_journal_hdr_hash(const mmh_journal_hdr *jh)
 }
 
 
-MMH_HIDDEN int    mmh_journal_open(mmh_heap *h, unsigned mode);
+MMH_HIDDEN int    mmh_journal_open(mmh_heap *h);
 MMH_HIDDEN void  *mmh_journal_table_new(mmh_heap *h, const mmh_ranges *r);
-MMH_HIDDEN int    mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n, void *table,
-                                     bool *durable);
+/* 0 done, 1 committed but not yet in the heap file, -1 failed. */
+MMH_HIDDEN int    mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n,
+                                     void *table);
 /* What FILE.journal holds. */
 typedef enum {
     MMH_JOURNAL_NONE = 0,     /* no file                                    */
@@ -533,6 +563,8 @@ typedef enum {
     MMH_JOURNAL_TORN,         /* incomplete or damaged: its commit never
                                  took effect, and it is discarded           */
     MMH_JOURNAL_FOREIGN,      /* made for another heap file: discarded      */
+    MMH_JOURNAL_STALE,        /* of a commit older than the heap's: a copy,
+                                 discarded (replaying it would roll back)   */
     MMH_JOURNAL_COMPLETE,     /* a durable commit not yet in place: replayed */
 } mmh_journal_state;
 
@@ -550,7 +582,11 @@ typedef struct mmh_journal_view {
     char            *table; /* COMPLETE: its header and record table */
 } mmh_journal_view;
 
-MMH_HIDDEN int  mmh_journal_inspect(const char *path, int heap_fd, mmh_journal_view *v);
+/* Open (writable: read-write) and classify FILE.journal; v->fd is -1
+ * when there is none. */
+MMH_HIDDEN int  mmh_journal_inspect(const char *path, int heap_fd, bool writable,
+                                    mmh_journal_view *v);
+MMH_HIDDEN int  mmh_journal_settle(const char *path, int heap_fd, const mmh_journal_view *v);
 MMH_HIDDEN int  mmh_journal_overlay(const char *path, const mmh_journal_view *v, char *image,
                                     size_t image_size);
 MMH_HIDDEN void mmh_journal_view_close(mmh_journal_view *v);

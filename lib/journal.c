@@ -67,17 +67,22 @@ static int invalidate(int fd)
     return mmh_pwrite_all(fd, zero, sizeof zero, 0);
 }
 
-int mmh_journal_open(mmh_heap *h, unsigned mode)
+/* FILE.journal, created if missing (and then made durable by name before
+ * any commit relies on it: a power loss must not take it away while the
+ * heap file holds half of a commit it was to replay). */
+int mmh_journal_open(mmh_heap *h)
 {
     size_t n = strlen(h->path) + sizeof ".journal";
+    bool created;
     h->journal_path = mmh_meta_alloc(n);
     if (!h->journal_path)
         return mmh_fail(ENOMEM, "%s: out of memory", h->path);
     snprintf(h->journal_path, n, "%s.journal", h->path);
-    h->journal_fd = open(h->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, mode);
+    h->journal_fd = mmh_open_companion(h->fd, h->path, h->journal_path, O_RDWR | O_CREAT,
+                                       &created);
     if (h->journal_fd < 0)
-        return mmh_fail(errno, "%s: cannot open the journal %s: %m", h->path, h->journal_path);
-    return 0;
+        return -1;
+    return created ? mmh_sync_parent_dir(h->journal_path) : 0;
 }
 
 static size_t records_of(const mmh_range *ranges, size_t n)
@@ -171,22 +176,25 @@ out_nomsg:
 }
 
 /* No allocation: a background job's child runs this with a table buffer
- * its parent allocated.  *durable tells whether the journal was synced:
- * from then on the commit takes effect (at the next open, if not now). */
-int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n, void *table,
-                       bool *durable)
+ * its parent allocated.  0: committed and in place.  1: committed, not yet
+ * in the heap file: the journal was synced (the commit point), then
+ * writing the heap file failed; the journal stays complete, and the next
+ * commit or open replays it.  -1: failed, nothing changed. */
+int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n, void *table)
 {
     size_t size = 0;
-    *durable = false;
     if (journal_write(h, ranges, n, table, &size) != 0)
         return -1;
-    *durable = true;
     if (mmh_write_in_place(h, h->fd, h->path, ranges, n) != 0)
-        return -1;
-    if (fdatasync(h->fd) != 0)
-        return mmh_io_failed(h, "fdatasync", h->path, 0);
-    if (invalidate(h->journal_fd) != 0)
-        return mmh_io_failed(h, "write", h->journal_path, 0);
+        return 1;
+    if (fdatasync(h->fd) != 0) {
+        mmh_io_failed(h, "fdatasync", h->path, 0);
+        return 1;
+    }
+    if (invalidate(h->journal_fd) != 0) { /* in place, but it would replay */
+        mmh_io_failed(h, "write", h->journal_path, 0);
+        return 1;
+    }
     /* Cut a journal that one big commit grew far past what commits need. */
     struct stat st;
     if (fstat(h->journal_fd, &st) == 0 && (size_t)st.st_size > KEEP_SIZE &&
@@ -197,11 +205,12 @@ int mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n, void *tab
 
 /* ---- recovery --------------------------------------------------------- */
 
-/* Is the journal of jsize bytes on fd complete, and made for the heap file
- * file_id?  Says which in ji; when complete, reads header and table into
- * *table_out (caller frees) after checking every record's bytes. */
-static void journal_classify(int fd, uint64_t jsize, uint64_t file_id, mmh_journal_info *ji,
-                             char **table_out)
+/* Is the journal of jsize bytes on fd complete, made for the heap file
+ * file_id, and not older than the heap's commit seq?  Says which in ji;
+ * when complete, reads header and table into *table_out (caller frees)
+ * after checking every record's bytes. */
+static void journal_classify(int fd, uint64_t jsize, uint64_t file_id, uint64_t seq,
+                             mmh_journal_info *ji, char **table_out)
 {
     mmh_journal_hdr jh;
     *table_out = NULL;
@@ -220,6 +229,15 @@ static void journal_classify(int fd, uint64_t jsize, uint64_t file_id, mmh_journ
         ji->state = MMH_JOURNAL_FOREIGN;
         return;
     }
+    /* The heap's header may already show the journal's own commit (its
+     * page reached the file before the rest did), never a later one: a
+     * journal of an earlier commit is a copy, and replaying it would roll
+     * the heap back. */
+    if (jh.seq < seq) {
+        ji->state = MMH_JOURNAL_STALE;
+        ji->seq = jh.seq;
+        return;
+    }
     size_t table = sizeof jh + jh.nrecords * sizeof(mmh_journal_rec);
     if (table + jh.data_bytes + sizeof(mmh_journal_end) > jsize)
         return;
@@ -232,7 +250,9 @@ static void journal_classify(int fd, uint64_t jsize, uint64_t file_id, mmh_journ
     const mmh_journal_rec *rec = ok ? (const mmh_journal_rec *)(buf + sizeof jh) : NULL;
     size_t at = table;
     for (uint64_t i = 0; ok && i < jh.nrecords; i++) {
-        ok = rec[i].len <= COPY_CHUNK && mmh_pread_all(fd, chunk, rec[i].len, at) == 0 &&
+        ok = rec[i].len <= COPY_CHUNK && rec[i].off <= jh.extent &&
+             rec[i].len <= jh.extent - rec[i].off &&
+             mmh_pread_all(fd, chunk, rec[i].len, at) == 0 &&
              mmh_hash64(chunk, rec[i].len, rec[i].off) == rec[i].hash;
         at += rec[i].len;
     }
@@ -249,20 +269,21 @@ static void journal_classify(int fd, uint64_t jsize, uint64_t file_id, mmh_journ
     *table_out = buf;
 }
 
-/* Copy the records of a complete journal into the heap file (heap_fd >= 0)
- * or into image, a private mapping of image_size bytes. */
-static int replay(const char *path, int heap_fd, char *image, size_t image_size, int jfd,
-                  const char *table)
+/* Copy the records of the complete journal in v into the heap file
+ * (heap_fd >= 0), or into image, a private mapping of [0, image_size) of
+ * the heap: there, only the part of each record inside it. */
+static int replay(const char *path, int heap_fd, char *image, size_t image_size,
+                  const mmh_journal_view *v)
 {
-    const mmh_journal_hdr *jh = (const mmh_journal_hdr *)table;
+    const mmh_journal_hdr *jh = (const mmh_journal_hdr *)v->table;
     const mmh_journal_rec *rec = (const mmh_journal_rec *)(jh + 1);
     size_t at = sizeof *jh + jh->nrecords * sizeof *rec;
     if (image) {
         for (uint64_t i = 0; i < jh->nrecords; at += rec[i++].len) {
-            if (rec[i].off > image_size || rec[i].len > image_size - rec[i].off)
-                return mmh_fail(EBADMSG, "%s: journal record %llu lies outside the heap",
-                                path, (unsigned long long)i);
-            if (mmh_pread_all(jfd, image + rec[i].off, rec[i].len, at) != 0)
+            size_t len = rec[i].off >= image_size ? 0
+                         : rec[i].len < image_size - rec[i].off ? rec[i].len
+                                                                 : image_size - rec[i].off;
+            if (len && mmh_pread_all(v->fd, image + rec[i].off, len, at) != 0)
                 return mmh_fail(errno ? errno : EIO, "%s: cannot read the journal: %m", path);
         }
         return 0;
@@ -278,7 +299,7 @@ static int replay(const char *path, int heap_fd, char *image, size_t image_size,
     if (rc == 0 && (uint64_t)st.st_size < jh->extent)
         rc = ftruncate(heap_fd, (off_t)jh->extent);
     for (uint64_t i = 0; rc == 0 && i < jh->nrecords; i++) {
-        rc = mmh_pread_all(jfd, chunk, rec[i].len, at) != 0 ||
+        rc = mmh_pread_all(v->fd, chunk, rec[i].len, at) != 0 ||
              mmh_pwrite_all(heap_fd, chunk, rec[i].len, rec[i].off) != 0 ? -1 : 0;
         at += rec[i].len;
     }
@@ -290,82 +311,75 @@ static int replay(const char *path, int heap_fd, char *image, size_t image_size,
     return 0;
 }
 
-/* Find FILE.journal and classify it: *jfd is -1 when there is none.  The
- * file's identity is read from its header even if a torn write damaged the
- * rest: it never changes, so every version holds the same bytes there. */
-static int journal_find(const char *path, int heap_fd, bool readonly, mmh_journal_info *ji,
-                        int *jfd, char **table)
+int mmh_journal_inspect(const char *path, int heap_fd, bool writable, mmh_journal_view *v)
 {
-    uint64_t file_id = 0;
+    /* The heap's identity and commit are read from its header even if a
+     * torn write damaged the rest: they are where every version has them. */
+    uint64_t file_id = 0, seq = 0;
     (void)!mmh_pread_all(heap_fd, &file_id, sizeof file_id, offsetof(mmh_hdr, file_id));
+    (void)!mmh_pread_all(heap_fd, &seq, sizeof seq, offsetof(mmh_hdr, commit_seq));
     char jpath[4096];
-    *jfd = -1;
-    *table = NULL;
-    memset(ji, 0, sizeof *ji);
+    bool created;
+    memset(v, 0, sizeof *v);
+    v->fd = -1;
     if ((size_t)snprintf(jpath, sizeof jpath, "%s.journal", path) >= sizeof jpath)
         return mmh_fail(ENAMETOOLONG, "%s: path too long", path);
-    int fd = open(jpath, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : mmh_fail(errno, "%s: cannot open the journal %s: %m", path,
-                                              jpath);
+    v->fd = mmh_open_companion(heap_fd, path, jpath, writable ? O_RDWR : O_RDONLY, &created);
+    if (v->fd < 0)
+        return errno == ENOENT ? 0 : -1;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
+    if (fstat(v->fd, &st) != 0) {
         int rc = mmh_fail(errno, "%s: cannot stat %s: %m", path, jpath);
-        close(fd);
+        mmh_journal_view_close(v);
         return rc;
     }
-    ji->size = (uint64_t)st.st_size;
+    v->info.size = (uint64_t)st.st_size;
     if (st.st_size == 0)
-        ji->state = MMH_JOURNAL_EMPTY;
+        v->info.state = MMH_JOURNAL_EMPTY;
     else
-        journal_classify(fd, (uint64_t)st.st_size, file_id, ji, table);
-    *jfd = fd;
+        journal_classify(v->fd, (uint64_t)st.st_size, file_id, seq, &v->info, &v->table);
     return 0;
 }
 
-/* Before a heap file is read: replay a complete journal, discard a torn
- * one or one made for another file (a heap replaced by a snapshot image,
- * say).  A read-only open cannot replay, so it refuses a complete journal.
- * ji (may be NULL) says what was found; the journal is left empty. */
+/* Replay a complete journal into the heap file; then, and for a journal
+ * that never replays (torn, foreign, stale), leave it empty.  v is from
+ * a writable mmh_journal_inspect. */
+int mmh_journal_settle(const char *path, int heap_fd, const mmh_journal_view *v)
+{
+    if (v->fd < 0)
+        return 0;
+    if (v->info.state == MMH_JOURNAL_COMPLETE && replay(path, heap_fd, NULL, 0, v) != 0)
+        return -1;
+    if (v->info.size > 0 && ftruncate(v->fd, 0) != 0)
+        return mmh_fail(errno, "%s: cannot truncate %s.journal: %m", path, path);
+    return 0;
+}
+
+/* A read-only open cannot replay, so it refuses a complete journal.  ji
+ * (may be NULL) says what was found. */
 int mmh_journal_recover(const char *path, int heap_fd, bool readonly, mmh_journal_info *ji)
 {
-    mmh_journal_info found;
-    int jfd;
-    char *table;
-    if (!ji)
-        ji = &found;
-    int rc = journal_find(path, heap_fd, readonly, ji, &jfd, &table);
-    if (rc != 0 || jfd < 0)
-        return rc;
-    if (ji->state == MMH_JOURNAL_COMPLETE) {
-        if (readonly)
-            rc = mmh_fail(EAGAIN, "%s: a committed journal waits to be replayed; open the heap "
-                          "writable once", path);
-        else
-            rc = replay(path, heap_fd, NULL, 0, jfd, table);
-    }
-    if (rc == 0 && ji->size > 0 && !readonly && ftruncate(jfd, 0) != 0)
-        rc = mmh_fail(errno, "%s: cannot truncate %s.journal: %m", path, path);
-    mmh_meta_free(table);
-    close(jfd);
+    mmh_journal_view v;
+    int rc = mmh_journal_inspect(path, heap_fd, !readonly, &v);
+    if (rc == 0 && readonly && v.info.state == MMH_JOURNAL_COMPLETE)
+        rc = mmh_fail(EAGAIN, "%s: a committed journal waits to be replayed; open the heap "
+                      "writable once", path);
+    else if (rc == 0 && !readonly)
+        rc = mmh_journal_settle(path, heap_fd, &v);
+    if (ji)
+        *ji = v.info;
+    mmh_journal_view_close(&v);
     return rc;
 }
 
-/* What FILE.journal holds, read-only; a complete journal's file and table
- * stay in v for mmh_journal_overlay, so it is read and checked once. */
-int mmh_journal_inspect(const char *path, int heap_fd, mmh_journal_view *v)
-{
-    return journal_find(path, heap_fd, true, &v->info, &v->fd, &v->table);
-}
-
 /* Apply the complete journal in v to image, a private mapping of the heap
- * file of image_size bytes, leaving both files as they are. */
+ * file's first image_size bytes, leaving both files as they are. */
 int mmh_journal_overlay(const char *path, const mmh_journal_view *v, char *image,
                         size_t image_size)
 {
     if (v->info.state != MMH_JOURNAL_COMPLETE)
         return 0;
-    return replay(path, -1, image, image_size, v->fd, v->table);
+    return replay(path, -1, image, image_size, v);
 }
 
 void mmh_journal_view_close(mmh_journal_view *v)

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -34,7 +35,8 @@ typedef enum { JOB_COMMIT, JOB_SNAPSHOT } job_kind;
 /* What the child reports: one write, shorter than PIPE_BUF, so atomic. */
 struct job_result {
     int      err;        /* 0: the job succeeded                         */
-    int      durable;    /* commit: the journal was synced before failing */
+    int      logged_err; /* commit: took effect, but writing the heap file
+                            failed with this (mmh_commit_logged)       */
     uint64_t ns, bytes, cow_pages;
     char     msg[512];
 };
@@ -46,7 +48,8 @@ struct mmh_job {
     mmh_ranges   ranges;  /* what the child writes                       */
     void        *table;   /* commit: its journal table                   */
     mmh_hdr     *image;   /* snapshot: the image's header page           */
-    char        *path, *tmp, *dir; /* snapshot: target, temporary, its directory */
+    mmh_newfile  file;    /* snapshot: the image, until renamed over path */
+    char        *path, *dir; /* snapshot: target, its directory          */
     struct job_result res;
     size_t       got;     /* bytes of res read so far                    */
 };
@@ -58,8 +61,8 @@ static void job_free(mmh_job *job)
     mmh_meta_free(job->ranges.v);
     mmh_meta_free(job->table);
     mmh_meta_free(job->image);
+    mmh_newfile_discard(&job->file);
     mmh_meta_free(job->path);
-    mmh_meta_free(job->tmp);
     mmh_meta_free(job->dir);
     mmh_meta_free(job);
 }
@@ -116,47 +119,62 @@ static uint64_t count_cow_pages(const mmh_heap *h)
     return kb / (h->hdr->page_size / 1024);
 }
 
-/* The image: written to the temporary name, synced, renamed over the
- * target, the directory synced.  A crash leaves the old image whole. */
+/* Lock the snapshot's target, if there is one, against writers: a shared
+ * flock, which a writer's exclusive one excludes.  Replacing a heap file a
+ * writer has open would throw away every commit it makes after.  *fd is
+ * the lock (-1: nothing to lock); held until the image is in place, so no
+ * writer opens the old file meanwhile. */
+static int target_lock(const char *path, int *fd)
+{
+    *fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (*fd < 0)
+        return errno == ENOENT || errno == ELOOP ? 0 /* a link is replaced, not followed */
+                                                 : mmh_fail(errno, "%s: cannot open: %m", path);
+    if (flock(*fd, LOCK_SH | LOCK_NB) == 0)
+        return 0;
+    int err = errno;
+    close(*fd);
+    *fd = -1;
+    if (err == EWOULDBLOCK)
+        return mmh_fail(EBUSY, "mmh_snapshot: %s is open by a writer; an image must not "
+                        "replace it", path);
+    return mmh_fail(err, "%s: cannot lock: %s", path, strerrordesc_np(err));
+}
+
+/* The image: written to an unnamed file, synced, renamed over the target,
+ * the directory synced.  A crash leaves the old image whole. */
 static int write_image(mmh_heap *h, mmh_job *job)
 {
-    int fd = open(job->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return mmh_fail(errno, "%s: cannot create the snapshot file %s: %m", h->path, job->tmp);
-    int rc = mmh_image_write(h, fd, job->tmp, job->ranges.v, job->ranges.n, job->image);
-    close(fd);
-    if (rc == 0 && rename(job->tmp, job->path) != 0)
-        rc = mmh_fail(errno, "%s: cannot rename %s to %s: %m", h->path, job->tmp, job->path);
-    if (rc != 0) {
-        int err = errno;
-        unlink(job->tmp);
-        errno = err;
-        return rc;
+    int lock;
+    int rc = mmh_image_write(h, job->file.fd, job->path, job->ranges.v, job->ranges.n,
+                             job->image);
+    if (rc == 0 && (rc = target_lock(job->path, &lock)) == 0) {
+        rc = mmh_newfile_link(&job->file, job->path, true);
+        if (lock >= 0)
+            close(lock);
     }
-    return mmh_sync_dir(job->dir);
+    return rc == 0 ? mmh_sync_dir(job->dir) : -1;
 }
 
 static _Noreturn void child_run(mmh_heap *h, mmh_job *job, int wfd, uint64_t start)
 {
     struct job_result res = { 0 };
-    bool durable = false;
     uint64_t written = h->bytes_written;
     mmh_inst_bulk_begin(); /* the image holds free blocks too; never ended: the child exits */
-    int rc = job->kind == JOB_SNAPSHOT
-                 ? write_image(h, job)
-                 : mmh_commit_write(h, &job->ranges, job->table, &durable);
+    int rc = job->kind == JOB_SNAPSHOT ? write_image(h, job)
+                                       : mmh_commit_write(h, &job->ranges, job->table);
     if (rc != 0) {
-        res.err = errno ? errno : EIO;
+        int err = errno ? errno : EIO;
+        *(rc == 1 ? &res.logged_err : &res.err) = err;
         const char *msg = mmh_errmsg();
         size_t len = strlen(msg);
         memcpy(res.msg, msg, len < sizeof res.msg - 1 ? len : sizeof res.msg - 1);
     }
-    res.durable = durable;
     res.bytes = h->bytes_written - written;
     res.cow_pages = count_cow_pages(h);
     res.ns = mmh_now_ns(CLOCK_MONOTONIC) - start;
     (void)!write(wfd, &res, sizeof res);
-    _exit(rc == 0 ? 0 : 1);
+    _exit(res.err == 0 ? 0 : 1);
 }
 
 /* ---- the parent -------------------------------------------------------- */
@@ -211,13 +229,15 @@ static void job_finish(mmh_heap *h, mmh_job *job)
     snprintf(h->job_msg, sizeof h->job_msg, "%s", res->msg);
     if (job->kind == JOB_COMMIT) {
         h->bytes_written += res->bytes;
-        if (res->err == 0)
+        if (res->err == 0) {
             mmh_commit_done(h, res->ns);
-        else {
+            if (res->logged_err)
+                mmh_commit_logged(h, res->logged_err);
+        } else {
             /* A job that died may have left a durable journal and a half
              * written heap file: the next commit replays it before writing
              * a journal over it, then writes the job's pages again. */
-            h->journal_pending = res->durable || job->got != sizeof job->res;
+            h->journal_pending = job->got != sizeof job->res;
             ranges_back(h, job);
         }
     }
@@ -291,6 +311,7 @@ static mmh_job *job_new(mmh_heap *h, job_kind kind)
         return mmh_fail_null(ENOMEM, "%s: out of memory", h->path);
     job->kind = kind;
     job->rfd = -1;
+    job->file.fd = -1;
     return job;
 }
 
@@ -358,18 +379,22 @@ static bool is_own_file(const mmh_heap *h, const char *path)
 static int prepare_snapshot(mmh_heap *h, mmh_job *job, const void *arg)
 {
     const char *path = arg;
+    int lock;
     if (is_own_file(h, path))
         return mmh_fail(EINVAL, "mmh_snapshot: %s is the file of heap %s itself; mmh_commit_bg "
                         "commits it", path, h->path);
-    size_t n = strlen(path) + 64;
+    /* Said now, not by the job; the job checks again before it renames. */
+    if (target_lock(path, &lock) != 0)
+        return -1;
+    if (lock >= 0)
+        close(lock);
     job->path = mmh_meta_strdup(path);
     job->dir = mmh_dir_of(path);
-    job->tmp = mmh_meta_alloc(n);
     job->image = mmh_meta_alloc(MMH_HDR_SIZE);
-    if (!job->path || !job->dir || !job->tmp || !job->image)
+    if (!job->path || !job->dir || !job->image)
         return mmh_fail(ENOMEM, "%s: out of memory", h->path);
-    snprintf(job->tmp, n, "%s.tmp.%d.%llu", path, (int)getpid(), (unsigned long long)h->uid);
-    if (mmh_in_use_ranges(h, &job->ranges) != 0)
+    if (mmh_newfile_create(&job->file, path, 0600) != 0 ||
+        mmh_in_use_ranges(h, &job->ranges) != 0)
         return -1;
     /* The image is a file of its own: a journal left beside the target by
      * another heap must never replay onto it. */

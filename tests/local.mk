@@ -27,7 +27,8 @@ MMH_TESTS = \
 	tests/test_faults \
 	tests/test_track \
 	tests/test_snapshot \
-	tests/test_check
+	tests/test_check \
+	tests/test_trust
 
 # The drop-in malloc, libmmheap-malloc.  test_malloc, test_malloc_threads
 # and test_malloc_cxx are linked to it; test_malloc_dlopen is linked to no
@@ -126,6 +127,10 @@ tests_test_crash_LDADD = $(MMH_TEST_LDADD)
 tests_test_snapshot_SOURCES = tests/test_snapshot.c tests/testutil.h
 tests_test_snapshot_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_snapshot_LDADD = $(MMH_TEST_LDADD) -ldl
+
+tests_test_trust_SOURCES = tests/test_trust.c tests/testutil.h
+tests_test_trust_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_trust_LDADD = $(MMH_TEST_LDADD) -ldl
 
 # Reaches the metadata's layout to damage it: linked to the library's
 # objects.  Runs tools/mmheap.

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 
 /* Fail the next matching call whose path (of fd) ends with `suffix`. */
@@ -90,19 +91,30 @@ static uint64_t committed_version(const char *path, uint64_t a, uint64_t b)
     return v;
 }
 
-/* Version 1 committed; version 2 written and committed under the fault:
- * the commit fails naming `names`, later commits fail too, close reports
- * it, and the file holds version 1 (or 2, where `may_survive`). */
-static void commit_under_fault(const char *call, const char *suffix, int err, bool may_survive)
+/* Version 1 committed; version 2 written and committed under a fault of
+ * the journal: the commit fails naming the heap, later commits fail too,
+ * close reports it, and the file holds version 1. */
+/* The heap of make_heap reopened at *path, its root (returned) holding
+ * version 2, and the fault armed for the next commit. */
+static unsigned char *open_armed(char **path, mmh_heap **h, const char *call,
+                                 const char *suffix, int err)
 {
-    char *path = make_heap("fault.heap", 1);
-    mmh_heap *h = mmh_open(path, NULL);
-    assert_non_null(h);
-    unsigned char *p = mmh_root(h);
+    *path = make_heap("fault.heap", 1);
+    *h = mmh_open(*path, NULL);
+    assert_non_null(*h);
+    unsigned char *p = mmh_root(*h);
     tu_fill(p, DATA_LEN, 2);
     inject.call = call;
     inject.suffix = suffix;
     inject.err = err;
+    return p;
+}
+
+static void journal_fault(const char *call, int err)
+{
+    char *path;
+    mmh_heap *h;
+    unsigned char *p = open_armed(&path, &h, call, ".journal", err);
     errno = 0;
     assert_int_equal(mmh_commit(h), -1);
     assert_int_equal(errno, err);
@@ -113,8 +125,7 @@ static void commit_under_fault(const char *call, const char *suffix, int err, bo
     assert_int_equal(mmh_commit(h), -1);      /* final: no later commit */
     assert_int_equal(errno, err);
     assert_int_equal(mmh_close(h), -1);
-    uint64_t v = committed_version(path, 1, may_survive ? 2 : 1);
-    assert_true(v == 1 || may_survive);
+    assert_int_equal(committed_version(path, 1, 1), 1);
     unlink(path);
     free(path);
 }
@@ -122,27 +133,61 @@ static void commit_under_fault(const char *call, const char *suffix, int err, bo
 static void test_journal_write_fails(void **state)
 {
     (void)state;
-    commit_under_fault("pwrite", ".journal", ENOSPC, false);
+    journal_fault("pwrite", ENOSPC);
 }
 
 static void test_journal_sync_fails(void **state)
 {
     (void)state;
-    commit_under_fault("fdatasync", ".journal", EIO, false);
+    journal_fault("fdatasync", EIO);
 }
 
-/* Once the journal is durable, the commit is: a failed write or sync of the
- * heap file is repaired from the journal at the next open. */
+/* Once the journal is durable, the commit has happened: a failed write or
+ * sync of the heap file after it is not reported as a failed commit.  The
+ * journal stays complete and is replayed by the next commit, or at the
+ * next open.  A full disk may clear up, so the next commit tries again and
+ * goes on; any other failure is final (a retried sync may lie). */
+static void heap_fault_after_commit(const char *call, int err)
+{
+    char *path;
+    mmh_heap *h;
+    unsigned char *p = open_armed(&path, &h, call, ".heap", err);
+    if (mmh_commit(h) != 0)
+        fail_msg("a commit whose journal was durable was reported failed: %s", mmh_errmsg());
+    assert_null(inject.call);                 /* the fault was hit */
+    tu_fill(p, DATA_LEN, 3);
+    if (err == ENOSPC) {                      /* space again: replayed, goes on */
+        assert_int_equal(mmh_commit(h), 0);
+        assert_int_equal(mmh_close(h), 0);
+        assert_int_equal(committed_version(path, 3, 3), 3);
+    } else {
+        errno = 0;
+        assert_int_equal(mmh_commit(h), -1);  /* final: no later commit */
+        assert_int_equal(errno, err);
+        assert_errmsg_contains("durable");
+        assert_int_equal(mmh_close(h), -1);
+        assert_int_equal(committed_version(path, 2, 2), 2);
+    }
+    unlink(path);
+    free(path);
+}
+
 static void test_heap_write_fails(void **state)
 {
     (void)state;
-    commit_under_fault("pwrite", ".heap", EIO, true);
+    heap_fault_after_commit("pwrite", EIO);
 }
 
 static void test_heap_sync_fails(void **state)
 {
     (void)state;
-    commit_under_fault("fdatasync", ".heap", EIO, true);
+    heap_fault_after_commit("fdatasync", EIO);
+}
+
+static void test_heap_write_full(void **state)
+{
+    (void)state;
+    heap_fault_after_commit("pwrite", ENOSPC);
 }
 
 /* The journal would pass RLIMIT_FSIZE: EFBIG, no SIGXFSZ. */
@@ -211,6 +256,116 @@ static void test_disk_full(void **state)
     tu_run_tmpfs_child(disk_full_child, "disk-full");
 }
 
+/* In a child: a private mount namespace with a fresh ext4 file system of
+ * mb MiB (a loop device) on dir.  On ext4 a private mapping reads holes as
+ * zeros without taking space, as on every disk file system; tmpfs would
+ * need a page.  -1 where that is not possible (not root, no mkfs.ext4). */
+static int private_ext4(const char *dir, unsigned mb)
+{
+    char img[4096], cmd[3 * 4096];
+    snprintf(img, sizeof img, "%s.img", dir);
+    int fd = open(img, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || ftruncate(fd, (off_t)mb << 20) != 0 || close(fd) != 0)
+        return -1;
+    snprintf(cmd, sizeof cmd, "mkfs.ext4 -q -F -m 0 %s >/dev/null 2>&1 && "
+             "mount -o loop %s %s >/dev/null 2>&1", img, img, dir);
+    int rc = unshare(CLONE_NEWNS) == 0 &&
+             mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 && system(cmd) == 0
+                 ? 0 : -1;
+    unlink(img); /* the loop device keeps it */
+    return rc;
+}
+
+/* A file taking all but `left` bytes of the file system holding dir. */
+static int fill_disk(const char *dir, const char *name, size_t left)
+{
+    struct statvfs vfs;
+    CK(statvfs(dir, &vfs) == 0);
+    size_t avail = (size_t)vfs.f_bavail * vfs.f_bsize;
+    CK(avail > left);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    CK(fd >= 0);
+    CK(fallocate(fd, 0, 0, (off_t)(avail - left)) == 0);
+    close(fd);
+    return 0;
+}
+
+struct full_root {
+    unsigned char *small, *big;
+};
+
+/* The root's blocks hold patterns small_seed and 0x5a5a. */
+static bool holds(mmh_heap *h, uint64_t small_seed)
+{
+    struct full_root *r = mmh_root(h);
+    return r && tu_verify(r->small, DATA_LEN, small_seed) && r->big &&
+           tu_verify(r->big, 16 * MiB, 0x5a5a);
+}
+
+/* A full disk after the commit point: the journal fits, the heap file's
+ * new pages do not.  The commit succeeds; the next one, and close, say that
+ * it is durable but not yet in the heap file; an open while the disk is
+ * still full lays the journal over its mapping; once there is space, a
+ * commit replays it and goes on. */
+static int full_after_commit_child(void *arg)
+{
+    const char *dir = arg;
+    if (private_ext4(dir, 64) != 0)
+        return 77;
+    char path[4096], filler[4096];
+    snprintf(path, sizeof path, "%s/full.heap", dir);
+    snprintf(filler, sizeof filler, "%s/filler", dir);
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    mmh_heap *h = mmh_open(path, &cfg);
+    CK(h != NULL);
+    struct full_root *r = mmh_calloc(h, 1, sizeof *r);
+    CK(r && (r->small = mmh_alloc(h, DATA_LEN)) != NULL);
+    tu_fill(r->small, DATA_LEN, 1);
+    CK(mmh_set_root(h, r) == 0);
+    CK(mmh_commit(h) == 0);
+    CK((r->big = mmh_alloc(h, 16 * MiB)) != NULL);
+    tu_fill(r->big, 16 * MiB, 0x5a5a);
+    tu_fill(r->small, DATA_LEN, 2);
+    CK(fill_disk(dir, "filler", 24 * MiB) == 0); /* a 17 MiB journal fits, not 17 more */
+    if (mmh_commit(h) != 0) {
+        fprintf(stderr, "a commit whose journal was durable was reported failed: %s\n",
+                mmh_errmsg());
+        return 1;
+    }
+    errno = 0;
+    CK(mmh_commit(h) == -1);
+    CK(errno == ENOSPC);
+    CK(strstr(mmh_errmsg(), "not yet in the heap file") != NULL);
+    CK(mmh_close(h) == -1);
+
+    h = mmh_open(path, NULL);            /* the disk is still full */
+    if (!h) {
+        fprintf(stderr, "open with a full disk: %s\n", mmh_errmsg());
+        return 1;
+    }
+    CK(holds(h, 2));
+    CK(mmh_close(h) == -1);              /* nothing written yet */
+
+    CK(unlink(filler) == 0);
+    h = mmh_open(path, NULL);
+    CK(h != NULL && holds(h, 2));
+    tu_fill(((struct full_root *)mmh_root(h))->small, DATA_LEN, 3);
+    CK(mmh_commit(h) == 0);
+    CK(mmh_close(h) == 0);
+    h = mmh_open(path, NULL);
+    CK(h != NULL && holds(h, 3));
+    CK(mmh_close(h) == 0);
+    return 0;
+}
+
+static void test_disk_full_after_commit(void **state)
+{
+    (void)state;
+    tu_run_tmpfs_child(full_after_commit_child, "full-after-commit");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -218,8 +373,10 @@ int main(void)
         cmocka_unit_test(test_journal_sync_fails),
         cmocka_unit_test(test_heap_write_fails),
         cmocka_unit_test(test_heap_sync_fails),
+        cmocka_unit_test(test_heap_write_full),
         cmocka_unit_test(test_fsize_limit),
         cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_disk_full_after_commit),
     };
     return TU_RUN(tests);
 }

@@ -60,7 +60,8 @@ static const char *journal_word(mmh_journal_state s)
     static const char *const words[] = {
         [MMH_JOURNAL_NONE] = "none",         [MMH_JOURNAL_EMPTY] = "empty",
         [MMH_JOURNAL_INVALIDATED] = "done",  [MMH_JOURNAL_TORN] = "torn",
-        [MMH_JOURNAL_FOREIGN] = "foreign",   [MMH_JOURNAL_COMPLETE] = "complete",
+        [MMH_JOURNAL_FOREIGN] = "foreign",   [MMH_JOURNAL_STALE] = "stale",
+        [MMH_JOURNAL_COMPLETE] = "complete",
     };
     return words[s];
 }
@@ -84,6 +85,10 @@ static void journal_sentence(const mmh_journal_info *ji, uint64_t seq, char *buf
         break;
     case MMH_JOURNAL_FOREIGN:
         snprintf(buf, n, "made for another heap file: discarded at the next open");
+        break;
+    case MMH_JOURNAL_STALE:
+        snprintf(buf, n, "of commit %" PRIu64 ", older than the heap's commit %" PRIu64
+                 ": a copy, never replayed; discarded at the next open", ji->seq, seq);
         break;
     case MMH_JOURNAL_COMPLETE:
         snprintf(buf, n, "commit %" PRIu64 " is durable there and is replayed at the next "
@@ -360,9 +365,9 @@ static int run_info(const opts *o)
 static int open_for_recovery(const opts *o, char *why, size_t n)
 {
     char magic[sizeof MMH_MAGIC - 1];
-    int fd = open(o->file, O_RDWR | O_CLOEXEC);
+    int fd = mmh_open_regular(o->file, O_RDWR);
     if (fd < 0) {
-        snprintf(why, n, "%s: cannot open: %s", o->file, strerror(errno));
+        snprintf(why, n, "%s", mmh_errmsg());
         return -1;
     }
     if (pread(fd, magic, sizeof magic, 0) != (ssize_t)sizeof magic ||
@@ -398,7 +403,8 @@ static int run_recover(const opts *o)
     static const char *const actions[] = {
         [MMH_JOURNAL_NONE] = "none",          [MMH_JOURNAL_EMPTY] = "none",
         [MMH_JOURNAL_INVALIDATED] = "emptied", [MMH_JOURNAL_TORN] = "discarded",
-        [MMH_JOURNAL_FOREIGN] = "discarded",   [MMH_JOURNAL_COMPLETE] = "replayed",
+        [MMH_JOURNAL_FOREIGN] = "discarded",   [MMH_JOURNAL_STALE] = "discarded",
+        [MMH_JOURNAL_COMPLETE] = "replayed",
     };
     switch (ji.state) {
     case MMH_JOURNAL_NONE:
@@ -416,6 +422,11 @@ static int run_recover(const opts *o)
         break;
     case MMH_JOURNAL_FOREIGN:
         snprintf(why, sizeof why, "discarded a journal made for another heap file");
+        break;
+    case MMH_JOURNAL_STALE:
+        snprintf(why, sizeof why, "discarded a journal of commit %" PRIu64 ", older than the "
+                 "heap's commit %" PRIu64 " (a copy: replaying it would roll the heap back)",
+                 ji.seq, seq);
         break;
     case MMH_JOURNAL_COMPLETE:
         snprintf(why, sizeof why, "replayed the journal of commit %" PRIu64 ": %" PRIu64
