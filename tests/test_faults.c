@@ -270,7 +270,7 @@ static int private_ext4(const char *dir, unsigned mb)
     snprintf(cmd, sizeof cmd, "mkfs.ext4 -q -F -m 0 %s >/dev/null 2>&1 && "
              "mount -o loop %s %s >/dev/null 2>&1", img, img, dir);
     int rc = unshare(CLONE_NEWNS) == 0 &&
-             mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 && system(cmd) == 0
+             mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) == 0 && system(cmd) == 0
                  ? 0 : -1;
     unlink(img); /* the loop device keeps it */
     return rc;

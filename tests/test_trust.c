@@ -396,7 +396,7 @@ static void test_killed_snapshot_leaves_nothing(void **state)
     char *img = tu_path("killed.img");
     mmh_heap *h = mmh_open(NULL, NULL);
     assert_non_null(h);
-    size_t size = 256 * MiB;
+    size_t size = (size_t)tu_scaled(256, 8) * MiB;
     char *big = mmh_alloc(h, size);
     assert_non_null(big);
     memset(big, 0x33, size);
