@@ -259,6 +259,10 @@ MMH_HIDDEN void mmh_track_mprotect_tune(unsigned pages, unsigned step);
 
 typedef struct mmh_job mmh_job; /* snapshot.c */
 
+/* Slots kept for threads without one of their own: never bound, each
+ * taken for one call at a time under its lock (thread.c). */
+#define MMH_SHARED_SLOTS 16
+
 struct mmh_heap {
     char           *base;
     mmh_hdr        *hdr;
@@ -277,6 +281,13 @@ struct mmh_heap {
     size_t          max_size;
     _Atomic size_t  mapped;    /* bytes mapped (== extent)              */
     pthread_mutex_t lock;      /* spans, segments, slots, root, commit  */
+    /* Slots (thread.c): how many threads hold one of their own, and the
+     * shared slots that the threads without one take turns on. */
+    _Atomic uint32_t slots_bound;
+    struct {
+        pthread_mutex_t lock;
+        uint32_t        id;    /* slot index + 1; 0: none claimed yet */
+    } share[MMH_SHARED_SLOTS];
     char           *path;      /* for messages; "(anonymous)"           */
     int             commit_errno; /* nonzero: a write-back failed: final */
     uint64_t        commits, bytes_written, last_commit_ns, last_commit_time;
@@ -321,7 +332,8 @@ extern __thread mmh_tbind mmh_tls_binds[MMH_TBINDS]
     __attribute__((tls_model("initial-exec"))) MMH_HIDDEN;
 
 /* NULL: EROFS (reason set), or EAGAIN: the thread has no slot of its own
- * and borrows one for the call (mmh_slot_borrow, mmh_slot_return). */
+ * and borrows a shared one for the call (mmh_slot_borrow, then
+ * mmh_slot_return on the same thread; borrows do not nest). */
 MMH_HIDDEN mmh_tbind *mmh_bind_slow(mmh_heap *h) __attribute__((cold));
 MMH_HIDDEN void mmh_slot_borrow(mmh_heap *h, mmh_tbind *b);
 MMH_HIDDEN void mmh_slot_return(mmh_tbind *b);
