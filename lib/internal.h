@@ -429,6 +429,7 @@ extern int mmh_log_fd MMH_HIDDEN;
 MMH_HIDDEN uint64_t mmh_hash64(const void *data, size_t len, uint64_t seed);
 
 /* region.c: address space and mappings */
+MMH_HIDDEN bool  mmh_region_fits(uint64_t base, uint64_t max_size);
 MMH_HIDDEN void *mmh_region_reserve(void *want, size_t size, bool exact);
 MMH_HIDDEN int   mmh_region_map(mmh_heap *h, size_t from, size_t to);
 MMH_HIDDEN void  mmh_region_release(void *base, size_t size);

@@ -26,6 +26,22 @@
 #define ZONE_LO 0x200000000000ull
 #define ZONE_HI 0x540000000000ull
 
+/* The end of the user address space: 47 bits on x86-64 (5-level paging
+ * maps higher only on request), 48 on the other 64-bit ports. */
+#if defined(__x86_64__)
+#define USER_TOP 0x7ffffffff000ull
+#else
+#define USER_TOP 0xfffffffff000ull
+#endif
+
+/* Can a heap of max_size bytes live at base?  Not at 0 or below the first
+ * segment (root maps there despite mmap_min_addr, and a mapping at 0 must
+ * never be asked for), nor past the user address space. */
+bool mmh_region_fits(uint64_t base, uint64_t max_size)
+{
+    return base >= MMH_SEG_SIZE && base < USER_TOP && max_size <= USER_TOP - base;
+}
+
 uint64_t mmh_random_u64(void)
 {
     uint64_t r;
@@ -36,6 +52,8 @@ uint64_t mmh_random_u64(void)
     return ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
 }
 
+/* want must pass mmh_region_fits, so that a mapping never lands at 0 and
+ * NULL only ever means failure. */
 static void *reserve_at(void *want, size_t size)
 {
     void *p = mmap(want, size, PROT_NONE,
@@ -51,9 +69,14 @@ static void *reserve_at(void *want, size_t size)
 }
 
 /* Reserve size bytes at want (exact) or at a random segment-aligned place in
- * the zone.  NULL with errno EEXIST when want is taken. */
+ * the zone.  NULL with errno EEXIST when want is taken, EINVAL when it is
+ * outside what mmh_region_fits allows (callers check first, with a message). */
 void *mmh_region_reserve(void *want, size_t size, bool exact)
 {
+    if (exact && !mmh_region_fits((uintptr_t)want, size)) {
+        errno = EINVAL;
+        return NULL;
+    }
     if (exact)
         return reserve_at(want, size);
     uint64_t slots = (ZONE_HI - ZONE_LO - size) >> MMH_SEG_SHIFT;
