@@ -296,6 +296,7 @@ struct mmh_heap {
     mmh_tracker     retrack;   /* tracker to restart at the next commit
                                   (a forked child loses uffd's)         */
     size_t          file_size; /* MMH_VOLATILE: bytes backed by the file */
+    bool            fs_checked, fs_faults_allocate; /* region.c: tmpfs-like */
     /* Background jobs (snapshot.c).  job_lock serializes starting and
      * reaping them and is taken before lock. */
     pthread_mutex_t job_lock;

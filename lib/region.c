@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -143,11 +145,29 @@ int mmh_file_punch(mmh_heap *h, size_t off, size_t len)
     return -1;
 }
 
-/* Make [off, off + len) of a shared file backed by disk blocks again after a
- * purge, so that a full disk fails here instead of as SIGBUS on a store. */
+/* Does a fault on a hole of the file need space, even in a private mapping?
+ * On tmpfs and hugetlbfs it does (the page cache is the file's only store),
+ * so a full one raises SIGBUS on a plain load or store.  Disk file systems
+ * read a hole of a private mapping as zeros and allocate nothing: their
+ * private heaps stay sparse.  Asked once per open heap. */
+static bool faults_need_space(mmh_heap *h)
+{
+    if (!h->fs_checked) {
+        struct statfs fs;
+        h->fs_faults_allocate = fstatfs(h->fd, &fs) == 0 &&
+                                (fs.f_type == TMPFS_MAGIC || fs.f_type == HUGETLBFS_MAGIC);
+        h->fs_checked = true;
+    }
+    return h->fs_faults_allocate;
+}
+
+/* Back [off, off + len) of the file with space again after a purge or
+ * when it grows, where a fault could need it (a shared file; a private
+ * one on tmpfs), so that a full disk fails here, with ENOMEM, instead of
+ * as SIGBUS on a store. */
 int mmh_region_prepare(mmh_heap *h, size_t off, size_t len)
 {
-    if (h->fd < 0 || !(h->flags & MMH_SHARED))
+    if (!mmh_writes_back(h) || (!(h->flags & MMH_SHARED) && !faults_need_space(h)))
         return 0;
     if (fallocate(h->fd, 0, (off_t)off, (off_t)len) != 0)
         return mmh_fail(errno == ENOSPC ? ENOMEM : errno,
