@@ -124,15 +124,22 @@ bench-snapshot: $(BENCH_SNAPSHOT_BINS)
 # libmmheap-malloc.so (LD_PRELOAD).  The program does not link mmheap: the
 # allocator under test is always the preloaded one.
 
-EXTRA_PROGRAMS += bench/bench_malloc
+EXTRA_PROGRAMS += bench/bench_malloc bench/bench_threads
 bench_bench_malloc_SOURCES = bench/bench_malloc.c bench/benchutil.h
 bench_bench_malloc_CFLAGS = $(AM_CFLAGS) -O2
 bench_bench_malloc_LDFLAGS = $(AM_LDFLAGS) -no-install
 
-EXTRA_DIST += bench/malloc.sh bench/malloc.svg
-CLEANFILES += bench/bench_malloc$(EXEEXT)
+# bench/bench_threads THREADS: that many threads alive at once allocating
+# (more than the drop-in malloc's per-thread slots); run by hand, plain and
+# with LD_PRELOAD, see bench/README.md.
+bench_bench_threads_SOURCES = bench/bench_threads.c
+bench_bench_threads_CFLAGS = $(AM_CFLAGS) -O2
+bench_bench_threads_LDFLAGS = $(AM_LDFLAGS) -no-install
 
-BENCH_MALLOC_BINS = bench/bench_malloc$(EXEEXT) libmmheap-malloc.la
+EXTRA_DIST += bench/malloc.sh bench/malloc.svg
+CLEANFILES += bench/bench_malloc$(EXEEXT) bench/bench_threads$(EXEEXT)
+
+BENCH_MALLOC_BINS = bench/bench_malloc$(EXEEXT) bench/bench_threads$(EXEEXT) libmmheap-malloc.la
 bench-malloc-programs: $(BENCH_MALLOC_BINS)
 
 # BENCH_MALLOC_FLAGS: options for malloc.sh, e.g. --reps=9 --plot=malloc.svg

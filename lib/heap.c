@@ -48,6 +48,9 @@ static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)
                         cfg->max_size);
     if (mmh_format_meta_size(cfg->max_size) + MMH_SLICE_SIZE > MMH_SEG_SIZE)
         return mmh_fail(EINVAL, "%s: max_size %zu is too large", name, cfg->max_size);
+    if (cfg->base && !mmh_region_fits((uintptr_t)cfg->base, cfg->max_size))
+        return mmh_fail(EINVAL, "%s: base %p with max_size %zu is outside the user address space",
+                        name, cfg->base, cfg->max_size);
     if (!cfg->mode)
         cfg->mode = 0600;
     return 0;

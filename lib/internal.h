@@ -259,6 +259,10 @@ MMH_HIDDEN void mmh_track_mprotect_tune(unsigned pages, unsigned step);
 
 typedef struct mmh_job mmh_job; /* snapshot.c */
 
+/* Slots kept for threads without one of their own: never bound, each
+ * taken for one call at a time under its lock (thread.c). */
+#define MMH_SHARED_SLOTS 16
+
 struct mmh_heap {
     char           *base;
     mmh_hdr        *hdr;
@@ -278,6 +282,13 @@ struct mmh_heap {
     size_t          max_size;
     _Atomic size_t  mapped;    /* bytes mapped (== extent)              */
     pthread_mutex_t lock;      /* spans, segments, slots, root, commit  */
+    /* Slots (thread.c): how many threads hold one of their own, and the
+     * shared slots that the threads without one take turns on. */
+    _Atomic uint32_t slots_bound;
+    struct {
+        pthread_mutex_t lock;
+        uint32_t        id;    /* slot index + 1; 0: none claimed yet */
+    } share[MMH_SHARED_SLOTS];
     char           *path;      /* for messages; "(anonymous)"           */
     int             commit_errno; /* nonzero: a write-back failed: final */
     uint64_t        commits, bytes_written, last_commit_ns, last_commit_time;
@@ -286,6 +297,7 @@ struct mmh_heap {
     mmh_tracker     retrack;   /* tracker to restart at the next commit
                                   (a forked child loses uffd's)         */
     size_t          file_size; /* MMH_VOLATILE: bytes backed by the file */
+    bool            fs_checked, fs_faults_allocate; /* region.c: tmpfs-like */
     /* Background jobs (snapshot.c).  job_lock serializes starting and
      * reaping them and is taken before lock. */
     pthread_mutex_t job_lock;
@@ -322,7 +334,8 @@ extern __thread mmh_tbind mmh_tls_binds[MMH_TBINDS]
     __attribute__((tls_model("initial-exec"))) MMH_HIDDEN;
 
 /* NULL: EROFS (reason set), or EAGAIN: the thread has no slot of its own
- * and borrows one for the call (mmh_slot_borrow, mmh_slot_return). */
+ * and borrows a shared one for the call (mmh_slot_borrow, then
+ * mmh_slot_return on the same thread; borrows do not nest). */
 MMH_HIDDEN mmh_tbind *mmh_bind_slow(mmh_heap *h) __attribute__((cold));
 MMH_HIDDEN void mmh_slot_borrow(mmh_heap *h, mmh_tbind *b);
 MMH_HIDDEN void mmh_slot_return(mmh_tbind *b);
@@ -418,6 +431,7 @@ extern int mmh_log_fd MMH_HIDDEN;
 MMH_HIDDEN uint64_t mmh_hash64(const void *data, size_t len, uint64_t seed);
 
 /* region.c: address space and mappings */
+MMH_HIDDEN bool  mmh_region_fits(uint64_t base, uint64_t max_size);
 MMH_HIDDEN void *mmh_region_reserve(void *want, size_t size, bool exact);
 MMH_HIDDEN int   mmh_region_map(mmh_heap *h, size_t from, size_t to);
 MMH_HIDDEN void  mmh_region_release(void *base, size_t size);

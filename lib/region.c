@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -26,6 +28,22 @@
 #define ZONE_LO 0x200000000000ull
 #define ZONE_HI 0x540000000000ull
 
+/* The end of the user address space: 47 bits on x86-64 (5-level paging
+ * maps higher only on request), 48 on the other 64-bit ports. */
+#if defined(__x86_64__)
+#define USER_TOP 0x7ffffffff000ull
+#else
+#define USER_TOP 0xfffffffff000ull
+#endif
+
+/* Can a heap of max_size bytes live at base?  Not at 0 or below the first
+ * segment (root maps there despite mmap_min_addr, and a mapping at 0 must
+ * never be asked for), nor past the user address space. */
+bool mmh_region_fits(uint64_t base, uint64_t max_size)
+{
+    return base >= MMH_SEG_SIZE && base < USER_TOP && max_size <= USER_TOP - base;
+}
+
 uint64_t mmh_random_u64(void)
 {
     uint64_t r;
@@ -36,6 +54,8 @@ uint64_t mmh_random_u64(void)
     return ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
 }
 
+/* want must pass mmh_region_fits, so that a mapping never lands at 0 and
+ * NULL only ever means failure. */
 static void *reserve_at(void *want, size_t size)
 {
     void *p = mmap(want, size, PROT_NONE,
@@ -51,9 +71,14 @@ static void *reserve_at(void *want, size_t size)
 }
 
 /* Reserve size bytes at want (exact) or at a random segment-aligned place in
- * the zone.  NULL with errno EEXIST when want is taken. */
+ * the zone.  NULL with errno EEXIST when want is taken, EINVAL when it is
+ * outside what mmh_region_fits allows (callers check first, with a message). */
 void *mmh_region_reserve(void *want, size_t size, bool exact)
 {
+    if (exact && !mmh_region_fits((uintptr_t)want, size)) {
+        errno = EINVAL;
+        return NULL;
+    }
     if (exact)
         return reserve_at(want, size);
     uint64_t slots = (ZONE_HI - ZONE_LO - size) >> MMH_SEG_SHIFT;
@@ -120,11 +145,29 @@ int mmh_file_punch(mmh_heap *h, size_t off, size_t len)
     return -1;
 }
 
-/* Make [off, off + len) of a shared file backed by disk blocks again after a
- * purge, so that a full disk fails here instead of as SIGBUS on a store. */
+/* Does a fault on a hole of the file need space, even in a private mapping?
+ * On tmpfs and hugetlbfs it does (the page cache is the file's only store),
+ * so a full one raises SIGBUS on a plain load or store.  Disk file systems
+ * read a hole of a private mapping as zeros and allocate nothing: their
+ * private heaps stay sparse.  Asked once per open heap. */
+static bool faults_need_space(mmh_heap *h)
+{
+    if (!h->fs_checked) {
+        struct statfs fs;
+        h->fs_faults_allocate = fstatfs(h->fd, &fs) == 0 &&
+                                (fs.f_type == TMPFS_MAGIC || fs.f_type == HUGETLBFS_MAGIC);
+        h->fs_checked = true;
+    }
+    return h->fs_faults_allocate;
+}
+
+/* Back [off, off + len) of the file with space again after a purge or
+ * when it grows, where a fault could need it (a shared file; a private
+ * one on tmpfs), so that a full disk fails here, with ENOMEM, instead of
+ * as SIGBUS on a store. */
 int mmh_region_prepare(mmh_heap *h, size_t off, size_t len)
 {
-    if (h->fd < 0 || !(h->flags & MMH_SHARED))
+    if (!mmh_writes_back(h) || (!(h->flags & MMH_SHARED) && !faults_need_space(h)))
         return 0;
     if (fallocate(h->fd, 0, (off_t)off, (off_t)len) != 0)
         return mmh_fail(errno == ENOSPC ? ENOMEM : errno,

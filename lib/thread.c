@@ -4,10 +4,13 @@
  * when the thread exits, when a binding is evicted, and wholesale when the
  * heap is opened again (owners of an earlier run mean nothing).
  *
- * A thread with no slot of its own borrows one for each call: after its
- * exit destructor ran (frees from later destructors must not claim a slot
- * that nothing would release), or when every slot is held.  The last slot
- * is never bound, so a borrower always finds one sooner or later. */
+ * A thread with no slot of its own borrows one of MMH_SHARED_SLOTS shared
+ * slots for each call, under that slot's lock: after its exit destructor
+ * ran (frees from later destructors must not claim a slot that nothing
+ * would release), or when all the slots threads may bind are held.  Bound
+ * threads stop MMH_SHARED_SLOTS short of the table, so the shared slots
+ * always exist; a borrower waits on a lock, never in a retry loop, and
+ * with thousands of threads calls cost a mutex, not a scan of the table. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -18,6 +21,10 @@
 
 __thread mmh_tbind mmh_tls_binds[MMH_TBINDS] __attribute__((tls_model("initial-exec")));
 static __thread bool tls_exited __attribute__((tls_model("initial-exec")));
+static __thread pthread_mutex_t *tls_borrowed __attribute__((tls_model("initial-exec")));
+
+/* Owner of a shared slot: no thread's id + 1. */
+#define SHARED_OWNER (UINT64_MAX - 1)
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static mmh_heap *registry;
@@ -31,16 +38,27 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&registry_lock);
-    for (mmh_heap *h = registry; h; h = h->next_open)
+    for (mmh_heap *h = registry; h; h = h->next_open) {
+        for (int i = 0; i < MMH_SHARED_SLOTS; i++) /* borrowers take them before lock */
+            pthread_mutex_lock(&h->share[i].lock);
         pthread_mutex_lock(&h->lock);
+    }
     mmh_meta_fork_prepare();
+}
+
+static void unlock_shares(mmh_heap *h)
+{
+    for (int i = 0; i < MMH_SHARED_SLOTS; i++)
+        pthread_mutex_unlock(&h->share[i].lock);
 }
 
 static void fork_parent(void)
 {
     mmh_meta_fork_done();
-    for (mmh_heap *h = registry; h; h = h->next_open)
+    for (mmh_heap *h = registry; h; h = h->next_open) {
         pthread_mutex_unlock(&h->lock);
+        unlock_shares(h);
+    }
     pthread_mutex_unlock(&registry_lock);
 }
 
@@ -55,14 +73,18 @@ static void fork_child(void)
     for (mmh_heap *h = registry; h; h = h->next_open) {
         if (!(h->flags & MMH_READONLY)) {
             mmh_slots_reset(h);
-            for (int b = 0; b < MMH_TBINDS; b++)
-                if (mmh_tls_binds[b].uid == h->uid)
+            for (int b = 0; b < MMH_TBINDS; b++) {
+                if (mmh_tls_binds[b].uid == h->uid) {
                     atomic_store(&mmh_tls_binds[b].slot->owner, token);
+                    h->slots_bound++;
+                }
+            }
         }
         pthread_mutex_init(&h->job_lock, NULL);
         mmh_job_forget(h);
         mmh_track_forked(h);
         pthread_mutex_unlock(&h->lock);
+        unlock_shares(h);
     }
     pthread_mutex_unlock(&registry_lock);
 }
@@ -75,6 +97,8 @@ static void install_atfork(void)
 int mmh_registry_add(mmh_heap *h)
 {
     pthread_once(&atfork_once, install_atfork);
+    for (int i = 0; i < MMH_SHARED_SLOTS; i++)
+        pthread_mutex_init(&h->share[i].lock, NULL);
     pthread_mutex_lock(&registry_lock);
     h->uid = next_uid++;
     h->next_open = registry;
@@ -106,6 +130,7 @@ static void unbind(mmh_tbind *b)
         if (h->uid == b->uid) {
             mmh_slot_trim(h, b->slot);
             atomic_store(&b->slot->owner, 0);
+            atomic_fetch_sub(&h->slots_bound, 1);
             break;
         }
     }
@@ -133,15 +158,13 @@ static void slot_init(mmh_slot *slot)
         slot->pages[c] = MMH_EMPTY_PAGE_OFF;
 }
 
-/* Claim a slot of h among the first `limit` that has no owner; its index
- * + 1, or 0 when all are taken. */
-static uint32_t slot_claim(mmh_heap *h, uint32_t limit)
+/* Claim a slot of h that has no owner for `token`, under h->lock; its
+ * index + 1, or 0 when none is free (a free slot a remote free adopts for
+ * a moment looks taken). */
+static uint32_t slot_claim(mmh_heap *h, uint64_t token)
 {
-    uint64_t token = (uint64_t)gettid() + 1;
     mmh_hdr *hdr = h->hdr;
-    uint32_t found = 0;
-    pthread_mutex_lock(&h->lock);
-    for (uint32_t i = 0; i < limit && !found; i++) {
+    for (uint32_t i = 0; i < hdr->nslots; i++) {
         uint64_t none = 0;
         if (i == hdr->slots_hwm) {
             slot_init(&h->slots[i]);
@@ -149,10 +172,23 @@ static uint32_t slot_claim(mmh_heap *h, uint32_t limit)
         }
         if (atomic_load_explicit(&h->slots[i].owner, memory_order_relaxed) == 0 &&
             atomic_compare_exchange_strong(&h->slots[i].owner, &none, token))
-            found = i + 1;
+            return i + 1;
     }
+    return 0;
+}
+
+/* A slot of the thread's own, or 0 while all that threads may bind are
+ * held: then the count alone answers, without the lock or a scan. */
+static uint32_t slot_bind(mmh_heap *h)
+{
+    uint32_t limit = h->hdr->nslots - MMH_SHARED_SLOTS, id = 0;
+    if (atomic_load_explicit(&h->slots_bound, memory_order_relaxed) >= limit)
+        return 0;
+    pthread_mutex_lock(&h->lock);
+    if (atomic_load(&h->slots_bound) < limit && (id = slot_claim(h, (uint64_t)gettid() + 1)))
+        atomic_fetch_add(&h->slots_bound, 1);
     pthread_mutex_unlock(&h->lock);
-    return found;
+    return id;
 }
 
 static mmh_tbind bind_of(mmh_heap *h, uint32_t id)
@@ -176,7 +212,7 @@ mmh_tbind *mmh_bind_slow(mmh_heap *h)
             return &binds[0];
         }
     }
-    uint32_t id = tls_exited ? 0 : slot_claim(h, h->hdr->nslots - 1);
+    uint32_t id = tls_exited ? 0 : slot_bind(h);
     if (!id) {
         errno = EAGAIN;
         return NULL;
@@ -191,17 +227,40 @@ mmh_tbind *mmh_bind_slow(mmh_heap *h)
     return &binds[0];
 }
 
+/* Take one of the shared slots for a call: the first whose lock is free,
+ * starting at one picked by the thread's id (so that borrowers spread),
+ * else wait for that one.  A shared slot is claimed on first use and keeps
+ * its owner until the heap is opened again or the process forks. */
 void mmh_slot_borrow(mmh_heap *h, mmh_tbind *b)
 {
-    uint32_t id;
-    while (!(id = slot_claim(h, h->hdr->nslots)))
-        sched_yield();
-    *b = bind_of(h, id);
+    unsigned first = (unsigned)(((uintptr_t)pthread_self() >> 12) * 0x9e3779b1u >> 16),
+             k = first % MMH_SHARED_SLOTS;
+    for (unsigned i = 0; i < MMH_SHARED_SLOTS; i++, k = (k + 1) % MMH_SHARED_SLOTS)
+        if (pthread_mutex_trylock(&h->share[k].lock) == 0)
+            goto locked;
+    k = first % MMH_SHARED_SLOTS;
+    pthread_mutex_lock(&h->share[k].lock);
+locked:
+    if (!h->share[k].id) {
+        /* Bound threads leave MMH_SHARED_SLOTS free: only a remote free
+         * adopting one for a moment can make this wait. */
+        pthread_mutex_lock(&h->lock);
+        while (!(h->share[k].id = slot_claim(h, SHARED_OWNER))) {
+            pthread_mutex_unlock(&h->lock);
+            sched_yield();
+            pthread_mutex_lock(&h->lock);
+        }
+        pthread_mutex_unlock(&h->lock);
+    }
+    tls_borrowed = &h->share[k].lock;
+    *b = bind_of(h, h->share[k].id);
 }
 
 void mmh_slot_return(mmh_tbind *b)
 {
-    atomic_store(&b->slot->owner, 0);
+    (void)b;
+    pthread_mutex_unlock(tls_borrowed);
+    tls_borrowed = NULL;
 }
 
 /* A heap opened again: no thread holds any of its slots. */
@@ -209,4 +268,7 @@ void mmh_slots_reset(mmh_heap *h)
 {
     for (uint32_t i = 0; i < h->hdr->slots_hwm; i++)
         atomic_store(&h->slots[i].owner, 0);
+    atomic_store(&h->slots_bound, 0);
+    for (int i = 0; i < MMH_SHARED_SLOTS; i++)
+        h->share[i].id = 0;
 }

@@ -18,13 +18,19 @@ int mmh_track_start(mmh_heap *h, mmh_tracker want)
     h->tracker = MMH_TRACK_NONE;
     if (!mmh_writes_back(h) || want == MMH_TRACK_NONE)
         return 0;
-    const mmh_track_ops *ops = backend(want);
-    if (want == MMH_TRACK_AUTO)
-        ops = mmh_track_uffd.probe() == 0 ? &mmh_track_uffd : &mmh_track_mprotect;
-    else if (ops->probe() != 0) {
-        char why[256]; /* the reason is in the buffer mmh_fail writes */
-        snprintf(why, sizeof why, "%s", mmh_errmsg());
-        return mmh_fail(ENOTSUP, "%s: %s", h->path, why);
+    const mmh_track_ops *ops = want == MMH_TRACK_AUTO ? &mmh_track_uffd : backend(want);
+    if (ops->probe() != 0) {
+        /* AUTO falls back only where uffd cannot work at all: a shortage
+         * (EMFILE, ENOMEM) fails the open rather than quietly give this
+         * heap the tracker under which read(2) into it fails. */
+        if (want == MMH_TRACK_AUTO && errno == ENOTSUP) {
+            ops = &mmh_track_mprotect;
+        } else {
+            int err = errno;
+            char why[256]; /* the reason is in the buffer mmh_fail writes */
+            snprintf(why, sizeof why, "%s", mmh_errmsg());
+            return mmh_fail(err, "%s: %s", h->path, why);
+        }
     }
     if (ops->attach(h) != 0)
         return -1;

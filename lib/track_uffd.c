@@ -96,40 +96,74 @@ static long scan(int pagemap, char *start, char *end, struct mmh_page_region *ve
     return n;
 }
 
-/* Does this kernel do it all?  Tried once on a scratch page. */
+/* Does this kernel do it all?  One try on a scratch page: 0, or -1 with
+ * errno and the reason set. */
+static int uffd_try(void)
+{
+    int uffd = uffd_create();
+    if (uffd < 0)
+        return -1;
+    int rc = -1, pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    long page = sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    struct mmh_page_region vec[SCAN_REGIONS];
+    char *next;
+    if (pagemap < 0) {
+        mmh_fail(errno, "cannot open /proc/self/pagemap: %m");
+    } else if (p == MAP_FAILED) {
+        mmh_fail(errno, "cannot map a page to try userfaultfd on: %m");
+    } else if (protect(uffd, p, (size_t)page) == 0) {
+        p[0] = 1;
+        long first = scan(pagemap, p, p + page, vec, &next);
+        long again = first == 1 ? scan(pagemap, p, p + page, vec, &next) : first;
+        if (first == 1 && again == 0)
+            rc = 0;
+        else if (first < 0 || again < 0)
+            mmh_fail(errno, "PAGEMAP_SCAN (Linux 6.7+): %m");
+        else
+            mmh_fail(ENOTSUP, "PAGEMAP_SCAN does not report written pages (Linux 6.7+)");
+    }
+    int err = errno;
+    if (p != MAP_FAILED)
+        munmap(p, (size_t)page);
+    if (pagemap >= 0)
+        close(pagemap);
+    close(uffd);
+    errno = err;
+    return rc;
+}
+
+/* A failure that answers for the life of the process: the kernel lacks a
+ * feature (no syscall, an API or ioctl it does not know) or policy
+ * (vm.unprivileged_userfaultfd) refuses this process.  Anything else (no
+ * descriptors or memory left) may pass: it is reported, not remembered. */
+static bool for_good(int err)
+{
+    return err == ENOSYS || err == EINVAL || err == ENOTTY || err == EPERM || err == ENOTSUP ||
+           err == EOPNOTSUPP;
+}
+
+/* Only a lasting answer is kept.  -1 with ENOTSUP when the tracker cannot
+ * work here, with another errno (EMFILE, ENOMEM...) when it could not be
+ * tried now. */
 static int uffd_probe(void)
 {
     static _Atomic int verdict; /* 0 unknown, 1 works, -1 not */
     static char reason[256];    /* why not: written before verdict */
     int v = atomic_load(&verdict);
     if (v == 0) {
-        int uffd = uffd_create(), pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-        long page = sysconf(_SC_PAGESIZE);
-        char *p = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        struct mmh_page_region vec[SCAN_REGIONS];
-        char *next;
-        v = -1;
-        if (uffd >= 0 && pagemap >= 0 && p != MAP_FAILED && protect(uffd, p, (size_t)page) == 0) {
-            p[0] = 1;
-            if (scan(pagemap, p, p + page, vec, &next) == 1 &&
-                scan(pagemap, p, p + page, vec, &next) == 0)
-                v = 1;
-            else
-                mmh_fail(ENOTSUP, "PAGEMAP_SCAN does not report written pages (Linux 6.7+)");
+        if (uffd_try() == 0) {
+            v = 1;
+        } else if (!for_good(errno)) {
+            return -1;
+        } else {
+            snprintf(reason, sizeof reason, "%s", mmh_errmsg());
+            v = -1;
         }
-        snprintf(reason, sizeof reason, "%s", mmh_errmsg());
-        if (p != MAP_FAILED)
-            munmap(p, (size_t)page);
-        if (uffd >= 0)
-            close(uffd);
-        if (pagemap >= 0)
-            close(pagemap);
         atomic_store(&verdict, v);
     }
     if (v < 0)
-        return mmh_fail(ENOTSUP, "the uffd tracker is not available: %s",
-                        reason[0] ? reason : "an earlier probe failed");
+        return mmh_fail(ENOTSUP, "the uffd tracker is not available: %s", reason);
     return 0;
 }
 
@@ -139,16 +173,19 @@ static int uffd_attach(mmh_heap *h)
     if (!st)
         return mmh_fail(ENOMEM, "%s: out of memory", h->path);
     st->uffd = uffd_create();
-    st->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (st->uffd < 0 || st->pagemap < 0 || protect(st->uffd, h->base, h->mapped) != 0) {
-        if (st->pagemap < 0)
-            mmh_fail(errno, "%s: cannot open /proc/self/pagemap: %m", h->path);
+    st->pagemap = st->uffd < 0 ? -1 : open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (st->uffd >= 0 && st->pagemap < 0)
+        mmh_fail(errno, "cannot open /proc/self/pagemap: %m");
+    if (st->pagemap < 0 || protect(st->uffd, h->base, h->mapped) != 0) {
+        int err = errno;
+        char why[256]; /* the reason is in the buffer mmh_fail writes */
+        snprintf(why, sizeof why, "%s", mmh_errmsg());
         if (st->uffd >= 0)
             close(st->uffd);
         if (st->pagemap >= 0)
             close(st->pagemap);
         mmh_meta_free(st);
-        return -1;
+        return mmh_fail(err, "%s: %s", h->path, why);
     }
     h->track_state = st;
     return 0;

@@ -98,7 +98,8 @@ tests_test_persist_LDADD = $(MMH_TEST_LDADD)
 
 tests_test_errors_SOURCES = tests/test_errors.c tests/testutil.h
 tests_test_errors_CFLAGS = $(MMH_TEST_CFLAGS)
-tests_test_errors_LDADD = $(MMH_TEST_LDADD)
+# libmmheap-core: the internal format functions, to craft headers
+tests_test_errors_LDADD = libmmheap-core.la $(CMOCKA_LIBS)
 
 tests_test_growth_SOURCES = tests/test_growth.c tests/testutil.h
 tests_test_growth_CFLAGS = $(MMH_TEST_CFLAGS)

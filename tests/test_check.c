@@ -405,6 +405,25 @@ static void test_damaged_heaps(void **state)
     }
 }
 
+/* A crafted header with base 0 (checksum fixed up): info and check refuse
+ * the file, naming the problem, and exit 3. */
+static void test_crafted_base(void **state)
+{
+    (void)state;
+    char out[16384], path[PATH_MAX];
+    mapped m = map_copy("base0.heap", path, sizeof path);
+    m.hdr->base = 0;
+    unmap(&m, true);
+    static const char *const cmds[] = { "info", "check" };
+    for (size_t i = 0; i < 2; i++) {
+        const char *args[] = { cmds[i], path, NULL };
+        int rc = tool(args, out, sizeof out);
+        if (rc != 3 || !strstr(out, "outside the user address space") || !strstr(out, path))
+            fail_msg("mmheap %s of a heap with base 0: exit %d (want 3):\n%s", cmds[i], rc, out);
+    }
+    unlink(path);
+}
+
 /* ---- journals: what check, info and recover make of them -------------------- */
 
 /* A heap file one commit behind its journal, which holds that commit
@@ -562,6 +581,7 @@ int main(void)
         cmocka_unit_test_setup(test_good_heap_is_sound, setup),
         cmocka_unit_test(test_info),
         cmocka_unit_test(test_damaged_heaps),
+        cmocka_unit_test(test_crafted_base),
         cmocka_unit_test(test_journal_replayed),
         cmocka_unit_test(test_journal_torn),
         cmocka_unit_test(test_usage_and_errors),

@@ -401,6 +401,77 @@ static void test_zeroed_header(void **state)
 
 /* ------------------------------------------------ damaged metadata */
 
+/* Is anything mapped at address 0 (root may map there, mmap_min_addr
+ * notwithstanding)? */
+static bool mapped_at_zero(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    char line[512];
+    bool found = false;
+    while (fgets(line, sizeof line, f))
+        found |= strtoull(line, NULL, 16) == 0;
+    fclose(f);
+    return found;
+}
+
+/* A crafted header whose base address is 0, or whose reservation would end
+ * past the user address space (checksum fixed up): refused with EBADMSG by
+ * every kind of open, MMH_RELOCATE included, and nothing left mapped (as
+ * root, a reservation at 0 once succeeded, was taken for a failure and
+ * stayed: 64 GiB of PROT_NONE at address 0).  A config's base is bounded
+ * the same way: EINVAL. */
+static void test_crafted_base(void **state)
+{
+    (void)state;
+    char *path = make_heap_file("base.heap", 5000);
+    size_t len = 0;
+    unsigned char *orig = tu_read_file(path, &len);
+    assert_non_null(orig);
+    const uint64_t top = (uint64_t)1 << 47;
+    const uint64_t bases[] = { 0, top - MMH_SEG_SIZE, top, UINT64_MAX & ~(uint64_t)MMH_SEG_MASK };
+    const int codes[] = { EBADMSG };
+    for (size_t i = 0; i < sizeof bases / sizeof *bases; i++) {
+        unsigned char *copy = malloc(len);
+        assert_non_null(copy);
+        memcpy(copy, orig, len);
+        mmh_hdr *hdr = (mmh_hdr *)copy;
+        hdr->base = bases[i];
+        hdr->checksum = mmh_format_checksum(hdr);
+        assert_int_equal(tu_write_file(path, copy, len), 0);
+        free(copy);
+        print_message("base %#llx\n", (unsigned long long)bases[i]);
+        expect_refused(path, codes, 1);
+        mmh_config cfg = tu_cfg(MMH_RELOCATE, 0, 0);
+        errno = 0;
+        mmh_heap *h = mmh_open(path, &cfg);
+        int e = errno;
+        if (h) {
+            mmh_close(h);
+            fail_msg("base %#llx: opened with MMH_RELOCATE", (unsigned long long)bases[i]);
+        }
+        assert_int_equal(e, EBADMSG);
+        assert_errmsg_contains(path);
+        assert_errmsg_contains("address space");
+        assert_false(mapped_at_zero());
+    }
+    assert_int_equal(tu_write_file(path, orig, len), 0);
+    check_heap_file(path, 5000);
+    free(orig);
+    unlink(path);
+
+    /* a new heap asked for at such a base */
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 1 * GiB);
+    cfg.base = (void *)(uintptr_t)(top - 512 * MiB);
+    errno = 0;
+    assert_null(mmh_open(path, &cfg));
+    assert_int_equal(errno, EINVAL);
+    assert_errmsg_contains(path);
+    assert_errmsg_contains("address space");
+    assert_int_equal(access(path, F_OK), -1);
+    free(path);
+}
+
 /* Damage beyond the checksummed header: each makes the file refused
  * (before mmh_open checked the structure, the first sent a commit into an
  * endless loop, others crashed), and the file opens again once restored. */
@@ -504,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_newer_version),
         cmocka_unit_test(test_header_byte_flips),
         cmocka_unit_test(test_zeroed_header),
+        cmocka_unit_test(test_crafted_base),
         cmocka_unit_test(test_damaged_metadata),
         cmocka_unit_test(test_damaged_block_list),
     };

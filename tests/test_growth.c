@@ -1,6 +1,7 @@
 /* test_growth: heaps grow in place up to max_size; chosen bases. */
 #include "testutil.h"
 
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -392,6 +393,77 @@ static void test_free_punches_file(void **state)
     free(path);
 }
 
+/* A private heap on a full tmpfs (16 MiB, a private mount namespace):
+ * blocks are allocated and every byte stored, until mmh_alloc fails with
+ * ENOMEM naming the file; then half are freed, a commit hands their pages
+ * back (holes in the file) and the heap is filled again.  Growth and reuse
+ * once reserved nothing on tmpfs, where a fault on a hole of even a
+ * private mapping needs a page: the stores died of SIGBUS.  Exit 77: not
+ * allowed to mount (not root). */
+#define TMPFS_BLOCK (256 * KiB)
+
+static int fill(mmh_heap *h, unsigned char **blocks, size_t cap, size_t *n)
+{
+    while (*n < cap) {
+        errno = 0;
+        unsigned char *p = mmh_alloc(h, TMPFS_BLOCK);
+        if (!p) {
+            CK(errno == ENOMEM);
+            CK(strstr(mmh_errmsg(), "tmpfs.heap") != NULL);
+            return 0;
+        }
+        memset(p, 0x6b, TMPFS_BLOCK);
+        blocks[(*n)++] = p;
+    }
+    fprintf(stderr, "%zu blocks of %zu bytes fit in a 16 MiB tmpfs\n", cap, (size_t)TMPFS_BLOCK);
+    return 1;
+}
+
+static int tmpfs_full_child(void *arg)
+{
+    const char *dir = arg;
+    signal(SIGBUS, SIG_DFL); /* cmocka's handler would carry on in this child */
+    if (tu_private_tmpfs(dir, "size=16m") != 0)
+        return 77;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tmpfs.heap", dir);
+    mmh_config cfg = tu_cfg(MMH_CREATE, 4 * MiB, 256 * MiB);
+    mmh_heap *h = mmh_open(path, &cfg);
+    CK(h != NULL);
+    enum { CAP = 256 };
+    unsigned char *blocks[CAP];
+    size_t n = 0;
+    CK(fill(h, blocks, CAP, &n) == 0);
+    CK(n > 4);
+    for (size_t i = 0; i < n; i += 2)
+        mmh_free(h, blocks[i]);
+    for (size_t i = 1, j = 0; i < n; i += 2)
+        blocks[j++] = blocks[i];
+    n /= 2;
+    (void)mmh_commit(h); /* punches the purged ranges, if it has room */
+    CK(fill(h, blocks, CAP, &n) == 0);
+    for (size_t i = 0; i < n; i++)
+        CK(tu_all_bytes(blocks[i], TMPFS_BLOCK, 0x6b));
+    mmh_close(h);
+    return 0;
+}
+
+static void test_full_tmpfs_private(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdir("tmpfs");
+    int st = tu_run_child(tmpfs_full_child, dir);
+    rmdir(dir);
+    free(dir);
+    if (WIFSIGNALED(st))
+        fail_msg("storing into blocks mmh_alloc returned on a full tmpfs: killed by signal %d "
+                 "(%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+        skip(); /* mounting a tmpfs is not allowed here */
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("full-tmpfs child failed (status %#x)", st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_many_heaps),
         cmocka_unit_test(test_free_returns_memory_anon),
         cmocka_unit_test(test_free_punches_file),
+        cmocka_unit_test(test_full_tmpfs_private),
     };
     return TU_RUN(tests);
 }

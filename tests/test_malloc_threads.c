@@ -7,6 +7,9 @@
  *    thread, and from a thread that is not main) frees the other threads'
  *    blocks, allocates, starts a thread, and exits 0 within a deadline;
  *  - more threads alive at once than the allocator has per-thread slots;
+ *    2,000 of them allocating and freeing all the time, within a deadline
+ *    far above what it takes (threads beyond the slots once retried in
+ *    sched_yield loops: 28 s where 1,000 threads took 0.5 s);
  *  - thread exit: destructors of a pthread key created after the allocator
  *    came up (so they run after any the allocator registered at its start)
  *    free and allocate, including a _Thread_local block; thousands of
@@ -24,6 +27,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <time.h>
 
 static uint64_t blk_seed(const void *p, size_t n)
 {
@@ -416,6 +420,145 @@ static void test_more_threads_than_slots(void **state)
         fail_msg("in use %zu before the threads, %zu after", used0, used1);
 }
 
+/* 2,000 threads alive at once, each replacing its HORDE_LIVE blocks over
+ * and over.  Halfway, with every thread holding its blocks, main checks that
+ * no two live blocks overlap; each block carries its owner's pattern until
+ * freed; the counts of mallocs and frees match.  The deadline is for a
+ * crawl, not a speed target (bench/bench_threads measures that): threads
+ * past it stop early and the test fails. */
+#define HORDE_LIVE  8
+#define HORDE_STEPS 2000
+#define HORDE_DEADLINE_S 15
+
+static pthread_barrier_t horde_half, horde_checked, horde_done;
+static struct blk (*horde)[HORDE_LIVE];
+static atomic_long horde_mallocs, horde_frees, horde_late;
+static struct timespec horde_deadline;
+
+static bool horde_past_deadline(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > horde_deadline.tv_sec ||
+           (now.tv_sec == horde_deadline.tv_sec && now.tv_nsec > horde_deadline.tv_nsec);
+}
+
+/* Replace block b by a new one of n bytes; false on a failure. */
+static bool horde_replace(struct blk *b, size_t n)
+{
+    if (b->p) {
+        if (!tu_verify(b->p, b->n, blk_seed(b->p, b->n)))
+            return false;
+        free(b->p);
+        horde_frees++;
+    }
+    if (!(b->p = malloc(n)))
+        return false;
+    horde_mallocs++;
+    b->n = n;
+    tu_fill(b->p, n, blk_seed(b->p, n));
+    return true;
+}
+
+static void *horde_member(void *arg)
+{
+    long id = (long)(intptr_t)arg;
+    tu_rng rng = { (uint64_t)id * 2 + 1 };
+    struct blk *mine = horde[id];
+    void *ret = NULL;
+    bool stopped = false; /* by a failure or the deadline: still meet the others */
+    for (long s = 0; s < HORDE_STEPS; s++) {
+        if (s == HORDE_STEPS / 2) {
+            pthread_barrier_wait(&horde_half); /* main checks the live blocks */
+            pthread_barrier_wait(&horde_checked);
+        }
+        if (stopped)
+            continue;
+        if (s % 64 == 0 && horde_past_deadline()) {
+            horde_late++;
+            stopped = true;
+        } else if (!horde_replace(&mine[tu_rand(&rng) % HORDE_LIVE],
+                                  tu_rand_log(&rng, 8, 2048))) {
+            ret = (void *)1;
+            stopped = true;
+        }
+    }
+    for (int k = 0; k < HORDE_LIVE; k++) {
+        if (mine[k].p && !tu_verify(mine[k].p, mine[k].n, blk_seed(mine[k].p, mine[k].n)))
+            ret = (void *)1;
+        free(mine[k].p);
+        horde_frees += mine[k].p != NULL;
+    }
+    pthread_barrier_wait(&horde_done); /* nobody exits (and frees a slot) early */
+    return ret;
+}
+
+static void test_thousands_of_threads(void **state)
+{
+    (void)state;
+    long n = tu_scaled(2000, 40);
+    size_t used0, used1, footprint;
+    tu_malloc_usage(&used0, &footprint);
+    horde = calloc((size_t)n, sizeof *horde);
+    pthread_t *th = calloc((size_t)n, sizeof *th);
+    tu_span *spans = calloc((size_t)n * HORDE_LIVE, sizeof *spans);
+    assert_non_null(horde);
+    assert_non_null(th);
+    assert_non_null(spans);
+    /* main meets the threads halfway */
+    assert_int_equal(pthread_barrier_init(&horde_half, NULL, (unsigned)n + 1), 0);
+    assert_int_equal(pthread_barrier_init(&horde_checked, NULL, (unsigned)n + 1), 0);
+    assert_int_equal(pthread_barrier_init(&horde_done, NULL, (unsigned)n), 0);
+    pthread_attr_t attr;
+    assert_int_equal(pthread_attr_init(&attr), 0);
+    assert_int_equal(pthread_attr_setstacksize(&attr, 128 * KiB), 0);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    horde_deadline = t0;
+    horde_deadline.tv_sec += (time_t)(HORDE_DEADLINE_S / test_scale());
+    for (long i = 0; i < n; i++)
+        if (pthread_create(&th[i], &attr, horde_member, (void *)(intptr_t)i) != 0)
+            fail_msg("creating thread %ld of %ld failed", i, n);
+
+    pthread_barrier_wait(&horde_half);
+    size_t ns = 0;
+    for (long i = 0; i < n; i++)
+        for (int k = 0; k < HORDE_LIVE; k++)
+            if (horde[i][k].p)
+                spans[ns++] = (tu_span){ (uintptr_t)horde[i][k].p,
+                                         (uintptr_t)horde[i][k].p + horde[i][k].n };
+    long overlap = tu_spans_sort_check(spans, ns);
+    pthread_barrier_wait(&horde_checked);
+
+    long bad = 0;
+    for (long i = 0; i < n; i++) {
+        void *ret = NULL;
+        assert_int_equal(pthread_join(th[i], &ret), 0);
+        bad += ret != NULL;
+    }
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    pthread_attr_destroy(&attr);
+    pthread_barrier_destroy(&horde_half);
+    pthread_barrier_destroy(&horde_checked);
+    pthread_barrier_destroy(&horde_done);
+    free(horde);
+    free(th);
+    free(spans);
+    if (overlap >= 0)
+        fail_msg("two live blocks of different threads overlap");
+    if (bad)
+        fail_msg("%ld of %ld threads failed to allocate or found a block corrupt", bad, n);
+    if (horde_late)
+        fail_msg("%ld threads took more than %d s (%ld threads stopped early; %.1f s in all)", n,
+                 HORDE_DEADLINE_S, (long)horde_late,
+                 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    assert_int_equal(horde_mallocs, horde_frees);
+    tu_malloc_usage(&used1, &footprint);
+    if (used1 > used0 + 256 * KiB)
+        fail_msg("in use %zu before the threads, %zu after", used0, used1);
+}
+
 /* --------------------------------------------------------- thread exit */
 
 #define BLOCK_IN_KEY 500
@@ -634,6 +777,7 @@ int main(void)
         cmocka_unit_test(test_cross_thread_frees),
         cmocka_unit_test(test_fork_while_allocating),
         cmocka_unit_test(test_more_threads_than_slots),
+        cmocka_unit_test(test_thousands_of_threads),
         cmocka_unit_test(test_thread_exit),
         cmocka_unit_test(test_snapshot_malloc_heap),
     };

@@ -2,6 +2,9 @@
  * incremental commits.  (test_track checks the dirty ranges themselves.) */
 #include "testutil.h"
 
+#include <stdbool.h>
+#include <sys/resource.h>
+
 /* Commit cost follows the pages written, not the heap size. */
 static void test_commit_incremental(void **state)
 {
@@ -162,13 +165,85 @@ static void test_touch_mprotect(void **state)
     free(path);
 }
 
-int main(void)
+/* In a fresh process (the probe's verdict is per process), with the
+ * descriptor limit raised one at a time from 3: every open that fails,
+ * with MMH_TRACK_UFFD or MMH_TRACK_AUTO, fails with EMFILE and says why;
+ * AUTO never settles for mprotect because descriptors ran out; and once
+ * there are enough, both get uffd (a shortage once made the first probe's
+ * "no" stick: AUTO gave every later heap mprotect, and UFFD failed with
+ * "not available: no error").  Exit 0, or 1 after printing why. */
+static int fd_starved(const char *dir)
 {
+    static const mmh_tracker trk[] = { MMH_TRACK_UFFD, MMH_TRACK_AUTO };
+    bool short_of_uffd = false; /* a failure reached the uffd tracker */
+    struct rlimit full;
+    CK(getrlimit(RLIMIT_NOFILE, &full) == 0);
+    for (rlim_t limit = 3; limit < 64; limit++) {
+        int opened = 0;
+        for (size_t t = 0; t < 2; t++) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s/starved-%d-%zu.heap", dir, (int)limit, t);
+            struct rlimit rl = { limit, full.rlim_max };
+            CK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+            mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+            cfg.tracker = trk[t];
+            errno = 0;
+            mmh_heap *h = mmh_open(path, &cfg);
+            int e = errno;
+            CK(setrlimit(RLIMIT_NOFILE, &full) == 0);
+            if (!h) {
+                errno = e;
+                CK(e == EMFILE);
+                CK(strstr(mmh_errmsg(), "no error") == NULL);
+                CK(strstr(mmh_errmsg(), dir) != NULL); /* the file or its directory */
+                short_of_uffd |= strstr(mmh_errmsg(), "userfaultfd") != NULL ||
+                                 strstr(mmh_errmsg(), "pagemap") != NULL;
+                continue;
+            }
+            struct mmh_stats st = tu_stats(h);
+            CK(st.tracker == MMH_TRACK_UFFD);
+            CK(mmh_close(h) == 0);
+            opened++;
+        }
+        if (opened == 2) {
+            CK(short_of_uffd);
+            return 0;
+        }
+    }
+    fprintf(stderr, "no open succeeded with up to 64 descriptors\n");
+    return 1;
+}
+
+static void test_uffd_probe_retried(void **state)
+{
+    (void)state;
+    char *path = tu_path("probe.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    cfg.tracker = MMH_TRACK_UFFD;
+    mmh_heap *h = mmh_open(path, &cfg);
+    if (!h) {
+        assert_int_equal(errno, ENOTSUP);
+        free(path);
+        skip(); /* no uffd tracker on this kernel */
+    }
+    assert_int_equal(mmh_close(h), 0);
+    unlink(path);
+    free(path);
+    int st = tu_run_self((const char *[]){ "--fd-starved", tu_dir(), NULL });
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("the fd-starved process failed (status %#x)", st);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--fd-starved") == 0)
+        return fd_starved(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_incremental),
         cmocka_unit_test(test_trackers),
         cmocka_unit_test(test_tracker_contract),
         cmocka_unit_test(test_touch_mprotect),
+        cmocka_unit_test(test_uffd_probe_retried),
     };
     return TU_RUN(tests);
 }
