@@ -145,12 +145,12 @@ const char *mmh_base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
-/* Make the names in dir durable: a file created, linked or renamed there. */
-int mmh_sync_dir(const char *dir)
+/* Make the names in dir durable: file, created, linked or renamed there. */
+int mmh_sync_dir(const char *dir, const char *file)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0 || fsync(fd) != 0) {
-        int rc = mmh_fail(errno, "cannot sync directory %s: %m", dir);
+        int rc = mmh_fail(errno, "%s: cannot sync its directory %s: %m", file, dir);
         if (fd >= 0)
             close(fd);
         return rc;
@@ -165,7 +165,7 @@ int mmh_sync_parent_dir(const char *path)
     char *dir = mmh_dir_of(path);
     if (!dir)
         return mmh_fail(ENOMEM, "%s: out of memory", path);
-    int rc = mmh_sync_dir(dir);
+    int rc = mmh_sync_dir(dir, path);
     mmh_meta_free(dir);
     return rc;
 }

@@ -503,7 +503,7 @@ MMH_HIDDEN int mmh_image_write(mmh_heap *h, int fd, const char *file, const mmh_
                                size_t n, const mmh_hdr *hdr);
 MMH_HIDDEN char *mmh_dir_of(const char *path);
 MMH_HIDDEN const char *mmh_base_name(const char *path);
-MMH_HIDDEN int   mmh_sync_dir(const char *dir);
+MMH_HIDDEN int   mmh_sync_dir(const char *dir, const char *file);
 MMH_HIDDEN int   mmh_sync_parent_dir(const char *path);
 
 /* heap.c: does the name path (relative to dir_fd) hold the file fd? */

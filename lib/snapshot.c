@@ -153,7 +153,7 @@ static int write_image(mmh_heap *h, mmh_job *job)
         if (lock >= 0)
             close(lock);
     }
-    return rc == 0 ? mmh_sync_dir(job->dir) : -1;
+    return rc == 0 ? mmh_sync_dir(job->dir, job->path) : -1;
 }
 
 static _Noreturn void child_run(mmh_heap *h, mmh_job *job, int wfd, uint64_t start)
