@@ -24,10 +24,14 @@
  * The checks on top of "no crash, no sanitizer report":
  * - a failed mmh_open returns NULL with errno set and a message naming the
  *   file;
+ * - every heap that opened writable gets a block of every size class:
+ *   mmh_open checks each page descriptor's list heads and counts, so the
+ *   first block a class's current page hands out is sound whatever the
+ *   checker says of the rest;
  * - only heaps that the checker (lib/check.c, `mmheap check`) finds sound
- *   are allocated in (OPT_EXERCISE): mmh_open checks a heap's structure,
- *   not the free lists of blocks inside its pages, so allocation in a heap
- *   whose free lists are damaged is not defended;
+ *   are allocated in further (OPT_EXERCISE): mmh_open checks a heap's
+ *   structure, not the free lists of blocks inside its pages, so allocation
+ *   in a heap whose free lists are damaged is not defended;
  * - a read-only heap refuses allocation with EROFS;
  * - a heap that a writable open committed and closed successfully opens
  *   again (read-only) with no journal left waiting;
@@ -339,6 +343,16 @@ static void exercise_allocator(mmh_heap *h, bool writable, const uint8_t *data, 
         (void)mmh_set_root(h, blocks[1]);
 }
 
+/* One block of every size class, written and freed: what any heap that
+ * opened must allow. */
+static void alloc_every_class(mmh_heap *h, int c)
+{
+    for (unsigned cls = 1; cls < MMH_CLASSES; cls++) {
+        size_t n = mmh_class_size(cls);
+        mmh_free(h, use_block(h, mmh_alloc(h, n), n, c, "mmh_alloc (every class)"));
+    }
+}
+
 /* Does the checker find the heap as the next open will see it sound? */
 static bool heap_sound(void)
 {
@@ -376,6 +390,8 @@ static void open_and_use(unsigned opts, const uint8_t *data, size_t size)
     volatile const char *root = mmh_root(h);
     if (root)
         (void)*root; /* inside the mapping: readable */
+    if (writable || (cfg.flags & MMH_VOLATILE))
+        alloc_every_class(h, size ? data[0] : 0);
     if ((opts & OPT_EXERCISE) && sound)
         exercise_allocator(h, writable || (cfg.flags & MMH_VOLATILE), data, size);
     int committed = mmh_commit(h);

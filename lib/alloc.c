@@ -144,10 +144,8 @@ bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp)
     mmh_page *pg = mmh_page_of(p);
     *pgp = pg;
     switch (pg->kind) {
-    case MMH_PAGE_SMALL: {
-        size_t in = (size_t)((const char *)p - mmh_page_start(pg));
-        return in % pg->block_size == 0 && in / pg->block_size < pg->capacity;
-    }
+    case MMH_PAGE_SMALL:
+        return mmh_block_start(pg, p);
     case MMH_PAGE_LARGE:
     case MMH_PAGE_HUGE:
         return pg->free == rel;
@@ -156,36 +154,55 @@ bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp)
     }
 }
 
-static void free_block(mmh_heap *h, mmh_tbind *b, mmh_page *pg, void *p)
+/* false: p heads its page's free list, freed already */
+static bool free_block(mmh_heap *h, mmh_tbind *b, mmh_page *pg, void *p)
 {
     if (pg->kind != MMH_PAGE_SMALL) {
         large_free(h, pg, p);
-    } else if (pg->slot == b->slot_id) {
-        mmh_page_push_own(h, b, pg, p);
-    } else {
-        mmh_page_free_remote(h, pg, p);
+        return true;
     }
+    if (pg->slot == b->slot_id)
+        return mmh_page_push_own(h, b, pg, p);
+    return mmh_page_free_remote(h, pg, p);
 }
 
-bool mmh_free_slow(mmh_heap *h, void *p)
+mmh_free_result mmh_free_slow(mmh_heap *h, void *p)
 {
     mmh_page *pg;
+    bool freed;
     if (!mmh_block_valid(h, p, &pg))
-        return false;
+        return MMH_FREE_INVALID;
     int saved = errno;
     mmh_tbind *b = mmh_bind(h);
     if (b) {
-        free_block(h, b, pg, p);
+        freed = free_block(h, b, pg, p);
     } else if (errno == EAGAIN) {
         mmh_tbind borrowed;
         mmh_slot_borrow(h, &borrowed);
-        free_block(h, &borrowed, pg, p);
+        freed = free_block(h, &borrowed, pg, p);
         mmh_slot_return(&borrowed);
     } else {
-        return true; /* a read-only heap: errno and the reason say so */
+        return MMH_FREED; /* a read-only heap: errno and the reason say so */
     }
     errno = saved;
-    return true;
+    return freed ? MMH_FREED : MMH_FREE_DOUBLE;
+}
+
+/* What the fast path leaves: large blocks, a thread not yet bound, a
+ * memcheck heap, and bad pointers, reported here. */
+static void free_slow(mmh_heap *h, void *p)
+{
+    switch (mmh_free_slow(h, p)) {
+    case MMH_FREED:
+        break;
+    case MMH_FREE_INVALID:
+        mmh_fail(EINVAL, "mmh_free: %p is not the start of a live block of heap %s", p,
+                 h->path);
+        break;
+    case MMH_FREE_DOUBLE:
+        mmh_fail(EINVAL, "mmh_free: %p of heap %s is free already (a double free)", p, h->path);
+        break;
+    }
 }
 
 void mmh_free(mmh_heap *h, void *p)
@@ -194,8 +211,8 @@ void mmh_free(mmh_heap *h, void *p)
         return;
     if (unlikely(!h))
         mmh_fail(EINVAL, "mmh_free: heap is NULL");
-    else if (unlikely(!mmh_free_fast(h, p) && !mmh_free_slow(h, p)))
-        mmh_fail(EINVAL, "mmh_free: %p is not a block of heap %s", p, h->path);
+    else if (unlikely(!mmh_free_fast(h, p)))
+        free_slow(h, p);
 }
 
 size_t mmh_usable_size(mmh_heap *h, const void *p)

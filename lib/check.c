@@ -183,10 +183,12 @@ static const mmh_page *sliced_desc(const walk *w, uint64_t off, size_t *seg, siz
 
 /* ---- small pages ---------------------------------------------------------- */
 
+static const char remote_list[] = "remote";
+
 /* Walk one of a page's block lists (the owner's, or the remote one),
  * marking blocks in seen; the number of blocks, or -1 after a problem.
- * Without w->full, only the first block: the rest are in the pages, and
- * mmh_open must not read every page of the heap. */
+ * Without w->full, only the first block (two of a remote list): the rest
+ * are in the pages, and mmh_open must not read every page of the heap. */
 static long block_list(walk *w, const mmh_page *pg, uint64_t pg_off, uint64_t first,
                        uint8_t *seen, const char *which)
 {
@@ -212,7 +214,10 @@ static long block_list(walk *w, const mmh_page *pg, uint64_t pg_off, uint64_t fi
             return -1;
         }
         seen[b / 8] |= (uint8_t)(1u << (b % 8));
-        if (!w->full)
+        /* Without w->full, a remote list is followed one step: such lists
+         * are rare at a quiescent point, and the allocator follows them
+         * all at once when it collects them. */
+        if (!w->full && (n > 0 || which != remote_list))
             return 1;
         off = *(const uint64_t *)(w->base + off);
     }
@@ -250,9 +255,16 @@ static void check_small(walk *w, const mmh_page *pg, uint64_t pg_off, size_t sli
     uint64_t x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
     long nfree = block_list(w, pg, pg_off, pg->free, seen, "owner's");
     long nremote = nfree < 0 ? -1 : block_list(w, pg, pg_off, x & ~(uint64_t)MMH_XF_FLAGS,
-                                               seen, "remote");
-    if (!w->full) /* only the lists' first blocks were looked at */
-        nfree = pg->capacity - pg->used, nremote = 0;
+                                               seen, remote_list);
+    if (!w->full && nremote >= 0) {
+        /* Only the lists' first blocks were looked at: the owner's list
+         * holds the carved blocks not in use, the remote one some in use. */
+        if ((pg->free == 0) != (pg->used == pg->capacity))
+            problem(w, pg_off, "small page at %#llx: %u of %u blocks used, but the owner's "
+                    "free list is %s", (unsigned long long)start, pg->used, pg->capacity,
+                    pg->free ? "not empty" : "empty");
+        nfree = pg->capacity - pg->used, nremote = nremote > 0;
+    }
     if (nfree >= 0 && pg->used + (uint64_t)nfree != pg->capacity)
         problem(w, pg_off, "small page at %#llx: %u blocks used and %ld free do not add up to "
                 "the %u carved", (unsigned long long)start, pg->used, nfree, pg->capacity);

@@ -363,6 +363,17 @@ static inline mmh_page *mmh_page_of(const void *p)
     return pg - pg->slice_offset;
 }
 
+/* p's offset from the start of its span, as mmh_page_of finds the span
+ * (cheaper than p - mmh_page_start(mmh_page_of(p))). */
+static inline size_t mmh_span_offset(const void *p)
+{
+    uintptr_t seg = ((uintptr_t)p - 1) & ~(uintptr_t)MMH_SEG_MASK;
+    const mmh_segment *s = (const mmh_segment *)(seg + MMH_SEGHDR_OFFSET);
+    uintptr_t in_seg = (uintptr_t)p - seg;
+    return (in_seg & (MMH_SLICE_SIZE - 1)) +
+           ((size_t)s->pages[in_seg >> MMH_SLICE_SHIFT].slice_offset << MMH_SLICE_SHIFT);
+}
+
 static inline char *mmh_page_start(const mmh_page *pg)
 {
     uintptr_t seg = (uintptr_t)pg & ~(uintptr_t)MMH_SEG_MASK;
@@ -467,7 +478,8 @@ MMH_HIDDEN int       mmh_punch_purged(mmh_heap *h, mmh_range_fn punch);
 /* page.c: small pages, owner side */
 MMH_HIDDEN void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls);
 MMH_HIDDEN void  mmh_page_free_local(mmh_heap *h, mmh_tbind *b, mmh_page *pg);
-MMH_HIDDEN void  mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p);
+/* false, nothing done, if p heads the remote free list already */
+MMH_HIDDEN bool  mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p);
 MMH_HIDDEN void  mmh_slot_trim(mmh_heap *h, mmh_slot *slot);
 
 /* thread.c: bindings and slots */
@@ -682,9 +694,31 @@ MMH_HIDDEN bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp);
  * them; everything else is in the *_slow functions. */
 
 MMH_HIDDEN void *mmh_alloc_slow(mmh_heap *h, size_t size, size_t align);
-/* Free p (not NULL) into h: false, errno untouched, if it is no block of
- * h; true, errno EROFS, if h is read-only. */
-MMH_HIDDEN bool  mmh_free_slow(mmh_heap *h, void *p);
+
+/* What mmh_free_slow made of a pointer. */
+typedef enum {
+    MMH_FREED = 0,    /* freed; or, errno EROFS, h is read-only      */
+    MMH_FREE_INVALID, /* no block of h (errno untouched, h untouched) */
+    MMH_FREE_DOUBLE,  /* the block freed last, freed again: the head
+                         of its page's free list (likewise)          */
+} mmh_free_result;
+
+/* Free p (not NULL) into h. */
+MMH_HIDDEN mmh_free_result mmh_free_slow(mmh_heap *h, void *p);
+
+/* Reciprocals of the class sizes, by mmh_page.cls (all 256 values, so a
+ * damaged one stays inside the table; 0 past the classes). */
+extern const uint32_t mmh_class_recip[256] MMH_HIDDEN;
+
+/* Is p the start of a block the small page pg has carved?  A multiply
+ * instead of a division: (in * recip) >> 32 is the exact quotient for
+ * every multiple of the block size a page holds (< 2^19), and a product
+ * equal to in proves the boundary whatever the quotient. */
+static inline bool mmh_block_start(const mmh_page *pg, const void *p)
+{
+    uint64_t in = mmh_span_offset(p), i = (in * mmh_class_recip[pg->cls]) >> 32;
+    return i * pg->block_size == in && i < pg->capacity;
+}
 
 static inline void *mmh_page_pop(mmh_heap *h, mmh_page *pg)
 {
@@ -709,24 +743,29 @@ static inline __attribute__((always_inline)) void *mmh_alloc_fast(mmh_heap *h, s
     return mmh_alloc_slow(h, size, MMH_MIN_ALIGN);
 }
 
-/* p back onto pg, a page of b's slot.  The slow part is needed only when a
- * page other than its class's current one empties, or a parked (full) page
- * gets a block back. */
-static inline __attribute__((always_inline)) void mmh_page_push_own(mmh_heap *h, mmh_tbind *b,
+/* p, a block of pg (a page of b's slot), back onto its free list; false,
+ * nothing done, if p heads the list already (a double free).  The slow
+ * part is needed only when a page other than its class's current one
+ * empties, or a parked (full) page gets a block back. */
+static inline __attribute__((always_inline)) bool mmh_page_push_own(mmh_heap *h, mmh_tbind *b,
                                                                     mmh_page *pg, void *p)
 {
+    uint64_t off = mmh_off(h, p);
+    if (unlikely(pg->free == off))
+        return false;
     if (unlikely(!mmh_block_freeing(h, p, pg->block_size)))
-        return;
+        return true; /* free already: the checker reported it */
     mmh_link_set(h, p, pg->free);
-    pg->free = mmh_off(h, p);
+    pg->free = off;
     if (unlikely((--pg->used == 0 && b->slot->pages[pg->cls] != mmh_off(h, pg)) ||
                  (pg->flags & MMH_PF_FULL)))
         mmh_page_free_local(h, b, pg);
+    return true;
 }
 
 /* A small block back onto a page the thread owns, or onto the remote-free
- * list of another thread's page; false when p is anything else
- * (mmh_free_slow's work). */
+ * list of another thread's page; false when p is anything else, a bad
+ * pointer included (mmh_free_slow's work, and its report). */
 static inline __attribute__((always_inline)) bool mmh_free_fast(mmh_heap *h, void *p)
 {
     mmh_tbind *b = &mmh_tls_binds[0];
@@ -736,16 +775,16 @@ static inline __attribute__((always_inline)) bool mmh_free_fast(mmh_heap *h, voi
                  h->segmap[(rel - 1) >> MMH_SEG_SHIFT] != MMH_SEGMAP(MMH_SEGMAP_SLICED, 0)))
         return false;
     mmh_page *pg = mmh_page_of(p);
+    if (unlikely(!mmh_block_start(pg, p))) /* large blocks too: capacity 0 */
+        return false;
     if (unlikely(pg->slot != b->slot_id)) {
         if (pg->kind != MMH_PAGE_SMALL || !pg->slot)
             return false;
-        mmh_page_free_remote(h, pg, p); /* the page stays while p is live */
-        return true;
+        return mmh_page_free_remote(h, pg, p); /* the page stays while p is live */
     }
     if (mmh_memcheck(h))
         return false;
-    mmh_page_push_own(h, b, pg, p);
-    return true;
+    return mmh_page_push_own(h, b, pg, p);
 }
 
 #endif /* MMH_INTERNAL_H */

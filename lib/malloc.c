@@ -89,14 +89,30 @@ EXPORT void *malloc(size_t size)
     return likely(p) ? p : alloc_failed("malloc", size);
 }
 
+/* A bad pointer to free is a bug that corrupts memory next: stop here, as
+ * glibc does, with a line written without allocating. */
+static __attribute__((noreturn, cold)) void free_abort(const char *what, void *p)
+{
+    mmh_log("free(): %s %p", what, p);
+    abort();
+}
+
 static __attribute__((noinline)) void free_slow(mmh_heap *h, void *p)
 {
     if (!p)
         return;
-    if (!in_default(h, p))
+    if (!in_default(h, p)) {
         free_foreign(p);
-    else if (!mmh_free_slow(h, p) && mmh_opts.verbose)
-        mmh_log("free(%p): not a live block of the default heap; ignored", p);
+        return;
+    }
+    switch (mmh_free_slow(h, p)) {
+    case MMH_FREED:
+        break;
+    case MMH_FREE_INVALID:
+        free_abort("invalid pointer", p);
+    case MMH_FREE_DOUBLE:
+        free_abort("double free of", p);
+    }
 }
 
 EXPORT void free(void *p)

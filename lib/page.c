@@ -20,6 +20,19 @@
  * as they are used, not when they are created. */
 #define EXTEND_BYTES 4096u
 
+/* mmh_class_recip: ceil(2^32 / size) of each class (mmh_class_size, as a
+ * constant expression). */
+#define CLASS_SIZE(c) ((c) <= 8 ? (c) * 16ull : \
+    (1ull << (7 + ((c) - 9) / 4)) + (((c) - 9) % 4 + 1) * (1ull << (5 + ((c) - 9) / 4)))
+#define RECIP(c)  (uint32_t)((((uint64_t)1 << 32) + CLASS_SIZE(c) - 1) / CLASS_SIZE(c))
+#define RECIP8(c) RECIP(c), RECIP(c + 1), RECIP(c + 2), RECIP(c + 3), \
+                  RECIP(c + 4), RECIP(c + 5), RECIP(c + 6), RECIP(c + 7)
+
+const uint32_t mmh_class_recip[256] = {
+    0, RECIP8(1), RECIP8(9), RECIP8(17), RECIP8(25), RECIP8(33), RECIP8(41),
+};
+_Static_assert(CLASS_SIZE(MMH_CLASSES - 1) == MMH_SMALL_MAX, "the table covers the classes");
+
 /* ---- the slot's class rings ---------------------------------------------
  * The pages of a class that are not parked form a ring (next/prev); the
  * slot's pages[cls] is the current page, the one the fast path allocates
@@ -232,18 +245,23 @@ void mmh_page_free_local(mmh_heap *h, mmh_tbind *b, mmh_page *pg)
 
 /* Push p onto its page's remote free list.  When the page's slot has no
  * owner (its thread exited), nobody would ever collect it: adopt the slot
- * for a moment and give the page back if this free emptied it. */
-void mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p)
+ * for a moment and give the page back if this free emptied it.  The head
+ * of the list is the double free this can see: the owner's list is the
+ * owner's to read. */
+bool mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p)
 {
     uint32_t slot_id = pg->slot; /* stable while p is live */
+    uint64_t x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
+    if ((x & ~(uint64_t)MMH_XF_FLAGS) == mmh_off(h, p))
+        return false;
     if (!mmh_block_freeing(h, p, pg->block_size))
-        return;
+        return true; /* free already: the checker reported it */
     push_remote(h, pg, p);
     mmh_slot *slot = &h->slots[slot_id - 1];
     uint64_t none = 0;
     if (atomic_load_explicit(&slot->owner, memory_order_relaxed) != 0 ||
         !atomic_compare_exchange_strong(&slot->owner, &none, UINT64_MAX))
-        return;
+        return true;
     drain_notified(h, slot);
     if (pg->kind == MMH_PAGE_SMALL && pg->slot == slot_id) { /* not given back meanwhile */
         collect(h, pg);
@@ -251,6 +269,7 @@ void mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p)
             retire(h, slot, pg);
     }
     atomic_store(&slot->owner, 0);
+    return true;
 }
 
 static void push_remote(mmh_heap *h, mmh_page *pg, void *p)

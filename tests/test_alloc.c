@@ -426,6 +426,198 @@ static void test_free_invalid(void **state)
     assert_int_equal(tu_stats(h).allocations, st0.allocations - 1);
 }
 
+/* The small sizes the bad-free tests go through: 1- and 8-slice pages. */
+static const size_t bad_free_sizes[] = { 16, 32, 48, 100, 160, 1000, 4096, 9000, 70000, 131072 };
+#define BAD_FREE_SIZES (sizeof bad_free_sizes / sizeof bad_free_sizes[0])
+
+/* mmh_free(h, p) is refused: EINVAL, and a message naming p. */
+static int free_refused(mmh_heap *h, void *p, const char *what)
+{
+    errno = 0;
+    mmh_free(h, p);
+    if (errno != EINVAL) {
+        fprintf(stderr, "%s: mmh_free(%p): errno %d, not EINVAL\n", what, p, errno);
+        return 0;
+    }
+    char hex[32];
+    snprintf(hex, sizeof hex, "%lx", (unsigned long)(uintptr_t)p);
+    if (!strstr(mmh_errmsg(), hex)) {
+        fprintf(stderr, "%s: message \"%s\" does not name %p\n", what, mmh_errmsg(), p);
+        return 0;
+    }
+    return 1;
+}
+
+/* No block among the next allocations of n bytes overlaps [a, a + len). */
+static int no_overlap(mmh_heap *h, const char *a, size_t len, size_t n, const char *what)
+{
+    void *got[4];
+    int ok = 1;
+    for (int k = 0; k < 4; k++) {
+        char *b = got[k] = mmh_alloc(h, n);
+        if (!b || (b + n > a && b < a + len)) {
+            fprintf(stderr, "%s: mmh_alloc(%zu) returned %p, inside the live block %p\n",
+                    what, n, (void *)b, (const void *)a);
+            ok = 0;
+        }
+        for (int j = 0; j < k; j++)
+            if (got[j] == b) {
+                fprintf(stderr, "%s: mmh_alloc(%zu) returned %p twice\n", what, n, (void *)b);
+                ok = 0;
+            }
+    }
+    for (int k = 0; k < 4; k++)
+        mmh_free(h, got[k]);
+    return ok;
+}
+
+/* Interior pointers of small blocks, in 1- and 8-slice pages: refused,
+ * naming the pointer, and the heap is untouched (the next allocations do
+ * not hand out the interior pointer, which would overlap a live block). */
+static int free_interior_in(mmh_heap *h, char *const *blocks, const char *what)
+{
+    int ok = 1;
+    for (size_t i = 0; i < BAD_FREE_SIZES; i++) {
+        size_t n = bad_free_sizes[i];
+        char *a = blocks[i];
+        size_t offs[] = { 16, (n / 2) & ~(size_t)15, n - 16 };
+        for (size_t k = 0; k < 3; k++)
+            if (offs[k] && offs[k] < n) /* 16-byte blocks have no interior */
+                ok &= free_refused(h, a + offs[k], what);
+        ok &= no_overlap(h, a, n, n, what);
+        ok &= tu_verify(a, n, n);
+    }
+    return ok;
+}
+
+static char **alloc_bad_free_blocks(mmh_heap *h)
+{
+    static char *blocks[BAD_FREE_SIZES];
+    for (size_t i = 0; i < BAD_FREE_SIZES; i++) {
+        blocks[i] = mmh_alloc(h, bad_free_sizes[i]);
+        assert_non_null(blocks[i]);
+        tu_fill(blocks[i], bad_free_sizes[i], bad_free_sizes[i]);
+    }
+    return blocks;
+}
+
+static void test_free_interior(void **state)
+{
+    mmh_heap *h = *state;
+    char **blocks = alloc_bad_free_blocks(h);
+    struct mmh_stats st0 = tu_stats(h);
+    assert_true(free_interior_in(h, blocks, "owner"));
+    assert_int_equal(tu_stats(h).allocations, st0.allocations);
+    for (size_t i = 0; i < BAD_FREE_SIZES; i++)
+        mmh_free(h, blocks[i]);
+}
+
+typedef struct bad_free_arg {
+    mmh_heap *h;
+    char    **blocks;
+    int       ok;
+} bad_free_arg;
+
+static void *free_interior_thread(void *p)
+{
+    bad_free_arg *a = p;
+    a->ok = free_interior_in(a->h, a->blocks, "other thread");
+    return NULL;
+}
+
+/* Freed by a thread that does not own the blocks' pages: the remote path. */
+static void test_free_interior_remote(void **state)
+{
+    mmh_heap *h = *state;
+    bad_free_arg arg = { h, alloc_bad_free_blocks(h), 0 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, free_interior_thread, &arg), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(arg.ok);
+    for (size_t i = 0; i < BAD_FREE_SIZES; i++)
+        mmh_free(h, arg.blocks[i]);
+}
+
+/* A block past the ones a page has carved (a small page hands its blocks
+ * out in order): never allocated, so refused too. */
+static void test_free_uncarved(void **state)
+{
+    mmh_heap *h = *state;
+    char *a = mmh_alloc(h, 48);
+    assert_non_null(a);
+    assert_true(free_refused(h, a + 48 * 1000, "uncarved"));
+    mmh_free(h, a);
+}
+
+/* Freeing the block freed last, again (glibc's "double free detected"):
+ * refused, and the next two allocations get two blocks, not one twice. */
+static int double_free_in(mmh_heap *h, const char *what)
+{
+    int ok = 1;
+    for (size_t i = 0; i < BAD_FREE_SIZES; i++) {
+        size_t n = bad_free_sizes[i];
+        char *keep = mmh_alloc(h, n), *b = mmh_alloc(h, n); /* the page stays */
+        if (!keep || !b)
+            return 0;
+        mmh_free(h, b);
+        ok &= free_refused(h, b, what);
+        if (!strstr(mmh_errmsg(), "double free")) {
+            fprintf(stderr, "%s: message \"%s\" does not say double free\n", what,
+                    mmh_errmsg());
+            ok = 0;
+        }
+        char *c = mmh_alloc(h, n), *d = mmh_alloc(h, n);
+        if (!c || c == d) {
+            fprintf(stderr, "%s: after a double free of %p, mmh_alloc(%zu) returned %p "
+                    "and %p\n", what, (void *)b, n, (void *)c, (void *)d);
+            ok = 0;
+        }
+        mmh_free(h, c);
+        mmh_free(h, d);
+        mmh_free(h, keep);
+    }
+    return ok;
+}
+
+static void test_double_free(void **state)
+{
+    assert_true(double_free_in(*state, "owner"));
+}
+
+/* The remote path: each block is freed twice by a thread that does not
+ * own its page. */
+static void *double_free_thread(void *p)
+{
+    bad_free_arg *a = p;
+    a->ok = 1;
+    for (size_t i = 0; i < BAD_FREE_SIZES; i++) {
+        mmh_free(a->h, a->blocks[i]);
+        a->ok &= free_refused(a->h, a->blocks[i], "other thread");
+    }
+    return NULL;
+}
+
+static void test_double_free_remote(void **state)
+{
+    mmh_heap *h = *state;
+    char **keep = alloc_bad_free_blocks(h); /* the pages stay */
+    char *keep_copy[BAD_FREE_SIZES];
+    memcpy(keep_copy, keep, sizeof keep_copy);
+    bad_free_arg arg = { h, alloc_bad_free_blocks(h), 0 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, double_free_thread, &arg), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(arg.ok);
+    for (size_t i = 0; i < BAD_FREE_SIZES; i++) {
+        char *c = mmh_alloc(h, bad_free_sizes[i]), *d = mmh_alloc(h, bad_free_sizes[i]);
+        assert_non_null(c);
+        assert_ptr_not_equal(c, d);
+        mmh_free(h, c);
+        mmh_free(h, d);
+        mmh_free(h, keep_copy[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +632,11 @@ int main(void)
         cmocka_unit_test(test_reuse),
         cmocka_unit_test_setup_teardown(test_free_large_reduces_allocated, setup_heap, teardown_heap),
         cmocka_unit_test_setup_teardown(test_free_invalid, setup_heap, teardown_heap),
+        cmocka_unit_test_setup_teardown(test_free_interior, setup_heap, teardown_heap),
+        cmocka_unit_test_setup_teardown(test_free_interior_remote, setup_heap, teardown_heap),
+        cmocka_unit_test_setup_teardown(test_free_uncarved, setup_heap, teardown_heap),
+        cmocka_unit_test_setup_teardown(test_double_free, setup_heap, teardown_heap),
+        cmocka_unit_test_setup_teardown(test_double_free_remote, setup_heap, teardown_heap),
     };
     return TU_RUN(tests);
 }

@@ -15,12 +15,13 @@ static void child(const char *path, int what)
     mmh_heap *h = mmh_open(path, &cfg);
     if (!h)
         _exit(3);
-    int *p = mmh_alloc(h, 64), *big = mmh_alloc(h, 200 << 10);
-    if (!p || !big)
+    int *p = mmh_alloc(h, 64), *q = mmh_alloc(h, 64), *big = mmh_alloc(h, 200 << 10);
+    if (!p || !q || !big)
         _exit(3);
     p[3] = big[1000] = 7;
     mmh_free(h, big);
     mmh_free(h, p);
+    mmh_free(h, q); /* p is no longer the last freed: the allocator misses a double free */
     if (what == USE_AFTER_FREE)
         fprintf(stderr, "read after free: %d\n", *(volatile int *)&p[3]);
     else if (what == DOUBLE_FREE)

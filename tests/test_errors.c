@@ -562,6 +562,79 @@ static void test_damaged_block_list(void **state)
     free(path);
 }
 
+/* Damaged list heads and counts in a small page's descriptor: mmh_open
+ * reads the descriptors, not the pages, so it checks what it can there:
+ * each list head is a carved block of the page, the counts agree with
+ * which lists are empty, and a remote list (rare at a quiescent point, so
+ * cheap to follow one step) goes on to a block of the page.  Before these
+ * checks, a remote list head damaged into a live block opened, and the
+ * first allocation followed the block's contents as a link and crashed
+ * (one bit flipped, found by flipping every bit of every descriptor). */
+static void test_damaged_list_heads(void **state)
+{
+    (void)state;
+    char *path = tu_path("heads.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    mmh_heap *h = mmh_open(path, &cfg);
+    assert_non_null(h);
+    char *a = mmh_alloc(h, 4000), *b = mmh_alloc(h, 4000), *c = mmh_alloc(h, 4000);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    tu_fill(a, 4000, 7); /* a live block's first word: no offset of the page */
+    uint64_t a_off = mmh_offset(h, a);
+    mmh_free(h, c); /* the owner's list: c, then the uncarved rest */
+    assert_int_equal(mmh_set_root(h, b), 0);
+    assert_int_equal(mmh_close(h), 0);
+
+    size_t len = 0;
+    unsigned char *orig = tu_read_file(path, &len);
+    assert_non_null(orig);
+    const mmh_hdr *hdr = (const mmh_hdr *)orig;
+    const mmh_segment *s = (const mmh_segment *)(orig + MMH_SEGHDR_OFFSET);
+    const mmh_page *pg = &s->pages[hdr->first_slice];
+    assert_int_equal(pg->kind, MMH_PAGE_SMALL);
+    assert_true(pg->used == 2 && pg->capacity > 2);
+    const size_t page = MMH_SEGHDR_OFFSET + offsetof(mmh_segment, pages) +
+                        hdr->first_slice * sizeof(mmh_page);
+    const uint64_t zero = 0, free_bit62 = pg->free ^ ((uint64_t)1 << 62);
+    const uint64_t xfree_bit62 = (uint64_t)1 << 62;
+    const uint32_t all_used = pg->capacity, none_used = 0;
+    const struct {
+        const char *what;
+        size_t off;
+        const void *bytes;
+        size_t n;
+    } damage[] = {
+        { "owner's list head, bit 62 flipped", offsetof(mmh_page, free), &free_bit62, 8 },
+        { "remote list head, bit 62 flipped", offsetof(mmh_page, xfree), &xfree_bit62, 8 },
+        { "remote list head on a live block", offsetof(mmh_page, xfree), &a_off, 8 },
+        { "owner's list empty, blocks unaccounted", offsetof(mmh_page, free), &zero, 8 },
+        { "every block used, yet a free list", offsetof(mmh_page, used), &all_used, 4 },
+        { "no block used, yet a remote free", offsetof(mmh_page, used), &none_used, 4 },
+    };
+    const int codes[] = { EBADMSG };
+    for (size_t i = 0; i < sizeof damage / sizeof damage[0]; i++) {
+        unsigned char *copy = malloc(len);
+        assert_non_null(copy);
+        memcpy(copy, orig, len);
+        memcpy(copy + page + damage[i].off, damage[i].bytes, damage[i].n);
+        if (damage[i].bytes == &none_used) /* with a remote free to account for */
+            memcpy(copy + page + offsetof(mmh_page, xfree), &a_off, 8);
+        assert_int_equal(tu_write_file(path, copy, len), 0);
+        print_message("damaged: %s\n", damage[i].what);
+        expect_refused(path, codes, 1);
+        free(copy);
+    }
+    assert_int_equal(tu_write_file(path, orig, len), 0);
+    h = mmh_open(path, NULL);
+    assert_non_null(h);
+    assert_int_equal(mmh_close(h), 0);
+    free(orig);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -578,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_crafted_base),
         cmocka_unit_test(test_damaged_metadata),
         cmocka_unit_test(test_damaged_block_list),
+        cmocka_unit_test(test_damaged_list_heads),
     };
     return TU_RUN(tests);
 }

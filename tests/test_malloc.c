@@ -7,6 +7,9 @@
  */
 #include "testutil.h"
 
+#include <signal.h>
+#include <sys/resource.h>
+
 #include <pthread.h>
 #include <semaphore.h>
 #include <time.h>
@@ -715,6 +718,80 @@ static void test_malloc_reports(void **state)
     free(path);
 }
 
+/* Run free_bad(p) in a child whose stderr is a pipe: it must die of
+ * SIGABRT, as under glibc, with a line on stderr saying what and naming
+ * the pointer freed, bad. */
+static void expect_free_abort(void (*free_bad)(char *), char *p, const void *bad,
+                              const char *what)
+{
+    int pfd[2];
+    pid_t pid = tu_fork_piped(pfd, 0);
+    if (pid == 0) {
+        struct rlimit none = { 0, 0 };
+        setrlimit(RLIMIT_CORE, &none);
+        dup2(pfd[1], STDERR_FILENO);
+        free_bad(p);
+        _exit(0);
+    }
+    char out[1024];
+    size_t len = 0;
+    for (ssize_t n; len + 1 < sizeof out && (n = read(pfd[0], out + len, sizeof out - 1 - len)) > 0;)
+        len += (size_t)n;
+    out[len] = 0;
+    close(pfd[0]);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    char hex[40];
+    snprintf(hex, sizeof hex, "%p", bad);
+    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT || !strstr(out, what) || !strstr(out, hex))
+        fail_msg("free of a bad pointer %s: want SIGABRT and \"%s ... %s\" on stderr, got "
+                 "%s %d and \"%s\"", hex, what, hex, WIFSIGNALED(st) ? "signal" : "exit status",
+                 WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), out);
+}
+
+/* Through a pointer, so that the compiler does not warn about the bug. */
+static void (*volatile free_unchecked)(void *) = free;
+
+static void free_interior(char *p)
+{
+    free_unchecked(p + 16);
+}
+
+static void free_twice(char *p)
+{
+    free_unchecked(p);
+    free_unchecked(p);
+}
+
+static void *free_twice_thread(void *p)
+{
+    free_twice(p);
+    return NULL;
+}
+
+/* The second free by a thread that does not own the block's page. */
+static void free_twice_remote(char *p)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_twice_thread, p) == 0)
+        pthread_join(t, NULL);
+}
+
+static void test_free_bad_pointer_aborts(void **state)
+{
+    (void)state;
+    if (!tu_malloc_is_mmheap())
+        skip();
+    char *keep = malloc(100), *p = malloc(100); /* keep holds the page */
+    assert_non_null(keep);
+    assert_non_null(p);
+    expect_free_abort(free_interior, p, p + 16, "free(): invalid pointer");
+    expect_free_abort(free_twice, p, p, "free(): double free");
+    expect_free_abort(free_twice_remote, p, p, "free(): double free");
+    free(p);
+    free(keep);
+}
+
 /* Random malloc/calloc/realloc/aligned/free over a set of live blocks, each
  * checked against its pattern whenever it is touched. */
 static void test_random_ops(void **state)
@@ -806,6 +883,7 @@ int main(void)
         cmocka_unit_test(test_free_returns_memory),
         cmocka_unit_test(test_malloc_reports),
         cmocka_unit_test(test_random_ops),
+        cmocka_unit_test(test_free_bad_pointer_aborts),
     };
     return TU_RUN(tests);
 }

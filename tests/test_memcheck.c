@@ -46,13 +46,14 @@ static __attribute__((noinline)) void leak_block(mmh_heap *h)
 
 static __attribute__((noinline)) void use_after_free(mmh_heap *h)
 {
-    int *p = mmh_alloc(h, 64);
-    REQ(p);
+    int *p = mmh_alloc(h, 64), *q = mmh_alloc(h, 64);
+    REQ(p && q);
     p[0] = 1;
     mmh_free(h, p);
     fprintf(stderr, "read after free: %d\n", *(volatile int *)&p[0]);
     *(volatile int *)&p[5] = 2;
-    mmh_free(h, p); /* double free */
+    mmh_free(h, q);
+    mmh_free(h, p); /* a double free the allocator does not see: p is not the last freed */
 }
 
 static __attribute__((noinline)) void read_uninitialised(mmh_heap *h)
