@@ -89,11 +89,12 @@ EXPORT void *malloc(size_t size)
     return likely(p) ? p : alloc_failed("malloc", size);
 }
 
-/* A bad pointer to free is a bug that corrupts memory next: stop here, as
- * glibc does, with a line written without allocating. */
-static __attribute__((noreturn, cold)) void free_abort(const char *what, void *p)
+/* A bad pointer to free or realloc is a bug that corrupts memory next:
+ * stop here, as glibc does, with a line written without allocating. */
+static __attribute__((noreturn, cold)) void bad_pointer_abort(const char *fn, const char *what,
+                                                              void *p)
 {
-    mmh_log("free(): %s %p", what, p);
+    mmh_log("%s(): %s %p", fn, what, p);
     abort();
 }
 
@@ -109,9 +110,9 @@ static __attribute__((noinline)) void free_slow(mmh_heap *h, void *p)
     case MMH_FREED:
         break;
     case MMH_FREE_INVALID:
-        free_abort("invalid pointer", p);
+        bad_pointer_abort("free", "invalid pointer", p);
     case MMH_FREE_DOUBLE:
-        free_abort("double free of", p);
+        bad_pointer_abort("free", "double free of", p);
     }
 }
 
@@ -159,11 +160,8 @@ EXPORT void *realloc(void *p, size_t size)
     }
     void *q = mmh_realloc(h, p, size);
     if (unlikely(!q)) {
-        if (errno == EINVAL) { /* p is no block: say so, like glibc, but do not abort */
-            if (mmh_opts.verbose)
-                mmh_log("realloc(%p): %s", p, mmh_errmsg());
-            return NULL;
-        }
+        if (errno == EINVAL) /* p is no block */
+            bad_pointer_abort("realloc", "invalid pointer", p);
         return alloc_failed("realloc", size);
     }
     return q;

@@ -777,6 +777,13 @@ static void free_twice_remote(char *p)
         pthread_join(t, NULL);
 }
 
+static void *(*volatile realloc_unchecked)(void *, size_t) = realloc;
+
+static void realloc_interior(char *p)
+{
+    (void)!realloc_unchecked(p + 16, 200);
+}
+
 static void test_free_bad_pointer_aborts(void **state)
 {
     (void)state;
@@ -788,6 +795,7 @@ static void test_free_bad_pointer_aborts(void **state)
     expect_free_abort(free_interior, p, p + 16, "free(): invalid pointer");
     expect_free_abort(free_twice, p, p, "free(): double free");
     expect_free_abort(free_twice_remote, p, p, "free(): double free");
+    expect_free_abort(realloc_interior, p, p + 16, "realloc(): invalid pointer");
     free(p);
     free(keep);
 }
