@@ -429,6 +429,11 @@ static void test_snapshot_refuses_a_writers_file(void **state)
     assert_errmsg_contains(path);
     assert_pattern(mmh_root(w), 64 * KiB, 1);
     assert_int_equal(mmh_commit(w), 0);
+    /* The command does not touch a file a writer holds either. */
+    char out[4096];
+    const char *rec[] = { "recover", path, NULL };
+    if (tool(rec, out, sizeof out) != 3 || !strstr(out, "in use"))
+        fail_msg("mmheap recover of a heap a writer holds: %s", out);
 
     /* Replaced all the same (by rename): the writer's next commit fails
      * loudly instead of going where no open will find it. */
