@@ -65,7 +65,7 @@ struct pl_result {
     unsigned records, points, states, duplicates, violations;
     unsigned file_checks;     /* heap files checked: the others were
                                  checked before, byte for byte */
-    unsigned writes, syncs, dirsyncs, punches, truncs, links;
+    unsigned writes, syncs, dirsyncs, punches, truncs, links, failed_syncs;
 };
 
 /* Record the workload in a fresh directory under tmp, then check crash

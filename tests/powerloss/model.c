@@ -176,6 +176,7 @@ void pl_model_step(struct pl_model *m)
     case PL_SYNC:
     case PL_FAILSYNC:
         f = &m->file[m->rec_file[i] = file_of(m, r->ino)];
+        f->syncs++;
         for (size_t j = 0; r->op == PL_SYNC && j < f->npend; j++)
             pl_apply_mem(f, m->rec[f->pend[j]], m->data[f->pend[j]]);
         f->npend = 0;

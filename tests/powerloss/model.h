@@ -15,6 +15,7 @@ struct pl_file {                /* one inode's life: reused numbers are new file
     uint64_t  ino;
     char     *buf;              /* durable contents                        */
     size_t    size, cap;
+    unsigned  syncs;            /* syncs applied: which durable contents */
     unsigned *pend;             /* records not yet synced, in order        */
     size_t    npend, cappend;
     char      name[PL_NAME];    /* the last name it had, for reports      */

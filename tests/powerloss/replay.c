@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #define FIXED   6  /* the extremes, variants 0..5 */
-#define RANDOM  10 /* random mixtures per point   */
+#define RANDOM  58 /* random mixtures per point, at most */
 #define SECTOR  512
 #define PAGE    4096
 
@@ -143,64 +143,58 @@ static int apply_file(int fd, const struct pl_rec *r, const char *data, unsigned
     return 0;
 }
 
-static uint64_t hash_words(uint64_t h, const char *p, size_t n)
-{
-    uint64_t w;
-    for (; n >= 8; p += 8, n -= 8) {
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0x100000001b3ull;
-    }
-    return pl_hash(h, p, n);
-}
-
-static uint64_t hash_file(uint64_t h, int fd)
-{
-    static char buf[1 << 16];
-    ssize_t n;
-    for (off_t off = 0; (n = pread(fd, buf, sizeof buf, off)) > 0; off += n)
-        h = hash_words(h, buf, (size_t)n);
-    return h;
-}
-
-/* The contents of the named files of a state: their names and hashes. */
+/* The named files of a state, and for each a hash of how it is made: the
+ * file, its durable contents (by syncs applied), each pending change's
+ * fate.  Equal hashes, equal bytes: states are told apart without being
+ * built. */
 struct built {
-    unsigned n;
-    char     name[PL_MAX_NAMES][PL_NAME];
-    uint64_t hash[PL_MAX_NAMES];
+    unsigned       n;
+    struct pl_dent names[PL_MAX_NAMES];
+    uint64_t       hash[PL_MAX_NAMES];
 };
 
 static uint64_t built_hash(const struct built *b, const char *name)
 {
     for (unsigned i = 0; i < b->n; i++)
-        if (strcmp(b->name[i], name) == 0)
+        if (strcmp(b->names[i].name, name) == 0)
             return b->hash[i];
     return 0;
 }
 
-/* Make state s in dir, saying in *b what it holds. */
-static int build(const struct pl_model *m, const struct state *s, const char *dir,
-                 struct built *b)
+static void plan(const struct pl_model *m, const struct state *s, struct built *b)
 {
-    struct pl_dent names[PL_MAX_NAMES];
-    unsigned n = m->ndir;
-    char path[8192], first[PL_MAX_FILES][PL_NAME] = { { 0 } };
-    memcpy(names, m->dir, sizeof names);
+    b->n = m->ndir;
+    memcpy(b->names, m->dir, sizeof b->names);
     for (size_t i = 0; i < s->dir_kept; i++)
-        pl_dir_apply(m, names, &n, m->dpend[i]);
+        pl_dir_apply(m, b->names, &b->n, m->dpend[i]);
+    for (unsigned i = 0; i < b->n; i++) {
+        unsigned f = b->names[i].file;
+        uint64_t h = mix(f + 1) ^ mix(m->file[f].syncs + 0x9e3779b97f4a7c15ull);
+        for (size_t j = 0; j < s->n; j++)
+            if (m->rec_file[s->rec[j]] == f)
+                h = mix(h ^ mix(s->rec[j] * 4ull + s->fate[j]) ^
+                        (s->fate[j] == TORN ? s->seed[j] : 0));
+        b->hash[i] = h;
+    }
+}
+
+/* Make the state planned in b in dir. */
+static int build(const struct pl_model *m, const struct state *s, const char *dir,
+                 const struct built *b)
+{
+    const struct pl_dent *names = b->names;
+    unsigned n = b->n;
+    char path[8192], first[PL_MAX_FILES][PL_NAME] = { { 0 } };
     if (clear_dir(dir) != 0)
         return -1;
-    b->n = n;
     for (unsigned i = 0; i < n; i++) {
         unsigned f = names[i].file;
         snprintf(path, sizeof path, "%s/%s", dir, names[i].name);
-        memcpy(b->name[i], names[i].name, PL_NAME);
-        b->hash[i] = 0xcbf29ce484222325ull;
         if (first[f][0]) { /* a second name of the same file */
             char from[8192];
             snprintf(from, sizeof from, "%s/%s", dir, first[f]);
             if (link(from, path) != 0)
                 return -1;
-            b->hash[i] = built_hash(b, first[f]);
             continue;
         }
         memcpy(first[f], names[i].name, PL_NAME);
@@ -214,7 +208,6 @@ static int build(const struct pl_model *m, const struct state *s, const char *di
                 close(fd);
                 return -1;
             }
-        b->hash[i] = hash_file(b->hash[i], fd);
         close(fd);
     }
     return 0;
@@ -349,6 +342,7 @@ static void count(const struct pl_model *m, struct pl_result *res)
         res->points += crash_point(r);
         res->writes += r->op == PL_WRITE;
         res->syncs += r->op == PL_SYNC || r->op == PL_FAILSYNC;
+        res->failed_syncs += r->op == PL_FAILSYNC;
         res->dirsyncs += r->op == PL_DIRSYNC;
         res->punches += r->op == PL_FALLOC && (r->arg & FALLOC_FL_PUNCH_HOLE);
         res->truncs += r->op == PL_TRUNC;
@@ -384,11 +378,7 @@ static int walk(struct pl_model *m, const char *state, const char *tool,
             unsigned v = (first + i) % (FIXED + RANDOM);
             rng = mix(rng + v);
             decide(m, v, rng, &s);
-            if (build(m, &s, state, &b) != 0) {
-                fprintf(stderr, "powerloss: cannot build a state in %s: %m\n", state);
-                rc = -1;
-                break;
-            }
+            plan(m, &s, &b);
             uint64_t h = 0;
             unsigned which = 0;
             for (int k = 0; k < PL_FILES; k++) {
@@ -402,6 +392,11 @@ static int walk(struct pl_model *m, const char *state, const char *tool,
             if (set_add(&states, h)) {
                 res->duplicates++;
                 continue;
+            }
+            if (which && build(m, &s, state, &b) != 0) {
+                fprintf(stderr, "powerloss: cannot build a state in %s: %m\n", state);
+                rc = -1;
+                break;
             }
             res->states++;
             quota--;
