@@ -59,6 +59,9 @@ __attribute__((constructor)) static void resolve(void)
 #undef R
 }
 
+/* The real f, for a call made before the constructor ran. */
+#define REAL(f) (real.f ? real.f : (resolve(), real.f))
+
 void pl_record_start(int fd, const char *path)
 {
     dir_len = strlen(path);
@@ -100,7 +103,7 @@ static void emit(struct pl_rec *r, const struct iovec *data, int n)
     for (int i = 0; i <= n; i++) {
         if (k == 64 || (i == n && k)) {
             for (int j = 0; j < k;) { /* finish short writes */
-                ssize_t w = real.writev(log_fd, iov + j, k - j);
+                ssize_t w = REAL(writev)(log_fd, iov + j, k - j);
                 if (w < 0 && errno == EINTR)
                     continue;
                 if (w < 0)
@@ -196,7 +199,7 @@ static int open_common(int dirfd, const char *path, int flags, mode_t mode)
                        ? watched_name(path) : NULL;
     struct stat st;
     bool existed = name && lstat(path, &st) == 0;
-    int fd = real.openat(dirfd, path, flags, mode), err = errno;
+    int fd = REAL(openat)(dirfd, path, flags, mode), err = errno;
     if (fd >= 0 && name && !existed)
         record_name(PL_CREATE, name, NULL, path);
     /* An unnamed file: a new inode, maybe of a number a removed file had. */
@@ -249,7 +252,7 @@ static int iov_prefix(const struct iovec *iov, int n, size_t done, struct iovec 
 
 ssize_t pwritev(int fd, const struct iovec *iov, int n, off_t off)
 {
-    ssize_t done = real.pwritev(fd, iov, n, off);
+    ssize_t done = REAL(pwritev)(fd, iov, n, off);
     int err = errno;
     if (done > 0 && n <= IOV_MAX) {
         struct iovec part[IOV_MAX];
@@ -264,7 +267,7 @@ ssize_t pwritev64(int, const struct iovec *, int, off_t) __attribute__((alias("p
 
 ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
 {
-    ssize_t done = real.pwrite(fd, buf, len, off);
+    ssize_t done = REAL(pwrite)(fd, buf, len, off);
     int err = errno;
     if (done > 0)
         record_fd(PL_WRITE, fd, (uint64_t)off, (uint64_t)done, 0,
@@ -277,7 +280,7 @@ ssize_t pwrite64(int, const void *, size_t, off_t) __attribute__((alias("pwrite"
 
 ssize_t write(int fd, const void *buf, size_t len)
 {
-    ssize_t done = real.write(fd, buf, len);
+    ssize_t done = REAL(write)(fd, buf, len);
     int err = errno;
     off_t end;
     if (done > 0 && log_fd >= 0 && fd != log_fd && (end = lseek(fd, 0, SEEK_CUR)) >= done)
@@ -289,7 +292,7 @@ ssize_t write(int fd, const void *buf, size_t len)
 
 int ftruncate(int fd, off_t len)
 {
-    int rc = real.ftruncate(fd, len), err = errno;
+    int rc = REAL(ftruncate)(fd, len), err = errno;
     if (rc == 0)
         record_fd(PL_TRUNC, fd, (uint64_t)len, 0, 0, NULL, 0);
     errno = err;
@@ -300,7 +303,7 @@ int ftruncate64(int, off_t) __attribute__((alias("ftruncate")));
 
 int fallocate(int fd, int mode, off_t off, off_t len)
 {
-    int rc = real.fallocate(fd, mode, off, len), err = errno;
+    int rc = REAL(fallocate)(fd, mode, off, len), err = errno;
     if (rc == 0)
         record_fd(PL_FALLOC, fd, (uint64_t)off, (uint64_t)len, (uint64_t)mode, NULL, 0);
     errno = err;
@@ -354,17 +357,17 @@ static int sync_common(int fd, int (*fn)(int))
 
 int fsync(int fd)
 {
-    return sync_common(fd, real.fsync);
+    return sync_common(fd, REAL(fsync));
 }
 
 int fdatasync(int fd)
 {
-    return sync_common(fd, real.fdatasync);
+    return sync_common(fd, REAL(fdatasync));
 }
 
 int sync_file_range(int fd, off_t off, off_t len, unsigned flags)
 {
-    int rc = real.sync_file_range(fd, off, len, flags), err = errno;
+    int rc = REAL(sync_file_range)(fd, off, len, flags), err = errno;
     if (rc == 0)
         record_fd(PL_RANGE, fd, (uint64_t)off, (uint64_t)len, flags, NULL, 0);
     errno = err;
@@ -373,7 +376,7 @@ int sync_file_range(int fd, off_t off, off_t len, unsigned flags)
 
 int rename(const char *from, const char *to)
 {
-    int rc = real.rename(from, to), err = errno;
+    int rc = REAL(rename)(from, to), err = errno;
     const char *a = watched_name(from), *b = watched_name(to);
     if (rc == 0 && b)
         record_name(a ? PL_RENAME : PL_LINK, a ? a : b, a ? b : NULL, to);
@@ -383,7 +386,7 @@ int rename(const char *from, const char *to)
 
 int link(const char *from, const char *to)
 {
-    int rc = real.link(from, to), err = errno;
+    int rc = REAL(link)(from, to), err = errno;
     const char *b = watched_name(to);
     if (rc == 0 && b)
         record_name(PL_LINK, b, NULL, to);
@@ -394,7 +397,7 @@ int link(const char *from, const char *to)
 /* linkat from /proc/self/fd/N: how an O_TMPFILE file gets its name. */
 int linkat(int fromdir, const char *from, int todir, const char *to, int flags)
 {
-    int rc = real.linkat(fromdir, from, todir, to, flags), err = errno;
+    int rc = REAL(linkat)(fromdir, from, todir, to, flags), err = errno;
     const char *b = todir == AT_FDCWD ? watched_name(to) : NULL;
     if (rc == 0 && b)
         record_name(PL_LINK, b, NULL, to);
@@ -404,7 +407,7 @@ int linkat(int fromdir, const char *from, int todir, const char *to, int flags)
 
 int unlink(const char *path)
 {
-    int rc = real.unlink(path), err = errno;
+    int rc = REAL(unlink)(path), err = errno;
     const char *a = watched_name(path);
     if (rc == 0 && a)
         record_name(PL_UNLINK, a, NULL, NULL);

@@ -119,7 +119,7 @@ static int on_heap(struct wl *w)
     w->name = pl_files[0];
     pl_record_mark(PL_BEGIN, w->name, 0, 0); /* version 0: created, no root */
     if (!(w->h = mmh_open(w->path[0], &cfg)))
-        return fail("mmh_open (create)");
+        return settle(w, -1, "mmh_open (create)");
     pl_record_mark(PL_ACK, w->name, 0, 0);
     if (!(w->m = mmh_calloc(w->h, 1, sizeof *w->m)))
         return fail("mmh_calloc");
@@ -162,8 +162,8 @@ static int on_image(struct wl *w)
     mmh_config cfg = { .tracker = w->tracker };
     int rc;
     w->name = pl_files[1];
-    if (!(w->h = mmh_open(w->path[1], &cfg)))
-        return fail("mmh_open (image)");
+    if (!(w->h = mmh_open(w->path[1], &cfg))) /* its replay may sync */
+        return settle(w, -1, "mmh_open (image)");
     w->m = mmh_root(w->h);
     rc = mutate(w) ? -1 : commit_fg(w);
     rc = rc ? rc : mutate(w) ? -1 : commit_bg(w);
