@@ -16,6 +16,7 @@ struct wl {
     mmh_heap           *h;
     struct pl_manifest *m;
     uint64_t            rng, version;
+    uint64_t            begun;   /* the version of the commit under way */
     const char         *name;
     mmh_tracker         tracker;
     char                path[PL_FILES][4096];
@@ -77,8 +78,8 @@ static int mutate(struct wl *w)
 /* The state in memory becomes the next version, marked as begun. */
 static void begin(struct wl *w)
 {
-    w->m->version = ++w->version;
-    pl_record_mark(PL_BEGIN, w->name, w->version, pl_digest(w->m));
+    w->m->version = w->begun = ++w->version;
+    pl_record_mark(PL_BEGIN, w->name, w->begun, pl_digest(w->m));
 }
 
 /* rc of the commit (or job): acknowledged, or failed (an injected fault:
@@ -86,10 +87,10 @@ static void begin(struct wl *w)
 static int settle(struct wl *w, int rc, const char *what)
 {
     if (rc == 0) {
-        pl_record_mark(PL_ACK, w->name, w->version, 0);
+        pl_record_mark(PL_ACK, w->name, w->begun, 0);
         return 0;
     }
-    pl_record_mark(PL_FAILED, w->name, w->version, 0);
+    pl_record_mark(PL_FAILED, w->name, w->begun, 0);
     fprintf(stderr, "powerloss workload: %s failed (expected only under a fault): %s\n", what,
             mmh_errmsg());
     return 1;
@@ -117,7 +118,7 @@ static int on_heap(struct wl *w)
     mmh_config cfg = { .flags = MMH_CREATE | MMH_EXCL, .tracker = w->tracker };
     int rc = 0;
     w->name = pl_files[0];
-    pl_record_mark(PL_BEGIN, w->name, 0, 0); /* version 0: created, no root */
+    pl_record_mark(PL_BEGIN, w->name, w->begun = 0, 0); /* version 0: created, no root */
     if (!(w->h = mmh_open(w->path[0], &cfg)))
         return settle(w, -1, "mmh_open (create)");
     pl_record_mark(PL_ACK, w->name, 0, 0);
@@ -149,11 +150,11 @@ static int on_heap(struct wl *w)
     }
     if (rc == 0 && mutate(w) != 0)
         return -1;
-    if (rc == 0)
-        begin(w);
-    int closed = mmh_close(w->h);
+    /* After a failure too: close commits what it may. */
+    begin(w);
+    int closed = settle(w, mmh_close(w->h), "mmh_close");
     w->h = NULL;
-    return rc ? rc : settle(w, closed, "mmh_close");
+    return rc ? rc : closed;
 }
 
 /* The last snapshot opened writable and committed. */
@@ -167,10 +168,9 @@ static int on_image(struct wl *w)
     w->m = mmh_root(w->h);
     rc = mutate(w) ? -1 : commit_fg(w);
     rc = rc ? rc : mutate(w) ? -1 : commit_bg(w);
-    if (rc == 0)
-        begin(w);
-    int closed = mmh_close(w->h);
-    return rc ? rc : settle(w, closed, "mmh_close");
+    begin(w);
+    int closed = settle(w, mmh_close(w->h), "mmh_close");
+    return rc ? rc : closed;
 }
 
 int pl_workload(const char *dir, mmh_tracker tracker, int log_fd, uint64_t seed)
