@@ -78,7 +78,8 @@ static unsigned file_of(struct pl_model *m, uint64_t ino)
     return new_file(m, ino);
 }
 
-void pl_apply_mem(struct pl_file *f, const struct pl_rec *r, const char *data)
+/* A write, truncation or fallocate made durable. */
+static void apply_mem(struct pl_file *f, const struct pl_rec *r, const char *data)
 {
     size_t end = r->op == PL_TRUNC ? r->off : r->off + r->len;
     bool extends = r->op == PL_WRITE || r->op == PL_TRUNC ||
@@ -178,7 +179,7 @@ void pl_model_step(struct pl_model *m)
         f = &m->file[m->rec_file[i] = file_of(m, r->ino)];
         f->syncs++;
         for (size_t j = 0; r->op == PL_SYNC && j < f->npend; j++)
-            pl_apply_mem(f, m->rec[f->pend[j]], m->data[f->pend[j]]);
+            apply_mem(f, m->rec[f->pend[j]], m->data[f->pend[j]]);
         f->npend = 0;
         break;
     case PL_RANGE:

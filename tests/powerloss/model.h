@@ -45,11 +45,9 @@ int  pl_model_init(struct pl_model *m, const char *p, size_t len);
 void pl_model_free(struct pl_model *m);
 /* Apply the next record. */
 void pl_model_step(struct pl_model *m);
-/* Apply record i (a write, truncation or fallocate) to a durable buffer. */
-void pl_apply_mem(struct pl_file *f, const struct pl_rec *r, const char *data);
-/* A line saying what record i is. */
 /* Apply directory change i (a record index) to the names d[0..*n). */
 void pl_dir_apply(const struct pl_model *m, struct pl_dent *d, unsigned *n, unsigned i);
+/* A line saying what record i is. */
 void pl_describe(const struct pl_model *m, unsigned i, char *out, size_t size);
 
 #endif
