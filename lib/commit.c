@@ -129,10 +129,13 @@ int mmh_ranges_merge(mmh_heap *h, mmh_ranges *dst, const mmh_ranges *add)
 void mmh_commit_logged(mmh_heap *h, int err)
 {
     h->journal_pending = true;
-    h->commit_errno = err == ENOSPC || err == EDQUOT ? 0 : err;
+    h->commit_errno = mmh_write_error_final(err) ? err : 0;
 }
 
-static bool pending_is_stuck(int err)
+/* Does a failed write or sync with err end the heap's commits?  A full
+ * disk may clear up; any other failure may have lost writes that a
+ * retried sync would not report. */
+bool mmh_write_error_final(int err)
 {
     return err != ENOSPC && err != EDQUOT;
 }
@@ -147,7 +150,7 @@ static int replay_pending(mmh_heap *h)
         int err = errno;
         char why[256];
         snprintf(why, sizeof why, "%s", mmh_errmsg());
-        if (pending_is_stuck(err))
+        if (mmh_write_error_final(err))
             h->commit_errno = err;
         return mmh_fail(err, "an earlier commit is durable in %s but not yet in the heap "
                         "file, and copying it there failed: %s", h->journal_path, why);

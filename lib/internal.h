@@ -496,6 +496,7 @@ MMH_HIDDEN int      mmh_commit_check(mmh_heap *h, const char *fn);
 MMH_HIDDEN int      mmh_commit_ranges(mmh_heap *h, mmh_ranges *r);
 MMH_HIDDEN int      mmh_commit_write(mmh_heap *h, const mmh_ranges *r, void *table);
 MMH_HIDDEN void     mmh_commit_logged(mmh_heap *h, int err);
+MMH_HIDDEN bool     mmh_write_error_final(int err);
 MMH_HIDDEN void     mmh_commit_done(mmh_heap *h, uint64_t ns);
 MMH_HIDDEN uint64_t mmh_now_ns(int clock); /* async-signal-safe */
 

@@ -37,6 +37,8 @@ struct job_result {
     int      err;        /* 0: the job succeeded                         */
     int      logged_err; /* commit: took effect, but writing the heap file
                             failed with this (mmh_commit_logged)       */
+    int      final_err;  /* commit: a failed write or sync, final for the
+                            heap as in the parent's own commits         */
     uint64_t ns, bytes, cow_pages;
     char     msg[512];
 };
@@ -166,6 +168,7 @@ static _Noreturn void child_run(mmh_heap *h, mmh_job *job, int wfd, uint64_t sta
     if (rc != 0) {
         int err = errno ? errno : EIO;
         *(rc == 1 ? &res.logged_err : &res.err) = err;
+        res.final_err = h->commit_errno;
         const char *msg = mmh_errmsg();
         size_t len = strlen(msg);
         memcpy(res.msg, msg, len < sizeof res.msg - 1 ? len : sizeof res.msg - 1);
@@ -239,6 +242,10 @@ static void job_finish(mmh_heap *h, mmh_job *job)
              * a journal over it, then writes the job's pages again. */
             h->journal_pending = job->got != sizeof job->res;
             ranges_back(h, job);
+            /* The first failed write or sync is final, wherever it ran
+             * (a retried sync may lie); a full disk may clear up. */
+            if (res->final_err && mmh_write_error_final(res->final_err))
+                h->commit_errno = res->final_err;
         }
     }
     if (res->err)

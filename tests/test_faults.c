@@ -142,6 +142,29 @@ static void test_journal_sync_fails(void **state)
     journal_fault("fdatasync", EIO);
 }
 
+/* A background commit whose journal sync fails is as final as a
+ * foreground one: the job reports it, and every later commit fails. */
+static void test_job_sync_fails(void **state)
+{
+    (void)state;
+    char *path;
+    mmh_heap *h;
+    (void)open_armed(&path, &h, "fdatasync", ".journal", EIO);
+    assert_int_equal(mmh_commit_bg(h), 0);
+    errno = 0;
+    assert_int_equal(mmh_wait(h, 0), -1);
+    assert_int_equal(errno, EIO);
+    inject.call = NULL; /* the child took the fault; the parent's copy is armed */
+    errno = 0;
+    if (mmh_commit(h) != -1)
+        fail_msg("a commit after a background job's failed sync succeeded");
+    assert_int_equal(errno, EIO);
+    assert_int_equal(mmh_close(h), -1);
+    assert_int_equal(committed_version(path, 1, 1), 1);
+    unlink(path);
+    free(path);
+}
+
 /* Once the journal is durable, the commit has happened: a failed write or
  * sync of the heap file after it is not reported as a failed commit.  The
  * journal stays complete and is replayed by the next commit, or at the
@@ -372,6 +395,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_journal_write_fails),
         cmocka_unit_test(test_journal_sync_fails),
+        cmocka_unit_test(test_job_sync_fails),
         cmocka_unit_test(test_heap_write_fails),
         cmocka_unit_test(test_heap_sync_fails),
         cmocka_unit_test(test_heap_write_full),
