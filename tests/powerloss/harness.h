@@ -56,7 +56,9 @@ struct pl_options {
     mmh_tracker tracker;
     unsigned    states;      /* crash states to check (at most)        */
     uint64_t    seed;
-    const char *skip_sync;   /* fault: drop the syncs of the file so named */
+    const char *skip_sync;   /* fault: drop the syncs of the file so named;
+                                "/name": the directory's sync after name
+                                is created */
     unsigned    fail_sync;   /* fault: the nth sync fails               */
     unsigned    report;      /* violations to describe on stderr        */
 };

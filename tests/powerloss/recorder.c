@@ -45,7 +45,9 @@ static struct {
 static int log_fd = -1;
 static char dir[PATH_MAX];
 static size_t dir_len;
-static char skip_name[64]; /* a file in dir whose syncs are dropped */
+static char skip_name[64]; /* a file in dir whose syncs are dropped; "/name":
+                              the directory's sync after name's creation */
+static bool skip_dirsync;  /* that file was created: drop the next one */
 static unsigned fail_nth;
 static unsigned *sync_count; /* shared with the children */
 static bool no_syncs;
@@ -200,8 +202,10 @@ static int open_common(int dirfd, const char *path, int flags, mode_t mode)
     struct stat st;
     bool existed = name && lstat(path, &st) == 0;
     int fd = REAL(openat)(dirfd, path, flags, mode), err = errno;
-    if (fd >= 0 && name && !existed)
+    if (fd >= 0 && name && !existed) {
         record_name(PL_CREATE, name, NULL, path);
+        skip_dirsync |= skip_name[0] == '/' && strcmp(name, skip_name + 1) == 0;
+    }
     /* An unnamed file: a new inode, maybe of a number a removed file had. */
     if (fd >= 0 && log_fd >= 0 && (flags & O_TMPFILE) == O_TMPFILE && dirfd == AT_FDCWD &&
         strcmp(path, dir) == 0 && fstat(fd, &st) == 0)
@@ -341,6 +345,10 @@ static int sync_common(int fd, int (*fn)(int))
     struct pl_rec r = { .op = is_dir ? PL_DIRSYNC : PL_SYNC, .ino = ino };
     if (!is_dir && skip_name[0] && named(skip_name, ino))
         return 0;
+    if (is_dir && skip_dirsync) {
+        skip_dirsync = false;
+        return 0;
+    }
     if (!is_dir && fail_nth && sync_count &&
         __atomic_add_fetch(sync_count, 1, __ATOMIC_SEQ_CST) == fail_nth) {
         r.op = PL_FAILSYNC;
