@@ -472,6 +472,14 @@ static void test_crafted_base(void **state)
     free(path);
 }
 
+/* Bytes to write over a heap file at off, and what that damages. */
+struct damage {
+    const char *what;
+    size_t      off;
+    const void *bytes;
+    size_t      n;
+};
+
 /* Damage beyond the checksummed header: each makes the file refused
  * (before mmh_open checked the structure, the first sent a commit into an
  * endless loop, others crashed), and the file opens again once restored. */
@@ -493,12 +501,7 @@ static void test_damaged_metadata(void **state)
     const uint32_t bad_entry = MMH_SEGMAP(MMH_SEGMAP_HUGE, 7);
     const uint16_t zero16 = 0, big16 = 65;
     const uint8_t kind9 = 9, cls0 = 0;
-    const struct {
-        const char *what;
-        size_t off;
-        const void *bytes;
-        size_t n;
-    } damage[] = {
+    const struct damage damage[] = {
         { "span length 0", page + offsetof(mmh_page, slice_count), &zero16, 2 },
         { "span past the segment", span + offsetof(mmh_page, slice_count), &big16, 2 },
         { "unknown span kind", page + offsetof(mmh_page, kind), &kind9, 1 },
@@ -600,12 +603,7 @@ static void test_damaged_list_heads(void **state)
     const uint64_t zero = 0, free_bit62 = pg->free ^ ((uint64_t)1 << 62);
     const uint64_t xfree_bit62 = (uint64_t)1 << 62;
     const uint32_t all_used = pg->capacity, none_used = 0;
-    const struct {
-        const char *what;
-        size_t off;
-        const void *bytes;
-        size_t n;
-    } damage[] = {
+    const struct damage damage[] = {
         { "owner's list head, bit 62 flipped", offsetof(mmh_page, free), &free_bit62, 8 },
         { "remote list head, bit 62 flipped", offsetof(mmh_page, xfree), &xfree_bit62, 8 },
         { "remote list head on a live block", offsetof(mmh_page, xfree), &a_off, 8 },
