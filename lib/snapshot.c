@@ -378,9 +378,7 @@ int mmh_commit_bg(mmh_heap *h)
  * heap's feet. */
 static bool is_own_file(const mmh_heap *h, const char *path)
 {
-    struct stat a, b;
-    return mmh_writes_back(h) && stat(path, &a) == 0 &&
-           fstat(h->fd, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    return mmh_writes_back(h) && mmh_file_is_named(h->fd, AT_FDCWD, path);
 }
 
 static int prepare_snapshot(mmh_heap *h, mmh_job *job, const void *arg)
