@@ -5,7 +5,7 @@
  * checksum does not cover the metadata, and a damaged or crafted file must
  * be refused, not followed into a crash or an endless loop.
  *
- * The image is a private mapping of the file, with a complete journal
+ * The image is a private mapping of the file, with the commits in its log
  * applied in memory, so the walk sees exactly what the next mmh_open will.
  * Nothing in it is trusted: every offset is checked to lie inside the image
  * and to name the kind of thing it should before it is followed, and every
@@ -42,7 +42,7 @@ static void image_unmap(mmh_image *img)
 
 /* A private, writable mapping of the file at a segment-aligned address
  * (descriptors are found by address arithmetic), size bytes long; past the
- * file's end (a journal's growth), zero pages. */
+ * file's end (growth in the log), zero pages. */
 static int image_map(mmh_image *img, int fd, uint64_t file_size, size_t size)
 {
     size_t span = size + MMH_SEG_SIZE;
@@ -85,22 +85,24 @@ int mmh_image_open(mmh_image *img, const char *path)
         goto out;
     }
     img->file_size = (uint64_t)st.st_size;
-    mmh_journal_view jv;
-    if (mmh_journal_inspect(path, img->fd, false, &jv) != 0)
+    mmh_wal_view wv;
+    if (mmh_wal_inspect(path, img->fd, false, &wv) != 0) {
+        mmh_wal_view_close(&wv);
         goto out;
-    img->journal = jv.info;
+    }
+    img->wal = wv.info;
     uint64_t size = img->file_size;
-    if (jv.info.state == MMH_JOURNAL_COMPLETE && jv.info.extent > size)
-        size = jv.info.extent;
+    if (wv.info.extent > size)
+        size = wv.info.extent;
     /* Mapped before its header is read, so bounded by what a header may
      * say: a heap is at most MMH_MAX_MAX_SIZE. */
     if (size > MMH_MAX_MAX_SIZE)
         size = MMH_MAX_MAX_SIZE;
     bool ok = image_map(img, img->fd, img->file_size,
                         mmh_align_up(size > MMH_HDR_SIZE ? size : MMH_HDR_SIZE, 4096)) == 0 &&
-              mmh_journal_overlay(path, &jv, img->base, img->size) == 0 &&
+              mmh_wal_overlay(path, &wv, img->base, img->size) == 0 &&
               mmh_format_check(path, (const mmh_hdr *)img->base, size) == 0;
-    mmh_journal_view_close(&jv);
+    mmh_wal_view_close(&wv);
     if (!ok)
         goto out;
     img->hdr = (const mmh_hdr *)img->base;

@@ -53,7 +53,6 @@ int mmh_pread_all(int fd, void *buf, size_t len, size_t off)
 int mmh_io_failed(mmh_heap *h, const char *what, const char *file, size_t off)
 {
     errno = errno ? errno : EIO;
-    h->commit_errno = errno;
     return mmh_fail(errno, "%s: %s of %s at offset %zu failed: %m", h->path, what, file, off);
 }
 

@@ -66,3 +66,21 @@ uint64_t mmh_hash64(const void *data, size_t len, uint64_t seed)
     memcpy(&tail, p, len);
     return avalanche(h ^ (tail * P1) ^ ((uint64_t)len << 56));
 }
+
+/* The copy a commit makes of heap pages: free blocks in them are poisoned
+ * in the sanitizer builds, whose memcpy would check them. */
+#if MMH_ASAN
+__attribute__((no_sanitize_address)) void mmh_copy_unchecked(void *dst, const void *src,
+                                                             size_t len)
+{
+    const volatile unsigned char *s = src; /* not turned back into memcpy */
+    unsigned char *d = dst;
+    for (size_t i = 0; i < len; i++)
+        d[i] = s[i];
+}
+#else
+void mmh_copy_unchecked(void *dst, const void *src, size_t len)
+{
+    memcpy(dst, src, len);
+}
+#endif

@@ -65,7 +65,6 @@ static mmh_heap *heap_new(const char *path, unsigned flags)
     }
     h->fd = -1;
     h->dir_fd = -1;
-    h->journal_fd = -1;
     h->flags = flags;
     h->tracker = MMH_TRACK_NONE;
     h->retrack = MMH_TRACK_NONE;
@@ -77,9 +76,7 @@ static mmh_heap *heap_new(const char *path, unsigned flags)
 static void heap_destroy(mmh_heap *h)
 {
     mmh_track_stop(h);
-    if (h->journal_fd >= 0)
-        close(h->journal_fd);
-    mmh_meta_free(h->journal_path);
+    (void)mmh_persist_close(h); /* a failed checkpoint leaves the log for the next open */
     if (h->base)
         mmh_region_release(h->base, h->max_size);
     if (h->fd >= 0)
@@ -88,7 +85,6 @@ static void heap_destroy(mmh_heap *h)
         close(h->dir_fd);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->job_lock);
-    mmh_meta_free(h->retry.v);
     mmh_meta_free(h->path);
     mmh_meta_free(h);
 }
@@ -111,16 +107,8 @@ static mmh_heap *heap_ready(mmh_heap *h, mmh_tracker tracker)
     return h;
 }
 
-/* Private, writable file heaps commit through a journal beside the file. */
-static int journal_ready(mmh_heap *h)
-{
-    if (!mmh_writes_back(h) || (h->flags & MMH_SHARED))
-        return 0;
-    return mmh_journal_open(h);
-}
-
 /* The first state of a new heap goes straight into its file: nobody sees
- * the file before it is linked into place, so it needs no journal. */
+ * the file before it is linked into place, so it needs no log. */
 static int write_first_state(mmh_heap *h)
 {
     mmh_ranges r = { 0 };
@@ -202,11 +190,11 @@ static mmh_heap *create_file(const char *path, const mmh_config *cfg)
         return mmh_fail_null(err, "%s: cannot create: %s", path, strerrordesc_np(err));
     }
     mmh_newfile_discard(&nf);
-    /* Only the winner of the link touches FILE.journal.  One left by a heap
-     * of that name that is gone never replays: it names another file_id.
+    /* Only the winner of the link touches FILE.wal: one left by a heap of
+     * that name that is gone is made new (the heap does not name it).
      * Then map the file again under its final name, so the mappings of
      * later growth join it (valgrind, for one, trips over the mix). */
-    if (dir_open(h) != 0 || journal_ready(h) != 0 || mmh_sync_parent_dir(path) != 0 ||
+    if (dir_open(h) != 0 || mmh_sync_parent_dir(path) != 0 || mmh_persist_open(h, NULL) != 0 ||
         mmh_region_map(h, 0, h->mapped) != 0) {
         heap_destroy(h);
         return NULL;
@@ -244,44 +232,41 @@ static int open_locked(mmh_heap *h, const char *path, bool writes)
     return mmh_fail(EAGAIN, "%s: the file keeps being replaced under the open", path);
 }
 
-/* FILE.journal before the heap file is read: a writer replays a complete
- * one and empties any other; a reader refuses a complete one (it cannot
- * replay).  A writer that cannot replay for want of disk space keeps the
- * journal in jv, to lay it over the private mapping instead (the commit
- * has happened, and a full disk must not stop the heap from opening); the
- * first commit replays it, when there is space. */
-static int journal_settle(mmh_heap *h, bool writes, mmh_journal_view *jv, bool *deferred)
+/* The header the heap is opened with: the file's, or the one in the last
+ * commit of its log.  The file must be as long as that commit's extent: a
+ * writer extends it (growth whose extension a crash lost), a reader cannot. */
+static int read_header(mmh_heap *h, bool writes, const mmh_wal_view *wv, mmh_hdr *hdr)
 {
-    *deferred = false;
-    if (mmh_journal_inspect(h->path, h->fd, writes, jv) != 0)
-        return -1;
-    if (!writes)
-        return jv->info.state != MMH_JOURNAL_COMPLETE ? 0 :
-               mmh_fail(EAGAIN, "%s: a committed journal waits to be replayed; open the heap "
-                        "writable once", h->path);
-    if (mmh_journal_settle(h->path, h->fd, jv) == 0)
-        return 0;
-    *deferred = jv->info.state == MMH_JOURNAL_COMPLETE && !(h->flags & MMH_SHARED) &&
-                (errno == ENOSPC || errno == EDQUOT);
-    /* The file only grows: a private mapping past its end would fault. */
     struct stat st;
-    if (*deferred && fstat(h->fd, &st) == 0 && (uint64_t)st.st_size < jv->info.extent &&
-        ftruncate(h->fd, (off_t)jv->info.extent) != 0)
-        *deferred = false;
-    return *deferred ? 0 : -1;
+    memset(hdr, 0, MMH_HDR_SIZE);
+    if (fstat(h->fd, &st) != 0)
+        return mmh_fail(errno, "%s: cannot stat: %m", h->path);
+    if (pread(h->fd, hdr, MMH_HDR_SIZE, 0) < 0)
+        return mmh_fail(errno, "%s: cannot read the header: %m", h->path);
+    uint64_t size = (uint64_t)st.st_size;
+    if (mmh_wal_overlay(h->path, wv, (char *)hdr, MMH_HDR_SIZE) != 0)
+        return -1;
+    if (size >= MMH_HDR_SIZE && wv->info.extent > size) {
+        if (!writes)
+            return mmh_fail(EAGAIN, "%s: its log's last commit grew the heap past the file's "
+                            "end; open it writable once", h->path);
+        if (ftruncate(h->fd, (off_t)wv->info.extent) != 0)
+            return mmh_fail(errno, "%s: cannot extend to %llu bytes: %m", h->path,
+                            (unsigned long long)wv->info.extent);
+        size = wv->info.extent;
+    }
+    return mmh_format_check(h->path, hdr, size);
 }
 
 static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
 {
     bool ro = cfg->flags & MMH_READONLY, writes = !(cfg->flags & (MMH_READONLY | MMH_VOLATILE));
-    bool deferred = false;
     union {
         mmh_hdr hdr;
         unsigned char page[MMH_HDR_SIZE];
     } buf;
     const mmh_hdr *hdr = &buf.hdr;
-    mmh_journal_view jv = { .fd = -1 };
-    struct stat st;
+    mmh_wal_view wv = { .fd = -1 };
     mmh_heap *h = heap_new(path, cfg->flags);
     if (!h)
         return NULL;
@@ -297,16 +282,14 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         mmh_fail(EEXIST, "%s: already exists", path);
         goto fail;
     }
-    if (journal_settle(h, writes, &jv, &deferred) != 0 || fstat(h->fd, &st) != 0)
+    if (mmh_wal_inspect(path, h->fd, writes, &wv) != 0)
         goto fail;
-    memset(&buf, 0, sizeof buf);
-    ssize_t got = pread(h->fd, &buf, sizeof buf, 0);
-    if (got < 0) {
-        mmh_fail(errno, "%s: cannot read the header: %m", path);
+    /* A shared mapping has no log: the commits in it go into the file first. */
+    if (writes && (cfg->flags & MMH_SHARED) && mmh_wal_recover(path, h->fd, &wv) != 0)
         goto fail;
-    }
-    if ((deferred && mmh_journal_overlay(path, &jv, (char *)buf.page, sizeof buf) != 0) ||
-        mmh_format_check(path, hdr, (uint64_t)st.st_size) != 0)
+    if ((cfg->flags & MMH_SHARED) && wv.info.state == MMH_WAL_VALID)
+        wv.info.commits = wv.info.extent = 0;
+    if (read_header(h, writes, &wv, &buf.hdr) != 0)
         goto fail;
     h->max_size = hdr->max_size;
     h->base = mmh_region_reserve((void *)(uintptr_t)hdr->base, hdr->max_size, true);
@@ -323,29 +306,21 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
     }
     h->file_size = hdr->extent;
     if (mmh_region_map(h, 0, hdr->extent) != 0 ||
-        (deferred && mmh_journal_overlay(path, &jv, h->base, hdr->extent) != 0))
+        mmh_wal_overlay(path, &wv, h->base, hdr->extent) != 0)
         goto fail;
     h->mapped = hdr->extent;
-    h->journal_pending = deferred;
-    mmh_journal_view_close(&jv);
     if (mmh_verify(h) != 0)
         goto fail;
     if (!ro) {
-        /* Growth that was never committed left the file longer. */
-        if (writes && (uint64_t)st.st_size > hdr->extent &&
-            ftruncate(h->fd, (off_t)hdr->extent) != 0) {
-            mmh_fail(errno, "%s: cannot truncate to %llu bytes: %m", path,
-                     (unsigned long long)hdr->extent);
-            goto fail;
-        }
         h->hdr = (mmh_hdr *)h->base;
         h->hdr->base = (uint64_t)(uintptr_t)h->base;
-        if (journal_ready(h) != 0)
-            goto fail;
     }
+    if (mmh_writes_back(h) && mmh_persist_open(h, &wv) != 0)
+        goto fail;
+    mmh_wal_view_close(&wv);
     return heap_ready(h, cfg->tracker);
 fail:
-    mmh_journal_view_close(&jv);
+    mmh_wal_view_close(&wv);
     heap_destroy(h);
     return NULL;
 }
@@ -377,7 +352,7 @@ int mmh_close(mmh_heap *h)
     if (!h)
         return mmh_fail(EINVAL, "mmh_close: heap is NULL");
     int rc = 0;
-    if (mmh_writes_back(h))
+    if (mmh_writes_back(h) && mmh_persist_owner(h)) /* not in a fork of the owner */
         rc = mmh_commit(h);
     pthread_mutex_lock(&h->job_lock);
     mmh_job_reap(h, false);

@@ -180,8 +180,9 @@ typedef struct __attribute__((aligned(64))) mmh_slot {
 } mmh_slot;
 
 #define MMH_MAGIC          "MMHEAP\r\n"
-#define MMH_FORMAT_VERSION 4u /* 2: file_id; 3: remote-free line of mmh_page;
-                                 4: a slot's class lists are rings */
+#define MMH_FORMAT_VERSION 5u /* 2: file_id; 3: remote-free line of mmh_page;
+                                 4: a slot's class lists are rings;
+                                 5: write-ahead log (wal_gen) */
 #define MMH_SPAN_BINS      (MMH_SEG_SLICES)
 #define MMH_EMPTY_PAGE_OFF offsetof(mmh_hdr, empty_page)
 
@@ -198,8 +199,10 @@ typedef struct mmh_hdr {
     uint64_t extent;          /* bytes in use: the file size               */
     uint64_t root;            /* offset of the root object; 0: none        */
     uint64_t commit_seq;
-    uint64_t file_id;         /* random, fixed at creation: a journal
-                                 replays only onto the file it was made for */
+    uint64_t file_id;         /* random, fixed at creation: a log replays
+                                 only onto the file it was made for        */
+    uint64_t wal_gen;         /* the generation of FILE.wal this file's
+                                 commits go through; 0: none made yet      */
     uint64_t segmap_off;      /* segment map (uint32 per segment)          */
     uint64_t slots_off;       /* MMH_SLOTS mmh_slot                        */
     uint32_t nslots;
@@ -258,6 +261,7 @@ extern const mmh_track_ops mmh_track_mprotect MMH_HIDDEN;
 MMH_HIDDEN void mmh_track_mprotect_tune(unsigned pages, unsigned step);
 
 typedef struct mmh_job mmh_job; /* snapshot.c */
+typedef struct mmh_persist mmh_persist; /* persist.c */
 
 /* Slots kept for threads without one of their own: never bound, each
  * taken for one call at a time under its lock (thread.c). */
@@ -277,8 +281,6 @@ struct mmh_heap {
     const mmh_track_ops *track; /* NULL: untracked (full write-back)     */
     void           *track_state; /* the backend's own                     */
     _Atomic uint64_t faults;   /* write faults the tracker saw          */
-    int             journal_fd; /* private file heaps: the redo journal */
-    char           *journal_path;
     size_t          max_size;
     _Atomic size_t  mapped;    /* bytes mapped (== extent)              */
     pthread_mutex_t lock;      /* spans, segments, slots, root, commit  */
@@ -290,10 +292,9 @@ struct mmh_heap {
         uint32_t        id;    /* slot index + 1; 0: none claimed yet */
     } share[MMH_SHARED_SLOTS];
     char           *path;      /* for messages; "(anonymous)"           */
-    int             commit_errno; /* nonzero: a write-back failed: final */
+    mmh_persist    *persist;   /* heaps that write back: the commit
+                                  protocol's state (persist.c owns it)  */
     uint64_t        commits, bytes_written, last_commit_ns, last_commit_time;
-    mmh_ranges      retry;     /* pages of a failed background commit   */
-    bool            journal_pending; /* and its journal may be complete */
     mmh_tracker     retrack;   /* tracker to restart at the next commit
                                   (a forked child loses uffd's)         */
     size_t          file_size; /* MMH_VOLATILE: bytes backed by the file */
@@ -440,6 +441,8 @@ extern int mmh_log_fd MMH_HIDDEN;
 
 /* hash.c */
 MMH_HIDDEN uint64_t mmh_hash64(const void *data, size_t len, uint64_t seed);
+/* memcpy from heap memory, free (poisoned) blocks included */
+MMH_HIDDEN void     mmh_copy_unchecked(void *dst, const void *src, size_t len);
 
 /* region.c: address space and mappings */
 MMH_HIDDEN bool  mmh_region_fits(uint64_t base, uint64_t max_size);
@@ -473,7 +476,7 @@ MMH_HIDDEN bool      mmh_huge_resize(mmh_heap *h, mmh_page *pg, size_t nsegs);
 MMH_HIDDEN size_t    mmh_huge_segments(const mmh_heap *h, const mmh_page *pg);
 MMH_HIDDEN void      mmh_purge_maybe(mmh_heap *h);
 MMH_HIDDEN uint64_t  mmh_purge_all(mmh_heap *h); /* takes h->lock; bytes purged */
-MMH_HIDDEN int       mmh_punch_purged(mmh_heap *h, mmh_range_fn punch);
+MMH_HIDDEN int       mmh_punch_purged(mmh_heap *h, mmh_range_fn punch, void *arg);
 
 /* page.c: small pages, owner side */
 MMH_HIDDEN void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls);
@@ -487,18 +490,40 @@ MMH_HIDDEN void mmh_slots_reset(mmh_heap *h);
 MMH_HIDDEN int  mmh_registry_add(mmh_heap *h);
 MMH_HIDDEN void mmh_registry_remove(mmh_heap *h);
 
-/* commit.c */
+/* ranges.c: lists of heap ranges */
+MMH_HIDDEN int mmh_ranges_add(mmh_heap *h, size_t off, size_t len, void *ranges);
+MMH_HIDDEN int mmh_ranges_merge(mmh_heap *h, mmh_ranges *dst, const mmh_ranges *add);
+MMH_HIDDEN int mmh_in_use_ranges(mmh_heap *h, mmh_ranges *r);
+
+/* persist.c: the commit protocol (see there).  A background commit's
+ * share of it, prepared by the parent and run by the child. */
+typedef struct mmh_persist_job mmh_persist_job;
+struct mmh_wal_view;
+struct mmh_wal_pos;
+
+MMH_HIDDEN int      mmh_persist_open(mmh_heap *h, const struct mmh_wal_view *v);
+MMH_HIDDEN int      mmh_persist_close(mmh_heap *h);
+MMH_HIDDEN bool     mmh_persist_owner(const mmh_heap *h); /* this process commits h */
 MMH_HIDDEN int      mmh_writeback(mmh_heap *h);
-MMH_HIDDEN int      mmh_ranges_add(mmh_heap *h, size_t off, size_t len, void *ranges);
-MMH_HIDDEN int      mmh_ranges_merge(mmh_heap *h, mmh_ranges *dst, const mmh_ranges *add);
-MMH_HIDDEN int      mmh_in_use_ranges(mmh_heap *h, mmh_ranges *r);
 MMH_HIDDEN int      mmh_commit_check(mmh_heap *h, const char *fn);
-MMH_HIDDEN int      mmh_commit_ranges(mmh_heap *h, mmh_ranges *r);
-MMH_HIDDEN int      mmh_commit_write(mmh_heap *h, const mmh_ranges *r, void *table);
-MMH_HIDDEN void     mmh_commit_logged(mmh_heap *h, int err);
-MMH_HIDDEN bool     mmh_write_error_final(int err);
 MMH_HIDDEN void     mmh_commit_done(mmh_heap *h, uint64_t ns);
+MMH_HIDDEN mmh_persist_job *mmh_persist_job_prepare(mmh_heap *h);
+/* The child's part: 0 with *end the log after the commit, or -1 with
+ * *final_err the failure if it is final. */
+MMH_HIDDEN int      mmh_persist_job_run(mmh_heap *h, mmh_persist_job *pj,
+                                        struct mmh_wal_pos *end, int *final_err);
+/* The child's outcome, in the parent (end: NULL unless ok). */
+MMH_HIDDEN void     mmh_persist_job_done(mmh_heap *h, mmh_persist_job *pj, bool ok,
+                                         const struct mmh_wal_pos *end, int final_err);
+MMH_HIDDEN void     mmh_persist_job_free(mmh_persist_job *pj);
+MMH_HIDDEN void     mmh_persist_fork_prepare(mmh_heap *h);
+MMH_HIDDEN void     mmh_persist_fork_parent(mmh_heap *h);
+MMH_HIDDEN void     mmh_persist_fork_child(mmh_heap *h);
+MMH_HIDDEN bool     mmh_write_error_final(int err);
 MMH_HIDDEN uint64_t mmh_now_ns(int clock); /* async-signal-safe */
+/* mmheap recover: checkpoint FILE.wal into the heap file heap_fd, which
+ * the caller has locked for writing; v from a writable mmh_wal_inspect. */
+MMH_HIDDEN int      mmh_wal_recover(const char *path, int heap_fd, struct mmh_wal_view *v);
 
 /* snapshot.c: caller holds h->job_lock.  1: still running (nohang). */
 MMH_HIDDEN int  mmh_job_reap(mmh_heap *h, bool nohang);
@@ -546,77 +571,115 @@ MMH_HIDDEN int  mmh_newfile_create(mmh_newfile *nf, const char *path, unsigned m
 MMH_HIDDEN int  mmh_newfile_link(mmh_newfile *nf, const char *path, bool replace);
 MMH_HIDDEN void mmh_newfile_discard(mmh_newfile *nf);
 
-/* journal.c.  The journal's layout on disk: header, record table, the
- * records' bytes back to back, end block. */
-#define MMH_JOURNAL_MAGIC "MMHJRNL1"
-#define MMH_JOURNAL_END   "MMHJEND1"
+/* wal.c: the write-ahead log FILE.wal on disk (see there).  Its header
+ * has two slots, at 0 and MMH_WAL_SLOT; commits start at MMH_WAL_START and
+ * at every 4 KiB boundary after one another. */
+#define MMH_WAL_MAGIC   "MMHWAL1\n"
+#define MMH_WAL_COMMIT  "MMHWALC\n"
+#define MMH_WAL_VERSION 1u
+#define MMH_WAL_SLOT    512u
+#define MMH_WAL_START   4096u
+#define MMH_WAL_ALIGN   4096u
+#define MMH_WAL_CHUNK   ((size_t)1 << 20) /* largest data record */
 
-typedef struct mmh_journal_hdr {
+typedef struct mmh_wal_hdr {
     char     magic[8];
-    uint64_t file_id;     /* the heap file's, from its header         */
-    uint64_t seq;         /* the heap's commit_seq after this commit */
-    uint64_t nrecords;
-    uint64_t data_bytes;
-    uint64_t extent;      /* the heap file's size after this commit  */
-    uint64_t hash;        /* of the fields above                      */
-} mmh_journal_hdr;
+    uint32_t version, pad_;
+    uint64_t file_id;    /* the heap file's                                */
+    uint64_t gen;        /* the log's, named by the heap header's wal_gen  */
+    uint64_t counter;    /* header writes; this one went to slot counter % 2 */
+    uint64_t salt;       /* the lap's: every commit of the lap carries it  */
+    uint64_t mark;       /* offset of the first commit not checkpointed    */
+    uint64_t mark_seq;   /* the last checkpointed commit's sequence number */
+    uint64_t mark_chain; /* the chain value the commit at mark continues   */
+    uint64_t hash;       /* of the fields above                            */
+} mmh_wal_hdr;
 
-typedef struct mmh_journal_rec {
-    uint64_t off, len, hash;
-} mmh_journal_rec;
+_Static_assert(sizeof(mmh_wal_hdr) <= MMH_WAL_SLOT, "a header slot is one sector");
 
-typedef struct mmh_journal_end {
+/* A commit: this head, its record table, padding to MMH_WAL_ALIGN, then the
+ * data of its DATA records back to back. */
+typedef struct mmh_wal_head {
     char     magic[8];
-    uint64_t seq;
-    uint64_t table_hash;  /* of the header and the record table      */
-} mmh_journal_end;
+    uint64_t salt, seq;
+    uint64_t prev_chain; /* the previous commit's hash (the lap's salt for the first) */
+    uint64_t extent;     /* the heap's extent at this commit               */
+    uint64_t nrecords, head_bytes, data_bytes;
+    uint64_t hash;       /* of head and table with this field zero: the chain value */
+} mmh_wal_head;
 
-static inline uint64_t mmh_journal_hdr_hash(const mmh_journal_hdr *jh)
-{
-    return mmh_hash64(jh, offsetof(mmh_journal_hdr, hash), 0x6a726e6cull);
-}
+enum { MMH_WAL_DATA = 1, MMH_WAL_PUNCH = 2 };
 
+typedef struct mmh_wal_rec {
+    uint64_t off, len;
+    uint32_t kind, pad_;
+    uint64_t hash;       /* DATA: of the bytes, seeded with off and seq    */
+} mmh_wal_rec;
 
-MMH_HIDDEN int    mmh_journal_open(mmh_heap *h);
-MMH_HIDDEN void  *mmh_journal_table_new(mmh_heap *h, const mmh_ranges *r);
-/* 0 done, 1 committed but not yet in the heap file, -1 failed. */
-MMH_HIDDEN int    mmh_journal_commit(mmh_heap *h, const mmh_range *ranges, size_t n,
-                                     void *table);
-/* What FILE.journal holds. */
+/* A place in a lap: where the next commit goes and what it continues. */
+typedef struct mmh_wal_pos {
+    uint64_t off, seq, chain;
+} mmh_wal_pos;
+
+/* What inspecting FILE.wal found. */
 typedef enum {
-    MMH_JOURNAL_NONE = 0,     /* no file                                    */
-    MMH_JOURNAL_EMPTY,        /* an empty file                              */
-    MMH_JOURNAL_INVALIDATED,  /* its commit completed: nothing to replay    */
-    MMH_JOURNAL_TORN,         /* incomplete or damaged: its commit never
-                                 took effect, and it is discarded           */
-    MMH_JOURNAL_FOREIGN,      /* made for another heap file: discarded      */
-    MMH_JOURNAL_STALE,        /* of a commit older than the heap's: a copy,
-                                 discarded (replaying it would roll back)   */
-    MMH_JOURNAL_COMPLETE,     /* a durable commit not yet in place: replayed */
-} mmh_journal_state;
+    MMH_WAL_ABSENT = 0,  /* no log, and the heap names none: nothing to do  */
+    MMH_WAL_LEFTOVER,    /* a log the heap does not name (a crash before the
+                            heap named it, or a removed heap's): reset      */
+    MMH_WAL_VALID,       /* the heap's log; commits after the mark replay   */
+    MMH_WAL_STALE,       /* the heap's log, but older than the heap's last
+                            commit (a copy put back): never replayed, reset */
+} mmh_wal_state;
 
-typedef struct mmh_journal_info {
-    mmh_journal_state state;
-    uint64_t size;                              /* of the file            */
-    uint64_t seq, nrecords, data_bytes, extent; /* COMPLETE: its commit   */
-} mmh_journal_info;
+typedef struct mmh_wal_info {
+    mmh_wal_state state;
+    uint64_t size;        /* of the file                                   */
+    uint64_t commits;     /* VALID: complete commits after the mark        */
+    uint64_t first_seq, last_seq; /* of those (last_seq: mark_seq if none)  */
+    uint64_t data_bytes;  /* in those                                      */
+    uint64_t extent;      /* the heap's extent at the last of them (0: none) */
+    uint64_t heap_seq;    /* the heap header's commit                      */
+} mmh_wal_info;
 
-MMH_HIDDEN int mmh_journal_recover(const char *path, int heap_fd, bool readonly,
-                                   mmh_journal_info *ji);
-typedef struct mmh_journal_view {
-    mmh_journal_info info;
-    int              fd;    /* the journal, -1: none */
-    char            *table; /* COMPLETE: its header and record table */
-} mmh_journal_view;
+typedef struct mmh_wal_view {
+    mmh_wal_info info;
+    int          fd;      /* -1: no log                                    */
+    char        *path;    /* FILE.wal                                      */
+    mmh_wal_hdr  hdr;     /* VALID: the header in force                    */
+    mmh_wal_pos  end;     /* VALID: after the last complete commit         */
+} mmh_wal_view;
 
-/* Open (writable: read-write) and classify FILE.journal; v->fd is -1
- * when there is none. */
-MMH_HIDDEN int  mmh_journal_inspect(const char *path, int heap_fd, bool writable,
-                                    mmh_journal_view *v);
-MMH_HIDDEN int  mmh_journal_settle(const char *path, int heap_fd, const mmh_journal_view *v);
-MMH_HIDDEN int  mmh_journal_overlay(const char *path, const mmh_journal_view *v, char *image,
+/* Reading commits one after another. */
+typedef struct mmh_wal_cursor {
+    int          fd;
+    uint64_t     salt;
+    mmh_wal_pos  pos;     /* the next commit starts here                   */
+    uint64_t     limit;   /* commits must end by here                      */
+    char        *table;   /* the current commit's head and record table    */
+    size_t       table_cap;
+    char        *chunk;   /* MMH_WAL_CHUNK bytes, for verifying data       */
+    uint64_t     at;      /* the current commit's offset                   */
+} mmh_wal_cursor;
+
+MMH_HIDDEN char    *mmh_wal_path(const char *heap_path);
+MMH_HIDDEN void     mmh_wal_hdr_seal(mmh_wal_hdr *w);
+MMH_HIDDEN int      mmh_wal_hdr_write(int fd, mmh_wal_hdr *w); /* async-signal-safe */
+MMH_HIDDEN uint64_t mmh_wal_head_hash(const mmh_wal_head *head);
+MMH_HIDDEN size_t   mmh_wal_head_bytes(size_t nrecords);
+/* 1: the next complete commit is in c->table (head, then records); 0: none;
+ * -1: a read failed.  verify: read its data and check every record. */
+MMH_HIDDEN int      mmh_wal_next(mmh_wal_cursor *c, bool verify);
+MMH_HIDDEN void     mmh_wal_cursor_free(mmh_wal_cursor *c);
+/* Open FILE.wal beside the heap file heap_fd (writable: read-write) and
+ * find what it holds; errors for a log the heap names that is missing,
+ * foreign or unreadable. */
+MMH_HIDDEN int      mmh_wal_inspect(const char *path, int heap_fd, bool writable,
+                                    mmh_wal_view *v);
+/* Lay the commits of a VALID view over image, a private mapping of the
+ * heap's first image_size bytes. */
+MMH_HIDDEN int      mmh_wal_overlay(const char *path, const mmh_wal_view *v, char *image,
                                     size_t image_size);
-MMH_HIDDEN void mmh_journal_view_close(mmh_journal_view *v);
+MMH_HIDDEN void     mmh_wal_view_close(mmh_wal_view *v);
 
 /* track.c */
 MMH_HIDDEN int  mmh_track_start(mmh_heap *h, mmh_tracker want);
@@ -643,17 +706,16 @@ typedef struct mmh_class_stats {
 MMH_HIDDEN void mmh_stats_init(mmh_heap *h);
 MMH_HIDDEN void mmh_stats_classes(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES]);
 
-/* check.c: a heap file as the next open will see it (a complete journal
- * applied), mapped privately and read-only in effect, for mmheap check and
+/* check.c: a heap file as the next open will see it (its log applied), mapped privately and read-only in effect, for mmheap check and
  * info. */
 typedef struct mmh_image {
     const char       *path;
     int               fd;
     char             *base;      /* segment-aligned                        */
-    size_t            size;      /* mapped: the file, or the journal's extent */
+    size_t            size;      /* mapped: the file, or the log's extent */
     uint64_t          file_size;
     const mmh_hdr    *hdr;       /* checked by mmh_format_check            */
-    mmh_journal_info  journal;
+    mmh_wal_info      wal;
 } mmh_image;
 
 typedef struct mmh_check_class {

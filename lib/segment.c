@@ -459,7 +459,7 @@ bool mmh_huge_resize(mmh_heap *h, mmh_page *pg, size_t nsegs)
  * *young.  A run keeps its head segment's first slice: it holds the run's
  * links. */
 static int free_ranges_each(mmh_heap *h, unsigned need, unsigned skip, unsigned set,
-                            uint32_t min_age, uint64_t *young, mmh_range_fn fn)
+                            uint32_t min_age, uint64_t *young, mmh_range_fn fn, void *arg)
 {
     mmh_hdr *hdr = h->hdr;
     uint32_t now = min_age ? clock_ms() : 0;
@@ -473,7 +473,7 @@ static int free_ranges_each(mmh_heap *h, unsigned need, unsigned skip, unsigned 
                 *young += len;
                 continue;
             }
-            if (fn(h, mmh_off(h, mmh_page_start(pg)), len, NULL) != 0)
+            if (fn(h, mmh_off(h, mmh_page_start(pg)), len, arg) != 0)
                 return -1;
             pg->flags |= (uint8_t)set;
         }
@@ -490,7 +490,7 @@ static int free_ranges_each(mmh_heap *h, unsigned need, unsigned skip, unsigned 
         }
         size_t start = (mmh_seg_index(h, (char *)s - MMH_SEGHDR_OFFSET) << MMH_SEG_SHIFT) +
                        MMH_SLICE_SIZE;
-        if (fn(h, start, len, NULL) != 0)
+        if (fn(h, start, len, arg) != 0)
             return -1;
         s->flags |= set;
     }
@@ -511,7 +511,7 @@ static void purge(mmh_heap *h, uint32_t min_age)
 {
     uint64_t young = 0;
     free_ranges_each(h, 0, MMH_PF_PURGED, MMH_PF_PURGED | MMH_PF_HOLES, min_age, &young,
-                     purge_range);
+                     purge_range, NULL);
     h->hdr->unpurged = young;
     h->purge_pass_ms = clock_ms();
 }
@@ -541,10 +541,11 @@ uint64_t mmh_purge_all(mmh_heap *h)
     return purged;
 }
 
-/* After a commit: make the handed-back free memory of a private file heap
- * holes in the file, once. */
-int mmh_punch_purged(mmh_heap *h, mmh_range_fn punch)
+/* At a commit: the handed-back free memory of a private file heap not yet
+ * made holes in the file, each range once. */
+int mmh_punch_purged(mmh_heap *h, mmh_range_fn punch, void *arg)
 {
     uint64_t young = 0;
-    return free_ranges_each(h, MMH_PF_PURGED, MMH_PF_PUNCHED, MMH_PF_PUNCHED, 0, &young, punch);
+    return free_ranges_each(h, MMH_PF_PURGED, MMH_PF_PUNCHED, MMH_PF_PUNCHED, 0, &young, punch,
+                            arg);
 }

@@ -2,8 +2,8 @@
  * (mmh_commit_bg).
  *
  * At the call, under the heap lock (the quiescent point), the parent does
- * everything that needs memory: the list of ranges to write, the journal
- * table, the image's header and paths.  Then it forks with _Fork, which
+ * everything that needs memory: the commit's place in the log and its
+ * ranges (persist.c), the image's ranges, header and paths.  Then it forks with _Fork, which
  * runs no atfork handlers: the parent may be multithreaded, so the child
  * sees other threads' locks (malloc's, stdio's) in whatever state they
  * were, and uses only async-signal-safe calls: system calls, hashing and
@@ -35,10 +35,9 @@ typedef enum { JOB_COMMIT, JOB_SNAPSHOT } job_kind;
 /* What the child reports: one write, shorter than PIPE_BUF, so atomic. */
 struct job_result {
     int      err;        /* 0: the job succeeded                         */
-    int      logged_err; /* commit: took effect, but writing the heap file
-                            failed with this (mmh_commit_logged)       */
     int      final_err;  /* commit: a failed write or sync, final for the
                             heap as in the parent's own commits         */
+    mmh_wal_pos end;     /* commit: the log after it                    */
     uint64_t ns, bytes, cow_pages;
     char     msg[512];
 };
@@ -47,8 +46,8 @@ struct mmh_job {
     job_kind     kind;
     pid_t        pid;
     int          rfd;     /* the pipe's read end, non-blocking           */
-    mmh_ranges   ranges;  /* what the child writes                       */
-    void        *table;   /* commit: its journal table                   */
+    mmh_persist_job *commit; /* commit: what the child appends          */
+    mmh_ranges   ranges;  /* snapshot: what the child writes             */
     mmh_hdr     *image;   /* snapshot: the image's header page           */
     mmh_newfile  file;    /* snapshot: the image, until renamed over path */
     char        *path, *dir; /* snapshot: target, its directory          */
@@ -60,8 +59,8 @@ static void job_free(mmh_job *job)
 {
     if (job->rfd >= 0)
         close(job->rfd);
+    mmh_persist_job_free(job->commit);
     mmh_meta_free(job->ranges.v);
-    mmh_meta_free(job->table);
     mmh_meta_free(job->image);
     mmh_newfile_discard(&job->file);
     mmh_meta_free(job->path);
@@ -163,12 +162,11 @@ static _Noreturn void child_run(mmh_heap *h, mmh_job *job, int wfd, uint64_t sta
     struct job_result res = { 0 };
     uint64_t written = h->bytes_written;
     mmh_inst_bulk_begin(); /* the image holds free blocks too; never ended: the child exits */
-    int rc = job->kind == JOB_SNAPSHOT ? write_image(h, job)
-                                       : mmh_commit_write(h, &job->ranges, job->table);
+    int rc = job->kind == JOB_SNAPSHOT
+                 ? write_image(h, job)
+                 : mmh_persist_job_run(h, job->commit, &res.end, &res.final_err);
     if (rc != 0) {
-        int err = errno ? errno : EIO;
-        *(rc == 1 ? &res.logged_err : &res.err) = err;
-        res.final_err = h->commit_errno;
+        res.err = errno ? errno : EIO;
         const char *msg = mmh_errmsg();
         size_t len = strlen(msg);
         memcpy(res.msg, msg, len < sizeof res.msg - 1 ? len : sizeof res.msg - 1);
@@ -208,14 +206,6 @@ static int job_start(mmh_heap *h, mmh_job *job)
     return 0;
 }
 
-/* A commit job that did not happen or failed: its ranges are written by
- * the next commit. */
-static void ranges_back(mmh_heap *h, mmh_job *job)
-{
-    if (job->ranges.n && mmh_ranges_merge(h, &h->retry, &job->ranges) != 0)
-        h->commit_errno = ENOMEM;
-}
-
 /* Fold a finished job into the heap: statistics, the outcome for mmh_wait,
  * and, for a failed commit, its ranges for the next commit to write. */
 static void job_finish(mmh_heap *h, mmh_job *job)
@@ -232,21 +222,11 @@ static void job_finish(mmh_heap *h, mmh_job *job)
     snprintf(h->job_msg, sizeof h->job_msg, "%s", res->msg);
     if (job->kind == JOB_COMMIT) {
         h->bytes_written += res->bytes;
-        if (res->err == 0) {
+        /* A failed one's pages go to the next commit; a failed write or
+         * sync is final wherever it ran (a retried sync may lie). */
+        mmh_persist_job_done(h, job->commit, res->err == 0, &res->end, res->final_err);
+        if (res->err == 0)
             mmh_commit_done(h, res->ns);
-            if (res->logged_err)
-                mmh_commit_logged(h, res->logged_err);
-        } else {
-            /* A job that died may have left a durable journal and a half
-             * written heap file: the next commit replays it before writing
-             * a journal over it, then writes the job's pages again. */
-            h->journal_pending = job->got != sizeof job->res;
-            ranges_back(h, job);
-            /* The first failed write or sync is final, wherever it ran
-             * (a retried sync may lie); a full disk may clear up. */
-            if (res->final_err && mmh_write_error_final(res->final_err))
-                h->commit_errno = res->final_err;
-        }
     }
     if (res->err)
         h->jobs_failed++;
@@ -337,8 +317,8 @@ static int job_launch(mmh_heap *h, job_kind kind,
         rc = job_start(h, job);
     if (rc != 0 && job) {
         int err = errno;
-        if (kind == JOB_COMMIT)
-            ranges_back(h, job);
+        if (job->commit) /* prepared, but no child: its pages go to the next commit */
+            mmh_persist_job_done(h, job->commit, false, NULL, 0);
         job_free(job);
         errno = err;
     }
@@ -356,10 +336,8 @@ static int prepare_commit(mmh_heap *h, mmh_job *job, const void *arg)
     (void)arg;
     if (mmh_commit_check(h, "mmh_commit_bg") != 0)
         return -1;
-    if (mmh_commit_ranges(h, &job->ranges) != 0)
-        return -1;
-    job->table = mmh_journal_table_new(h, &job->ranges);
-    return job->table ? 0 : -1;
+    job->commit = mmh_persist_job_prepare(h);
+    return job->commit ? 0 : -1;
 }
 
 int mmh_commit_bg(mmh_heap *h)
@@ -401,12 +379,13 @@ static int prepare_snapshot(mmh_heap *h, mmh_job *job, const void *arg)
     if (mmh_newfile_create(&job->file, path, 0600) != 0 ||
         mmh_in_use_ranges(h, &job->ranges) != 0)
         return -1;
-    /* The image is a file of its own: a journal left beside the target by
-     * another heap must never replay onto it. */
+    /* The image is a file of its own, with no log yet: a log left beside
+     * the target by another heap must never replay onto it. */
     memcpy(job->image, h->hdr, MMH_HDR_SIZE);
     job->image->base = (uint64_t)(uintptr_t)h->base;
     job->image->extent = h->mapped;
     job->image->file_id = mmh_random_u64();
+    job->image->wal_gen = 0;
     job->image->checksum = mmh_format_checksum(job->image);
     return 0;
 }

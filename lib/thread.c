@@ -42,6 +42,7 @@ static void fork_prepare(void)
         for (int i = 0; i < MMH_SHARED_SLOTS; i++) /* borrowers take them before lock */
             pthread_mutex_lock(&h->share[i].lock);
         pthread_mutex_lock(&h->lock);
+        mmh_persist_fork_prepare(h);
     }
     mmh_meta_fork_prepare();
 }
@@ -56,6 +57,7 @@ static void fork_parent(void)
 {
     mmh_meta_fork_done();
     for (mmh_heap *h = registry; h; h = h->next_open) {
+        mmh_persist_fork_parent(h);
         pthread_mutex_unlock(&h->lock);
         unlock_shares(h);
     }
@@ -83,6 +85,7 @@ static void fork_child(void)
         pthread_mutex_init(&h->job_lock, NULL);
         mmh_job_forget(h);
         mmh_track_forked(h);
+        mmh_persist_fork_child(h);
         pthread_mutex_unlock(&h->lock);
         unlock_shares(h);
     }

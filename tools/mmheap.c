@@ -1,8 +1,8 @@
 /* mmheap: look inside a heap file, check it, recover it.
  *
- *   mmheap info    [--json] FILE    header, journal, usage, size classes
+ *   mmheap info    [--json] FILE    header, log, usage, size classes
  *   mmheap check   [--json] [--quiet] [--max-problems N] FILE
- *   mmheap recover [--json] FILE    replay or discard FILE.journal
+ *   mmheap recover [--json] FILE    checkpoint FILE.wal into the heap file
  *
  * Exit status: 0 done (check: sound), 1 check found problems, 2 bad usage,
  * 3 FILE could not be read as a heap (missing, not a heap, bad header, in
@@ -55,45 +55,39 @@ static void json_string(const char *s)
     putchar('"');
 }
 
-static const char *journal_word(mmh_journal_state s)
+static const char *wal_word(mmh_wal_state s)
 {
     static const char *const words[] = {
-        [MMH_JOURNAL_NONE] = "none",         [MMH_JOURNAL_EMPTY] = "empty",
-        [MMH_JOURNAL_INVALIDATED] = "done",  [MMH_JOURNAL_TORN] = "torn",
-        [MMH_JOURNAL_FOREIGN] = "foreign",   [MMH_JOURNAL_STALE] = "stale",
-        [MMH_JOURNAL_COMPLETE] = "complete",
+        [MMH_WAL_ABSENT] = "none", [MMH_WAL_LEFTOVER] = "leftover",
+        [MMH_WAL_VALID] = "valid", [MMH_WAL_STALE] = "stale",
     };
     return words[s];
 }
 
-/* What the journal means for the heap, in a sentence. */
-static void journal_sentence(const mmh_journal_info *ji, uint64_t seq, char *buf, size_t n)
+/* What the log means for the heap, in a sentence. */
+static void wal_sentence(const mmh_wal_info *wi, char *buf, size_t n)
 {
-    switch (ji->state) {
-    case MMH_JOURNAL_NONE:
-        snprintf(buf, n, "none");
+    switch (wi->state) {
+    case MMH_WAL_ABSENT:
+        snprintf(buf, n, "none: the heap has not been opened for writing since it was made");
         break;
-    case MMH_JOURNAL_EMPTY:
-        snprintf(buf, n, "empty");
+    case MMH_WAL_LEFTOVER:
+        snprintf(buf, n, "the file there is not this heap's log (left over); the next writable "
+                 "open makes a new one");
         break;
-    case MMH_JOURNAL_INVALIDATED:
-        snprintf(buf, n, "its commit completed; nothing to replay");
+    case MMH_WAL_STALE:
+        snprintf(buf, n, "ends at commit %" PRIu64 ", older than the heap's commit %" PRIu64
+                 ": a copy, never replayed; reset at the next writable open", wi->last_seq,
+                 wi->heap_seq);
         break;
-    case MMH_JOURNAL_TORN:
-        snprintf(buf, n, "torn: its commit never completed and it is discarded at the next "
-                 "open; the heap stays at commit %" PRIu64, seq);
-        break;
-    case MMH_JOURNAL_FOREIGN:
-        snprintf(buf, n, "made for another heap file: discarded at the next open");
-        break;
-    case MMH_JOURNAL_STALE:
-        snprintf(buf, n, "of commit %" PRIu64 ", older than the heap's commit %" PRIu64
-                 ": a copy, never replayed; discarded at the next open", ji->seq, seq);
-        break;
-    case MMH_JOURNAL_COMPLETE:
-        snprintf(buf, n, "commit %" PRIu64 " is durable there and is replayed at the next "
-                 "writable open (%" PRIu64 " records, %" PRIu64 " bytes)", ji->seq,
-                 ji->nrecords, ji->data_bytes);
+    case MMH_WAL_VALID:
+        if (!wi->commits)
+            snprintf(buf, n, "every commit is checkpointed into the heap file (%" PRIu64
+                     " bytes of log)", wi->size);
+        else
+            snprintf(buf, n, "commits %" PRIu64 " to %" PRIu64 " (%" PRIu64 " bytes of pages) "
+                     "are durable there, not yet checkpointed; every open applies them",
+                     wi->first_seq, wi->last_seq, wi->data_bytes);
         break;
     }
 }
@@ -222,27 +216,27 @@ static int run_check(const opts *o)
     int rc = walk_file(o, &img, &r, &ws);
     if (rc != 0)
         return rc;
-    bool replayed = img.journal.state == MMH_JOURNAL_COMPLETE;
+    bool replayed = img.wal.state == MMH_WAL_VALID && img.wal.commits;
     if (o->json) {
         printf("{\"file\": ");
         json_string(o->file);
         printf(", \"sound\": %s, \"problem_count\": %" PRIu64 ", ", r.problems ? "false" : "true",
                r.problems);
         json_problems(&ws);
-        printf(", \"journal\": \"%s\", \"segments\": %" PRIu64 ", \"live_blocks\": %" PRIu64
-               "}\n", journal_word(img.journal.state), r.segments, r.live_blocks);
+        printf(", \"wal\": \"%s\", \"segments\": %" PRIu64 ", \"live_blocks\": %" PRIu64
+               "}\n", wal_word(img.wal.state), r.segments, r.live_blocks);
     } else if (!o->quiet) {
         if (r.problems > ws.nkept)
             printf("%s: ... and %" PRIu64 " more\n", o->file, r.problems - ws.nkept);
         if (r.problems)
             printf("%s: %" PRIu64 " problem%s found%s\n", o->file, r.problems,
-                   r.problems == 1 ? "" : "s", replayed ? " (after its journal)" : "");
+                   r.problems == 1 ? "" : "s", replayed ? " (with its log applied)" : "");
         else
             printf("%s: sound: %" PRIu64 " segments, %" PRIu64 " live blocks in %" PRIu64
                    " small pages and %" PRIu64 " large blocks, %" PRIu64 " free spans and %"
                    PRIu64 " free runs%s\n", o->file, r.segments, r.live_blocks, r.small_pages,
                    r.large_blocks + r.huge_blocks, r.free_spans, r.free_runs,
-                   replayed ? ", as it is once its journal is replayed" : "");
+                   replayed ? ", with its log applied" : "");
     }
     free(ws.kept);
     mmh_image_close(&img);
@@ -254,8 +248,8 @@ static int run_check(const opts *o)
 static void info_text(const opts *o, const mmh_image *img, const mmh_check_result *r)
 {
     const mmh_hdr *hdr = img->hdr;
-    char a[32], b[32], c[32], js[256];
-    journal_sentence(&img->journal, hdr->commit_seq, js, sizeof js);
+    char a[32], b[32], c[32], js[320];
+    wal_sentence(&img->wal, js, sizeof js);
     printf("file          %s\n", o->file);
     printf("format        version %u, %u-byte pages, %u-byte segments\n", hdr->version,
            hdr->page_size, hdr->seg_size);
@@ -270,7 +264,7 @@ static void info_text(const opts *o, const mmh_image *img, const mmh_check_resul
     else
         printf("root          none\n");
     printf("commit        %" PRIu64 "\n", hdr->commit_seq);
-    printf("journal       %s\n", js);
+    printf("log           %s\n", js);
     printf("slots         %u used of %u, %" PRIu64 " with pages\n", hdr->slots_hwm, hdr->nslots,
            r->slots_used);
     human(r->live_bytes, a, sizeof a);
@@ -302,7 +296,7 @@ static void info_json(const opts *o, const mmh_image *img, const mmh_check_resul
                       const walk_state *ws)
 {
     const mmh_hdr *hdr = img->hdr;
-    const mmh_journal_info *ji = &img->journal;
+    const mmh_wal_info *wi = &img->wal;
     printf("{\"file\": ");
     json_string(o->file);
     printf(",\n  \"version\": %u, \"page_size\": %u, \"segment_size\": %u, \"file_id\": \"%016"
@@ -310,11 +304,11 @@ static void info_json(const opts *o, const mmh_image *img, const mmh_check_resul
            ", \"segments\": %" PRIu64 ", \"root\": %" PRIu64 ", \"commit_seq\": %" PRIu64 ",\n",
            hdr->version, hdr->page_size, hdr->seg_size, hdr->file_id, hdr->base, hdr->extent,
            hdr->max_size, r->segments, hdr->root, hdr->commit_seq);
-    printf("  \"journal\": {\"state\": \"%s\", \"size\": %" PRIu64, journal_word(ji->state),
-           ji->size);
-    if (ji->state == MMH_JOURNAL_COMPLETE)
-        printf(", \"seq\": %" PRIu64 ", \"records\": %" PRIu64 ", \"bytes\": %" PRIu64, ji->seq,
-               ji->nrecords, ji->data_bytes);
+    printf("  \"wal\": {\"state\": \"%s\", \"size\": %" PRIu64 ", \"commits\": %" PRIu64,
+           wal_word(wi->state), wi->size, wi->commits);
+    if (wi->commits)
+        printf(", \"first_seq\": %" PRIu64 ", \"last_seq\": %" PRIu64 ", \"bytes\": %" PRIu64,
+               wi->first_seq, wi->last_seq, wi->data_bytes);
     printf("},\n  \"slots_used\": %u, \"slots\": %u, \"live_blocks\": %" PRIu64
            ", \"live_bytes\": %" PRIu64 ", \"small_pages\": %" PRIu64 ", \"large_blocks\": %"
            PRIu64 ", \"huge_blocks\": %" PRIu64 ", \"free_bytes\": %" PRIu64 ", \"free_spans\": %"
@@ -360,7 +354,7 @@ static int run_info(const opts *o)
 /* ---- recover ---------------------------------------------------------------------- */
 
 /* Only a file that starts like a heap: recovery of anything else would
- * discard its FILE.journal as one made for another file.  The lock keeps
+ * touch its FILE.wal as one made for another file.  The lock keeps
  * writers out until the tool exits. */
 static int open_for_recovery(const opts *o, char *why, size_t n)
 {
@@ -372,7 +366,7 @@ static int open_for_recovery(const opts *o, char *why, size_t n)
     }
     if (pread(fd, magic, sizeof magic, 0) != (ssize_t)sizeof magic ||
         memcmp(magic, MMH_MAGIC, sizeof magic) != 0)
-        snprintf(why, n, "%s: not an mmheap heap file (bad magic); its journal is left alone",
+        snprintf(why, n, "%s: not an mmheap heap file (bad magic); its log is left alone",
                  o->file);
     else if (flock(fd, LOCK_EX | LOCK_NB) != 0)
         snprintf(why, n, "%s: %s", o->file, errno == EWOULDBLOCK ?
@@ -391,57 +385,30 @@ static int run_recover(const opts *o)
         print_error(o, why);
         return EXIT_UNREADABLE;
     }
-    uint64_t seq = 0;
-    (void)!pread(fd, &seq, sizeof seq, offsetof(mmh_hdr, commit_seq));
-    mmh_journal_info ji;
-    if (mmh_journal_recover(o->file, fd, false, &ji) != 0) {
+    mmh_wal_view wv;
+    if (mmh_wal_inspect(o->file, fd, true, &wv) != 0 || mmh_wal_recover(o->file, fd, &wv) != 0) {
         print_error(o, mmh_errmsg());
+        mmh_wal_view_close(&wv);
         close(fd);
         return EXIT_UNREADABLE;
     }
+    mmh_wal_view_close(&wv);
     close(fd);
-    static const char *const actions[] = {
-        [MMH_JOURNAL_NONE] = "none",          [MMH_JOURNAL_EMPTY] = "none",
-        [MMH_JOURNAL_INVALIDATED] = "emptied", [MMH_JOURNAL_TORN] = "discarded",
-        [MMH_JOURNAL_FOREIGN] = "discarded",   [MMH_JOURNAL_STALE] = "discarded",
-        [MMH_JOURNAL_COMPLETE] = "replayed",
-    };
-    switch (ji.state) {
-    case MMH_JOURNAL_NONE:
-    case MMH_JOURNAL_EMPTY:
-        snprintf(why, sizeof why, "no journal to recover (%s): nothing done",
-                 ji.state == MMH_JOURNAL_NONE ? "none" : "empty");
-        break;
-    case MMH_JOURNAL_INVALIDATED:
-        snprintf(why, sizeof why, "the journal's commit had completed: emptied it, nothing "
-                 "replayed");
-        break;
-    case MMH_JOURNAL_TORN:
-        snprintf(why, sizeof why, "discarded a torn journal (its commit never completed); the "
-                 "heap stays at commit %" PRIu64, seq);
-        break;
-    case MMH_JOURNAL_FOREIGN:
-        snprintf(why, sizeof why, "discarded a journal made for another heap file");
-        break;
-    case MMH_JOURNAL_STALE:
-        snprintf(why, sizeof why, "discarded a journal of commit %" PRIu64 ", older than the "
-                 "heap's commit %" PRIu64 " (a copy: replaying it would roll the heap back)",
-                 ji.seq, seq);
-        break;
-    case MMH_JOURNAL_COMPLETE:
-        snprintf(why, sizeof why, "replayed the journal of commit %" PRIu64 ": %" PRIu64
-                 " records, %" PRIu64 " bytes written in place", ji.seq, ji.nrecords,
-                 ji.data_bytes);
-        break;
-    }
+    const mmh_wal_info *wi = &wv.info;
+    const char *action = wi->state == MMH_WAL_VALID && wi->commits ? "checkpointed" : "none";
+    if (wi->state == MMH_WAL_VALID && wi->commits)
+        snprintf(why, sizeof why, "checkpointed commits %" PRIu64 " to %" PRIu64 " (%" PRIu64
+                 " bytes of pages) from its log into the heap file", wi->first_seq,
+                 wi->last_seq, wi->data_bytes);
+    else
+        wal_sentence(wi, why, sizeof why);
     if (o->json) {
         printf("{\"file\": ");
         json_string(o->file);
-        printf(", \"journal\": \"%s\", \"action\": \"%s\"", journal_word(ji.state),
-               actions[ji.state]);
-        if (ji.state == MMH_JOURNAL_COMPLETE)
-            printf(", \"seq\": %" PRIu64 ", \"records\": %" PRIu64 ", \"bytes\": %" PRIu64,
-                   ji.seq, ji.nrecords, ji.data_bytes);
+        printf(", \"wal\": \"%s\", \"action\": \"%s\"", wal_word(wi->state), action);
+        if (wi->state == MMH_WAL_VALID && wi->commits)
+            printf(", \"first_seq\": %" PRIu64 ", \"last_seq\": %" PRIu64 ", \"bytes\": %" PRIu64,
+                   wi->first_seq, wi->last_seq, wi->data_bytes);
         printf(", \"message\": ");
         json_string(why);
         printf("}\n");
@@ -456,24 +423,24 @@ static int run_recover(const opts *o)
 static const command commands[] = {
     { "info", "mmheap info [--json] FILE",
       "Print the heap file's header (format, identity, base, sizes, root, commit\n"
-      "sequence), the state of its journal, the bytes in use and free, and per\n"
-      "size class the pages, live blocks and capacity.  The file is read as the\n"
-      "next open will see it: a complete journal is applied in memory, and\n"
-      "nothing is written.", run_info },
+      "sequence), the state of its write-ahead log, the bytes in use and free,\n"
+      "and per size class the pages, live blocks and capacity.  The file is\n"
+      "read as the next open will see it: the commits in its log are applied in\n"
+      "memory, and nothing is written.", run_info },
     { "check", "mmheap check [--json] [--quiet] [--max-problems N] FILE",
       "Walk every piece of allocator metadata read-only and verify its\n"
       "invariants: the segment map, segments and spans, free lists inside their\n"
       "pages and their counts, span bins and free segment runs (linked both ways,\n"
       "coalesced, every free span on exactly one), the slots' class rings, the\n"
       "root and the header's counters.  Each problem is printed with the heap\n"
-      "offset of the metadata at fault (the first N, default 100).  A complete\n"
-      "journal is applied in memory first.  A progress bar is drawn on a\n"
+      "offset of the metadata at fault (the first N, default 100).  The commits\n"
+      "in its log are applied in memory first.  A progress bar is drawn on a\n"
       "terminal for heaps of 256 MiB and more.", run_check },
     { "recover", "mmheap recover [--json] FILE",
-      "Replay FILE.journal into the heap file if it holds a durable commit, or\n"
-      "discard it if it is torn or was made for another file, and say which.\n"
-      "mmh_open does the same by itself; this does it explicitly, under the\n"
-      "heap's exclusive lock.", run_recover },
+      "Checkpoint FILE.wal: copy the commits in it that are not yet in the heap\n"
+      "file into it, and say what was done.  A writable mmh_open does the same\n"
+      "in the background; this does it explicitly, under the heap's exclusive\n"
+      "lock.", run_recover },
 };
 
 #define NCOMMANDS (sizeof commands / sizeof *commands)
