@@ -124,6 +124,12 @@ uint64_t mmh_offset(mmh_heap *h, const void *p); /* 0 for NULL or outside h */
 void    *mmh_at(mmh_heap *h, uint64_t off);      /* NULL for 0 or outside h */
 
 int mmh_commit(mmh_heap *h);
+/* Copy every commit still only in the heap's write-ahead log (FILE.wal)
+ * into the heap file and sync it, now; a thread of the library does this
+ * in the background anyway, and mmh_close does it last.  Private file heaps
+ * (0 and nothing to do for others).  -1 when writing or syncing the heap
+ * file fails: the commits stay in the log, and the next open applies them. */
+int mmh_checkpoint(mmh_heap *h);
 /* Background jobs.  Each forks a child that works on a copy-on-write view
  * of the heap as it is at the call, and returns as soon as the child runs:
  * the pause is the fork.  One job per heap; starting another, mmh_commit

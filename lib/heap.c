@@ -73,8 +73,10 @@ static mmh_heap *heap_new(const char *path, unsigned flags)
     return h;
 }
 
+/* Keeps errno: it runs after the failure an open reports. */
 static void heap_destroy(mmh_heap *h)
 {
+    int err = errno;
     mmh_track_stop(h);
     (void)mmh_persist_close(h); /* a failed checkpoint leaves the log for the next open */
     if (h->base)
@@ -87,6 +89,7 @@ static void heap_destroy(mmh_heap *h)
     pthread_mutex_destroy(&h->job_lock);
     mmh_meta_free(h->path);
     mmh_meta_free(h);
+    errno = err;
 }
 
 /* The mapping is final: start tracking writes and make h usable. */

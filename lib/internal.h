@@ -639,6 +639,8 @@ typedef struct mmh_wal_info {
     uint64_t data_bytes;  /* in those                                      */
     uint64_t extent;      /* the heap's extent at the last of them (0: none) */
     uint64_t heap_seq;    /* the heap header's commit                      */
+    bool     torn;        /* VALID: the next commit after those began but
+                             is incomplete (a crash while writing it)      */
 } mmh_wal_info;
 
 typedef struct mmh_wal_view {

@@ -25,7 +25,10 @@
  *      is durable before the lap overwrites anything, so recovery never
  *      reads half-overwritten commits it would still replay.  A commit that
  *      does not fit the log's free space waits for a checkpoint and starts
- *      a lap; one larger than the whole log extends the file.
+ *      a lap.  The log is zero-filled (an fdatasync of blocks not yet
+ *      written commits file system metadata too), and grown, zero-filled,
+ *      when commits are large for it, up to WAL_MAX; a commit larger than
+ *      that extends the file as it goes.
  *   4. Recovery.  An open lays the complete commits after the mark over the
  *      private mapping (wal.c), and the checkpointer writes them into the
  *      heap file soon after; a torn commit at the end fails its checksums
@@ -67,8 +70,9 @@
 #include <unistd.h>
 
 #define WAL_INITIAL  ((uint64_t)1 << 20)  /* zero-filled when the log is made   */
-#define WAL_SIZE     ((uint64_t)16 << 20) /* the checkpointer extends it to this */
-#define CKPT_FILL    4                    /* checkpoint at a quarter of the log  */
+#define WAL_MAX      ((uint64_t)64 << 20) /* it grows up to this (zero-filled)  */
+#define WAL_COMMITS  16                   /* to hold this many commits of a size */
+#define CKPT_FILL    2                    /* checkpoint at half of the log       */
 #define CKPT_AGE_NS  ((uint64_t)2000000000) /* or when a commit waited this long */
 #define RETRY_NS     ((uint64_t)1000000000) /* after a full disk                  */
 
@@ -99,12 +103,11 @@ struct mmh_persist {
     mmh_wal_pos tail;        /* after the last durable commit                */
     mmh_wal_pos done;        /* everything before it is in the heap file, and
                                 the mark saying so is durable                */
-    uint64_t    cap;         /* the log file's size                          */
+    uint64_t    cap;         /* the log's zero-filled size (commits past it
+                                extend the file)                             */
     uint64_t    oldest_ns;   /* when the first commit after done was made    */
     uint64_t    ckpt_try_ns; /* when the last checkpoint failed              */
     bool        appending;   /* a commit between plan and append's end       */
-    bool        extending;   /* the checkpointer is zero-filling the log     */
-    bool        extend_tried;
     bool        stop;
     int         ckpt_err;    /* the last checkpoint's failure, 0 after success */
     bool        ckpt_final;  /* ...and it stopped checkpoints for good        */
@@ -179,6 +182,25 @@ static size_t data_records(const mmh_ranges *r)
 
 static int checkpoint(mmh_persist *p);
 
+/* Zero-fill the log from p->cap to size and sync it.  Caller holds h->lock
+ * (no commit in flight) and mutex.  A failure leaves the log as it was. */
+static int grow(mmh_persist *p, uint64_t size)
+{
+    int rc = 0;
+    memset(p->copy_buf, 0, MMH_WAL_CHUNK);
+    for (uint64_t at = p->cap; rc == 0 && at < size; at += MMH_WAL_CHUNK)
+        rc = mmh_pwrite_all(p->wal_fd, p->copy_buf,
+                            size - at < MMH_WAL_CHUNK ? size - at : MMH_WAL_CHUNK, at);
+    if (rc == 0 && fdatasync(p->wal_fd) == 0) {
+        p->cap = size;
+        return 0;
+    }
+    int err = errno ? errno : EIO;
+    (void)!ftruncate(p->wal_fd, (off_t)p->cap);
+    return mmh_fail(err, "%s: cannot grow its log %s to %llu bytes: %s", p->path, p->wal_path,
+                    (unsigned long long)size, strerrordesc_np(err));
+}
+
 /* Decide where commit c goes, after making room for it.  Caller holds
  * h->lock; no other commit is in flight. */
 static int plan(mmh_heap *h, mmh_persist_job *c)
@@ -198,23 +220,30 @@ static int plan(mmh_heap *h, mmh_persist_job *c)
         p->head_cap = c->head_bytes;
     }
     uint64_t need = c->head_bytes + c->data_bytes;
-    if (mmh_beyond_fsize_limit(MMH_WAL_START + need))
-        return mmh_fail(EFBIG, "%s: this commit (%llu bytes in the log) would exceed the file "
-                        "size limit", h->path, (unsigned long long)need);
     int rc = 0;
     pthread_mutex_lock(&p->mutex);
-    while (p->extending)
-        pthread_cond_wait(&p->cond, &p->mutex);
+    /* A log that holds only a few commits of this size grows. */
+    uint64_t want = need * WAL_COMMITS < WAL_MAX ? mmh_align_up(need * WAL_COMMITS, MMH_WAL_CHUNK)
+                                                 : WAL_MAX;
+    if (want > p->cap && need * CKPT_FILL * 2 > p->cap - MMH_WAL_START &&
+        !mmh_beyond_fsize_limit(want))
+        (void)grow(p, want); /* else the commit extends the log as it writes */
     if (p->tail.off + need > p->cap && p->tail.off > MMH_WAL_START &&
         p->done.off != p->tail.off) {
         /* The log is full: wait for a checkpoint of all of it. */
         pthread_mutex_unlock(&p->mutex);
-        rc = checkpoint(p);
+        if ((rc = checkpoint(p)) != 0)
+            rc = mmh_fail(errno, "%s: every commit so far is durable in %s but not yet in the "
+                          "heap file: the checkpoint that makes room in the log failed (%s)",
+                          h->path, p->wal_path, strerrordesc_np(errno));
         pthread_mutex_lock(&p->mutex);
     }
     if (rc == 0 && p->done.off == p->tail.off && p->tail.off > MMH_WAL_START &&
         (rc = lap_restart(p)) != 0 && mmh_write_error_final(errno))
         p->final_err = errno;
+    if (rc == 0 && mmh_beyond_fsize_limit(p->tail.off + need))
+        rc = mmh_fail(EFBIG, "%s: this commit (%llu bytes in the log) would exceed the file "
+                      "size limit", h->path, (unsigned long long)need);
     if (rc == 0) {
         c->at = p->tail;
         c->salt = p->hdr.salt;
@@ -296,6 +325,10 @@ static int append(mmh_persist *p, mmh_persist_job *c, const char *base, uint64_t
 failed:
     c->err = errno ? errno : EIO;
     c->final = mmh_write_error_final(c->err);
+    /* A commit reported failed must not replay: even after a failed sync
+     * its bytes may all be there. */
+    static const char unmagic[sizeof head->magic];
+    (void)!mmh_pwrite_all(p->wal_fd, unmagic, sizeof unmagic, c->at.off);
     errno = c->err;
     return mmh_fail(c->err, "%s: writing commit %llu to its log %s failed: %m", p->path,
                     (unsigned long long)head->seq, p->wal_path);
@@ -330,6 +363,7 @@ static int apply(mmh_persist *p, mmh_wal_pos from, uint64_t to, uint64_t salt, m
     struct stat st;
     int rc = fstat(p->heap_fd, &st);
     uint64_t size = (uint64_t)st.st_size, bytes = 0;
+    errno = 0;
     while (rc == 0 && (rc = mmh_wal_next(&c, false)) == 1) {
         const mmh_wal_head *head = (const mmh_wal_head *)c.table;
         const mmh_wal_rec *rec = (const mmh_wal_rec *)(head + 1);
@@ -346,6 +380,11 @@ static int apply(mmh_persist *p, mmh_wal_pos from, uint64_t to, uint64_t salt, m
                 continue;
             }
             size_t skip = 0, len = rec[i].len;
+            if (mmh_beyond_fsize_limit(rec[i].off + len)) { /* SIGXFSZ otherwise */
+                errno = EFBIG;
+                rc = -1;
+                break;
+            }
             rc = mmh_pread_all(p->ckpt_fd, p->ckpt_buf, len, at);
             if (rc == 0 && rec[i].off < MMH_HDR_SIZE) {
                 skip = MMH_HDR_SIZE - rec[i].off < len ? MMH_HDR_SIZE - rec[i].off : len;
@@ -428,29 +467,6 @@ static int checkpoint(mmh_persist *p)
     return rc;
 }
 
-/* Zero-fill the log up to WAL_SIZE, so that commits overwrite written
- * blocks (an fdatasync of unwritten extents commits file system metadata
- * too).  Caller holds mutex, drops it meanwhile. */
-static void extend(mmh_persist *p)
-{
-    uint64_t from = p->cap;
-    p->extending = p->extend_tried = true;
-    pthread_mutex_unlock(&p->mutex);
-    int rc = 0;
-    memset(p->ckpt_buf, 0, MMH_WAL_CHUNK);
-    for (uint64_t at = from; rc == 0 && at < WAL_SIZE; at += MMH_WAL_CHUNK)
-        rc = mmh_pwrite_all(p->ckpt_fd, p->ckpt_buf,
-                            WAL_SIZE - at < MMH_WAL_CHUNK ? WAL_SIZE - at : MMH_WAL_CHUNK, at);
-    if (rc == 0)
-        rc = fdatasync(p->ckpt_fd);
-    pthread_mutex_lock(&p->mutex);
-    /* A failure leaves the log as it was: commits extend it as they go. */
-    if (rc == 0 && p->cap < WAL_SIZE)
-        p->cap = WAL_SIZE;
-    p->extending = false;
-    pthread_cond_broadcast(&p->cond);
-}
-
 static bool checkpoint_due(const mmh_persist *p, uint64_t now)
 {
     if (p->ckpt_final || p->done.off == p->tail.off ||
@@ -464,14 +480,7 @@ static void *checkpointer(void *arg)
     mmh_persist *p = arg;
     pthread_mutex_lock(&p->mutex);
     while (!p->stop) {
-        uint64_t now = mmh_now_ns(CLOCK_MONOTONIC);
-        /* A log in use gets its full size, once. */
-        if (p->cap < WAL_SIZE && p->tail.off > p->cap / 2 && !p->extend_tried &&
-            !p->appending) {
-            extend(p);
-            continue;
-        }
-        if (checkpoint_due(p, now)) {
+        if (checkpoint_due(p, mmh_now_ns(CLOCK_MONOTONIC))) {
             pthread_mutex_unlock(&p->mutex);
             (void)checkpoint(p);
             pthread_mutex_lock(&p->mutex);
@@ -533,34 +542,26 @@ static void persist_free(mmh_persist *p)
 static int wal_create(mmh_heap *h, mmh_persist *p, bool created)
 {
     mmh_hdr *file_hdr = (mmh_hdr *)p->hdr_page;
-    int rc = 0;
-    memset(p->ckpt_buf, 0, MMH_WAL_CHUNK);
-    for (uint64_t at = 0, end = MMH_WAL_START + WAL_INITIAL; rc == 0 && at < end;
-         at += MMH_WAL_CHUNK)
-        rc = mmh_pwrite_all(p->wal_fd, p->ckpt_buf,
-                            end - at < MMH_WAL_CHUNK ? end - at : MMH_WAL_CHUNK, at);
+    p->cap = 0; /* both header slots too: a leftover's may look valid */
     p->hdr = (mmh_wal_hdr){ .file_id = h->hdr->file_id, .gen = mmh_random_u64() | 1 };
     p->tail.seq = h->hdr->commit_seq;
-    if (rc == 0)
-        rc = lap_restart(p);
-    if (rc == 0 && (rc = fdatasync(p->wal_fd)) != 0)
-        mmh_fail(errno, "%s: fdatasync of its new log %s failed: %m", h->path, p->wal_path);
-    if (rc == 0 && created)
-        rc = mmh_sync_parent_dir(p->wal_path);
-    if (rc == 0 && (rc = mmh_pread_all(h->fd, file_hdr, MMH_HDR_SIZE, 0)) == 0) {
-        file_hdr->wal_gen = p->hdr.gen;
-        file_hdr->checksum = mmh_format_checksum(file_hdr);
-        rc = mmh_pwrite_all(h->fd, file_hdr, MMH_HDR_SIZE, 0) || fdatasync(h->fd);
-        if (rc)
-            mmh_fail(errno, "%s: naming its new log in the header failed: %m", h->path);
-    }
-    if (rc != 0)
-        return mmh_fail(errno ? errno : EIO, "%s: cannot make its log %s: %s", h->path,
-                        p->wal_path, mmh_errmsg());
+    if (grow(p, MMH_WAL_START + WAL_INITIAL) != 0 || lap_restart(p) != 0)
+        return -1;
+    if (fdatasync(p->wal_fd) != 0)
+        return mmh_fail(errno, "%s: fdatasync of its new log %s failed: %m", h->path,
+                        p->wal_path);
+    if (created && mmh_sync_parent_dir(p->wal_path) != 0)
+        return -1;
+    if (mmh_pread_all(h->fd, file_hdr, MMH_HDR_SIZE, 0) != 0)
+        return mmh_fail(errno ? errno : EIO, "%s: cannot read the header: %m", h->path);
+    file_hdr->wal_gen = p->hdr.gen;
+    file_hdr->checksum = mmh_format_checksum(file_hdr);
+    errno = 0;
+    if (mmh_pwrite_all(h->fd, file_hdr, MMH_HDR_SIZE, 0) != 0 || fdatasync(h->fd) != 0)
+        return mmh_fail(errno ? errno : EIO, "%s: naming its new log %s in the header failed: "
+                        "%m", h->path, p->wal_path);
     h->hdr->wal_gen = p->hdr.gen;
     h->hdr->checksum = mmh_format_checksum(h->hdr);
-    struct stat st;
-    p->cap = fstat(p->wal_fd, &st) == 0 ? (uint64_t)st.st_size : MMH_WAL_START + WAL_INITIAL;
     return 0;
 }
 
@@ -805,6 +806,21 @@ int mmh_commit(mmh_heap *h)
     pthread_mutex_unlock(&h->lock);
     pthread_mutex_unlock(&h->job_lock);
     return rc;
+}
+
+int mmh_checkpoint(mmh_heap *h)
+{
+    if (!h)
+        return mmh_fail(EINVAL, "mmh_checkpoint: heap is NULL");
+    mmh_persist *p = h->persist;
+    if (!p || p->wal_fd < 0)
+        return 0;
+    if (!owned(p))
+        return mmh_fail(EPERM, "%s: mmh_checkpoint: the heap was opened by process %d, and "
+                        "only it writes the heap file (this is a fork of it)", h->path,
+                        (int)p->owner);
+    /* A running background commit's pages go in with the next checkpoint. */
+    return checkpoint(p);
 }
 
 /* ---- background commits ---------------------------------------------- */

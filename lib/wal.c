@@ -196,6 +196,13 @@ static int scan(const char *path, mmh_wal_view *v)
     }
     v->end = c.pos;
     v->info.last_seq = c.pos.seq;
+    /* What ended the log: nothing, or the head of a commit that never
+     * completed (the lap's, next in sequence). */
+    mmh_wal_head next;
+    v->info.torn = rc == 0 && c.pos.off + sizeof next <= v->info.size &&
+                   mmh_pread_all(v->fd, &next, sizeof next, c.pos.off) == 0 &&
+                   memcmp(next.magic, MMH_WAL_COMMIT, sizeof next.magic) == 0 &&
+                   next.salt == c.salt && next.seq == c.pos.seq + 1;
     mmh_wal_cursor_free(&c);
     return rc == 0 ? 0 : mmh_fail(errno ? errno : EIO, "%s: cannot read its log %s: %m", path,
                                   v->path);

@@ -3,8 +3,8 @@
  * blocks freed by another thread and not yet collected, large and huge
  * blocks, free spans and free segment runs, a root) and catches each of a
  * set of damaged copies, one metadata field broken at a time; info reports
- * what the heap holds; recover replays or discards a journal and says
- * which; bad usage and unreadable files get their documented exit codes.
+ * what the heap holds, its log's commits applied; recover checkpoints the
+ * log and says what it did; bad usage and unreadable files get their documented exit codes.
  *
  * Linked to the library's objects for the layout of the metadata and the
  * header checksum; the command is MMH_MMHEAP_TOOL (make check sets it). */
@@ -84,19 +84,26 @@ static void build_good_heap(void)
     for (size_t i = 0; i < REMOTE; i += 3)
         mmh_free(h, remote[i]);
     assert_int_equal(mmh_commit(h), 0);
+    assert_int_equal(mmh_checkpoint(h), 0);
     /* The committed file, with the remote frees pending, is the one kept:
-     * copy it before the thread's exit and close tidy up. */
+     * copy it before the thread's exit and close tidy up.  The copy names
+     * no log (it has none beside it, and needs none: it is checkpointed). */
     char copy[PATH_MAX];
     tu_dir_join(copy, sizeof copy, "good.copy");
     size_t len = 0;
     void *bytes = tu_read_file(good_path, &len);
     assert_non_null(bytes);
+    ((mmh_hdr *)bytes)->wal_gen = 0;
+    ((mmh_hdr *)bytes)->checksum = mmh_format_checksum(bytes);
     assert_int_equal(tu_write_file(copy, bytes, len), 0);
     free(bytes);
     pthread_barrier_wait(&committed);
     pthread_join(t, NULL);
     assert_int_equal(mmh_close(h), 0);
     assert_int_equal(rename(copy, good_path), 0);
+    char wal[PATH_MAX + 8];
+    snprintf(wal, sizeof wal, "%s.wal", good_path);
+    assert_int_equal(unlink(wal), 0);
     pthread_barrier_destroy(&freed);
     pthread_barrier_destroy(&committed);
     free(small);
@@ -230,7 +237,7 @@ static void test_info(void **state)
     const char *args[] = { "info", good_path, NULL };
     assert_int_equal(tool(args, out, sizeof out), 0);
     assert_non_null(strstr(out, "root          offset 0x"));
-    assert_non_null(strstr(out, "format        version 4"));
+    assert_non_null(strstr(out, "format        version 5"));
     assert_non_null(strstr(out, "commit        1"));
     assert_non_null(strstr(out, "size class"));
     assert_null(strstr(out, "problems"));
@@ -239,7 +246,7 @@ static void test_info(void **state)
     assert_non_null(strstr(out, "\"commit_seq\": 1"));
     assert_non_null(strstr(out, "\"huge_blocks\": 2"));
     assert_non_null(strstr(out, "\"large_blocks\": 4"));
-    assert_non_null(strstr(out, "\"journal\": {\"state\": \"done\""));
+    assert_non_null(strstr(out, "\"wal\": {\"state\": \"none\""));
     assert_non_null(strstr(out, "\"problem_count\": 0"));
     assert_non_null(strstr(out, "{\"class\": 3, \"block_size\": 48"));
 }
@@ -424,17 +431,25 @@ static void test_crafted_base(void **state)
     unlink(path);
 }
 
-/* ---- journals: what check, info and recover make of them -------------------- */
+/* ---- logs: what check, info and recover make of them ------------------------ */
 
-/* A heap file one commit behind its journal, which holds that commit
- * complete: what a crash between the journal's sync and the in-place
- * writes leaves.  Made by keeping the file from before the commit and
- * restoring the journal's magic, which the commit's end zeroed. */
-static void make_pending_journal(const char *path, uint64_t *seq_before)
+static int pending_commit_child(void *arg)
 {
-    char jpath[PATH_MAX + 16], before[PATH_MAX];
-    snprintf(jpath, sizeof jpath, "%s.journal", path);
-    snprintf(before, sizeof before, "%s.before", path);
+    mmh_heap *h = mmh_open(arg, NULL);
+    CK(h != NULL);
+    unsigned char *p = mmh_root(h);
+    CK(p != NULL);
+    memset(p + 4096, 0xa5, 8192);
+    CK(mmh_alloc(h, 70000) != NULL);
+    CK(mmh_commit(h) == 0);
+    return 0; /* no close: the commit is only in the log */
+}
+
+/* A heap whose last commit is durable in its log and not yet in the heap
+ * file: what a crash soon after a commit leaves.  *seq_before: the
+ * heap file's commit. */
+static void make_pending_log(const char *path, uint64_t *seq_before)
+{
     mmh_config cfg = tu_cfg(MMH_CREATE, 0, 64 * MiB);
     mmh_heap *h = mmh_open(path, &cfg);
     assert_non_null(h);
@@ -442,49 +457,48 @@ static void make_pending_journal(const char *path, uint64_t *seq_before)
     assert_non_null(p);
     memset(p, 0x5a, 200 * KiB);
     assert_int_equal(mmh_set_root(h, p), 0);
-    assert_int_equal(mmh_commit(h), 0);
-    *seq_before = h->hdr->commit_seq;
-    size_t len = 0;
-    void *bytes = tu_read_file(path, &len);
-    assert_non_null(bytes);
-    assert_int_equal(tu_write_file(before, bytes, len), 0);
-    free(bytes);
-    memset(p + 4096, 0xa5, 8192);
-    assert_non_null(mmh_alloc(h, 70000));
-    assert_int_equal(mmh_commit(h), 0);
-    /* That commit's journal, before the close's own commit reuses it. */
-    void *journal = tu_read_file(jpath, &len);
-    assert_non_null(journal);
     assert_int_equal(mmh_close(h), 0);
-    memcpy(journal, MMH_JOURNAL_MAGIC, 8);
-    assert_int_equal(tu_write_file(jpath, journal, len), 0);
-    free(journal);
-    assert_int_equal(rename(before, path), 0);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, seq_before, sizeof *seq_before, offsetof(mmh_hdr, commit_seq)),
+                     sizeof *seq_before);
+    close(fd);
+    assert_child_ok(pending_commit_child, (void *)path);
 }
 
-static void test_journal_replayed(void **state)
+static void test_log_applied(void **state)
 {
     (void)state;
-    char *path = tu_path("journal.heap"), out[16384];
+    char *path = tu_path("pending.heap"), out[16384];
     uint64_t seq;
-    make_pending_journal(path, &seq);
+    make_pending_log(path, &seq);
     const char *info[] = { "info", "--json", path, NULL };
     assert_int_equal(tool(info, out, sizeof out), 0);
-    char want[64];
-    snprintf(want, sizeof want, "\"state\": \"complete\", \"size\"");
-    assert_non_null(strstr(out, want));
+    char want[96];
+    snprintf(want, sizeof want, "\"commits\": 1, \"torn\": false, \"first_seq\": %llu",
+             (unsigned long long)seq + 1);
+    if (!strstr(out, want))
+        fail_msg("info: %s", out);
     snprintf(want, sizeof want, "\"commit_seq\": %llu", (unsigned long long)seq + 1);
     assert_non_null(strstr(out, want)); /* as the next open will see it */
     const char *check[] = { "check", path, NULL };
     assert_int_equal(tool(check, out, sizeof out), 0);
-    assert_non_null(strstr(out, "once its journal is replayed"));
+    assert_non_null(strstr(out, "with its log applied"));
     const char *rec[] = { "recover", path, NULL };
     assert_int_equal(tool(rec, out, sizeof out), 0);
-    snprintf(want, sizeof want, "replayed the journal of commit %llu", (unsigned long long)seq + 1);
+    snprintf(want, sizeof want, "checkpointed commits %llu to %llu", (unsigned long long)seq + 1,
+             (unsigned long long)seq + 1);
     if (!strstr(out, want))
         fail_msg("recover: %s", out);
     assert_int_equal(tool(rec, out, sizeof out), 0);
-    assert_non_null(strstr(out, "nothing done"));
+    assert_non_null(strstr(out, "every commit is checkpointed"));
+    /* The heap file itself holds the commit now. */
+    int fd = open(path, O_RDONLY);
+    uint64_t file_seq = 0;
+    assert_int_equal(pread(fd, &file_seq, sizeof file_seq, offsetof(mmh_hdr, commit_seq)),
+                     sizeof file_seq);
+    close(fd);
+    assert_int_equal(file_seq, seq + 1);
     mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
     mmh_heap *h = mmh_open(path, &ro);
     assert_non_null(h);
@@ -496,18 +510,32 @@ static void test_journal_replayed(void **state)
     free(path);
 }
 
-static void test_journal_torn(void **state)
+/* The log's header in force and the first commit after its mark. */
+static off_t first_data_after_mark(const char *wpath)
+{
+    int fd = open(wpath, O_RDONLY);
+    assert_true(fd >= 0);
+    mmh_wal_hdr slot[2];
+    assert_int_equal(pread(fd, &slot[0], sizeof slot[0], 0), sizeof slot[0]);
+    assert_int_equal(pread(fd, &slot[1], sizeof slot[1], MMH_WAL_SLOT), sizeof slot[1]);
+    const mmh_wal_hdr *w = &slot[slot[1].counter > slot[0].counter];
+    mmh_wal_head head;
+    assert_int_equal(pread(fd, &head, sizeof head, (off_t)w->mark), sizeof head);
+    assert_memory_equal(head.magic, MMH_WAL_COMMIT, 8);
+    close(fd);
+    return (off_t)(w->mark + head.head_bytes);
+}
+
+static void test_log_torn(void **state)
 {
     (void)state;
-    char *path = tu_path("torn.heap"), out[16384], jpath[PATH_MAX + 16];
+    char *path = tu_path("torn.heap"), out[16384], wpath[PATH_MAX + 16];
     uint64_t seq;
-    make_pending_journal(path, &seq);
-    snprintf(jpath, sizeof jpath, "%s.journal", path);
-    int fd = open(jpath, O_RDWR);
+    make_pending_log(path, &seq);
+    snprintf(wpath, sizeof wpath, "%s.wal", path);
+    off_t data = first_data_after_mark(wpath);
+    int fd = open(wpath, O_RDWR);
     assert_true(fd >= 0);
-    mmh_journal_hdr jh;
-    assert_int_equal(pread(fd, &jh, sizeof jh, 0), sizeof jh);
-    off_t data = (off_t)(sizeof jh + jh.nrecords * sizeof(mmh_journal_rec));
     char byte;
     assert_int_equal(pread(fd, &byte, 1, data), 1); /* the first record's bytes */
     byte ^= 1;
@@ -515,13 +543,30 @@ static void test_journal_torn(void **state)
     close(fd);
     const char *info[] = { "info", path, NULL };
     assert_int_equal(tool(info, out, sizeof out), 0);
-    assert_non_null(strstr(out, "torn"));
+    char want[128];
+    snprintf(want, sizeof want, "commit %llu after them is torn", (unsigned long long)seq + 1);
+    if (!strstr(out, want))
+        fail_msg("info: %s", out);
     const char *rec[] = { "recover", "--json", path, NULL };
     assert_int_equal(tool(rec, out, sizeof out), 0);
-    assert_non_null(strstr(out, "\"action\": \"discarded\""));
-    assert_int_equal(tu_file_size(jpath), 0);
+    assert_non_null(strstr(out, "\"action\": \"none\""));
     const char *check[] = { "check", path, NULL };
     assert_int_equal(tool(check, out, sizeof out), 0);
+    /* The heap stays at its last whole commit, and takes new ones. */
+    mmh_heap *h = mmh_open(path, NULL);
+    assert_non_null(h);
+    unsigned char *p = mmh_root(h);
+    assert_int_equal(p[4096], 0x5a);
+    assert_int_equal(h->hdr->commit_seq, seq);
+    p[4096] = 0x11;
+    assert_int_equal(mmh_commit(h), 0);
+    assert_int_equal(mmh_close(h), 0);
+    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
+    h = mmh_open(path, &ro);
+    assert_non_null(h);
+    p = mmh_root(h);
+    assert_int_equal(p[4096], 0x11);
+    assert_int_equal(mmh_close(h), 0);
     free(path);
 }
 
@@ -582,8 +627,8 @@ int main(void)
         cmocka_unit_test(test_info),
         cmocka_unit_test(test_damaged_heaps),
         cmocka_unit_test(test_crafted_base),
-        cmocka_unit_test(test_journal_replayed),
-        cmocka_unit_test(test_journal_torn),
+        cmocka_unit_test(test_log_applied),
+        cmocka_unit_test(test_log_torn),
         cmocka_unit_test(test_usage_and_errors),
     };
     return TU_RUN(tests);

@@ -1,9 +1,13 @@
 /* test_faults: a commit that hits a failing write, a failing sync, the file
- * size limit or a full disk reports it with a clear message, refuses every
- * later commit, and leaves the last completed commit readable.
+ * size limit or a full disk reports it with a clear message and leaves the
+ * last completed commit readable.  A failed sync, or any failed write but
+ * for a full disk, refuses every later commit; a full disk does not.  A
+ * checkpoint that fails after the commit point loses nothing: the commit is
+ * durable in the log, and the next open applies it.
  *
- * pwrite and fdatasync are interposed here, in the executable: the library's
- * calls resolve to these, which fail on demand and otherwise call libc's.
+ * pwrite, pwritev and fdatasync are interposed here, in the executable: the
+ * library's calls resolve to these, which fail on demand and otherwise call
+ * libc's.
  */
 #define _GNU_SOURCE
 #include "testutil.h"
@@ -19,8 +23,8 @@
 
 /* Fail the next matching call whose path (of fd) ends with `suffix`. */
 static struct {
-    const char *call;   /* "pwrite" or "fdatasync" */
-    const char *suffix; /* ".journal" or ".heap"    */
+    const char *call;   /* "pwrite" (either kind) or "fdatasync" */
+    const char *suffix; /* ".wal" or ".heap"                     */
     int err;
 } inject;
 
@@ -48,6 +52,15 @@ ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
     if (!real)
         real = (ssize_t (*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite");
     return injected("pwrite", fd) ? -1 : real(fd, buf, len, off);
+}
+
+ssize_t pwritev(int fd, const struct iovec *iov, int n, off_t off);
+ssize_t pwritev(int fd, const struct iovec *iov, int n, off_t off)
+{
+    static ssize_t (*real)(int, const struct iovec *, int, off_t);
+    if (!real)
+        real = (ssize_t (*)(int, const struct iovec *, int, off_t))dlsym(RTLD_NEXT, "pwritev");
+    return injected("pwrite", fd) ? -1 : real(fd, iov, n, off);
 }
 
 int fdatasync(int fd)
@@ -91,9 +104,6 @@ static uint64_t committed_version(const char *path, uint64_t a, uint64_t b)
     return v;
 }
 
-/* Version 1 committed; version 2 written and committed under a fault of
- * the journal: the commit fails naming the heap, later commits fail too,
- * close reports it, and the file holds version 1. */
 /* The heap of make_heap reopened at *path, its root (returned) holding
  * version 2, and the fault armed for the next commit. */
 static unsigned char *open_armed(char **path, mmh_heap **h, const char *call,
@@ -110,11 +120,15 @@ static unsigned char *open_armed(char **path, mmh_heap **h, const char *call,
     return p;
 }
 
-static void journal_fault(const char *call, int err)
+/* Version 1 committed; version 2 written and committed under a fault of
+ * the log: the commit fails naming the heap, and the file holds version 1.
+ * A failed sync is final: later commits fail too, and close reports it.  A
+ * full disk is not: the next commit writes version 3. */
+static void log_fault(const char *call, int err)
 {
     char *path;
     mmh_heap *h;
-    unsigned char *p = open_armed(&path, &h, call, ".journal", err);
+    unsigned char *p = open_armed(&path, &h, call, ".wal", err);
     errno = 0;
     assert_int_equal(mmh_commit(h), -1);
     assert_int_equal(errno, err);
@@ -122,34 +136,40 @@ static void journal_fault(const char *call, int err)
         fail_msg("the message does not name the heap: %s", mmh_errmsg());
     assert_null(inject.call);                 /* the fault was hit */
     tu_fill(p, DATA_LEN, 3);
-    assert_int_equal(mmh_commit(h), -1);      /* final: no later commit */
-    assert_int_equal(errno, err);
-    assert_int_equal(mmh_close(h), -1);
-    assert_int_equal(committed_version(path, 1, 1), 1);
+    if (err == ENOSPC) {
+        assert_int_equal(mmh_commit(h), 0);
+        assert_int_equal(mmh_close(h), 0);
+        assert_int_equal(committed_version(path, 3, 3), 3);
+    } else {
+        assert_int_equal(mmh_commit(h), -1);  /* final: no later commit */
+        assert_int_equal(errno, err);
+        assert_int_equal(mmh_close(h), -1);
+        assert_int_equal(committed_version(path, 1, 1), 1);
+    }
     unlink(path);
     free(path);
 }
 
-static void test_journal_write_fails(void **state)
+static void test_log_write_fails(void **state)
 {
     (void)state;
-    journal_fault("pwrite", ENOSPC);
+    log_fault("pwrite", ENOSPC);
 }
 
-static void test_journal_sync_fails(void **state)
+static void test_log_sync_fails(void **state)
 {
     (void)state;
-    journal_fault("fdatasync", EIO);
+    log_fault("fdatasync", EIO);
 }
 
-/* A background commit whose journal sync fails is as final as a
- * foreground one: the job reports it, and every later commit fails. */
+/* A background commit whose log sync fails is as final as a foreground
+ * one: the job reports it, and every later commit fails. */
 static void test_job_sync_fails(void **state)
 {
     (void)state;
     char *path;
     mmh_heap *h;
-    (void)open_armed(&path, &h, "fdatasync", ".journal", EIO);
+    (void)open_armed(&path, &h, "fdatasync", ".wal", EIO);
     assert_int_equal(mmh_commit_bg(h), 0);
     errno = 0;
     assert_int_equal(mmh_wait(h, 0), -1);
@@ -165,21 +185,25 @@ static void test_job_sync_fails(void **state)
     free(path);
 }
 
-/* Once the journal is durable, the commit has happened: a failed write or
- * sync of the heap file after it is not reported as a failed commit.  The
- * journal stays complete and is replayed by the next commit, or at the
- * next open.  A full disk may clear up, so the next commit tries again and
- * goes on; any other failure is final (a retried sync may lie). */
+/* Once the log is durable, the commit has happened: a failed write or sync
+ * of the heap file in the checkpoint after it loses nothing.  The log keeps
+ * the commit, and the next open applies it.  A full disk may clear up, so
+ * the next checkpoint tries again and goes on; any other failure stops
+ * checkpoints, and with them commits (a retried sync may lie). */
 static void heap_fault_after_commit(const char *call, int err)
 {
     char *path;
     mmh_heap *h;
     unsigned char *p = open_armed(&path, &h, call, ".heap", err);
     if (mmh_commit(h) != 0)
-        fail_msg("a commit whose journal was durable was reported failed: %s", mmh_errmsg());
+        fail_msg("a commit failed on a fault of the heap file: %s", mmh_errmsg());
+    errno = 0;
+    assert_int_equal(mmh_checkpoint(h), -1);
+    assert_int_equal(errno, err);
+    assert_errmsg_contains(path);
     assert_null(inject.call);                 /* the fault was hit */
     tu_fill(p, DATA_LEN, 3);
-    if (err == ENOSPC) {                      /* space again: replayed, goes on */
+    if (err == ENOSPC) {                      /* space again: checkpointed, goes on */
         assert_int_equal(mmh_commit(h), 0);
         assert_int_equal(mmh_close(h), 0);
         assert_int_equal(committed_version(path, 3, 3), 3);
@@ -213,7 +237,7 @@ static void test_heap_write_full(void **state)
     heap_fault_after_commit("pwrite", ENOSPC);
 }
 
-/* The journal would pass RLIMIT_FSIZE: EFBIG, no SIGXFSZ. */
+/* The log would pass RLIMIT_FSIZE: EFBIG, no SIGXFSZ. */
 static int fsize_child(void *arg)
 {
     const char *path = arg;
@@ -240,11 +264,13 @@ static void test_fsize_limit(void **state)
     free(path);
 }
 
-/* A real full disk: a 24 MiB tmpfs in a private mount namespace. */
+static int fill_disk(const char *dir, const char *name, size_t left);
+
+/* A real full disk: a 48 MiB tmpfs in a private mount namespace. */
 static int disk_full_child(void *arg)
 {
     const char *dir = arg;
-    if (tu_private_tmpfs(dir, "size=24m") != 0)
+    if (tu_private_tmpfs(dir, "size=48m") != 0)
         return 77; /* not root here: skipped */
     char path[4096];
     snprintf(path, sizeof path, "%s/full.heap", dir);
@@ -256,17 +282,21 @@ static int disk_full_child(void *arg)
     tu_fill(p, DATA_LEN, 1);
     CK(mmh_set_root(h, p) == 0);
     CK(mmh_commit(h) == 0);
-    /* 10 MiB more data: the heap's file reserves room for it on tmpfs
-     * (about 20 MiB in all), its journal does not fit */
-    unsigned char *big = mmh_alloc(h, 10 * MiB);
+    /* 20 MiB more data: the heap's file reserves room for it on tmpfs,
+     * then the disk is filled: the log (16 MiB after the first commit)
+     * cannot take it.  Not final: the close's commit tries again, and fails
+     * the same way. */
+    unsigned char *big = mmh_alloc(h, 20 * MiB);
     CK(big != NULL);
-    memset(big, 0x5a, 10 * MiB);
+    memset(big, 0x5a, 20 * MiB);
     tu_fill(p, DATA_LEN, 2);
+    CK(fill_disk(dir, "filler", 1 * MiB) == 0);
     errno = 0;
     CK(mmh_commit(h) == -1);
     CK(errno == ENOSPC);
     CK(strstr(mmh_errmsg(), "full.heap") != NULL);
     CK(mmh_close(h) == -1);
+    CK(errno == ENOSPC);
     h = mmh_open(path, NULL);
     CK(h != NULL);
     CK(tu_verify(mmh_root(h), DATA_LEN, 1));
@@ -328,11 +358,11 @@ static bool holds(mmh_heap *h, uint64_t small_seed)
            tu_verify(r->big, 16 * MiB, 0x5a5a);
 }
 
-/* A full disk after the commit point: the journal fits, the heap file's
- * new pages do not.  The commit succeeds; the next one, and close, say that
- * it is durable but not yet in the heap file; an open while the disk is
- * still full lays the journal over its mapping; once there is space, a
- * commit replays it and goes on. */
+/* A full disk after the commit point: the log fits, the heap file's new
+ * pages do not.  The commit succeeds; the next one, whose room in the log
+ * needs a checkpoint, and close, say that it is durable but not yet in the
+ * heap file; an open while the disk is still full lays the log over its
+ * mapping; once there is space, a checkpoint writes it and commits go on. */
 static int full_after_commit_child(void *arg)
 {
     const char *dir = arg;
@@ -352,9 +382,11 @@ static int full_after_commit_child(void *arg)
     CK((r->big = mmh_alloc(h, 16 * MiB)) != NULL);
     tu_fill(r->big, 16 * MiB, 0x5a5a);
     tu_fill(r->small, DATA_LEN, 2);
-    CK(fill_disk(dir, "filler", 24 * MiB) == 0); /* a 17 MiB journal fits, not 17 more */
+    /* The log, zero-filled to hold 16 commits like the first, takes most of
+     * this 17 MiB one; the heap file's 16 MiB of new blocks do not fit. */
+    CK(fill_disk(dir, "filler", 8 * MiB) == 0);
     if (mmh_commit(h) != 0) {
-        fprintf(stderr, "a commit whose journal was durable was reported failed: %s\n",
+        fprintf(stderr, "a commit that fits the log was reported failed: %s\n",
                 mmh_errmsg());
         return 1;
     }
@@ -393,8 +425,8 @@ static void test_disk_full_after_commit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_journal_write_fails),
-        cmocka_unit_test(test_journal_sync_fails),
+        cmocka_unit_test(test_log_write_fails),
+        cmocka_unit_test(test_log_sync_fails),
         cmocka_unit_test(test_job_sync_fails),
         cmocka_unit_test(test_heap_write_fails),
         cmocka_unit_test(test_heap_sync_fails),

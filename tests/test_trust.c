@@ -1,18 +1,18 @@
 /* test_trust: what another user can plant beside a heap is never trusted,
  * and nothing the library opens can hang it or be swapped under it.
  *
- * - FILE.journal as a symbolic link (to a file, dangling), a hard link, a
+ * - FILE.wal as a symbolic link (to a file, dangling), a hard link, a
  *   FIFO, another user's file, or a file with more access than the heap:
  *   refused by mmh_open and by the mmheap command, and the file it points
  *   to is left untouched.
- * - A copy of an older journal is never replayed (no rollback); one of the
+ * - A copy of an older log is never replayed (no rollback); one holding the
  *   very commit the header shows still is.
  * - A heap file that is a FIFO: refused, no hang.
  * - mmh_snapshot opens no predictable name, leaves no temporary file when
  *   its job is killed, and refuses a target a writer holds; a writer whose
  *   file was replaced under it fails its next commit.
- * - A journal the library creates is made durable by name (a directory
- *   fsync) before the open returns.
+ * - A log the library creates is made durable by name (a directory fsync)
+ *   before the open returns.
  *
  * fsync and open are interposed here, in the executable, to see the order
  * of the library's calls.
@@ -32,10 +32,10 @@
 
 /* ---------------------------------------------------------- interposers */
 
-/* The ".journal" file made by the last open(O_CREAT) that created one, and
+/* The ".wal" file made by the last open(O_CREAT) that created one, and
  * whether a directory was fsynced after that. */
 static struct {
-    bool journal_created, dir_synced_after;
+    bool wal_created, dir_synced_after;
 } seen;
 
 static bool ends_with(const char *s, const char *suffix)
@@ -58,8 +58,8 @@ int open(const char *path, int flags, ...)
     }
     bool existed = (flags & O_CREAT) && access(path, F_OK) == 0;
     int fd = real(path, flags, mode);
-    if (fd >= 0 && (flags & O_CREAT) && !existed && ends_with(path, ".journal")) {
-        seen.journal_created = true;
+    if (fd >= 0 && (flags & O_CREAT) && !existed && ends_with(path, ".wal")) {
+        seen.wal_created = true;
         seen.dir_synced_after = false;
     }
     return fd;
@@ -71,7 +71,7 @@ int fsync(int fd)
     if (!real)
         real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
     struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) && seen.journal_created)
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) && seen.wal_created)
         seen.dir_synced_after = true;
     return real(fd);
 }
@@ -103,10 +103,10 @@ static char *make_heap(const char *name)
     return path;
 }
 
-static char *journal_of(const char *path)
+static char *wal_of(const char *path)
 {
     char *j = NULL;
-    assert_true(asprintf(&j, "%s.journal", path) > 0);
+    assert_true(asprintf(&j, "%s.wal", path) > 0);
     return j;
 }
 
@@ -154,10 +154,10 @@ static void assert_all_refuse(const char *path, int err, const char *why)
 
 /* ----------------------------------------------------------------- tests */
 
-static void test_journal_symlink(void **state)
+static void test_log_symlink(void **state)
 {
     (void)state;
-    char *path = make_heap("link.heap"), *j = journal_of(path);
+    char *path = make_heap("link.heap"), *j = wal_of(path);
     char *victim = make_victim("victim.txt");
     assert_int_equal(unlink(j), 0);
     assert_int_equal(symlink(victim, j), 0);
@@ -176,10 +176,10 @@ static void test_journal_symlink(void **state)
     free(path);
 }
 
-static void test_journal_hard_link(void **state)
+static void test_log_hard_link(void **state)
 {
     (void)state;
-    char *path = make_heap("hard.heap"), *j = journal_of(path);
+    char *path = make_heap("hard.heap"), *j = wal_of(path);
     char *victim = make_victim("hard-victim.txt");
     assert_int_equal(chmod(victim, 0600), 0);
     assert_int_equal(unlink(j), 0);
@@ -192,11 +192,11 @@ static void test_journal_hard_link(void **state)
     free(path);
 }
 
-static void test_journal_fifo(void **state)
+static void test_log_fifo(void **state)
 {
     (void)state;
     alarm(60); /* a hang fails the test */
-    char *path = make_heap("fifo.heap"), *j = journal_of(path);
+    char *path = make_heap("fifo.heap"), *j = wal_of(path);
     assert_int_equal(unlink(j), 0);
     assert_int_equal(mkfifo(j, 0600), 0);
     assert_all_refuse(path, EPERM, "not a regular file");
@@ -212,12 +212,12 @@ static void test_journal_fifo(void **state)
     free(path);
 }
 
-/* A journal with more access than the heap, or another user's: refused.
+/* A log with more access than the heap, or another user's: refused.
  * Another user is uid 65534 (nobody), which needs root to set up. */
-static void test_journal_owner_and_mode(void **state)
+static void test_log_owner_and_mode(void **state)
 {
     (void)state;
-    char *path = make_heap("owner.heap"), *j = journal_of(path);
+    char *path = make_heap("owner.heap"), *j = wal_of(path);
     assert_int_equal(chmod(path, 0600), 0);
     assert_int_equal(chmod(j, 0666), 0);
     assert_all_refuse(path, EPERM, "mode 0666");
@@ -233,45 +233,66 @@ static void test_journal_owner_and_mode(void **state)
     assert_non_null(h);
     assert_int_equal(mmh_close(h), 0);
 
-    /* Root opening another user's heap gives the journal it makes to that
-     * user, who can then open the heap. */
-    assert_int_equal(unlink(j), 0);
-    assert_int_equal(chown(path, 65534, 65534), 0);
-    h = mmh_open(path, NULL);
+    /* Root opening another user's heap that has no log yet (an image)
+     * gives the log it makes to that user, who can then open the heap. */
+    char *img = tu_path("owner.img"), *k = wal_of(img);
+    mmh_heap *a = mmh_open(NULL, NULL);
+    assert_non_null(a);
+    tu_fill(mmh_alloc(a, 4096), 4096, 4);
+    assert_int_equal(mmh_snapshot(a, img), 0);
+    assert_int_equal(mmh_wait(a, 0), 0);
+    assert_int_equal(mmh_close(a), 0);
+    assert_int_equal(chown(img, 65534, 65534), 0);
+    h = mmh_open(img, NULL);
     assert_non_null(h);
     struct stat st;
-    assert_int_equal(stat(j, &st), 0);
+    assert_int_equal(stat(k, &st), 0);
     assert_int_equal(st.st_uid, 65534);
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(mmh_close(h), 0);
+    free(k);
+    free(img);
     free(j);
     free(path);
 }
 
-/* The invalidated journal of a commit, with its magic written back, is
- * what it was just before that commit completed. */
-static void *journal_copy(const char *j, size_t *len)
+static int commit_pattern_child(void *arg)
 {
-    char *data = tu_read_file(j, len);
-    assert_non_null(data);
-    assert_true(*len >= 8);
-    memcpy(data, "MMHJRNL1", 8);
-    return data;
+    mmh_heap *h = mmh_open(arg, NULL);
+    CK(h != NULL);
+    tu_fill(mmh_root(h), 64 * KiB, 2);
+    CK(mmh_commit(h) == 0);
+    return 0; /* no close: commit 2 is only in the log */
 }
 
-static void test_old_journal_never_replays(void **state)
+static int checkpoint_child(void *arg)
+{
+    mmh_heap *h = mmh_open(arg, NULL);
+    CK(h != NULL);
+    CK(mmh_checkpoint(h) == 0);
+    return 0; /* no close: no commit 3 */
+}
+
+/* The heap at path after commit 2 (pattern 2), and a copy of its log from
+ * when that commit was not yet checkpointed. */
+static void *log_with_commit_2(const char *path, const char *j, size_t *len)
+{
+    assert_child_ok(commit_pattern_child, (void *)path);
+    void *copy = tu_read_file(j, len);
+    assert_non_null(copy);
+    return copy;
+}
+
+static void test_old_log_never_replays(void **state)
 {
     (void)state;
-    char *path = make_heap("rollback.heap"), *j = journal_of(path);
+    char *path = make_heap("rollback.heap"), *j = wal_of(path);
+    size_t len;
+    void *old = log_with_commit_2(path, j, &len);
     mmh_heap *h = mmh_open(path, NULL);
     assert_non_null(h);
-    unsigned char *p = mmh_root(h);
-    tu_fill(p, 64 * KiB, 2);
-    assert_int_equal(mmh_commit(h), 0);
-    size_t len;
-    void *old = journal_copy(j, &len);          /* commit 2's */
-    tu_fill(p, 64 * KiB, 3);
-    assert_int_equal(mmh_close(h), 0);          /* commit 3 */
+    tu_fill(mmh_root(h), 64 * KiB, 3);
+    assert_int_equal(mmh_close(h), 0);          /* commit 3, checkpointed */
     assert_int_equal(tu_write_file(j, old, len), 0);
     assert_int_equal(chmod(j, 0600), 0);
 
@@ -279,19 +300,16 @@ static void test_old_journal_never_replays(void **state)
     const char *info[] = { "info", path, NULL };
     assert_int_equal(tool(info, out, sizeof out), 0);
     if (!strstr(out, "older than the heap's commit"))
-        fail_msg("mmheap info does not call the journal stale: %s", out);
-    h = mmh_open(path, NULL);
+        fail_msg("mmheap info does not call the log stale: %s", out);
+    const char *rec[] = { "recover", path, NULL };
+    assert_int_equal(tool(rec, out, sizeof out), 0);
+    if (!strstr(out, "never replayed"))
+        fail_msg("mmheap recover: %s", out);
+    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
+    h = mmh_open(path, &ro);
     assert_non_null(h);
     assert_pattern(mmh_root(h), 64 * KiB, 3);
     assert_int_equal(mmh_close(h), 0);
-
-    /* mmheap recover discards it too, and says why. */
-    assert_int_equal(tu_write_file(j, old, len), 0);
-    assert_int_equal(chmod(j, 0600), 0);
-    const char *rec[] = { "recover", path, NULL };
-    assert_int_equal(tool(rec, out, sizeof out), 0);
-    if (!strstr(out, "discarded a journal of commit"))
-        fail_msg("mmheap recover: %s", out);
     h = mmh_open(path, NULL);
     assert_non_null(h);
     assert_pattern(mmh_root(h), 64 * KiB, 3);
@@ -301,23 +319,23 @@ static void test_old_journal_never_replays(void **state)
     free(path);
 }
 
-/* The header page may reach the file before the rest of its commit: a
- * journal of the very commit the header shows is replayed. */
-static void test_journal_of_current_commit_replays(void **state)
+/* A log whose last commit is the one the heap header shows still replays
+ * (rule: the log decides, and replaying the checkpointed is harmless). */
+static void test_log_of_current_commit_replays(void **state)
 {
     (void)state;
-    char *path = make_heap("current.heap"), *j = journal_of(path);
-    mmh_heap *h = mmh_open(path, NULL);
-    assert_non_null(h);
-    unsigned char *p = mmh_root(h);
-    size_t off = mmh_offset(h, p);
-    tu_fill(p, 64 * KiB, 2);
-    assert_int_equal(mmh_close(h), 0);
+    char *path = make_heap("current.heap"), *j = wal_of(path);
     size_t len;
-    void *copy = journal_copy(j, &len);
+    void *copy = log_with_commit_2(path, j, &len);
+    assert_child_ok(checkpoint_child, path);    /* the heap file at commit 2 */
+    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
+    mmh_heap *h = mmh_open(path, &ro);
+    assert_non_null(h);
+    size_t off = mmh_offset(h, mmh_root(h));
+    assert_int_equal(mmh_close(h), 0);
     assert_int_equal(tu_write_file(j, copy, len), 0);
     assert_int_equal(chmod(j, 0600), 0);
-    /* The data did not land; the header did. */
+    /* The data in the heap file is damaged; the log still holds it. */
     int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
     char zero[4096] = { 0 };
@@ -452,12 +470,12 @@ static void test_snapshot_refuses_a_writers_file(void **state)
     free(path);
 }
 
-/* A heap opened where no journal is (a snapshot image): the journal it
- * creates is made durable by name before the open returns. */
-static void test_new_journal_is_durable(void **state)
+/* A heap opened where no log is (a snapshot image): the log it creates is
+ * made durable by name before the open returns. */
+static void test_new_log_is_durable(void **state)
 {
     (void)state;
-    char *img = tu_path("image.heap"), *j = journal_of(img);
+    char *img = tu_path("image.heap"), *j = wal_of(img);
     mmh_heap *a = mmh_open(NULL, NULL);
     assert_non_null(a);
     tu_fill(mmh_alloc(a, 4096), 4096, 9);
@@ -465,12 +483,12 @@ static void test_new_journal_is_durable(void **state)
     assert_int_equal(mmh_wait(a, 0), 0);
     assert_int_equal(mmh_close(a), 0);
     assert_int_equal(access(j, F_OK), -1);
-    seen.journal_created = false;
+    seen.wal_created = false;
     mmh_heap *h = mmh_open(img, NULL);
     assert_non_null(h);
-    assert_true(seen.journal_created);
+    assert_true(seen.wal_created);
     if (!seen.dir_synced_after)
-        fail_msg("the journal was created and its directory never synced");
+        fail_msg("the log was created and its directory never synced");
     assert_int_equal(mmh_close(h), 0);
     free(j);
     free(img);
@@ -479,16 +497,16 @@ static void test_new_journal_is_durable(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_journal_symlink),
-        cmocka_unit_test(test_journal_hard_link),
-        cmocka_unit_test(test_journal_fifo),
-        cmocka_unit_test(test_journal_owner_and_mode),
-        cmocka_unit_test(test_old_journal_never_replays),
-        cmocka_unit_test(test_journal_of_current_commit_replays),
+        cmocka_unit_test(test_log_symlink),
+        cmocka_unit_test(test_log_hard_link),
+        cmocka_unit_test(test_log_fifo),
+        cmocka_unit_test(test_log_owner_and_mode),
+        cmocka_unit_test(test_old_log_never_replays),
+        cmocka_unit_test(test_log_of_current_commit_replays),
         cmocka_unit_test(test_snapshot_follows_no_planted_link),
         cmocka_unit_test(test_killed_snapshot_leaves_nothing),
         cmocka_unit_test(test_snapshot_refuses_a_writers_file),
-        cmocka_unit_test(test_new_journal_is_durable),
+        cmocka_unit_test(test_new_log_is_durable),
     };
     return TU_RUN(tests);
 }

@@ -80,15 +80,19 @@ static void wal_sentence(const mmh_wal_info *wi, char *buf, size_t n)
                  ": a copy, never replayed; reset at the next writable open", wi->last_seq,
                  wi->heap_seq);
         break;
-    case MMH_WAL_VALID:
+    case MMH_WAL_VALID: {
+        char torn[128] = "";
+        if (wi->torn)
+            snprintf(torn, sizeof torn, "; commit %" PRIu64 " after them is torn (it never "
+                     "completed) and is discarded", wi->last_seq + 1);
         if (!wi->commits)
-            snprintf(buf, n, "every commit is checkpointed into the heap file (%" PRIu64
-                     " bytes of log)", wi->size);
+            snprintf(buf, n, "every commit is checkpointed into the heap file%s", torn);
         else
             snprintf(buf, n, "commits %" PRIu64 " to %" PRIu64 " (%" PRIu64 " bytes of pages) "
-                     "are durable there, not yet checkpointed; every open applies them",
-                     wi->first_seq, wi->last_seq, wi->data_bytes);
+                     "are durable there, not yet checkpointed; every open applies them%s",
+                     wi->first_seq, wi->last_seq, wi->data_bytes, torn);
         break;
+    }
     }
 }
 
@@ -304,8 +308,9 @@ static void info_json(const opts *o, const mmh_image *img, const mmh_check_resul
            ", \"segments\": %" PRIu64 ", \"root\": %" PRIu64 ", \"commit_seq\": %" PRIu64 ",\n",
            hdr->version, hdr->page_size, hdr->seg_size, hdr->file_id, hdr->base, hdr->extent,
            hdr->max_size, r->segments, hdr->root, hdr->commit_seq);
-    printf("  \"wal\": {\"state\": \"%s\", \"size\": %" PRIu64 ", \"commits\": %" PRIu64,
-           wal_word(wi->state), wi->size, wi->commits);
+    printf("  \"wal\": {\"state\": \"%s\", \"size\": %" PRIu64 ", \"commits\": %" PRIu64
+           ", \"torn\": %s", wal_word(wi->state), wi->size, wi->commits,
+           wi->torn ? "true" : "false");
     if (wi->commits)
         printf(", \"first_seq\": %" PRIu64 ", \"last_seq\": %" PRIu64 ", \"bytes\": %" PRIu64,
                wi->first_seq, wi->last_seq, wi->data_bytes);
