@@ -536,12 +536,13 @@ static void persist_free(mmh_persist *p)
     mmh_meta_free(p);
 }
 
-/* A log the heap does not name yet (none, or one left over): make it new,
- * zero-filled and durable by name, then name it in the heap file's header
- * (the file's own bytes: the mapping may have moved on). */
+/* No log for this heap yet (none, or one left over): make it new,
+ * zero-filled and durable by name.  The heap names it (wal_gen) in its
+ * header from the first commit on, and in its file from the first
+ * checkpoint: the file itself is written only by checkpoints, whose header
+ * write a torn page cannot hurt (the log still holds that page). */
 static int wal_create(mmh_heap *h, mmh_persist *p, bool created)
 {
-    mmh_hdr *file_hdr = (mmh_hdr *)p->hdr_page;
     p->cap = 0; /* both header slots too: a leftover's may look valid */
     p->hdr = (mmh_wal_hdr){ .file_id = h->hdr->file_id, .gen = mmh_random_u64() | 1 };
     p->tail.seq = h->hdr->commit_seq;
@@ -552,14 +553,6 @@ static int wal_create(mmh_heap *h, mmh_persist *p, bool created)
                         p->wal_path);
     if (created && mmh_sync_parent_dir(p->wal_path) != 0)
         return -1;
-    if (mmh_pread_all(h->fd, file_hdr, MMH_HDR_SIZE, 0) != 0)
-        return mmh_fail(errno ? errno : EIO, "%s: cannot read the header: %m", h->path);
-    file_hdr->wal_gen = p->hdr.gen;
-    file_hdr->checksum = mmh_format_checksum(file_hdr);
-    errno = 0;
-    if (mmh_pwrite_all(h->fd, file_hdr, MMH_HDR_SIZE, 0) != 0 || fdatasync(h->fd) != 0)
-        return mmh_fail(errno ? errno : EIO, "%s: naming its new log %s in the header failed: "
-                        "%m", h->path, p->wal_path);
     h->hdr->wal_gen = p->hdr.gen;
     h->hdr->checksum = mmh_format_checksum(h->hdr);
     return 0;

@@ -240,16 +240,18 @@ int mmh_wal_inspect(const char *path, int heap_fd, bool writable, mmh_wal_view *
     if (fstat(v->fd, &st) != 0)
         return mmh_fail(errno, "%s: cannot stat %s: %m", path, v->path);
     v->info.size = (uint64_t)st.st_size;
-    v->info.state = MMH_WAL_LEFTOVER;
-    if (gen == 0)
-        return 0;
+    /* A heap names its log (wal_gen) from its first checkpoint on; before
+     * that, a log made for this very file (its file_id) is its own. */
     int got = hdr_read(v->fd, v->info.size, &v->hdr);
     if (got < 0)
         return mmh_fail(errno, "%s: cannot read %s: %m", path, v->path);
+    v->info.state = MMH_WAL_LEFTOVER;
+    if (gen == 0 && (got == 0 || v->hdr.file_id != file_id))
+        return 0;
     if (got == 0)
         return mmh_fail(EBADMSG, "%s: its write-ahead log %s has no valid header", path,
                         v->path);
-    if (v->hdr.file_id != file_id || v->hdr.gen != gen)
+    if (v->hdr.file_id != file_id || (gen != 0 && v->hdr.gen != gen))
         return mmh_fail(EBADMSG, "%s: %s is not this heap's write-ahead log (it was made "
                         "for another heap file, or is another generation of this one's)",
                         path, v->path);

@@ -87,13 +87,13 @@ static void test_untracked(void **state)
     sound(MMH_TRACK_NONE);
 }
 
-/* The proof that the harness can fail: the journal's sync (the commit
- * point) and the heap file's sync (before the journal is invalidated),
- * each removed, must each show violations. */
-static void test_without_journal_sync(void **state)
+/* The proof that the harness can fail: the log's sync (the commit point)
+ * and the heap file's syncs (creation, and a checkpoint's before it
+ * advances the log's mark), each removed, must each show violations. */
+static void test_without_log_sync(void **state)
 {
     (void)state;
-    assert_true(run(MMH_TRACK_MPROTECT, "heap.journal", 0, 100).violations > 0);
+    assert_true(run(MMH_TRACK_MPROTECT, "heap.wal", 0, 100).violations > 0);
 }
 
 static void test_without_heap_sync(void **state)
@@ -102,14 +102,14 @@ static void test_without_heap_sync(void **state)
     assert_true(run(MMH_TRACK_MPROTECT, "heap", 0, 100).violations > 0);
 }
 
-/* The journal a writable open creates beside a snapshot image must be
- * durable by name before a commit relies on it (issue 12, finding 13):
- * without the directory's sync after its creation, power loss can take
- * the journal's name while the heap file holds half a commit. */
-static void test_without_journal_dirsync(void **state)
+/* The log a writable open creates beside a snapshot image must be durable
+ * by name before the image's header names it: without the directory's
+ * sync after its creation, power loss can take the log while the heap
+ * names it, or the commits in it. */
+static void test_without_log_dirsync(void **state)
 {
     (void)state;
-    assert_true(run(MMH_TRACK_MPROTECT, "/image.journal", 0, 100).violations > 0);
+    assert_true(run(MMH_TRACK_MPROTECT, "/image.wal", 0, 100).violations > 0);
 }
 
 /* A sync that fails loses the writes it should have made durable; the
@@ -136,9 +136,9 @@ int main(void)
         cmocka_unit_test(test_uffd),
         cmocka_unit_test(test_mprotect),
         cmocka_unit_test(test_untracked),
-        cmocka_unit_test(test_without_journal_sync),
+        cmocka_unit_test(test_without_log_sync),
         cmocka_unit_test(test_without_heap_sync),
-        cmocka_unit_test(test_without_journal_dirsync),
+        cmocka_unit_test(test_without_log_dirsync),
         cmocka_unit_test(test_failed_sync),
     };
     return TU_RUN(tests);

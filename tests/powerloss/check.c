@@ -1,7 +1,7 @@
 /* Checking one crash state, in a child of the harness: each heap file
  * the workload made must open, hold exactly one version it may hold (the
  * last acknowledged or one begun after it), pass `mmheap check` as found
- * (the tool lays a complete journal over the file), take new allocations
+ * (the tool lays the log's commits over the file), take new allocations
  * and a commit, and open again. */
 #define _GNU_SOURCE
 #include "harness.h"

@@ -6,7 +6,7 @@
  * workload adds marks: a commit begun (with the digest of the version it
  * writes) and acknowledged.  The replayer reads them back to build the
  * crash states.  Only file operations are seen, so any commit protocol
- * (today's journal, a log with checkpoints) is recorded the same way. */
+ * (the log and its checkpoints) is recorded the same way. */
 #ifndef PL_RECORD_H
 #define PL_RECORD_H
 

@@ -355,7 +355,7 @@ static void count(const struct pl_model *m, struct pl_result *res)
  * (all of them when the budget allows), with what duplicates leave over
  * carried to the next point.  A
  * heap file found byte for byte as in a state checked before (with its
- * journal, and the same versions allowed) is not checked again. */
+ * log, and the same versions allowed) is not checked again. */
 static int walk(struct pl_model *m, const char *state, const char *tool,
                 const struct pl_options *o, struct pl_result *res)
 {
@@ -366,7 +366,7 @@ static int walk(struct pl_model *m, const char *state, const char *tool,
     struct built b;
     double quota = 0, per_point = (double)o->states / res->points;
     uint64_t rng = mix(o->seed), key[PL_FILES];
-    char why[1024], journal[PL_NAME + 16];
+    char why[1024], wal[PL_NAME + 16];
     int rc = s.rec && s.fate && s.seed ? 0 : -1;
     while (rc == 0 && m->at < m->nrec && res->states < o->states) {
         pl_model_step(m);
@@ -382,8 +382,8 @@ static int walk(struct pl_model *m, const char *state, const char *tool,
             uint64_t h = 0;
             unsigned which = 0;
             for (int k = 0; k < PL_FILES; k++) {
-                snprintf(journal, sizeof journal, "%s.journal", pl_files[k]);
-                key[k] = mix(built_hash(&b, pl_files[k]) ^ mix(built_hash(&b, journal) + k));
+                snprintf(wal, sizeof wal, "%s.wal", pl_files[k]);
+                key[k] = mix(built_hash(&b, pl_files[k]) ^ mix(built_hash(&b, wal) + k));
                 key[k] = pl_hash(key[k], &m->expect[k], sizeof m->expect[k]);
                 h = mix(h ^ key[k]);
                 if (!set_has(&sound, key[k]))

@@ -2,9 +2,11 @@
  * file, the next frees the growth, so a later commit punches holes),
  * background commits with stores while the job runs, two snapshot images
  * (the second replaces the first), a closing commit, then the image opened
- * writable (its journal is created then) and committed in the foreground,
- * in the background and by close.  Before each commit it marks the version
- * it writes; after the commit returns, the acknowledgement. */
+ * writable (its log is created then) and committed in the foreground, in
+ * the background and by close.  Checkpoints come between commits (and from
+ * the library's own thread, and close), so later commits start new laps of
+ * the log.  Before each commit it marks the version it writes; after the
+ * commit returns, the acknowledgement. */
 #define _GNU_SOURCE
 #include "harness.h"
 
@@ -102,6 +104,16 @@ static int commit_fg(struct wl *w)
     return settle(w, mmh_commit(w->h), "mmh_commit");
 }
 
+/* A checkpoint now (it changes no version); failing only under a fault. */
+static int checkpoint(struct wl *w)
+{
+    if (mmh_checkpoint(w->h) == 0)
+        return 0;
+    fprintf(stderr, "powerloss workload: mmh_checkpoint failed (expected only under a fault): "
+            "%s\n", mmh_errmsg());
+    return 1;
+}
+
 /* A background commit, with stores (the next version's) while it runs. */
 static int commit_bg(struct wl *w)
 {
@@ -136,9 +148,12 @@ static int on_heap(struct wl *w)
                 drop(w, j); /* the growth goes back: its range is punched */
         rc = rc ? rc : i ? mutate(w) : 0;
         rc = rc ? rc : commit_fg(w);
+        rc = rc ? rc : i == 1 ? checkpoint(w) : 0;
     }
-    for (int i = 0; rc == 0 && i < 3; i++)
+    for (int i = 0; rc == 0 && i < 3; i++) {
         rc = mutate(w) ? -1 : commit_bg(w);
+        rc = rc ? rc : i == 0 ? checkpoint(w) : 0;
+    }
     for (int i = 0; rc == 0 && i < 2; i++) {
         if (mutate(w) != 0)
             return -1;
@@ -167,6 +182,7 @@ static int on_image(struct wl *w)
         return settle(w, -1, "mmh_open (image)");
     w->m = mmh_root(w->h);
     rc = mutate(w) ? -1 : commit_fg(w);
+    rc = rc ? rc : checkpoint(w);
     rc = rc ? rc : mutate(w) ? -1 : commit_bg(w);
     begin(w);
     int closed = settle(w, mmh_close(w->h), "mmh_close");
