@@ -43,7 +43,7 @@
 #   --no-build       do not run make first
 #
 # Saving: bench/results/YYYY-MM-DD-persist[-quick][-TAG].md in the source
-# tree (a -HHMM suffix when that name is taken); a run that fails saves
+# tree (a -HHMMSS suffix when that name is taken); a run that fails saves
 # nothing.  Needs about 8 GiB of free disk and memory under --dir for the
 # default run (four 1 GiB heaps, a 1 GiB plain file, their private copies).
 set -eu
@@ -180,7 +180,7 @@ if [ -z "$out" ]; then
     [ -n "$tag" ] && name=$name-$tag
     resdir=$(cd "$(dirname "$0")" && pwd)/results
     out=$resdir/$name.md
-    [ -e "$out" ] && out=$resdir/$name-$(date -u +%H%M).md
+    [ -e "$out" ] && out=$resdir/$name-$(date -u +%H%M%S).md
 fi
 if mkdir -p "$(dirname "$out")" 2>/dev/null && cp "$tmp/out.md" "$out" 2>/dev/null; then
     echo "$prog: saved to $out" >&2
