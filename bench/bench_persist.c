@@ -1,25 +1,51 @@
-/* bench_persist: commit latency and first-write cost of mmheap's file heaps.
+/* bench_persist: commit cost, write volume, recovery and first-write cost of
+ * mmheap's file heaps, through the public API only (include/mmheap.h and
+ * mmh_stats), so it measures whichever commit protocol the library has.
  *
- *   bench_persist commit     [options]   commit latency, 200 scattered pages
+ *   bench_persist small      [options]   commits of 1, 16, 256 dirty pages
+ *   bench_persist commit     [options]   commits of 200 pages in a 1 GiB heap
+ *   bench_persist sustained  [options]   200-page commits back to back
+ *   bench_persist recovery   [options]   mmh_open after a crash
  *   bench_persist firstwrite [options]   first write per page, per tracker
  *   bench_persist probe --tracker=T      exit 0 if tracker T works here
  *
- * commit: four (or fewer) heaps of --heap-mib MiB of data each -- private with
+ * small and commit: heaps of --heap-mib MiB of data each -- private with
  * the uffd, mprotect and none trackers, and shared (MMH_SHARED, auto
  * tracker) -- plus one plain file of the same size.  Every heap is filled
- * with 1344 KiB blocks, every byte written, and committed once (untimed).  Each
- * repetition then draws --pages distinct random pages (the same draw for
- * every configuration), writes one byte into each and times:
+ * with 1344 KiB blocks, every byte written, and committed once (untimed).
+ * Each repetition, for each count k of --pages, draws k distinct random
+ * pages (the same draw for every configuration), writes one byte into each
+ * and times:
  *   - mmh_commit on every heap,
- *   - floor: pwrite of those pages (4 KiB each) into the plain file, then one
- *     fdatasync,
- *   - msync: the same pages stored through a MAP_SHARED mapping of the whole
- *     plain file, then msync(MS_SYNC) of the whole mapping.
+ *   - floor: pwrite of those pages (4 KiB each) where they lie in the plain
+ *     file, then one fdatasync,
+ *   - msync (commit mode): the same pages stored through a MAP_SHARED
+ *     mapping of the whole plain file, then msync(MS_SYNC) of all of it.
  * The configurations run one after another inside each repetition, in an
- * order that rotates from repetition to repetition.  The none tracker
- * journals the whole heap at every commit, so it runs only in the first
- * --none-reps repetitions.  At the end every heap is closed, reopened
- * read-only and the bytes of its last repetition are checked.
+ * order that rotates.  The none tracker writes the whole heap at every
+ * commit, so it runs only in the first --none-reps repetitions.  Around
+ * each configuration's stores and commit the program reads write_bytes of
+ * /proc/self/io and the sectors written of the block device holding --dir
+ * (/sys/dev/block/MAJ:MIN/stat): bytes written per byte of pages changed.
+ * At the end every heap is closed (timed), reopened read-only and byte 100
+ * of every page is compared with what was committed.
+ *
+ * sustained: one heap (--tracker, default uffd) and the plain file; for
+ * --seconds each, 200-page commits back to back, then the floor (pwrite of
+ * 200 pages + fdatasync) back to back; --rounds times, order alternating.
+ * Commits per second, latency percentiles, bytes written per commit (the
+ * library's bytes_written, write_bytes of the process -- a checkpoint
+ * thread of the library counts here -- and the device's sectors), process
+ * CPU per commit.
+ *
+ * recovery: a heap of --heap-mib MiB; each repetition a child process opens
+ * it, makes --commits commits of --pages scattered pages, stores into more
+ * pages without committing, and dies by SIGKILL without mmh_close.  The
+ * parent lists the files beside the heap (a log or journal), then times
+ * mmh_open (writable) -- the recovery -- with the page cache as the dead
+ * process left it (warm) or with the heap's files dropped from it (cold,
+ * every other repetition), checks that every page holds its last committed
+ * byte, and times mmh_close.
  *
  * firstwrite: one heap holding a block of --fw-pages pages.  For each round
  * and each tracker (rotating order) a child process opens the heap and times
@@ -37,14 +63,18 @@
  * within one repetition/round.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +85,7 @@
 #define PAGE 4096u
 /* 21 slices of 64 KiB: three fill a 4 MiB segment's 63 usable slices */
 #define BLOCK ((size_t)21 << 16)
+#define MAXK 8
 
 static const char *g_dir;
 static char g_work[4096];
@@ -69,6 +100,21 @@ static void minmax(const double *v, size_t n, double *lo, double *hi)
         if (v[i] > *hi)
             *hi = v[i];
     }
+}
+
+/* Median of the n values of v that are >= 0 (v is left as it was). */
+static double median_of(const double *v, size_t n)
+{
+    double *t = malloc((n ? n : 1) * sizeof *t);
+    size_t m = 0;
+    if (!t)
+        die_errno("malloc");
+    for (size_t i = 0; i < n; i++)
+        if (v[i] >= 0)
+            t[m++] = v[i];
+    double r = sort_median(t, m);
+    free(t);
+    return r;
 }
 
 static const char *tracker_name(mmh_tracker t)
@@ -97,12 +143,163 @@ static void work_path(char *buf, size_t n, const char *name)
     snprintf(buf, n, "%s/%s", g_work, name);
 }
 
+/* The files of the heap at path: path itself and every file beside it
+ * whose name is path's name followed by a dot (FILE.journal, FILE.log, ...;
+ * whatever the library keeps).  fn is called with each full name. */
+static void heap_files(const char *path, void (*fn)(const char *file, void *arg), void *arg)
+{
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    size_t bl = strlen(base);
+    DIR *d = opendir(g_work);
+    if (!d)
+        return;
+    struct dirent *e;
+    char full[4400];
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, base, bl) == 0 && (e->d_name[bl] == 0 || e->d_name[bl] == '.')) {
+            snprintf(full, sizeof full, "%s/%s", g_work, e->d_name);
+            fn(full, arg);
+        }
+    closedir(d);
+}
+
+static void unlink_one(const char *file, void *arg)
+{
+    (void)arg;
+    unlink(file);
+}
+
 static void unlink_heap(const char *path)
 {
-    char j[4200];
-    snprintf(j, sizeof j, "%s.journal", path);
-    unlink(path);
-    unlink(j);
+    heap_files(path, unlink_one, NULL);
+}
+
+/* ---- what reaches storage ----------------------------------------------- */
+
+/* write_bytes of /proc/self/io: bytes this process (all its threads) caused
+ * to be written to storage, counted when page-cache pages become dirty;
+ * and the bytes the block device holding --dir completed writing (sectors
+ * written, field 7 of /sys/dev/block/MAJ:MIN/stat, times 512), which counts
+ * every process and the filesystem's own journal. */
+struct io {
+    double wb, dev;
+};
+
+static char g_devstat[128]; /* "" if --dir is on no block device */
+static char g_devname[64];
+
+static void devstat_init(void)
+{
+    struct stat st;
+    if (stat(g_dir, &st) != 0 || major(st.st_dev) == 0)
+        return;
+    char link[64], target[512];
+    snprintf(link, sizeof link, "/sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
+    snprintf(g_devstat, sizeof g_devstat, "%s/stat", link);
+    if (access(g_devstat, R_OK) != 0) {
+        g_devstat[0] = 0;
+        return;
+    }
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    target[n > 0 ? n : 0] = 0;
+    const char *s = strrchr(target, '/');
+    snprintf(g_devname, sizeof g_devname, "%s", s ? s + 1 : link);
+}
+
+static double read_counter(const char *file, const char *key, int field)
+{
+    char buf[1024];
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    const char *p = buf;
+    if (key) {
+        p = strstr(buf, key);
+        return p ? strtod(p + strlen(key), NULL) : -1;
+    }
+    unsigned long long v = 0;
+    for (int i = 0; i < field; i++) {
+        char *end;
+        v = strtoull(p, &end, 10);
+        if (end == p)
+            return -1;
+        p = end;
+    }
+    return (double)v;
+}
+
+static void io_now(struct io *x)
+{
+    x->wb = read_counter("/proc/self/io", "write_bytes: ", 0);
+    x->dev = *g_devstat ? read_counter(g_devstat, NULL, 7) * 512 : -1;
+}
+
+/* b - a into *d; a negative field means unknown */
+static void io_delta(const struct io *a, const struct io *b, struct io *d)
+{
+    d->wb = a->wb >= 0 && b->wb >= 0 ? b->wb - a->wb : -1;
+    d->dev = a->dev >= 0 && b->dev >= 0 ? b->dev - a->dev : -1;
+}
+
+static const char *io_note(void)
+{
+    static char s[300];
+    if (*g_devstat)
+        snprintf(s, sizeof s, "device counter: %s (%s), all processes", g_devname, g_devstat);
+    else
+        snprintf(s, sizeof s, "device counter: none (%s is on no block device)", g_dir);
+    return s;
+}
+
+/* "%.2f" of v, or "n/a" when v < 0 */
+static const char *fmt2(double v, char *buf, size_t n)
+{
+    if (v < 0)
+        snprintf(buf, n, "n/a");
+    else
+        snprintf(buf, n, "%.2f", v);
+    return buf;
+}
+
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+           ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Fork a child that runs fn(arg, wfd), which must not return, wfd being the
+ * write end of a pipe; the child's pid, the read end in *rfd. */
+static pid_t fork_with_pipe(int *rfd, void (*fn)(void *arg, int wfd), void *arg)
+{
+    int pfd[2];
+    if (pipe(pfd) != 0)
+        die_errno("pipe");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        die_errno("fork");
+    if (pid == 0) {
+        close(pfd[0]);
+        fn(arg, pfd[1]);
+        _exit(3);
+    }
+    close(pfd[1]);
+    *rfd = pfd[0];
+    return pid;
+}
+
+static uint64_t lib_written(mmh_heap *h)
+{
+    struct mmh_stats st;
+    mmh_stats(h, &st);
+    return st.bytes_written;
 }
 
 /* ---- probe ------------------------------------------------------------- */
@@ -145,9 +342,16 @@ static int probe(mmh_tracker t)
     return 0;
 }
 
-/* ---- commit latency ---------------------------------------------------- */
+/* ---- heaps, the plain file, one commit ------------------------------------ */
 
 enum ckind { C_PRIV, C_SHARED, C_FLOOR, C_MSYNC };
+
+/* One sample: a configuration's stores and commit. */
+struct sample {
+    double ns;  /* the commit (floor: the pwrites and the fdatasync); < 0: did not run */
+    double lib; /* mmh_stats bytes_written (floor, msync: the bytes of the pages)     */
+    struct io io; /* over the stores and the commit                                   */
+};
 
 struct cconf {
     const char *name;
@@ -158,17 +362,17 @@ struct cconf {
     char **blocks;        /* heaps: the data blocks             */
     size_t nblocks;
     char path[4200];
-    int last_rep;         /* last repetition it ran in          */
-    double *ns;           /* per repetition, -1 = did not run   */
-    uint64_t bytes;       /* bytes_written, summed over reps    */
-    unsigned runs;
+    unsigned char *shadow; /* heaps: byte 100 of each page as committed */
+    struct sample *s;     /* per repetition and page count      */
     uint64_t setup_ns;
     uint64_t heap_size;
+    double close_ms;
+    struct io close_io;
 };
 
 static size_t g_npages;   /* pages of data in each configuration */
 static int g_fd = -1;     /* the plain file                       */
-static char *g_map;       /* its MAP_SHARED mapping               */
+static char *g_map;       /* its MAP_SHARED mapping, if any       */
 static char g_pagebuf[PAGE] __attribute__((aligned(PAGE)));
 
 static char *page_addr(struct cconf *c, size_t pg)
@@ -178,7 +382,32 @@ static char *page_addr(struct cconf *c, size_t pg)
     return c->blocks[pg / (BLOCK / PAGE)] + (pg % (BLOCK / PAGE)) * PAGE;
 }
 
-static void setup_heap(struct cconf *c, size_t data_bytes, const char *note)
+/* The byte every page of block i holds after the fill. */
+static unsigned char fill_byte(size_t i)
+{
+    return (unsigned char)(i * 7 + 1);
+}
+
+static void init_shadow(struct cconf *c)
+{
+    c->shadow = malloc(g_npages);
+    if (!c->shadow)
+        die_errno("malloc");
+    for (size_t pg = 0; pg < g_npages; pg++)
+        c->shadow[pg] = fill_byte(pg / (BLOCK / PAGE));
+}
+
+/* Find the data blocks of an opened heap through its root. */
+static void attach_blocks(struct cconf *c, mmh_heap *h)
+{
+    char **list = mmh_root(h);
+    if (!list)
+        die("the heap has no root");
+    for (size_t i = 0; i < c->nblocks; i++)
+        c->blocks[i] = list[i];
+}
+
+static void setup_heap(struct cconf *c, size_t data_bytes)
 {
     work_path(c->path, sizeof c->path, c->name);
     strcat(c->path, ".heap");
@@ -200,7 +429,7 @@ static void setup_heap(struct cconf *c, size_t data_bytes, const char *note)
     for (size_t i = 0; i < c->nblocks; i++) {
         if (!(c->blocks[i] = mmh_alloc(c->h, BLOCK)))
             die("allocating the data");
-        memset(c->blocks[i], (int)(i * 7 + 1), BLOCK);
+        memset(c->blocks[i], fill_byte(i), BLOCK);
         list[i] = c->blocks[i];
     }
     if (mmh_set_root(c->h, list) != 0)
@@ -212,11 +441,13 @@ static void setup_heap(struct cconf *c, size_t data_bytes, const char *note)
     struct mmh_stats st;
     mmh_stats(c->h, &st);
     c->heap_size = st.size;
+    init_shadow(c);
     c->active = 1;
-    (void)note;
 }
 
-static void setup_plain(size_t data_bytes)
+/* The plain file of data_bytes, written and synced; with map, also mapped
+ * MAP_SHARED with every page mapped and clean. */
+static void setup_plain(size_t data_bytes, int map)
 {
     char path[4200];
     work_path(path, sizeof path, "plain.dat");
@@ -227,13 +458,15 @@ static void setup_plain(size_t data_bytes)
     if (!buf)
         die_errno("malloc");
     for (size_t i = 0; i < data_bytes / BLOCK; i++) {
-        memset(buf, (int)(i * 7 + 1), BLOCK);
+        memset(buf, fill_byte(i), BLOCK);
         if (pwrite(g_fd, buf, BLOCK, (off_t)(i * BLOCK)) != (ssize_t)BLOCK)
             die_errno("writing the plain file");
     }
     free(buf);
     if (fdatasync(g_fd) != 0)
         die_errno("fdatasync");
+    if (!map)
+        return;
     g_map = mmap(NULL, data_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, g_fd, 0);
     if (g_map == MAP_FAILED)
         die_errno("mmap of the plain file");
@@ -244,27 +477,41 @@ static void setup_plain(size_t data_bytes)
         die_errno("msync");
 }
 
-/* One repetition of one configuration: store val at 100 bytes into each
- * page of pages[], then make it durable; returns the time of the second
- * part, ns. */
-static uint64_t commit_once(struct cconf *c, const size_t *pages, size_t n, unsigned char val)
+static void close_plain(size_t data_bytes)
 {
-    uint64_t t0, t;
-    struct mmh_stats st;
+    if (g_map)
+        munmap(g_map, data_bytes);
+    g_map = NULL;
+    close(g_fd);
+    g_fd = -1;
+    char path[4200];
+    work_path(path, sizeof path, "plain.dat");
+    unlink(path);
+}
+
+/* Store val at byte 100 of each page of pages[], then make it durable; the
+ * time of the second part, the bytes written on the way. */
+static struct sample commit_once(struct cconf *c, const size_t *pages, size_t n,
+                                 unsigned char val)
+{
+    struct sample s;
+    struct io a, b;
+    uint64_t t0, lib0 = 0;
+    if (c->h)
+        lib0 = lib_written(c->h);
+    io_now(&a);
     switch (c->kind) {
     case C_PRIV:
     case C_SHARED:
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             *(volatile char *)(page_addr(c, pages[i]) + 100) = (char)val;
-        mmh_stats(c->h, &st);
-        uint64_t before = st.bytes_written;
+            c->shadow[pages[i]] = val;
+        }
         t0 = now_ns();
         if (mmh_commit(c->h) != 0)
             die(c->name);
-        t = now_ns() - t0;
-        mmh_stats(c->h, &st);
-        c->bytes += st.bytes_written - before;
-        return t;
+        s.ns = (double)(now_ns() - t0);
+        break;
     case C_FLOOR:
         t0 = now_ns();
         for (size_t i = 0; i < n; i++) {
@@ -274,20 +521,21 @@ static uint64_t commit_once(struct cconf *c, const size_t *pages, size_t n, unsi
         }
         if (fdatasync(g_fd) != 0)
             die_errno("fdatasync");
-        t = now_ns() - t0;
-        c->bytes += n * PAGE;
-        return t;
+        s.ns = (double)(now_ns() - t0);
+        break;
     case C_MSYNC:
         for (size_t i = 0; i < n; i++)
             *(volatile char *)(page_addr(c, pages[i]) + 100) = (char)val;
         t0 = now_ns();
         if (msync(g_map, g_npages * PAGE, MS_SYNC) != 0)
             die_errno("msync");
-        t = now_ns() - t0;
-        c->bytes += n * PAGE;
-        return t;
+        s.ns = (double)(now_ns() - t0);
+        break;
     }
-    return 0;
+    io_now(&b);
+    io_delta(&a, &b, &s.io);
+    s.lib = c->h ? (double)(lib_written(c->h) - lib0) : (double)n * PAGE;
+    return s;
 }
 
 static void draw_pages(size_t *pages, size_t n, size_t range)
@@ -305,195 +553,629 @@ static void draw_pages(size_t *pages, size_t n, size_t range)
     }
 }
 
-static void print_range_row(const char *name, double *r, size_t n, const char *fmt_unit)
+/* Pages of h (attached to c's blocks) whose byte 100 differs from c's shadow. */
+static size_t count_mismatches(struct cconf *c)
 {
-    double lo, hi, m;
-    minmax(r, n, &lo, &hi);
-    m = sort_median(r, n);
-    printf("| %s | %.2f%s | %.2f-%.2f |", name, m, fmt_unit, lo, hi);
+    size_t bad = 0;
+    for (size_t pg = 0; pg < g_npages; pg++)
+        bad += (unsigned char)*(page_addr(c, pg) + 100) != c->shadow[pg];
+    return bad;
 }
 
-static int bench_commit(const char *trackers, size_t heap_mib, size_t npages, int reps,
-                        int none_reps, int shared)
+/* Close c's heap (timed), reopen it read-only, compare every page with the
+ * shadow, close and remove it; the number of pages that differ. */
+static size_t close_and_check(struct cconf *c)
 {
-    size_t data_bytes = (heap_mib << 20) / BLOCK * BLOCK;
-    g_npages = data_bytes / PAGE;
-    if (npages > g_npages / 2) {
-        fprintf(stderr, "bench_persist: --pages too large for the heap\n");
-        return 1;
-    }
-    struct cconf conf[6];
-    int nconf = 0;
-    memset(conf, 0, sizeof conf);
+    struct io a, b;
+    io_now(&a);
+    uint64_t t0 = now_ns();
+    if (mmh_close(c->h) != 0)
+        die("mmh_close");
+    c->close_ms = (double)(now_ns() - t0) / 1e6;
+    io_now(&b);
+    io_delta(&a, &b, &c->close_io);
+    c->h = NULL;
+    mmh_config ro = { .flags = MMH_READONLY };
+    mmh_heap *h = mmh_open(c->path, &ro);
+    if (!h)
+        die("reopening a heap read-only");
+    attach_blocks(c, h);
+    size_t bad = count_mismatches(c);
+    mmh_close(h);
+    unlink_heap(c->path);
+    return bad;
+}
+
+/* Make the list of private configurations from a tracker list. */
+static int parse_privs(const char *trackers, struct cconf *conf, int *nconf)
+{
+    static char names[4][32];
     char tl[256];
     snprintf(tl, sizeof tl, "%s", trackers);
     for (char *save, *tok = strtok_r(tl, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         mmh_tracker t;
         if (parse_tracker(tok, &t) != 0 || t == MMH_TRACK_AUTO) {
             fprintf(stderr, "bench_persist: unknown tracker %s\n", tok);
-            return 1;
+            return -1;
         }
-        static char names[4][32];
         snprintf(names[t], sizeof names[t], "private-%s", tok);
-        conf[nconf++] = (struct cconf){ .name = names[t], .kind = C_PRIV, .tracker = t };
+        conf[(*nconf)++] = (struct cconf){ .name = names[t], .kind = C_PRIV, .tracker = t };
     }
-    if (shared)
+    return 0;
+}
+
+/* ---- small and commit: latency against the floor ------------------------ */
+
+struct copts {
+    const char *trackers;
+    size_t heap_mib;
+    size_t ks[MAXK];
+    int nk;
+    int reps, none_reps, shared, msync;
+    int small; /* the small-commit targets, else the 200-page one */
+};
+
+/* The issue's target for a commit of k pages, as a fraction of the floor;
+ * -1 when it names none. */
+static double target_for(const struct copts *o, size_t k)
+{
+    if (o->small)
+        return k == 1 ? 1.0 : k == 16 ? 0.6 : k == 256 ? 0.4 : -1;
+    return k == 200 ? 0.3 : -1;
+}
+
+static int bench_commit(const struct copts *o)
+{
+    size_t data_bytes = (o->heap_mib << 20) / BLOCK * BLOCK;
+    g_npages = data_bytes / PAGE;
+    size_t kmax = 0;
+    for (int i = 0; i < o->nk; i++)
+        kmax = o->ks[i] > kmax ? o->ks[i] : kmax;
+    if (data_bytes == 0 || kmax > g_npages / 2) {
+        fprintf(stderr, "bench_persist: --pages too large for the heap\n");
+        return 1;
+    }
+    struct cconf conf[6];
+    int nconf = 0;
+    memset(conf, 0, sizeof conf);
+    if (parse_privs(o->trackers, conf, &nconf) != 0)
+        return 1;
+    if (o->shared)
         conf[nconf++] = (struct cconf){ .name = "shared", .kind = C_SHARED,
                                         .tracker = MMH_TRACK_AUTO };
-    int floor_i = nconf, msync_i = nconf + 1;
+    int floor_i = nconf, msync_i = -1;
     conf[nconf++] = (struct cconf){ .name = "floor", .kind = C_FLOOR, .active = 1 };
-    conf[nconf++] = (struct cconf){ .name = "msync", .kind = C_MSYNC, .active = 1 };
+    if (o->msync) {
+        msync_i = nconf;
+        conf[nconf++] = (struct cconf){ .name = "msync", .kind = C_MSYNC, .active = 1 };
+    }
+    const char *mode = o->small ? "small" : "commit";
+    size_t nsamp = (size_t)o->reps * (size_t)o->nk;
 
-    fprintf(stderr, "bench_persist: commit: setting up %d heaps of %zu MiB in %s\n",
-            nconf - 2, heap_mib, g_work);
+    fprintf(stderr, "bench_persist: %s: setting up %d heaps of %zu MiB in %s\n", mode,
+            nconf - 1 - o->msync, o->heap_mib, g_work);
     uint64_t t0 = now_ns();
-    setup_plain(data_bytes);
+    setup_plain(data_bytes, o->msync);
     for (int i = 0; i < nconf; i++) {
         if (conf[i].kind == C_PRIV || conf[i].kind == C_SHARED)
-            setup_heap(&conf[i], data_bytes, NULL);
-        conf[i].ns = malloc((size_t)reps * sizeof(double));
-        conf[i].last_rep = -1;
+            setup_heap(&conf[i], data_bytes);
+        conf[i].s = malloc(nsamp * sizeof *conf[i].s);
+        if (!conf[i].s)
+            die_errno("malloc");
+        for (size_t j = 0; j < nsamp; j++)
+            conf[i].s[j].ns = -1;
     }
-    fprintf(stderr, "bench_persist: commit: setup took %.1f s; %d repetitions\n",
-            (double)(now_ns() - t0) / 1e9, reps);
+    fprintf(stderr, "bench_persist: %s: setup took %.1f s; %d repetitions\n", mode,
+            (double)(now_ns() - t0) / 1e9, o->reps);
 
-    size_t *pages = malloc(npages * sizeof *pages);
-    int order[6];
-    for (int rep = 0; rep < reps; rep++) {
-        draw_pages(pages, npages, g_npages);
-        for (int k = 0; k < nconf; k++)
-            order[k] = (k + rep) % nconf;
-        for (int k = 0; k < nconf; k++) {
-            struct cconf *c = &conf[order[k]];
-            c->ns[rep] = -1;
-            if (!c->active)
-                continue;
-            if (c->kind == C_PRIV && c->tracker == MMH_TRACK_NONE && rep >= none_reps)
-                continue;
-            uint64_t t = commit_once(c, pages, npages, (unsigned char)(rep + 1));
-            c->ns[rep] = (double)t;
-            c->last_rep = rep;
-            c->runs++;
-            if (g_raw)
-                fprintf(g_raw, "commit\t%s\t%d\t%llu\n", c->name, rep, (unsigned long long)t);
+    size_t *pages = malloc(kmax * sizeof *pages);
+    for (int rep = 0; rep < o->reps; rep++)
+        for (int ki = 0; ki < o->nk; ki++) {
+            size_t k = o->ks[ki];
+            draw_pages(pages, k, g_npages);
+            unsigned char val = (unsigned char)(1 + (rep * o->nk + ki) % 251);
+            for (int j = 0; j < nconf; j++) {
+                struct cconf *c = &conf[(j + rep + ki) % nconf];
+                if (!c->active)
+                    continue;
+                if (c->kind == C_PRIV && c->tracker == MMH_TRACK_NONE && rep >= o->none_reps)
+                    continue;
+                struct sample s = commit_once(c, pages, k, val);
+                c->s[rep * o->nk + ki] = s;
+                if (g_raw)
+                    fprintf(g_raw, "%s\t%s\t%zu\t%d\t%.0f\t%.0f\t%.0f\t%.0f\n", mode, c->name, k,
+                            rep, s.ns, s.lib, s.io.wb, s.io.dev);
+            }
         }
-    }
+    free(pages);
 
-    /* Check: reopen each heap read-only; the last repetition's bytes are there. */
-    int bad = 0;
-    for (int i = 0; i < nconf; i++) {
-        struct cconf *c = &conf[i];
-        if (!c->h)
-            continue;
-        if (mmh_close(c->h) != 0)
-            die("mmh_close");
-        mmh_config ro = { .flags = MMH_READONLY };
-        mmh_heap *h = mmh_open(c->path, &ro);
-        if (!h)
-            die("reopening a heap read-only");
-        g_rng = 0x9e3779b97f4a7c15ull; /* redraw the last repetition's pages */
-        for (int rep = 0; rep <= c->last_rep; rep++)
-            draw_pages(pages, npages, g_npages);
-        for (size_t j = 0; j < npages; j++)
-            if (*(page_addr(c, pages[j]) + 100) != (char)(c->last_rep + 1))
-                bad++;
-        mmh_close(h);
-        unlink_heap(c->path);
-    }
+    size_t bad = 0;
+    for (int i = 0; i < nconf; i++)
+        if (conf[i].h)
+            bad += close_and_check(&conf[i]);
     if (bad) {
-        fprintf(stderr, "bench_persist: %d committed bytes missing after reopen\n", bad);
+        fprintf(stderr, "bench_persist: %zu committed pages differ after reopen\n", bad);
         return 4;
     }
 
-    printf("### Commit latency: %zu scattered dirty pages, %zu MiB of data\n\n", npages,
-           heap_mib);
+    if (o->small)
+        printf("### Small commits: k scattered dirty pages in a %zu MiB heap\n\n", o->heap_mib);
+    else
+        printf("### Commit latency: %zu scattered dirty pages, %zu MiB of data\n\n", o->ks[0],
+               o->heap_mib);
     printf("median of %d repetitions (private-none: %d); configurations interleaved, order "
-           "rotated each repetition; committed bytes checked after reopen: OK\n\n",
-           reps, none_reps < reps ? none_reps : reps);
-    printf("| configuration | median ms | min-max ms | bytes written per commit | "
-           "heap file MiB | first commit s |\n|---|--:|--:|--:|--:|--:|\n");
-    double *tmp = malloc((size_t)reps * sizeof(double));
-    for (int i = 0; i < nconf; i++) {
-        struct cconf *c = &conf[i];
-        if (!c->active) {
-            printf("| %s | skipped | | | | |\n", c->name);
-            continue;
-        }
-        size_t n = 0;
-        for (int rep = 0; rep < reps; rep++)
-            if (c->ns[rep] >= 0)
-                tmp[n++] = c->ns[rep] / 1e6;
-        double lo, hi;
-        minmax(tmp, n, &lo, &hi);
-        double m = sort_median(tmp, n);
-        printf("| %s | %.3f | %.3f-%.3f | %llu | ", c->name, m, lo, hi,
-               (unsigned long long)(c->runs ? c->bytes / c->runs : 0));
-        if (c->h)
-            printf("%.0f | %.2f |\n", (double)c->heap_size / 1048576.0, (double)c->setup_ns / 1e9);
-        else
-            printf("%.0f | |\n", (double)data_bytes / 1048576.0);
-    }
-    printf("\nratios (median over repetitions of the same-repetition ratio)\n\n");
-    printf("| configuration | / floor | range | / msync whole map | range |\n"
-           "|---|--:|--:|--:|--:|\n");
-    double *rf = malloc((size_t)reps * sizeof(double)), *rm = malloc((size_t)reps * sizeof(double));
-    double priv_floor = -1, priv_msync = -1;
-    for (int i = 0; i < nconf; i++) {
-        struct cconf *c = &conf[i];
-        if (!c->active || i == floor_i)
-            continue;
-        size_t n = 0;
-        for (int rep = 0; rep < reps; rep++)
-            if (c->ns[rep] >= 0) {
-                rf[n] = c->ns[rep] / conf[floor_i].ns[rep];
-                rm[n] = c->ns[rep] / conf[msync_i].ns[rep];
+           "rotated each repetition; every page's committed byte checked after reopen: OK\n\n",
+           o->reps, o->none_reps < o->reps ? o->none_reps : o->reps);
+    printf("- **/ floor**: median over repetitions of commit time / floor time in that "
+           "repetition (floor: `pwrite` of the same pages where they lie in a plain file of "
+           "the same size + one `fdatasync`)\n"
+           "- **lib bytes**: `mmh_stats` bytes_written per commit (floor: the pages' bytes)\n"
+           "- **write_bytes / changed**: `/proc/self/io` write_bytes over the stores and the "
+           "commit, divided by the bytes of the pages changed (k x 4096): what the process "
+           "dirtied in the page cache, counted a whole folio at a time\n"
+           "- **device / changed**: sectors the block device completed writing over the same "
+           "window x 512, divided likewise: what reached storage, the filesystem's journal "
+           "included, and any other process's writes (%s)\n\n",
+           io_note());
+    printf("| pages | configuration | median ms | min-max ms | / floor | range |%s lib bytes "
+           "per commit | write_bytes / changed | device / changed |\n"
+           "|--:|---|--:|--:|--:|--:|%s--:|--:|--:|\n",
+           o->msync ? " / msync whole map |" : "", o->msync ? "--:|" : "");
+    double *ms = malloc((size_t)o->reps * sizeof *ms), *rf = malloc((size_t)o->reps * sizeof *rf),
+           *rm = malloc((size_t)o->reps * sizeof *rm), *lb = malloc((size_t)o->reps * sizeof *lb),
+           *aw = malloc((size_t)o->reps * sizeof *aw), *ad = malloc((size_t)o->reps * sizeof *ad);
+    double tgt_val[2][MAXK];
+    for (int ki = 0; ki < o->nk; ki++) {
+        size_t k = o->ks[ki];
+        double changed = (double)k * PAGE;
+        tgt_val[0][ki] = tgt_val[1][ki] = -1;
+        for (int i = 0; i < nconf; i++) {
+            struct cconf *c = &conf[i];
+            if (!c->active) {
+                printf("| %zu | %s | skipped | | | |%s | | |\n", k, c->name, o->msync ? " |" : "");
+                continue;
+            }
+            size_t n = 0;
+            for (int rep = 0; rep < o->reps; rep++) {
+                struct sample *s = &c->s[rep * o->nk + ki], *f = &conf[floor_i].s[rep * o->nk + ki];
+                if (s->ns < 0)
+                    continue;
+                ms[n] = s->ns / 1e6;
+                rf[n] = s->ns / f->ns;
+                rm[n] = msync_i >= 0 ? s->ns / conf[msync_i].s[rep * o->nk + ki].ns : -1;
+                lb[n] = s->lib;
+                aw[n] = s->io.wb >= 0 ? s->io.wb / changed : -1;
+                ad[n] = s->io.dev >= 0 ? s->io.dev / changed : -1;
                 n++;
             }
-        double mf, mm;
-        {
-            double t2[n ? n : 1];
-            memcpy(t2, rf, n * sizeof *rf);
-            mf = sort_median(t2, n);
-            memcpy(t2, rm, n * sizeof *rm);
-            mm = sort_median(t2, n);
-        }
-        print_range_row(c->name, rf, n, "");
-        if (i == msync_i)
-            printf(" 1 | |\n");
-        else {
-            double lo, hi;
-            minmax(rm, n, &lo, &hi);
-            printf(" %.3f | %.3f-%.3f |\n", mm, lo, hi);
-        }
-        if (c->kind == C_PRIV && c->tracker == MMH_TRACK_UFFD) {
-            priv_floor = mf;
-            priv_msync = mm;
+            double lo, hi, rlo, rhi;
+            char b1[32], b2[32], b3[32];
+            minmax(ms, n, &lo, &hi);
+            minmax(rf, n, &rlo, &rhi);
+            double mrf = median_of(rf, n);
+            printf("| %zu | %s | %.3f | %.3f-%.3f | ", k, c->name, median_of(ms, n), lo, hi);
+            if (i == floor_i)
+                printf("1 | |");
+            else
+                printf("%.2f | %.2f-%.2f |", mrf, rlo, rhi);
+            if (o->msync)
+                printf(" %s |", i == msync_i ? "1" : fmt2(median_of(rm, n), b3, sizeof b3));
+            printf(" %.0f | %s | %s |\n", median_of(lb, n), fmt2(median_of(aw, n), b1, sizeof b1),
+                   fmt2(median_of(ad, n), b2, sizeof b2));
+            if (c->kind == C_PRIV && c->tracker == MMH_TRACK_UFFD)
+                tgt_val[0][ki] = mrf;
+            if (c->kind == C_PRIV && c->tracker == MMH_TRACK_MPROTECT)
+                tgt_val[1][ki] = mrf;
         }
     }
-    if (priv_floor >= 0)
-        printf("\n**commit targets** (private-uffd, the default): <= 2.5x floor: %.2f => %s; "
-               "<= 0.2x whole-map msync: %.3f => %s\n",
-               priv_floor, priv_floor <= 2.5 ? "MET" : "NOT MET", priv_msync,
-               priv_msync <= 0.2 ? "MET" : "NOT MET");
+    printf("\nat close (mmh_close after the last repetition, then a read-only reopen and the "
+           "check):");
     for (int i = 0; i < nconf; i++)
-        if (conf[i].kind == C_PRIV && conf[i].tracker == MMH_TRACK_MPROTECT && conf[i].active) {
-            size_t n = 0;
-            for (int rep = 0; rep < reps; rep++)
-                if (conf[i].ns[rep] >= 0) {
-                    rf[n] = conf[i].ns[rep] / conf[floor_i].ns[rep];
-                    rm[n] = conf[i].ns[rep] / conf[msync_i].ns[rep];
-                    n++;
-                }
-            double mf = sort_median(rf, n), mm = sort_median(rm, n);
-            printf("  (private-mprotect: %.2f x floor => %s; %.3f x msync => %s)\n", mf,
-                   mf <= 2.5 ? "MET" : "NOT MET", mm, mm <= 0.2 ? "MET" : "NOT MET");
+        if (conf[i].active && (conf[i].kind == C_PRIV || conf[i].kind == C_SHARED)) {
+            char b[32];
+            printf(" %s %.1f ms, write_bytes %s MiB;", conf[i].name, conf[i].close_ms,
+                   fmt2(conf[i].close_io.wb >= 0 ? conf[i].close_io.wb / 1048576.0 : -1, b,
+                        sizeof b));
         }
+    printf("\nfirst commit of the filled heap (%zu MiB):", o->heap_mib);
+    for (int i = 0; i < nconf; i++)
+        if (conf[i].active && conf[i].h == NULL && conf[i].setup_ns)
+            printf(" %s %.2f s (heap file %.0f MiB);", conf[i].name,
+                   (double)conf[i].setup_ns / 1e9, (double)conf[i].heap_size / 1048576.0);
+    printf("\n\n**%s targets** (issue 13; median of per-repetition ratios to the floor):",
+           mode);
+    for (int t = 0; t < 2; t++) {
+        printf("\n- private-%s:", t ? "mprotect" : "uffd (the default tracker)");
+        for (int ki = 0; ki < o->nk; ki++) {
+            double lim = target_for(o, o->ks[ki]), v = tgt_val[t][ki];
+            if (lim < 0)
+                continue;
+            if (v < 0)
+                printf(" k=%zu <= %.1fx: not measured;", o->ks[ki], lim);
+            else
+                printf(" k=%zu <= %.1fx: %.2fx => %s;", o->ks[ki], lim, v,
+                       v <= lim ? "MET" : "NOT MET");
+        }
+    }
+    printf("\n\n");
+    free(ms), free(rf), free(rm), free(lb), free(aw), free(ad);
+    close_plain(data_bytes);
+    return 0;
+}
+
+/* ---- sustained: commits back to back ------------------------------------ */
+
+struct sround {
+    double commits, wall_s, cpu_s, lib;
+    struct io io;
+};
+
+/* Commits (or floor writes) of npages random pages back to back for
+ * seconds; latencies appended to lat (ms). */
+static struct sround sustain(struct cconf *c, size_t npages, double seconds, double **lat,
+                             size_t *nlat, size_t *cap, unsigned char *val)
+{
+    struct sround r = { 0 };
+    size_t *pages = malloc(npages * sizeof *pages);
+    struct io a, b;
+    uint64_t lib0 = c->h ? lib_written(c->h) : 0;
+    double cpu0 = cpu_s();
+    io_now(&a);
+    uint64_t start = now_ns(), limit = (uint64_t)(seconds * 1e9);
+    while (now_ns() - start < limit) {
+        draw_pages(pages, npages, g_npages);
+        *val = (unsigned char)(*val % 251 + 1);
+        struct sample s = commit_once(c, pages, npages, *val);
+        if (*nlat == *cap) {
+            *cap = *cap ? *cap * 2 : 4096;
+            *lat = realloc(*lat, *cap * sizeof **lat);
+            if (!*lat)
+                die_errno("realloc");
+        }
+        (*lat)[(*nlat)++] = s.ns / 1e6;
+        r.commits++;
+    }
+    r.wall_s = (double)(now_ns() - start) / 1e9;
+    io_now(&b);
+    io_delta(&a, &b, &r.io);
+    r.cpu_s = cpu_s() - cpu0;
+    r.lib = c->h ? (double)(lib_written(c->h) - lib0) : r.commits * (double)npages * PAGE;
+    free(pages);
+    return r;
+}
+
+static double pct(double *v, size_t n, double p)
+{
+    if (!n)
+        return -1;
+    qsort(v, n, sizeof *v, cmp_double);
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return v[i];
+}
+
+static int bench_sustained(mmh_tracker t, size_t heap_mib, size_t npages, double seconds,
+                           int rounds)
+{
+    size_t data_bytes = (heap_mib << 20) / BLOCK * BLOCK;
+    g_npages = data_bytes / PAGE;
+    if (data_bytes == 0 || npages > g_npages / 2) {
+        fprintf(stderr, "bench_persist: --pages too large for the heap\n");
+        return 1;
+    }
+    char hname[32];
+    snprintf(hname, sizeof hname, "private-%s", tracker_name(t));
+    struct cconf conf[2] = { { .name = hname, .kind = C_PRIV, .tracker = t },
+                             { .name = "floor", .kind = C_FLOOR, .active = 1 } };
+    fprintf(stderr, "bench_persist: sustained: setting up a %zu MiB heap in %s\n", heap_mib,
+            g_work);
+    setup_plain(data_bytes, 0);
+    setup_heap(&conf[0], data_bytes);
+    if (!conf[0].active) {
+        printf("### Sustained commits\n\nskipped: tracker %s: %s\n\n", tracker_name(t),
+               mmh_errmsg());
+        close_plain(data_bytes);
+        return 0;
+    }
+    fprintf(stderr, "bench_persist: sustained: %d rounds of %.0f s each for the heap and the "
+            "floor\n", rounds, seconds);
+    struct sround res[2][64];
+    double *lat[2] = { NULL, NULL };
+    size_t nlat[2] = { 0, 0 }, cap[2] = { 0, 0 };
+    unsigned char val = 0;
+    for (int r = 0; r < rounds; r++)
+        for (int j = 0; j < 2; j++) {
+            int i = (j + r) % 2;
+            res[i][r] = sustain(&conf[i], npages, seconds, &lat[i], &nlat[i], &cap[i], &val);
+            if (g_raw)
+                fprintf(g_raw, "sustained\t%s\t%d\t%.0f\t%.3f\t%.3f\t%.0f\t%.0f\t%.0f\n",
+                        conf[i].name, r, res[i][r].commits, res[i][r].wall_s, res[i][r].cpu_s,
+                        res[i][r].lib, res[i][r].io.wb, res[i][r].io.dev);
+        }
+    size_t bad = close_and_check(&conf[0]);
+    if (bad) {
+        fprintf(stderr, "bench_persist: %zu committed pages differ after reopen\n", bad);
+        return 4;
+    }
+
+    double changed = (double)npages * PAGE;
+    printf("### Sustained commits: %zu scattered pages back to back, %.0f s per measurement, "
+           "%zu MiB heap\n\n", npages, seconds, heap_mib);
+    printf("%d round%s; each round runs the heap (%s) for %.0f s, then the floor (`pwrite` of "
+           "%zu pages + `fdatasync`, back to back on a plain file of the same size) for %.0f s, "
+           "order alternating; a fresh random draw of pages each commit; figures are medians of "
+           "the rounds, latency percentiles over all commits of all rounds; every page's "
+           "committed byte checked after reopen: OK\n\n",
+           rounds, rounds > 1 ? "s" : "", hname, seconds, npages, seconds);
+    printf("- bytes per commit: **lib** `mmh_stats` bytes_written; **write_bytes** of "
+           "`/proc/self/io` (every thread of the process, a library checkpoint thread too); "
+           "**device**: sectors written x 512 (%s); **/ changed**: per byte of pages changed "
+           "(%zu x 4096)\n- CPU per commit: user + system time of the whole process (all "
+           "threads) over the measurement / commits\n\n", io_note(), npages);
+    printf("| configuration | commits/s | p50 ms | p99 ms | max ms | lib bytes per commit | "
+           "write_bytes per commit | device bytes per commit | write_bytes / changed | "
+           "device / changed | CPU ms per commit |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    double rate[2][64];
+    for (int i = 0; i < 2; i++) {
+        double v[5][64];
+        for (int r = 0; r < rounds; r++) {
+            struct sround *x = &res[i][r];
+            rate[i][r] = x->commits / x->wall_s;
+            v[0][r] = x->lib / x->commits;
+            v[1][r] = x->io.wb >= 0 ? x->io.wb / x->commits : -1;
+            v[2][r] = x->io.dev >= 0 ? x->io.dev / x->commits : -1;
+            v[3][r] = x->cpu_s * 1e3 / x->commits;
+        }
+        double wb = median_of(v[1], (size_t)rounds), dev = median_of(v[2], (size_t)rounds);
+        char b1[32], b2[32], b3[32], b4[32];
+        printf("| %s | %.1f | %.3f | %.3f | %.3f | %.0f | %s | %s | %s | %s | %.3f |\n",
+               conf[i].name, median_of(rate[i], (size_t)rounds), pct(lat[i], nlat[i], 0.5),
+               pct(lat[i], nlat[i], 0.99), pct(lat[i], nlat[i], 1.0),
+               median_of(v[0], (size_t)rounds),
+               wb >= 0 ? (snprintf(b1, sizeof b1, "%.0f", wb), b1) : "n/a",
+               dev >= 0 ? (snprintf(b2, sizeof b2, "%.0f", dev), b2) : "n/a",
+               fmt2(wb >= 0 ? wb / changed : -1, b3, sizeof b3),
+               fmt2(dev >= 0 ? dev / changed : -1, b4, sizeof b4),
+               median_of(v[3], (size_t)rounds));
+    }
+    double ratio[64], lo, hi;
+    for (int r = 0; r < rounds; r++)
+        ratio[r] = rate[0][r] / rate[1][r];
+    minmax(ratio, (size_t)rounds, &lo, &hi);
+    char b[32];
+    printf("\ncommits/s of the heap / floor (median of the rounds' ratios): **%.2f** "
+           "(range %.2f-%.2f); at close: %.1f ms, write_bytes %s MiB\n\n",
+           median_of(ratio, (size_t)rounds), lo, hi, conf[0].close_ms,
+           fmt2(conf[0].close_io.wb >= 0 ? conf[0].close_io.wb / 1048576.0 : -1, b, sizeof b));
+    free(lat[0]);
+    free(lat[1]);
+    close_plain(data_bytes);
+    return 0;
+}
+
+/* ---- recovery: mmh_open after a crash ----------------------------------- */
+
+struct rec_child {
+    int ok;
+    unsigned commits;
+    double lib;     /* bytes_written of its commits */
+    double commit_ms; /* median commit */
+    char msg[200];
+};
+
+struct rec_file {
+    char suffix[64];
+    double size, alloc;
+};
+
+struct rec_files {
+    const char *heap;
+    struct rec_file f[8];
+    int n;
+};
+
+static void note_file(const char *file, void *arg)
+{
+    struct rec_files *r = arg;
+    struct stat st;
+    if (r->n == 8 || stat(file, &st) != 0)
+        return;
+    const char *base = strrchr(r->heap, '/') + 1, *name = strrchr(file, '/') + 1;
+    snprintf(r->f[r->n].suffix, sizeof r->f[r->n].suffix, "%s",
+             name[strlen(base)] ? name + strlen(base) : "(heap)");
+    r->f[r->n].size = (double)st.st_size;
+    r->f[r->n].alloc = (double)st.st_blocks * 512;
+    r->n++;
+}
+
+/* Sync a file and drop its pages from the page cache. */
+static void drop_cache(const char *file, void *arg)
+{
+    (void)arg;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    fdatasync(fd);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+}
+
+static void write_all(int fd, const void *p, size_t n)
+{
+    const char *s = p;
+    while (n) {
+        ssize_t w = write(fd, s, n);
+        if (w <= 0)
+            _exit(3);
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+struct rec_args {
+    struct cconf *c;
+    mmh_tracker t;
+    size_t npages;
+    unsigned ncommits;
+};
+
+/* The child: open, ncommits commits of npages pages, then more stores, then
+ * SIGKILL.  Sends its result and the committed bytes (the shadow). */
+static void rec_child(void *arg, int wfd)
+{
+    struct rec_args *ra = arg;
+    struct cconf *c = ra->c;
+    mmh_tracker t = ra->t;
+    size_t npages = ra->npages;
+    unsigned ncommits = ra->ncommits;
+    struct rec_child r = { 0 };
+    mmh_config cfg = { .tracker = t };
+    mmh_heap *h = mmh_open(c->path, &cfg);
+    size_t *pages = malloc(npages * sizeof *pages);
+    double *ms = malloc(ncommits * sizeof *ms);
+    if (!h) {
+        snprintf(r.msg, sizeof r.msg, "open: %s", mmh_errmsg());
+        goto out;
+    }
+    attach_blocks(c, h);
+    c->h = h;
+    uint64_t lib0 = lib_written(h);
+    for (unsigned i = 0; i < ncommits; i++) {
+        draw_pages(pages, npages, g_npages);
+        struct sample s = commit_once(c, pages, npages, (unsigned char)(1 + i % 251));
+        ms[i] = s.ns / 1e6;
+        r.commits++;
+    }
+    r.lib = (double)(lib_written(h) - lib0);
+    r.commit_ms = sort_median(ms, ncommits);
+    /* stores after the last commit: the crash must lose them */
+    draw_pages(pages, npages, g_npages);
+    for (size_t i = 0; i < npages; i++)
+        *(volatile char *)(page_addr(c, pages[i]) + 100) = (char)~c->shadow[pages[i]];
+    r.ok = 1;
+out:
+    write_all(wfd, &r, sizeof r);
+    write_all(wfd, c->shadow, g_npages);
+    kill(getpid(), SIGKILL);
+    _exit(9);
+}
+
+static int bench_recovery(mmh_tracker t, size_t heap_mib, size_t npages, unsigned ncommits,
+                          int reps)
+{
+    size_t data_bytes = (heap_mib << 20) / BLOCK * BLOCK;
+    g_npages = data_bytes / PAGE;
+    if (data_bytes == 0 || npages > g_npages / 2 || ncommits < 1) {
+        fprintf(stderr, "bench_persist: recovery: bad --pages, --heap-mib or --commits\n");
+        return 1;
+    }
+    struct cconf c = { .name = "recovery", .kind = C_PRIV, .tracker = t };
+    fprintf(stderr, "bench_persist: recovery: setting up a %zu MiB heap in %s\n", heap_mib, g_work);
+    setup_heap(&c, data_bytes);
+    if (!c.active) {
+        printf("### Recovery\n\nskipped: tracker %s: %s\n\n", tracker_name(t), mmh_errmsg());
+        return 0;
+    }
+    if (mmh_close(c.h) != 0)
+        die("closing the recovery heap");
+    c.h = NULL;
+    fprintf(stderr, "bench_persist: recovery: %d repetitions of %u commits + crash + open\n",
+            reps, ncommits);
+
+    double open_ms[2][64], open_wb[2][64], open_dev[2][64], close_ms[2][64], cms[64];
+    size_t nres[2] = { 0, 0 };
+    struct rec_files files = { .heap = c.path };
+    struct rec_child last = { 0 };
+    for (int rep = 0; rep < reps; rep++) {
+        int cold = rep % 2, rfd;
+        struct rec_args ra = { &c, t, npages, ncommits };
+        pid_t pid = fork_with_pipe(&rfd, rec_child, &ra);
+        struct rec_child r;
+        size_t got = 0, want = sizeof r + g_npages;
+        unsigned char *buf = malloc(want);
+        ssize_t n;
+        while (got < want && (n = read(rfd, buf + got, want - got)) > 0)
+            got += (size_t)n;
+        close(rfd);
+        int st;
+        waitpid(pid, &st, 0);
+        memcpy(&r, buf, sizeof r);
+        if (got != want || !r.ok) {
+            fprintf(stderr, "bench_persist: recovery: the child failed: %s (status 0x%x)\n",
+                    got >= sizeof r ? r.msg : "no result", st);
+            return 2;
+        }
+        if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL) {
+            fprintf(stderr, "bench_persist: recovery: the child did not die by SIGKILL\n");
+            return 2;
+        }
+        memcpy(c.shadow, buf + sizeof r, g_npages);
+        free(buf);
+        last = r;
+        cms[rep] = r.commit_ms;
+        files.n = 0;
+        heap_files(c.path, note_file, &files);
+        if (cold)
+            heap_files(c.path, drop_cache, NULL);
+
+        struct io a, b, d;
+        mmh_config cfg = { .tracker = t };
+        io_now(&a);
+        uint64_t t0 = now_ns();
+        mmh_heap *h = mmh_open(c.path, &cfg);
+        double ms = (double)(now_ns() - t0) / 1e6;
+        io_now(&b);
+        if (!h)
+            die("reopening the heap after the crash");
+        io_delta(&a, &b, &d);
+        attach_blocks(&c, h);
+        size_t bad = count_mismatches(&c);
+        if (bad) {
+            fprintf(stderr, "bench_persist: recovery: %zu pages differ from the last commit\n",
+                    bad);
+            return 4;
+        }
+        t0 = now_ns();
+        if (mmh_close(h) != 0)
+            die("closing the recovered heap");
+        size_t i = nres[cold]++;
+        open_ms[cold][i] = ms;
+        open_wb[cold][i] = d.wb >= 0 ? d.wb / 1048576.0 : -1;
+        open_dev[cold][i] = d.dev >= 0 ? d.dev / 1048576.0 : -1;
+        close_ms[cold][i] = (double)(now_ns() - t0) / 1e6;
+        if (g_raw)
+            fprintf(g_raw, "recovery\t%s\t%d\t%.3f\t%.0f\t%.0f\t%.3f\n", cold ? "cold" : "warm",
+                    rep, ms, d.wb, d.dev, close_ms[cold][i]);
+    }
+    unlink_heap(c.path);
+
+    printf("### Recovery: mmh_open after a crash, %zu MiB heap\n\n", heap_mib);
+    printf("%d repetitions: a child process opens the heap (tracker %s), makes %u commits of "
+           "%zu scattered pages (median commit %.3f ms; %.1f MiB written by them, lib "
+           "bytes_written), stores into %zu more pages without committing and dies by SIGKILL "
+           "without mmh_close; then mmh_open (writable) is timed -- the recovery -- with the "
+           "page cache as the dead process left it (warm) or after `fdatasync` + "
+           "`POSIX_FADV_DONTNEED` of the heap's files (cold); every page held its last "
+           "committed byte after each open: OK. Then mmh_close, timed.\n\n",
+           reps, tracker_name(t), ncommits, npages, sort_median(cms, (size_t)reps),
+           last.lib / 1048576.0, npages);
+    printf("files of the heap at the crash:");
+    for (int i = 0; i < files.n; i++)
+        printf(" `%s` %.1f MiB (allocated %.1f MiB);", files.f[i].suffix,
+               files.f[i].size / 1048576.0, files.f[i].alloc / 1048576.0);
+    printf("\n\n| page cache | runs | open ms (median) | min-max ms | write_bytes MiB in the open "
+           "| device MiB in the open | close ms |\n|---|--:|--:|--:|--:|--:|--:|\n");
+    for (int cold = 0; cold < 2; cold++) {
+        size_t n = nres[cold];
+        if (!n)
+            continue;
+        double lo, hi;
+        char b1[32], b2[32];
+        minmax(open_ms[cold], n, &lo, &hi);
+        printf("| %s | %zu | %.2f | %.2f-%.2f | %s | %s | %.1f |\n", cold ? "cold" : "warm", n,
+               median_of(open_ms[cold], n), lo, hi, fmt2(median_of(open_wb[cold], n), b1, sizeof b1),
+               fmt2(median_of(open_dev[cold], n), b2, sizeof b2), median_of(close_ms[cold], n));
+    }
     printf("\n");
-    munmap(g_map, data_bytes);
-    close(g_fd);
-    char path[4200];
-    work_path(path, sizeof path, "plain.dat");
-    unlink(path);
     return 0;
 }
 
@@ -525,8 +1207,20 @@ static int commit_wrote_pages(mmh_heap *h, size_t n, const char *after, struct f
     return 0;
 }
 
-static void fw_child(const char *path, mmh_tracker t, size_t n, const uint32_t *perm, int wfd)
+struct fw_args {
+    const char *path;
+    mmh_tracker t;
+    size_t n;
+    const uint32_t *perm;
+};
+
+static void fw_child(void *arg, int wfd)
 {
+    struct fw_args *fa = arg;
+    const char *path = fa->path;
+    mmh_tracker t = fa->t;
+    size_t n = fa->n;
+    const uint32_t *perm = fa->perm;
     struct fw_result r = { 0 };
     mmh_config cfg = { .tracker = t };
     mmh_heap *h = mmh_open(path, &cfg);
@@ -610,23 +1304,13 @@ static int bench_firstwrite(const char *trackers, size_t n, int rounds)
             trackers);
     for (int r = 0; r < rounds; r++)
         for (int k = 0; k < ntr; k++) {
-            int i = (k + r) % ntr;
-            int pfd[2];
-            if (pipe(pfd) != 0)
-                die_errno("pipe");
-            fflush(NULL);
-            pid_t pid = fork();
-            if (pid < 0)
-                die_errno("fork");
-            if (pid == 0) {
-                close(pfd[0]);
-                fw_child(path, tr[i], n, perm, pfd[1]);
-            }
-            close(pfd[1]);
+            int i = (k + r) % ntr, rfd;
+            struct fw_args fa = { path, tr[i], n, perm };
+            pid_t pid = fork_with_pipe(&rfd, fw_child, &fa);
             struct fw_result *x = &res[i][r];
             memset(x, 0, sizeof *x);
-            ssize_t got = read(pfd[0], x, sizeof *x);
-            close(pfd[0]);
+            ssize_t got = read(rfd, x, sizeof *x);
+            close(rfd);
             int status;
             waitpid(pid, &status, 0);
             if (got != (ssize_t)sizeof *x) {
@@ -706,21 +1390,46 @@ static int bench_firstwrite(const char *trackers, size_t n, int rounds)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: bench_persist commit|firstwrite|probe [options]\n"
+            "usage: bench_persist small|commit|sustained|recovery|firstwrite|probe [options]\n"
             "  --dir=DIR          where the files go (default $TMPDIR or /tmp)\n"
-            "  --trackers=A,B     private trackers (default uffd,mprotect,none)\n"
             "  --raw=FILE         append every measurement to FILE\n"
-            " commit:\n"
-            "  --heap-mib=N       data per heap (default 1024)\n"
-            "  --pages=N          dirty pages per commit (default 200)\n"
+            "  --heap-mib=N       data per heap (small: 64; commit, sustained, recovery: 1024)\n"
+            "  --pages=N[,N...]   dirty pages per commit (small: 1,16,256; others: 200;\n"
+            "                     sustained and recovery take one count)\n"
+            " small, commit:\n"
+            "  --trackers=A,B     private trackers (default uffd,mprotect,none)\n"
             "  --reps=N           repetitions (default 30)\n"
             "  --none-reps=N      repetitions of private-none (default 3)\n"
             "  --no-shared        leave the shared heap out\n"
+            "  --msync, --no-msync  whole-map msync row (default: commit yes, small no)\n"
+            " sustained:\n"
+            "  --tracker=T        the heap's tracker (default uffd)\n"
+            "  --seconds=S        per measurement (default 30)\n"
+            "  --rounds=N         rounds, heap and floor each (default 1)\n"
+            " recovery:\n"
+            "  --tracker=T        the heap's tracker (default uffd)\n"
+            "  --commits=N        commits before the crash (default 200)\n"
+            "  --reps=N           crashes and opens, cold page cache every other (default 6)\n"
             " firstwrite:\n"
+            "  --trackers=A,B     trackers (default uffd,mprotect,none)\n"
             "  --fw-pages=N       pages (default 65536)\n"
             "  --rounds=N         rounds (default 5)\n"
             " probe:\n"
             "  --tracker=T        the tracker to try\n");
+}
+
+/* "1,16,256" into ks; the count, or -1 */
+static int parse_pages(const char *s, size_t *ks)
+{
+    int n = 0;
+    char tl[256];
+    snprintf(tl, sizeof tl, "%s", s);
+    for (char *save, *tok = strtok_r(tl, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == MAXK || (ks[n] = strtoull(tok, NULL, 10)) < 1)
+            return -1;
+        n++;
+    }
+    return n ? n : -1;
 }
 
 int main(int argc, char **argv)
@@ -730,9 +1439,16 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *mode = argv[1];
-    const char *trackers = "uffd,mprotect,none", *raw = NULL, *one = NULL;
-    size_t heap_mib = 1024, npages = 200, fw_pages = 65536;
-    int reps = 30, none_reps = 3, shared = 1, rounds = 5;
+    if (strcmp(mode, "-h") == 0 || strcmp(mode, "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    int small = strcmp(mode, "small") == 0;
+    const char *trackers = "uffd,mprotect,none", *raw = NULL, *one = NULL, *pages = NULL;
+    size_t heap_mib = 0, fw_pages = 65536;
+    int reps = -1, none_reps = 3, shared = 1, rounds = -1, msync_row = -1;
+    unsigned commits = 200;
+    double seconds = 30;
     g_dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = strchr(a, '=');
@@ -749,24 +1465,50 @@ int main(int argc, char **argv)
         else if (OPT("--heap-mib"))
             heap_mib = strtoull(v, NULL, 10);
         else if (OPT("--pages"))
-            npages = strtoull(v, NULL, 10);
+            pages = v;
         else if (OPT("--reps"))
             reps = atoi(v);
         else if (OPT("--none-reps"))
             none_reps = atoi(v);
         else if (strcmp(a, "--no-shared") == 0)
             shared = 0;
+        else if (strcmp(a, "--msync") == 0)
+            msync_row = 1;
+        else if (strcmp(a, "--no-msync") == 0)
+            msync_row = 0;
         else if (OPT("--fw-pages"))
             fw_pages = strtoull(v, NULL, 10);
         else if (OPT("--rounds"))
             rounds = atoi(v);
+        else if (OPT("--seconds"))
+            seconds = atof(v);
+        else if (OPT("--commits"))
+            commits = (unsigned)strtoul(v, NULL, 10);
         else
             return help_or_unknown(a, usage, "bench_persist: unknown option %s\n");
 #undef OPT
     }
-    if (reps < 1 || reps > 10000 || rounds < 1 || rounds > 64 || npages < 1 || heap_mib < 2 ||
-        fw_pages < 1) {
+    struct copts co = { .trackers = trackers, .none_reps = none_reps, .shared = shared,
+                        .small = small };
+    co.nk = parse_pages(pages ? pages : small ? "1,16,256" : "200", co.ks);
+    if (!heap_mib)
+        heap_mib = small ? 64 : 1024;
+    if (reps < 0)
+        reps = strcmp(mode, "recovery") == 0 ? 6 : 30;
+    if (rounds < 0)
+        rounds = strcmp(mode, "sustained") == 0 ? 1 : 5;
+    co.heap_mib = heap_mib;
+    co.reps = reps;
+    co.msync = msync_row >= 0 ? msync_row : !small;
+    if (co.nk < 0 || reps < 1 || reps > 10000 || rounds < 1 || rounds > 64 || heap_mib < 2 ||
+        fw_pages < 1 || seconds <= 0 || commits < 1 ||
+        (strcmp(mode, "recovery") == 0 && reps > 64)) {
         fprintf(stderr, "bench_persist: option out of range\n");
+        return 1;
+    }
+    mmh_tracker t1 = MMH_TRACK_UFFD;
+    if (one && parse_tracker(one, &t1) != 0) {
+        fprintf(stderr, "bench_persist: unknown tracker %s\n", one);
         return 1;
     }
     snprintf(g_work, sizeof g_work, "%s/mmh-persist.XXXXXX", g_dir);
@@ -774,18 +1516,22 @@ int main(int argc, char **argv)
         die_errno(g_work);
     if (raw && !(g_raw = fopen(raw, "a")))
         die_errno(raw);
+    devstat_init();
     int rc;
-    if (strcmp(mode, "commit") == 0)
-        rc = bench_commit(trackers, heap_mib, npages, reps, none_reps, shared);
+    if (small || strcmp(mode, "commit") == 0)
+        rc = bench_commit(&co);
+    else if (strcmp(mode, "sustained") == 0)
+        rc = bench_sustained(t1, heap_mib, co.ks[0], seconds, rounds);
+    else if (strcmp(mode, "recovery") == 0)
+        rc = bench_recovery(t1, heap_mib, co.ks[0], commits, reps);
     else if (strcmp(mode, "firstwrite") == 0)
         rc = bench_firstwrite(trackers, fw_pages, rounds);
     else if (strcmp(mode, "probe") == 0) {
-        mmh_tracker t;
-        if (!one || parse_tracker(one, &t) != 0) {
+        if (!one) {
             fprintf(stderr, "bench_persist: probe needs --tracker=uffd|mprotect|none\n");
             rc = 1;
         } else
-            rc = probe(t);
+            rc = probe(t1);
     } else {
         usage(stderr);
         rc = 1;

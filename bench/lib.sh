@@ -74,7 +74,7 @@ bench_find_lib() {
 # bench_about DIR: the header lines on the source, the machine and the
 # filesystem of DIR.
 bench_about() {
-    if [ -d "$(dirname "$0")/../.git" ] && command -v git >/dev/null 2>&1; then
+    if [ -e "$(dirname "$0")/../.git" ] && command -v git >/dev/null 2>&1; then
         echo "source: $(git -C "$(dirname "$0")/.." describe --always --dirty 2>/dev/null || echo '?')"
     fi
     cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)

@@ -36,11 +36,14 @@ bench-instr: $(BENCH_BINS)
 
 # ---- persistence benchmarks (make bench-persist) ---------------------------
 #
-# bench/bench_persist: commit latency (200 scattered pages in a 1 GiB heap,
-# against pwrite+fdatasync and whole-map msync) and first-write cost per
-# tracker.  bench/bench_persist_alloc: persistent alloc/free throughput with
-# periodic commits against PMDK libpmemobj and Boost.Interprocess.  Both are
-# EXTRA_PROGRAMS, built only here.  The peers are optional and found at make
+# bench/bench_persist: commit latency against the floor (pwrite of the same
+# pages + one fdatasync) for 1, 16 and 256 pages in a 64 MiB heap and 200
+# pages in a 1 GiB heap, sustained back-to-back commits, recovery time after
+# a SIGKILL, bytes written per byte changed, first-write cost per tracker.
+# bench/bench_persist_alloc: persistent alloc/free throughput with periodic
+# commits against PMDK libpmemobj and Boost.Interprocess.  Both are
+# EXTRA_PROGRAMS, built only here; bench/persist.sh runs them and saves the
+# Markdown under bench/results/.  The peers are optional and found at make
 # time: PMDK through pkg-config (libpmemobj-dev), Boost by __has_include
 # (libboost-dev, header-only); a missing one is reported, not fatal.
 
@@ -69,7 +72,8 @@ CLEANFILES += bench/bench_persist$(EXEEXT) bench/bench_persist_alloc$(EXEEXT)
 BENCH_PERSIST_BINS = bench/bench_persist$(EXEEXT) bench/bench_persist_alloc$(EXEEXT)
 bench-persist-programs: $(BENCH_PERSIST_BINS)
 
-# BENCH_PERSIST_FLAGS: options for persist.sh, e.g. --dir=/mnt/ssd --quick
+# BENCH_PERSIST_FLAGS: options for persist.sh, e.g. --dir=/mnt/ssd --quick,
+# --only=small,sustained, --tag=NAME (bench/results/DATE-persist-NAME.md)
 bench-persist: $(BENCH_PERSIST_BINS)
 	$(SHELL) $(srcdir)/bench/persist.sh --no-build $(BENCH_PERSIST_FLAGS) .
 
