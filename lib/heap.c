@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -261,6 +262,21 @@ static int read_header(mmh_heap *h, bool writes, const mmh_wal_view *wv, mmh_hdr
     return mmh_format_check(h->path, hdr, size);
 }
 
+/* The commits in the log laid over the mapping (a read-only one is made
+ * writable meanwhile: its pages become private copies). */
+static int overlay(mmh_heap *h, const mmh_wal_view *wv, size_t extent)
+{
+    bool ro = h->flags & MMH_READONLY;
+    if (wv->info.state != MMH_WAL_VALID || !wv->info.commits)
+        return 0;
+    if (ro && mprotect(h->base, extent, PROT_READ | PROT_WRITE) != 0)
+        return mmh_fail(errno, "%s: cannot map its pages for the log's commits: %m", h->path);
+    int rc = mmh_wal_overlay(h->path, wv, h->base, extent);
+    if (ro && mprotect(h->base, extent, PROT_READ) != 0 && rc == 0)
+        rc = mmh_fail(errno, "%s: cannot map it read-only again: %m", h->path);
+    return rc;
+}
+
 static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
 {
     bool ro = cfg->flags & MMH_READONLY, writes = !(cfg->flags & (MMH_READONLY | MMH_VOLATILE));
@@ -308,8 +324,7 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         goto fail;
     }
     h->file_size = hdr->extent;
-    if (mmh_region_map(h, 0, hdr->extent) != 0 ||
-        mmh_wal_overlay(path, &wv, h->base, hdr->extent) != 0)
+    if (mmh_region_map(h, 0, hdr->extent) != 0 || overlay(h, &wv, hdr->extent) != 0)
         goto fail;
     h->mapped = hdr->extent;
     if (mmh_verify(h) != 0)

@@ -484,6 +484,15 @@ static void test_log_applied(void **state)
     const char *check[] = { "check", path, NULL };
     assert_int_equal(tool(check, out, sizeof out), 0);
     assert_non_null(strstr(out, "with its log applied"));
+    /* A reader sees the commit too, laid over its mapping. */
+    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
+    mmh_heap *h = mmh_open(path, &ro);
+    if (!h)
+        fail_msg("read-only open with a commit in the log: %s", mmh_errmsg());
+    unsigned char *p = mmh_root(h);
+    assert_int_equal(p[4096], 0xa5);
+    assert_int_equal(h->hdr->commit_seq, seq + 1);
+    assert_int_equal(mmh_close(h), 0);
     const char *rec[] = { "recover", path, NULL };
     assert_int_equal(tool(rec, out, sizeof out), 0);
     snprintf(want, sizeof want, "checkpointed commits %llu to %llu", (unsigned long long)seq + 1,
@@ -499,10 +508,9 @@ static void test_log_applied(void **state)
                      sizeof file_seq);
     close(fd);
     assert_int_equal(file_seq, seq + 1);
-    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
-    mmh_heap *h = mmh_open(path, &ro);
+    h = mmh_open(path, &ro);
     assert_non_null(h);
-    unsigned char *p = mmh_root(h);
+    p = mmh_root(h);
     assert_int_equal(p[0], 0x5a);
     assert_int_equal(p[4096], 0xa5);
     assert_int_equal(h->hdr->commit_seq, seq + 1);
