@@ -101,6 +101,7 @@ int mmh_image_open(mmh_image *img, const char *path)
     bool ok = image_map(img, img->fd, img->file_size,
                         mmh_align_up(size > MMH_HDR_SIZE ? size : MMH_HDR_SIZE, 4096)) == 0 &&
               mmh_wal_overlay(path, &wv, img->base, img->size) == 0 &&
+              mmh_format_upgrade(path, (mmh_hdr *)img->base, size) == 0 &&
               mmh_format_check(path, (const mmh_hdr *)img->base, size) == 0;
     mmh_wal_view_close(&wv);
     if (!ok)

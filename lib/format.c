@@ -3,6 +3,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,12 +24,65 @@ size_t mmh_format_meta_size(size_t max_size)
     return slots_offset(max_size) + (size_t)MMH_SLOTS * sizeof(mmh_slot);
 }
 
-uint64_t mmh_format_checksum(const mmh_hdr *hdr)
+static int corrupt(const char *path, const char *what)
+{
+    return mmh_fail(EBADMSG, "%s: corrupt heap file: %s", path, what);
+}
+
+/* The checksum of a header page whose checksum field is at sum_at. */
+static uint64_t page_checksum(const void *page, size_t sum_at)
 {
     unsigned char copy[MMH_HDR_SIZE];
-    memcpy(copy, hdr, MMH_HDR_SIZE);
-    memset(copy + offsetof(mmh_hdr, checksum), 0, sizeof hdr->checksum);
+    memcpy(copy, page, MMH_HDR_SIZE);
+    memset(copy + sum_at, 0, sizeof(uint64_t));
     return mmh_hash64(copy, sizeof copy, 0x6d6d68656170ull);
+}
+
+uint64_t mmh_format_checksum(const mmh_hdr *hdr)
+{
+    return page_checksum(hdr, offsetof(mmh_hdr, checksum));
+}
+
+/* Format 4 committed through a redo journal, FILE.journal; its header
+ * lacks wal_gen (after file_id) and is otherwise format 5's.  Is a commit
+ * of that journal still waiting to be replayed (its magic intact)? */
+static bool journal4_pending(const char *path)
+{
+    char jpath[4096], magic[8];
+    if ((size_t)snprintf(jpath, sizeof jpath, "%s.journal", path) >= sizeof jpath)
+        return false;
+    int fd = open(jpath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool pending = pread(fd, magic, sizeof magic, 0) == (ssize_t)sizeof magic &&
+                   memcmp(magic, "MMHJRNL1", sizeof magic) == 0;
+    close(fd);
+    return pending;
+}
+
+int mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size)
+{
+    const size_t gen_at = offsetof(mmh_hdr, wal_gen), sum4 = offsetof(mmh_hdr, checksum) - 8;
+    unsigned char old[MMH_HDR_SIZE];
+    uint64_t sum;
+    if (file_size < MMH_HDR_SIZE || memcmp(hdr->magic, MMH_MAGIC, sizeof hdr->magic) != 0 ||
+        hdr->version != 4)
+        return 0;
+    memcpy(old, hdr, sizeof old);
+    memcpy(&sum, old + sum4, sizeof sum);
+    if (page_checksum(old, sum4) != sum)
+        return corrupt(path, "header checksum mismatch");
+    if (journal4_pending(path))
+        return mmh_fail(EAGAIN, "%s: format 4, and its journal %s.journal holds a commit not "
+                        "yet in the file: open it once with the mmheap release that wrote it, "
+                        "which replays it; this one converts the heap to format %u", path, path,
+                        MMH_FORMAT_VERSION);
+    memset(hdr, 0, MMH_HDR_SIZE);
+    memcpy(hdr, old, gen_at);
+    memcpy((char *)hdr + gen_at + sizeof hdr->wal_gen, old + gen_at, sum4 - gen_at);
+    hdr->version = MMH_FORMAT_VERSION;
+    hdr->checksum = mmh_format_checksum(hdr);
+    return 0;
 }
 
 /* A new heap in the mapping [0, extent): header, then segment 0. */
@@ -54,11 +109,6 @@ void mmh_format_init(mmh_heap *h, size_t extent)
     mmh_segment_init_first(h);
 }
 
-static int corrupt(const char *path, const char *what)
-{
-    return mmh_fail(EBADMSG, "%s: corrupt heap file: %s", path, what);
-}
-
 /* Validate a header read from a file of file_size bytes. */
 int mmh_format_check(const char *path, const mmh_hdr *hdr, uint64_t file_size)
 {
@@ -75,8 +125,8 @@ int mmh_format_check(const char *path, const mmh_hdr *hdr, uint64_t file_size)
                         path, hdr->version, MMH_FORMAT_VERSION);
     if (hdr->version < MMH_FORMAT_VERSION && hdr->version != 0)
         return mmh_fail(EPROTONOSUPPORT, "%s: format version %u is from a pre-release of "
-                        "mmheap and cannot be read by this one (%u)", path, hdr->version,
-                        MMH_FORMAT_VERSION);
+                        "mmheap and cannot be read by this one (%u; it converts format 4)",
+                        path, hdr->version, MMH_FORMAT_VERSION);
     if (mmh_format_checksum(hdr) != hdr->checksum)
         return corrupt(path, "header checksum mismatch");
     if (hdr->version == 0 || hdr->hdr_size != MMH_HDR_SIZE || hdr->seg_size != MMH_SEG_SIZE)

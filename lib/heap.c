@@ -259,19 +259,26 @@ static int read_header(mmh_heap *h, bool writes, const mmh_wal_view *wv, mmh_hdr
                             (unsigned long long)wv->info.extent);
         size = wv->info.extent;
     }
+    if (mmh_format_upgrade(h->path, hdr, size) != 0)
+        return -1;
     return mmh_format_check(h->path, hdr, size);
 }
 
-/* The commits in the log laid over the mapping (a read-only one is made
- * writable meanwhile: its pages become private copies). */
-static int overlay(mmh_heap *h, const mmh_wal_view *wv, size_t extent)
+/* The commits in the log laid over the mapping, and the header read_header
+ * made (a format 4 file's, converted); a read-only mapping is made
+ * writable meanwhile (its pages become private copies). */
+static int overlay(mmh_heap *h, const mmh_wal_view *wv, const mmh_hdr *hdr)
 {
-    bool ro = h->flags & MMH_READONLY;
-    if (wv->info.state != MMH_WAL_VALID || !wv->info.commits)
+    bool ro = h->flags & MMH_READONLY, logged = wv->info.state == MMH_WAL_VALID &&
+                                                wv->info.commits;
+    size_t extent = hdr->extent;
+    if (!logged && ((const mmh_hdr *)h->base)->version == hdr->version)
         return 0;
     if (ro && mprotect(h->base, extent, PROT_READ | PROT_WRITE) != 0)
         return mmh_fail(errno, "%s: cannot map its pages for the log's commits: %m", h->path);
     int rc = mmh_wal_overlay(h->path, wv, h->base, extent);
+    if (rc == 0 && ((const mmh_hdr *)h->base)->version != hdr->version)
+        memcpy(h->base, hdr, MMH_HDR_SIZE);
     if (ro && mprotect(h->base, extent, PROT_READ) != 0 && rc == 0)
         rc = mmh_fail(errno, "%s: cannot map it read-only again: %m", h->path);
     return rc;
@@ -324,7 +331,7 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         goto fail;
     }
     h->file_size = hdr->extent;
-    if (mmh_region_map(h, 0, hdr->extent) != 0 || overlay(h, &wv, hdr->extent) != 0)
+    if (mmh_region_map(h, 0, hdr->extent) != 0 || overlay(h, &wv, hdr) != 0)
         goto fail;
     h->mapped = hdr->extent;
     if (mmh_verify(h) != 0)

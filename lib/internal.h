@@ -461,6 +461,9 @@ MMH_HIDDEN void     mmh_format_init(mmh_heap *h, size_t extent);
 MMH_HIDDEN int      mmh_format_check(const char *path, const mmh_hdr *hdr,
                                      uint64_t file_size);
 MMH_HIDDEN uint64_t mmh_format_checksum(const mmh_hdr *hdr);
+/* A format 4 header (read from path, file_size bytes) rewritten in place
+ * as format 5; any other left alone.  -1 if it cannot be. */
+MMH_HIDDEN int      mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size);
 MMH_HIDDEN size_t   mmh_format_meta_size(size_t max_size);
 
 

@@ -338,6 +338,72 @@ static void test_newer_version(void **state)
     free(path);
 }
 
+/* The heap file at path rewritten as format 4 wrote it (the redo journal's
+ * format: no wal_gen after file_id), without its log. */
+static void downgrade_to_4(const char *path)
+{
+    unsigned char page[MMH_HDR_SIZE], old[MMH_HDR_SIZE] = { 0 };
+    const size_t gen_at = offsetof(mmh_hdr, wal_gen), sum4 = offsetof(mmh_hdr, checksum) - 8;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, page, sizeof page, 0), (ssize_t)sizeof page);
+    memcpy(old, page, gen_at);
+    memcpy(old + gen_at, page + gen_at + 8, sum4 - gen_at);
+    ((mmh_hdr *)old)->version = 4;
+    /* Format 4's checksum: the page's hash with its own field zeroed (the
+     * bytes where format 5 keeps its checksum are padding, zero, here). */
+    uint64_t sum = mmh_format_checksum((const mmh_hdr *)old);
+    memcpy(old + sum4, &sum, sizeof sum);
+    assert_int_equal(pwrite(fd, old, sizeof old, 0), (ssize_t)sizeof old);
+    close(fd);
+    char wal[PATH_MAX];
+    snprintf(wal, sizeof wal, "%s.wal", path);
+    assert_int_equal(unlink(wal), 0);
+}
+
+static uint32_t file_version(const char *path)
+{
+    uint32_t v = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &v, sizeof v, offsetof(mmh_hdr, version)), (ssize_t)sizeof v);
+    close(fd);
+    return v;
+}
+
+/* A format 4 file is converted as it is read: a reader sees it, the first
+ * writable open commits it as format 5.  Its FILE.journal still holding a
+ * commit stops the open, naming it: only the release that wrote it can
+ * replay it. */
+static void test_format4_converted(void **state)
+{
+    (void)state;
+    char *path = make_heap_file("four.heap", 5000), journal[PATH_MAX];
+    downgrade_to_4(path);
+    assert_int_equal(file_version(path), 4);
+    snprintf(journal, sizeof journal, "%s.journal", path);
+    assert_int_equal(tu_write_file(journal, "MMHJRNL1 and a commit", 21), 0);
+    errno = 0;
+    assert_null(mmh_open(path, NULL));
+    assert_int_equal(errno, EAGAIN);
+    assert_errmsg_contains(journal);
+    assert_int_equal(tu_write_file(journal, "\0\0\0\0\0\0\0\0 done", 13), 0);
+    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
+    mmh_heap *h = mmh_open(path, &ro);
+    if (!h)
+        fail_msg("read-only open of a format 4 file: %s", mmh_errmsg());
+    assert_pattern(mmh_root(h), 5000, 5000);
+    assert_int_equal(h->hdr->version, 5);
+    assert_int_equal(mmh_close(h), 0);
+    assert_int_equal(file_version(path), 4);
+    check_heap_file(path, 5000);          /* writable: commits as format 5 */
+    assert_int_equal(file_version(path), 5);
+    check_heap_file(path, 5000);
+    unlink(journal);
+    unlink(path);
+    free(path);
+}
+
 /* Every byte of the first 4096, flipped in turn, makes the file refused. */
 static void test_header_byte_flips(void **state)
 {
@@ -644,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_foreign_files),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_newer_version),
+        cmocka_unit_test(test_format4_converted),
         cmocka_unit_test(test_header_byte_flips),
         cmocka_unit_test(test_zeroed_header),
         cmocka_unit_test(test_crafted_base),
