@@ -75,6 +75,7 @@
 #define CKPT_FILL    2                    /* checkpoint at half of the log       */
 #define CKPT_AGE_NS  ((uint64_t)2000000000) /* or when a commit waited this long */
 #define RETRY_NS     ((uint64_t)1000000000) /* after a full disk                  */
+#define CKPT_STREAM  ((uint64_t)1 << 20)  /* a checkpoint starts write-back each */
 
 struct mmh_persist {
     /* Fixed at open. */
@@ -394,6 +395,10 @@ static int apply(mmh_persist *p, mmh_wal_pos from, uint64_t to, uint64_t salt, m
             if (rc == 0 && len > skip)
                 rc = mmh_pwrite_all(p->heap_fd, p->ckpt_buf + skip, len - skip,
                                     rec[i].off + skip);
+            /* Write-back starts as the checkpoint goes, not all at its
+             * fdatasync, whose flush a commit's own would queue behind. */
+            if (rc == 0 && (bytes + len) / CKPT_STREAM != bytes / CKPT_STREAM)
+                (void)sync_file_range(p->heap_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
             bytes += len;
             at += len;
         }
@@ -417,6 +422,17 @@ static int apply(mmh_persist *p, mmh_wal_pos from, uint64_t to, uint64_t salt, m
     *out = c.pos;
     p->ckpt_bytes += bytes;
     return 0;
+}
+
+/* A commit larger than WAL_MAX left the log that large: once all of it is
+ * checkpointed (the mark, durable, at the tail), the next lap starts at the
+ * front and the rest is cut off.  Caller holds mutex. */
+static void shrink(mmh_persist *p)
+{
+    const uint64_t size = MMH_WAL_START + WAL_MAX;
+    if (p->cap > size && p->done.off == p->tail.off && !p->appending &&
+        ftruncate(p->ckpt_fd, (off_t)size) == 0)
+        p->cap = size;
 }
 
 /* Bring the heap file up to the log's tail as it is now, and advance the
@@ -453,6 +469,7 @@ static int checkpoint(mmh_persist *p)
         p->done = to;
         p->oldest_ns = p->tail.off == to.off ? 0 : mmh_now_ns(CLOCK_MONOTONIC);
         p->checkpoints++;
+        shrink(p);
     }
     if (rc != 0 && !p->ckpt_final) {
         p->ckpt_err = err;
