@@ -592,6 +592,10 @@ typedef struct mmh_wal_hdr {
     uint64_t gen;        /* the log's, named by the heap header's wal_gen  */
     uint64_t counter;    /* header writes; this one went to slot counter % 2 */
     uint64_t salt;       /* the lap's: every commit of the lap carries it  */
+    uint64_t prev_salt;  /* a lap that wrapped: the older one, where the
+                            mark still is, whose commits end at prev_end;
+                            the current lap follows it from MMH_WAL_START */
+    uint64_t prev_end;   /* 0: no older lap left                           */
     uint64_t mark;       /* offset of the first commit not checkpointed    */
     uint64_t mark_seq;   /* the last checkpointed commit's sequence number */
     uint64_t mark_chain; /* the chain value the commit at mark continues   */
@@ -657,9 +661,11 @@ typedef struct mmh_wal_view {
 /* Reading commits one after another. */
 typedef struct mmh_wal_cursor {
     int          fd;
-    uint64_t     salt;
+    uint64_t     salt;    /* of the lap pos is in                          */
     mmh_wal_pos  pos;     /* the next commit starts here                   */
-    uint64_t     limit;   /* commits must end by here                      */
+    uint64_t     limit;   /* commits must end by here (in the last lap)    */
+    uint64_t     wrap_end, wrap_salt; /* nonzero: at wrap_end, go on at
+                                         MMH_WAL_START in lap wrap_salt   */
     char        *table;   /* the current commit's head and record table    */
     size_t       table_cap;
     char        *chunk;   /* MMH_WAL_CHUNK bytes, for verifying data       */
@@ -675,6 +681,9 @@ MMH_HIDDEN size_t   mmh_wal_head_bytes(size_t nrecords);
  * -1: a read failed.  verify: read its data and check every record. */
 MMH_HIDDEN int      mmh_wal_next(mmh_wal_cursor *c, bool verify);
 MMH_HIDDEN void     mmh_wal_cursor_free(mmh_wal_cursor *c);
+/* A cursor at the mark of header w: the lap it is in, and the wrap. */
+MMH_HIDDEN void     mmh_wal_cursor_at_mark(mmh_wal_cursor *c, int fd, const mmh_wal_hdr *w,
+                                           uint64_t limit);
 /* Open FILE.wal beside the heap file heap_fd (writable: read-write) and
  * find what it holds; errors for a log the heap names that is missing,
  * foreign or unreadable. */

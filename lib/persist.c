@@ -21,11 +21,13 @@
  *      stop at any commit.
  *   3. Laps.  Once every commit is checkpointed and the mark durable, the
  *      next commit starts a new lap at the front of the log with a new salt,
- *      its header written before the commit and synced with it.  The mark
- *      is durable before the lap overwrites anything, so recovery never
- *      reads half-overwritten commits it would still replay.  A commit that
- *      does not fit the log's free space waits for a checkpoint and starts
- *      a lap.  The log is zero-filled (an fdatasync of blocks not yet
+ *      its header written before the commit and synced with it.  A commit
+ *      that does not fit the rest of the log while older ones still wait
+ *      for a checkpoint wraps: a new lap at the front that continues the
+ *      chain, below the durable mark (wal.c).  Either way the mark is
+ *      durable before a lap overwrites anything, so recovery never reads
+ *      half-overwritten commits it would still replay.  Only a commit that
+ *      finds no room even so waits for a checkpoint.  The log is zero-filled (an fdatasync of blocks not yet
  *      written commits file system metadata too), and grown, zero-filled,
  *      when commits are large for it, up to WAL_MAX; a commit larger than
  *      that extends the file as it goes.
@@ -104,6 +106,7 @@ struct mmh_persist {
     mmh_wal_pos tail;        /* after the last durable commit                */
     mmh_wal_pos done;        /* everything before it is in the heap file, and
                                 the mark saying so is durable                */
+    uint64_t    done_salt;   /* the lap done is in                           */
     uint64_t    cap;         /* the log's zero-filled size (commits past it
                                 extend the file)                             */
     uint64_t    oldest_ns;   /* when the first commit after done was made    */
@@ -164,11 +167,43 @@ static int hdr_put(mmh_persist *p)
 static int lap_restart(mmh_persist *p)
 {
     p->hdr.salt = mmh_random_u64() | 1;
+    p->hdr.prev_salt = p->hdr.prev_end = 0;
     p->hdr.mark = MMH_WAL_START;
     p->hdr.mark_seq = p->tail.seq;
     p->hdr.mark_chain = p->hdr.salt;
     p->tail = p->done = (mmh_wal_pos){ MMH_WAL_START, p->tail.seq, p->hdr.salt };
+    p->done_salt = p->hdr.salt;
     return hdr_put(p);
+}
+
+/* The lap is full and commits of it still wait for a checkpoint: the next
+ * commit goes to the front of the log under a new salt all the same,
+ * continuing the chain, and the header names the older lap and its end.
+ * The new lap stays below the durable mark (room). */
+static int lap_wrap(mmh_persist *p)
+{
+    p->hdr.prev_salt = p->hdr.salt;
+    p->hdr.prev_end = p->tail.off;
+    p->hdr.salt = mmh_random_u64() | 1;
+    p->tail.off = MMH_WAL_START;
+    return hdr_put(p);
+}
+
+/* Bytes of commits after the durable mark. */
+static uint64_t pending(const mmh_persist *p)
+{
+    if (p->done_salt == p->hdr.salt)
+        return p->tail.off - p->done.off;
+    return p->hdr.prev_end - p->done.off + p->tail.off - MMH_WAL_START;
+}
+
+/* Where the current lap must end: the log's size, or in a wrapped lap the
+ * durable mark in the older one. */
+static uint64_t room(const mmh_persist *p)
+{
+    if (!p->hdr.prev_end)
+        return p->cap;
+    return p->done_salt == p->hdr.prev_salt ? p->done.off : MMH_WAL_START;
 }
 
 /* ---- writing a commit ------------------------------------------------ */
@@ -229,8 +264,14 @@ static int plan(mmh_heap *h, mmh_persist_job *c)
     if (want > p->cap && need * CKPT_FILL * 2 > p->cap - MMH_WAL_START &&
         !mmh_beyond_fsize_limit(want))
         (void)grow(p, want); /* else the commit extends the log as it writes */
-    if (p->tail.off + need > p->cap && p->tail.off > MMH_WAL_START &&
-        p->done.off != p->tail.off) {
+    bool all_done = p->done_salt == p->hdr.salt && p->done.off == p->tail.off;
+    if (p->tail.off + need > room(p) && p->tail.off > MMH_WAL_START && !all_done &&
+        !p->hdr.prev_end && p->done_salt == p->hdr.salt &&
+        MMH_WAL_START + need <= p->done.off) {
+        /* Full, but the front of the log is checkpointed: wrap. */
+        if ((rc = lap_wrap(p)) != 0 && mmh_write_error_final(errno))
+            p->final_err = errno;
+    } else if (p->tail.off + need > room(p) && p->tail.off > MMH_WAL_START && !all_done) {
         /* The log is full: wait for a checkpoint of all of it. */
         pthread_mutex_unlock(&p->mutex);
         if ((rc = checkpoint(p)) != 0)
@@ -239,8 +280,9 @@ static int plan(mmh_heap *h, mmh_persist_job *c)
                           h->path, p->wal_path, strerrordesc_np(errno));
         pthread_mutex_lock(&p->mutex);
     }
-    if (rc == 0 && p->done.off == p->tail.off && p->tail.off > MMH_WAL_START &&
-        (rc = lap_restart(p)) != 0 && mmh_write_error_final(errno))
+    if (rc == 0 && p->done_salt == p->hdr.salt && p->done.off == p->tail.off &&
+        p->tail.off > MMH_WAL_START && (rc = lap_restart(p)) != 0 &&
+        mmh_write_error_final(errno))
         p->final_err = errno;
     if (rc == 0 && mmh_beyond_fsize_limit(p->tail.off + need))
         rc = mmh_fail(EFBIG, "%s: this commit (%llu bytes in the log) would exceed the file "
@@ -347,7 +389,7 @@ static void appended(mmh_persist *p, const mmh_persist_job *c, bool ok)
             p->cap = p->tail.off;
         if (!p->oldest_ns)
             p->oldest_ns = mmh_now_ns(CLOCK_MONOTONIC);
-        if (p->tail.off - p->done.off >= p->cap / CKPT_FILL)
+        if (pending(p) >= p->cap / CKPT_FILL)
             pthread_cond_broadcast(&p->cond);
     }
     pthread_mutex_unlock(&p->mutex);
@@ -355,11 +397,14 @@ static void appended(mmh_persist *p, const mmh_persist_job *c, bool ok)
 
 /* ---- checkpoints -------------------------------------------------------- */
 
-/* Copy the commits in [from, to) from the log into the heap file, in order,
- * the header page last; *out: where they ended. */
-static int apply(mmh_persist *p, mmh_wal_pos from, uint64_t to, uint64_t salt, mmh_wal_pos *out)
+/* Copy the commits from the mark of header w up to the one ending at to
+ * from the log into the heap file, in order, the header page last; *out:
+ * where they ended, and the lap it is in. */
+static int apply(mmh_persist *p, const mmh_wal_hdr *w, mmh_wal_pos to, mmh_wal_pos *out,
+                 uint64_t *out_salt)
 {
-    mmh_wal_cursor c = { .fd = p->ckpt_fd, .salt = salt, .pos = from, .limit = to };
+    mmh_wal_cursor c;
+    mmh_wal_cursor_at_mark(&c, p->ckpt_fd, w, to.off);
     bool have_hdr = false;
     struct stat st;
     int rc = fstat(p->heap_fd, &st);
@@ -405,7 +450,7 @@ static int apply(mmh_persist *p, mmh_wal_pos from, uint64_t to, uint64_t salt, m
     }
     mmh_wal_cursor_free(&c);
     const char *what = "write";
-    if (rc == 0 && c.pos.off != to) {
+    if (rc == 0 && c.pos.seq != to.seq) {
         errno = EIO;
         rc = -1;
         what = "read of the log";
@@ -420,6 +465,7 @@ static int apply(mmh_persist *p, mmh_wal_pos from, uint64_t to, uint64_t salt, m
         return mmh_fail(errno ? errno : EIO, "%s: checkpoint: %s of the heap file failed: %m",
                         p->path, what);
     *out = c.pos;
+    *out_salt = c.salt;
     p->ckpt_bytes += bytes;
     return 0;
 }
@@ -430,7 +476,7 @@ static int apply(mmh_persist *p, mmh_wal_pos from, uint64_t to, uint64_t salt, m
 static void shrink(mmh_persist *p)
 {
     const uint64_t size = MMH_WAL_START + WAL_MAX;
-    if (p->cap > size && p->done.off == p->tail.off && !p->appending &&
+    if (p->cap > size && p->done.seq == p->tail.seq && !p->appending &&
         ftruncate(p->ckpt_fd, (off_t)size) == 0)
         p->cap = size;
 }
@@ -442,18 +488,23 @@ static int checkpoint(mmh_persist *p)
 {
     pthread_mutex_lock(&p->ckpt_lock);
     pthread_mutex_lock(&p->mutex);
-    mmh_wal_pos from = { p->hdr.mark, p->hdr.mark_seq, p->hdr.mark_chain }, to = p->tail;
-    uint64_t salt = p->hdr.salt;
+    mmh_wal_hdr from = p->hdr; /* its mark, lap and wrap */
+    mmh_wal_pos to = p->tail;
+    uint64_t to_salt = 0;
     int err = p->ckpt_final ? p->ckpt_err : 0;
     pthread_mutex_unlock(&p->mutex);
+    bool work = from.mark_seq != to.seq;
     int rc = 0;
     if (err)
         rc = mmh_fail(err, "%s: checkpoints stopped after a failure (%s); the log %s keeps "
                       "every commit since, and the next open replays them", p->path,
                       strerrordesc_np(err), p->wal_path);
-    else if (from.off != to.off && (rc = apply(p, from, to.off, salt, &to)) == 0) {
-        /* The heap file holds everything up to `to`: say so, durably. */
+    else if (work && (rc = apply(p, &from, to, &to, &to_salt)) == 0) {
+        /* The heap file holds everything up to `to`: say so, durably.  A
+         * mark that reached the current lap leaves the older one behind. */
         pthread_mutex_lock(&p->mutex);
+        if (p->hdr.prev_end && to_salt == p->hdr.salt)
+            p->hdr.prev_salt = p->hdr.prev_end = 0;
         p->hdr.mark = to.off;
         p->hdr.mark_seq = to.seq;
         p->hdr.mark_chain = to.chain;
@@ -465,9 +516,10 @@ static int checkpoint(mmh_persist *p)
     }
     err = rc ? errno : 0;
     pthread_mutex_lock(&p->mutex);
-    if (rc == 0 && from.off != to.off) {
+    if (rc == 0 && work) {
         p->done = to;
-        p->oldest_ns = p->tail.off == to.off ? 0 : mmh_now_ns(CLOCK_MONOTONIC);
+        p->done_salt = to_salt;
+        p->oldest_ns = p->tail.seq == to.seq ? 0 : mmh_now_ns(CLOCK_MONOTONIC);
         p->checkpoints++;
         shrink(p);
     }
@@ -486,10 +538,10 @@ static int checkpoint(mmh_persist *p)
 
 static bool checkpoint_due(const mmh_persist *p, uint64_t now)
 {
-    if (p->ckpt_final || p->done.off == p->tail.off ||
+    if (p->ckpt_final || p->done.seq == p->tail.seq ||
         (p->ckpt_err && now - p->ckpt_try_ns < RETRY_NS))
         return false;
-    return p->tail.off - p->done.off >= p->cap / CKPT_FILL || now - p->oldest_ns >= CKPT_AGE_NS;
+    return pending(p) >= p->cap / CKPT_FILL || now - p->oldest_ns >= CKPT_AGE_NS;
 }
 
 static void *checkpointer(void *arg)
@@ -608,6 +660,7 @@ static int wal_attach(mmh_heap *h, mmh_persist *p, const mmh_wal_view *v)
         p->cap = v->info.size;
         p->tail = v->end;
         p->done = (mmh_wal_pos){ v->hdr.mark, v->hdr.mark_seq, v->hdr.mark_chain };
+        p->done_salt = v->hdr.prev_end ? v->hdr.prev_salt : v->hdr.salt;
         if (v->info.state == MMH_WAL_STALE) {
             /* Never replayed: the heap file is ahead of it. */
             p->tail.seq = v->info.heap_seq;
@@ -931,6 +984,7 @@ int mmh_wal_recover(const char *path, int heap_fd, mmh_wal_view *v)
     p->ckpt_buf = buf;
     p->hdr = v->hdr;
     p->tail = v->end;
+    p->done = (mmh_wal_pos){ v->hdr.mark, v->hdr.mark_seq, v->hdr.mark_chain };
     pthread_mutex_init(&p->mutex, NULL);
     pthread_mutex_init(&p->ckpt_lock, NULL);
     rc = checkpoint(p);

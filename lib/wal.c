@@ -13,10 +13,16 @@
  * Laps.  The header's salt names the current lap; a lap starts at
  * MMH_WAL_START and overwrites the previous lap in place, so the file keeps
  * its blocks.  A commit counts only if its head names the lap's salt, the
- * next sequence number and the previous commit's hash (the chain, seeded
- * with the salt at the header's mark), its head hashes right and every
- * record's bytes hash right.  The first commit that fails any of these ends
- * the log: what follows is a torn commit or an older lap's leftovers.
+ * next sequence number and the previous commit's hash (the chain), its
+ * head hashes right and every record's bytes hash right.  The first commit
+ * that fails any of these ends the log: what follows is a torn commit or an
+ * older lap's leftovers.  A lap that starts when everything is checkpointed
+ * seeds the chain with its salt.  One that starts while commits of the
+ * older lap still wait for a checkpoint (a wrap) continues its chain; the
+ * header then names the older lap (prev_salt) and where its commits end
+ * (prev_end), and the mark is still in it: the log runs from the mark to
+ * prev_end in the older lap, then on from MMH_WAL_START in the new one,
+ * which never writes past the mark.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -60,7 +66,8 @@ static bool hdr_valid(const mmh_wal_hdr *w)
 {
     return memcmp(w->magic, MMH_WAL_MAGIC, sizeof w->magic) == 0 &&
            w->version == MMH_WAL_VERSION && w->hash == hdr_hash(w) &&
-           w->mark >= MMH_WAL_START && w->mark % MMH_WAL_ALIGN == 0;
+           w->mark >= MMH_WAL_START && w->mark % MMH_WAL_ALIGN == 0 &&
+           (!w->prev_end || (w->prev_end >= w->mark && w->prev_end % MMH_WAL_ALIGN == 0));
 }
 
 /* The header in force: 1, 0 if neither slot is valid, -1 on a read error. */
@@ -124,16 +131,21 @@ static bool data_valid(mmh_wal_cursor *c, const mmh_wal_head *head, uint64_t dat
 int mmh_wal_next(mmh_wal_cursor *c, bool verify)
 {
     mmh_wal_head head;
-    uint64_t at = c->pos.off;
-    if (at + MMH_WAL_ALIGN > c->limit)
+    if (c->wrap_end && c->pos.off == c->wrap_end) {
+        c->pos.off = MMH_WAL_START;
+        c->salt = c->wrap_salt;
+        c->wrap_end = 0;
+    }
+    uint64_t at = c->pos.off, limit = c->wrap_end ? c->wrap_end : c->limit;
+    if (at + MMH_WAL_ALIGN > limit)
         return 0;
     if (mmh_pread_all(c->fd, &head, sizeof head, at) != 0)
         return -1;
     if (memcmp(head.magic, MMH_WAL_COMMIT, sizeof head.magic) != 0 || head.salt != c->salt ||
         head.seq != c->pos.seq + 1 || head.prev_chain != c->pos.chain ||
-        head.nrecords > (c->limit - at) / sizeof(mmh_wal_rec) ||
+        head.nrecords > (limit - at) / sizeof(mmh_wal_rec) ||
         head.head_bytes != mmh_wal_head_bytes(head.nrecords) ||
-        head.data_bytes > c->limit - at - head.head_bytes ||
+        head.data_bytes > limit - at - head.head_bytes ||
         head.data_bytes % MMH_WAL_ALIGN != 0)
         return 0;
     if (!table_fit(c, head.head_bytes))
@@ -168,14 +180,15 @@ void mmh_wal_cursor_free(mmh_wal_cursor *c)
     c->table_cap = 0;
 }
 
-/* A cursor at the mark of the header in force. */
-static void cursor_at_mark(mmh_wal_cursor *c, const mmh_wal_view *v)
+void mmh_wal_cursor_at_mark(mmh_wal_cursor *c, int fd, const mmh_wal_hdr *w, uint64_t limit)
 {
     memset(c, 0, sizeof *c);
-    c->fd = v->fd;
-    c->salt = v->hdr.salt;
-    c->pos = (mmh_wal_pos){ v->hdr.mark, v->hdr.mark_seq, v->hdr.mark_chain };
-    c->limit = v->info.size;
+    c->fd = fd;
+    c->salt = w->prev_end ? w->prev_salt : w->salt;
+    c->wrap_end = w->prev_end;
+    c->wrap_salt = w->salt;
+    c->pos = (mmh_wal_pos){ w->mark, w->mark_seq, w->mark_chain };
+    c->limit = limit;
 }
 
 /* Walk the commits after the mark, checking every byte: where they end,
@@ -183,7 +196,7 @@ static void cursor_at_mark(mmh_wal_cursor *c, const mmh_wal_view *v)
 static int scan(const char *path, mmh_wal_view *v)
 {
     mmh_wal_cursor c;
-    cursor_at_mark(&c, v);
+    mmh_wal_cursor_at_mark(&c, v->fd, &v->hdr, v->info.size);
     c.chunk = mmh_meta_alloc(MMH_WAL_CHUNK);
     int rc = c.chunk ? 0 : -1;
     while (rc == 0 && (rc = mmh_wal_next(&c, true)) == 1) {
@@ -271,8 +284,7 @@ int mmh_wal_overlay(const char *path, const mmh_wal_view *v, char *image, size_t
     if (v->info.state != MMH_WAL_VALID || v->info.commits == 0)
         return 0;
     mmh_wal_cursor c;
-    cursor_at_mark(&c, v);
-    c.limit = v->end.off;
+    mmh_wal_cursor_at_mark(&c, v->fd, &v->hdr, v->end.off);
     int rc;
     while ((rc = mmh_wal_next(&c, false)) == 1) {
         const mmh_wal_head *h = (const mmh_wal_head *)c.table;
