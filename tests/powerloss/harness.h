@@ -31,7 +31,7 @@ uint64_t pl_digest(const struct pl_manifest *m);
 uint64_t pl_hash(uint64_t h, const void *p, size_t n);
 
 /* The heap files the workload makes in its directory. */
-#define PL_FILES 2
+#define PL_FILES 3
 extern const char *const pl_files[PL_FILES];
 
 /* Run the workload on heaps in dir, recording to log_fd.  0, or -1 when

@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-const char *const pl_files[PL_FILES] = { "heap", "image" };
+const char *const pl_files[PL_FILES] = { "heap", "image", "laps" };
 
 static uint64_t next(uint64_t *s)
 {

@@ -5,7 +5,10 @@
  * writable (its log is created then) and committed in the foreground, in
  * the background and by close.  Checkpoints come between commits (and from
  * the library's own thread, and close), so later commits start new laps of
- * the log.  Before each commit it marks the version it writes; after the
+ * the log.  A third heap takes 200 small commits back to back, its log
+ * staying at its first size, with checkpoints left to the library's thread:
+ * they run while later commits go on, so the log fills and wraps (a lap at
+ * its front while older commits wait for a checkpoint).  Before each commit it marks the version it writes; after the
  * commit returns, the acknowledgement. */
 #define _GNU_SOURCE
 #include "harness.h"
@@ -189,6 +192,33 @@ static int on_image(struct wl *w)
     return rc ? rc : closed;
 }
 
+static int on_laps(struct wl *w)
+{
+    mmh_config cfg = { .flags = MMH_CREATE | MMH_EXCL, .tracker = w->tracker };
+    int rc = 0;
+    w->name = pl_files[2];
+    pl_record_mark(PL_BEGIN, w->name, w->begun = 0, 0);
+    if (!(w->h = mmh_open(w->path[2], &cfg)))
+        return settle(w, -1, "mmh_open (laps)");
+    pl_record_mark(PL_ACK, w->name, 0, 0);
+    if (!(w->m = mmh_calloc(w->h, 1, sizeof *w->m)))
+        return fail("mmh_calloc");
+    w->m->magic = PL_MAGIC;
+    mmh_set_root(w->h, w->m);
+    for (int i = 0; rc == 0 && i < 8; i++)
+        rc = add(w, 200 + 300 * (size_t)i);
+    for (int i = 0; rc == 0 && i < 200; i++) {
+        struct pl_obj *o = &w->m->obj[rnd(w, w->m->nobj)];
+        o->seed = w->rng ^ ++w->version << 32;
+        pl_fill(mmh_at(w->h, o->off), o->size, o->seed);
+        rc = commit_fg(w);
+    }
+    begin(w);
+    int closed = settle(w, mmh_close(w->h), "mmh_close");
+    w->h = NULL;
+    return rc ? rc : closed;
+}
+
 int pl_workload(const char *dir, mmh_tracker tracker, int log_fd, uint64_t seed)
 {
     struct wl w = { .rng = seed | 1, .tracker = tracker };
@@ -198,6 +228,8 @@ int pl_workload(const char *dir, mmh_tracker tracker, int log_fd, uint64_t seed)
     int rc = on_heap(&w);
     if (rc == 0)
         rc = on_image(&w);
+    if (rc == 0)
+        rc = on_laps(&w);
     pl_record_stop();
     return rc < 0 ? -1 : 0;
 }
