@@ -62,15 +62,12 @@ static bool journal4_pending(const char *path)
 
 int mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size)
 {
-    const size_t gen_at = offsetof(mmh_hdr, wal_gen), sum4 = offsetof(mmh_hdr, checksum) - 8;
-    unsigned char old[MMH_HDR_SIZE];
-    uint64_t sum;
+    mmh_hdr4 old;
     if (file_size < MMH_HDR_SIZE || memcmp(hdr->magic, MMH_MAGIC, sizeof hdr->magic) != 0 ||
         hdr->version != 4)
         return 0;
-    memcpy(old, hdr, sizeof old);
-    memcpy(&sum, old + sum4, sizeof sum);
-    if (page_checksum(old, sum4) != sum)
+    memcpy(&old, hdr, sizeof old);
+    if (page_checksum(hdr, offsetof(mmh_hdr4, checksum)) != old.checksum)
         return corrupt(path, "header checksum mismatch");
     if (journal4_pending(path))
         return mmh_fail(EAGAIN, "%s: format 4, and its journal %s.journal holds a commit not "
@@ -78,8 +75,22 @@ int mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size)
                         "which replays it; this one converts the heap to format %u", path, path,
                         MMH_FORMAT_VERSION);
     memset(hdr, 0, MMH_HDR_SIZE);
-    memcpy(hdr, old, gen_at);
-    memcpy((char *)hdr + gen_at + sizeof hdr->wal_gen, old + gen_at, sum4 - gen_at);
+    memcpy(hdr, &old, offsetof(mmh_hdr4, segmap_off)); /* magic .. file_id */
+    hdr->wal_gen = 0;
+    hdr->segmap_off = old.segmap_off;
+    hdr->slots_off = old.slots_off;
+    hdr->nslots = old.nslots;
+    hdr->slots_hwm = old.slots_hwm;
+    hdr->first_slice = old.first_slice;
+    hdr->span_bitmap = old.span_bitmap;
+    memcpy(hdr->span_bins, old.span_bins, sizeof hdr->span_bins);
+    hdr->free_segs = old.free_segs;
+    hdr->large_allocs = old.large_allocs;
+    hdr->large_frees = old.large_frees;
+    hdr->large_alloc_bytes = old.large_alloc_bytes;
+    hdr->large_free_bytes = old.large_free_bytes;
+    hdr->unpurged = old.unpurged;
+    hdr->empty_page = old.empty_page;
     hdr->version = MMH_FORMAT_VERSION;
     hdr->checksum = mmh_format_checksum(hdr);
     return 0;

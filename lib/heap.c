@@ -194,12 +194,13 @@ static mmh_heap *create_file(const char *path, const mmh_config *cfg)
         return mmh_fail_null(err, "%s: cannot create: %s", path, strerrordesc_np(err));
     }
     mmh_newfile_discard(&nf);
-    /* Only the winner of the link touches FILE.wal: one left by a heap of
-     * that name that is gone is made new (the heap does not name it).
-     * Then map the file again under its final name, so the mappings of
-     * later growth join it (valgrind, for one, trips over the mix). */
-    if (dir_open(h) != 0 || mmh_sync_parent_dir(path) != 0 || mmh_persist_open(h, NULL) != 0 ||
-        mmh_region_map(h, 0, h->mapped) != 0) {
+    /* Map the file again under its final name, so the mappings of later
+     * growth join it (valgrind, for one, trips over the mix).  Only the
+     * winner of the link touches FILE.wal: one left by a heap of that name
+     * that is gone is made new (the heap does not name it), and the new
+     * one is named in the mapping's header (so after the remap). */
+    if (dir_open(h) != 0 || mmh_sync_parent_dir(path) != 0 ||
+        mmh_region_map(h, 0, h->mapped) != 0 || mmh_persist_open(h, NULL) != 0) {
         heap_destroy(h);
         return NULL;
     }
@@ -310,11 +311,19 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
     }
     if (mmh_wal_inspect(path, h->fd, writes, &wv) != 0)
         goto fail;
-    /* A shared mapping has no log: the commits in it go into the file first. */
-    if (writes && (cfg->flags & MMH_SHARED) && mmh_wal_recover(path, h->fd, &wv) != 0)
-        goto fail;
-    if ((cfg->flags & MMH_SHARED) && wv.info.state == MMH_WAL_VALID)
+    /* A shared mapping has no log: the commits in it go into the file
+     * first, which a reader cannot do. */
+    if ((cfg->flags & MMH_SHARED) && wv.info.state == MMH_WAL_VALID && wv.info.commits) {
+        if (!writes) {
+            mmh_fail(EAGAIN, "%s: commits in its log %s are not yet in the file, and a shared "
+                     "mapping cannot show them: open it writable once, or not shared", path,
+                     wv.path);
+            goto fail;
+        }
+        if (mmh_wal_recover(path, h->fd, &wv) != 0)
+            goto fail;
         wv.info.commits = wv.info.extent = 0;
+    }
     if (read_header(h, writes, &wv, &buf.hdr) != 0)
         goto fail;
     h->max_size = hdr->max_size;

@@ -219,6 +219,23 @@ typedef struct mmh_hdr {
 } mmh_hdr;
 
 _Static_assert(sizeof(mmh_hdr) <= MMH_HDR_SIZE, "header fits its page");
+
+/* Format 4's header (the redo journal's), read and converted by
+ * mmh_format_upgrade: format 5 added wal_gen after file_id. */
+typedef struct mmh_hdr4 {
+    char     magic[8];
+    uint32_t version, hdr_size, page_size, seg_size;
+    uint64_t base, max_size, extent, root, commit_seq, file_id;
+    uint64_t segmap_off, slots_off;
+    uint32_t nslots, slots_hwm, first_slice, pad_;
+    uint64_t span_bitmap;
+    uint64_t span_bins[MMH_SPAN_BINS + 1];
+    uint64_t free_segs;
+    uint64_t large_allocs, large_frees, large_alloc_bytes, large_free_bytes;
+    uint64_t unpurged;
+    mmh_page empty_page;
+    uint64_t checksum;
+} mmh_hdr4;
 _Static_assert(MMH_SEGHDR_OFFSET + sizeof(mmh_segment) <= MMH_SLICE_SIZE,
                "segment header fits slice 0");
 

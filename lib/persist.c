@@ -795,17 +795,24 @@ int mmh_writeback(mmh_heap *h)
     int rc = commit_ranges(h, &c);
     if (rc == 0 && (h->flags & MMH_SHARED)) {
         rc = sync_shared(h, &c.ranges);
-    } else if (rc == 0 && (rc = plan(h, &c)) == 0) {
-        mmh_inst_bulk_begin(); /* the copy reads free blocks too */
-        rc = append(p, &c, h->base, h->mapped);
-        mmh_inst_bulk_end();
-        appended(p, &c, rc == 0);
+    } else if (rc == 0) {
+        if ((rc = plan(h, &c)) == 0) {
+            mmh_inst_bulk_begin(); /* the copy reads free blocks too */
+            rc = append(p, &c, h->base, h->mapped);
+            mmh_inst_bulk_end();
+            appended(p, &c, rc == 0);
+        }
+        int err = errno;
         if (rc == 0)
             h->bytes_written += c.head_bytes + c.data_bytes;
         else if (c.final)
             p->final_err = c.err;
-        else if (mmh_ranges_merge(h, &p->retry, &c.ranges) != 0)
-            p->final_err = ENOMEM; /* a full disk: the next commit writes them */
+        else if (!p->final_err && mmh_ranges_merge(h, &p->retry, &c.ranges) != 0)
+            p->final_err = ENOMEM;
+        /* Not final (a full disk, a full log, the file size limit): the
+         * next commit writes these pages, which the tracker has forgotten.
+         * (Holes it was to punch stay unpunched: free memory, only space.) */
+        errno = err;
     }
     job_ranges_free(&c);
     return rc;
@@ -957,11 +964,16 @@ void mmh_persist_fork_parent(mmh_heap *h)
         pthread_mutex_unlock(&h->persist->mutex);
 }
 
-/* The child has no checkpointer and never commits (owned() is false). */
+/* The child has no checkpointer and never commits (owned() is false); the
+ * thread's condition variable and lock, in whatever state the fork found
+ * them, are new here, so that close can destroy them. */
 void mmh_persist_fork_child(mmh_heap *h)
 {
-    if (h->persist)
-        pthread_mutex_init(&h->persist->mutex, NULL);
+    if (!h->persist)
+        return;
+    pthread_mutex_init(&h->persist->mutex, NULL);
+    pthread_mutex_init(&h->persist->ckpt_lock, NULL);
+    pthread_cond_init(&h->persist->cond, NULL);
 }
 
 /* ---- mmheap recover --------------------------------------------------- */

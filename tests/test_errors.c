@@ -342,19 +342,40 @@ static void test_newer_version(void **state)
  * format: no wal_gen after file_id), without its log. */
 static void downgrade_to_4(const char *path)
 {
-    unsigned char page[MMH_HDR_SIZE], old[MMH_HDR_SIZE] = { 0 };
-    const size_t gen_at = offsetof(mmh_hdr, wal_gen), sum4 = offsetof(mmh_hdr, checksum) - 8;
+    union {
+        mmh_hdr h;
+        unsigned char page[MMH_HDR_SIZE];
+    } cur;
+    union {
+        mmh_hdr4 h;
+        unsigned char page[MMH_HDR_SIZE];
+    } old;
     int fd = open(path, O_RDWR | O_CLOEXEC);
     assert_true(fd >= 0);
-    assert_int_equal(pread(fd, page, sizeof page, 0), (ssize_t)sizeof page);
-    memcpy(old, page, gen_at);
-    memcpy(old + gen_at, page + gen_at + 8, sum4 - gen_at);
-    ((mmh_hdr *)old)->version = 4;
-    /* Format 4's checksum: the page's hash with its own field zeroed (the
-     * bytes where format 5 keeps its checksum are padding, zero, here). */
-    uint64_t sum = mmh_format_checksum((const mmh_hdr *)old);
-    memcpy(old + sum4, &sum, sizeof sum);
-    assert_int_equal(pwrite(fd, old, sizeof old, 0), (ssize_t)sizeof old);
+    assert_int_equal(pread(fd, cur.page, sizeof cur.page, 0), (ssize_t)sizeof cur.page);
+    memset(&old, 0, sizeof old);
+    memcpy(&old.h, &cur.h, offsetof(mmh_hdr4, segmap_off));
+    old.h.version = 4;
+    old.h.segmap_off = cur.h.segmap_off;
+    old.h.slots_off = cur.h.slots_off;
+    old.h.nslots = cur.h.nslots;
+    old.h.slots_hwm = cur.h.slots_hwm;
+    old.h.first_slice = cur.h.first_slice;
+    old.h.span_bitmap = cur.h.span_bitmap;
+    memcpy(old.h.span_bins, cur.h.span_bins, sizeof old.h.span_bins);
+    old.h.free_segs = cur.h.free_segs;
+    old.h.large_allocs = cur.h.large_allocs;
+    old.h.large_frees = cur.h.large_frees;
+    old.h.large_alloc_bytes = cur.h.large_alloc_bytes;
+    old.h.large_free_bytes = cur.h.large_free_bytes;
+    old.h.unpurged = cur.h.unpurged;
+    old.h.empty_page = cur.h.empty_page;
+    /* Format 4's checksum: the page's hash with its own field zeroed. */
+    unsigned char zeroed[MMH_HDR_SIZE];
+    memcpy(zeroed, old.page, sizeof zeroed);
+    memset(zeroed + offsetof(mmh_hdr4, checksum), 0, 8);
+    old.h.checksum = mmh_hash64(zeroed, sizeof zeroed, 0x6d6d68656170ull);
+    assert_int_equal(pwrite(fd, old.page, sizeof old.page, 0), (ssize_t)sizeof old.page);
     close(fd);
     char wal[PATH_MAX];
     snprintf(wal, sizeof wal, "%s.wal", path);
@@ -400,6 +421,32 @@ static void test_format4_converted(void **state)
     assert_int_equal(file_version(path), 5);
     check_heap_file(path, 5000);
     unlink(journal);
+    unlink(path);
+    free(path);
+}
+
+/* A new heap names its log in its header from its first checkpoint on: a
+ * log removed then is an open error naming it, not "nothing to replay". */
+static void test_missing_log(void **state)
+{
+    (void)state;
+    char *path = make_heap_file("named.heap", 3000), wal[PATH_MAX];
+    uint64_t gen = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &gen, sizeof gen, offsetof(mmh_hdr, wal_gen)), (ssize_t)sizeof gen);
+    close(fd);
+    assert_true(gen != 0);
+    snprintf(wal, sizeof wal, "%s.wal", path);
+    assert_int_equal(unlink(wal), 0);
+    static const unsigned flags[] = { 0, MMH_READONLY, MMH_VOLATILE };
+    for (size_t i = 0; i < 3; i++) {
+        mmh_config cfg = tu_cfg(flags[i], 0, 0);
+        errno = 0;
+        assert_null(mmh_open(path, &cfg));
+        assert_int_equal(errno, ENOENT);
+        assert_errmsg_contains(wal);
+    }
     unlink(path);
     free(path);
 }
@@ -711,6 +758,7 @@ int main(void)
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_newer_version),
         cmocka_unit_test(test_format4_converted),
+        cmocka_unit_test(test_missing_log),
         cmocka_unit_test(test_header_byte_flips),
         cmocka_unit_test(test_zeroed_header),
         cmocka_unit_test(test_crafted_base),

@@ -237,7 +237,9 @@ static void test_heap_write_full(void **state)
     heap_fault_after_commit("pwrite", ENOSPC);
 }
 
-/* The log would pass RLIMIT_FSIZE: EFBIG, no SIGXFSZ. */
+/* The log would pass RLIMIT_FSIZE: EFBIG, no SIGXFSZ, and not final: the
+ * pages of the refused commit go with the next one, once the limit is
+ * raised (a commit that forgot them left a heap that no longer opened). */
 static int fsize_child(void *arg)
 {
     const char *path = arg;
@@ -245,12 +247,17 @@ static int fsize_child(void *arg)
     CK(h != NULL);
     unsigned char *p = mmh_root(h);
     tu_fill(p, DATA_LEN, 2);
-    struct rlimit rl = { DATA_LEN / 2, DATA_LEN / 2 };
+    struct rlimit rl, old;
+    CK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    rl = (struct rlimit){ DATA_LEN / 2, old.rlim_max };
     CK(setrlimit(RLIMIT_FSIZE, &rl) == 0);
     errno = 0;
     CK(mmh_commit(h) == -1);
     CK(errno == EFBIG);
     CK(strstr(mmh_errmsg(), "file size limit") != NULL);
+    CK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    CK(mmh_commit(h) == 0);
+    CK(mmh_close(h) == 0);
     return 0;
 }
 
@@ -259,7 +266,7 @@ static void test_fsize_limit(void **state)
     (void)state;
     char *path = make_heap("fsize.heap", 1);
     assert_child_ok(fsize_child, path);
-    assert_int_equal(committed_version(path, 1, 1), 1);
+    assert_int_equal(committed_version(path, 2, 2), 2);
     unlink(path);
     free(path);
 }

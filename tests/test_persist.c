@@ -620,6 +620,47 @@ static void test_readonly(void **state)
     free(path);
 }
 
+/* A heap commits only in the process that opened it: in a child of fork()
+ * commits fail with EPERM, and close only unmaps (it once hung there, on
+ * the checkpoint thread's condition variable, which the fork had copied
+ * in use).  The parent goes on committing. */
+static int forked_child(void *arg)
+{
+    mmh_heap *h = arg;
+    alarm(10);
+    errno = 0;
+    CK(mmh_commit(h) == -1 && errno == EPERM);
+    CK(mmh_commit_bg(h) == -1 && errno == EPERM);
+    CK(mmh_checkpoint(h) == -1 && errno == EPERM);
+    CK((mmh_close)(h) == 0);
+    return 0;
+}
+
+static void test_fork_child_does_not_commit(void **state)
+{
+    (void)state;
+    char *path = tu_path("forked.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    mmh_heap *h = mmh_open(path, &cfg);
+    assert_non_null(h);
+    char *p = mmh_alloc(h, 4096);
+    assert_non_null(p);
+    tu_fill(p, 4096, 1);
+    assert_int_equal(mmh_set_root(h, p), 0);
+    assert_int_equal(mmh_commit(h), 0);
+    usleep(100 * 1000); /* the checkpoint thread waits on its condition now */
+    assert_child_ok(forked_child, h);
+    tu_fill(p, 4096, 2);
+    assert_int_equal(mmh_commit(h), 0);
+    assert_int_equal(mmh_close(h), 0);
+    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
+    h = mmh_open(path, &ro);
+    assert_non_null(h);
+    assert_pattern(mmh_root(h), 4096, 2);
+    assert_int_equal(mmh_close(h), 0);
+    free(path);
+}
+
 static void test_anon_commit(void **state)
 {
     (void)state;
@@ -650,6 +691,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_free_persists),
         cmocka_unit_test(test_shared_mode),
         cmocka_unit_test(test_readonly),
+        cmocka_unit_test(test_fork_child_does_not_commit),
         cmocka_unit_test(test_anon_commit),
     };
     return TU_RUN(tests);

@@ -114,12 +114,13 @@ static void test_without_log_dirsync(void **state)
 
 /* A sync that fails loses the writes it should have made durable; the
  * library must then never have acknowledged what they carried.  The
- * workload's syncs fail in turn, every MMH_PL_FAILED_STEP-th (make
- * check-powerloss: each), until one run has no sync left to fail. */
+ * workload's syncs (some 260) fail in turn, every MMH_PL_FAILED_STEP-th
+ * (make check: every 40th; make check-powerloss: every 7th), until one run
+ * has no sync left to fail. */
 static void test_failed_sync(void **state)
 {
     (void)state;
-    unsigned step = env_unsigned("MMH_PL_FAILED_STEP", 5), nth = 1;
+    unsigned step = env_unsigned("MMH_PL_FAILED_STEP", 40), nth = 1;
     for (;; nth += step ? step : 1) {
         struct pl_result r = run(MMH_TRACK_MPROTECT, NULL, nth, 30);
         assert_int_equal(r.violations, 0);

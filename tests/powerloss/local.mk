@@ -20,6 +20,6 @@ tests_test_powerloss_LDADD = $(MMH_TEST_LDADD) -ldl
 PL_STATES = 2000
 check-powerloss: tests/test_powerloss tools/mmheap
 	MMH_MMHEAP_TOOL='$(abs_top_builddir)/tools/mmheap' MMH_PL_STATES=$(PL_STATES) \
-	MMH_PL_FAILED_STEP=1 ./tests/test_powerloss
+	MMH_PL_FAILED_STEP=7 ./tests/test_powerloss
 
 .PHONY: check-powerloss
