@@ -81,7 +81,7 @@ struct mmh_stats {
                                     tracker: written pages found, summed at
                                     each commit; 0 when untracked             */
     uint64_t    commits;         /* completed commits since open                */
-    uint64_t    bytes_written;   /* bytes written to the file by commits        */
+    uint64_t    bytes_written;   /* bytes commits wrote (private: to the log)    */
     uint64_t    last_commit_ns;  /* duration of the last commit                 */
     uint64_t    last_commit_time;/* CLOCK_REALTIME of the last commit, ns       */
     uint64_t    cow_pages;       /* pages copied on write while the last
