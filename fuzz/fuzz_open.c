@@ -1,25 +1,36 @@
 /* fuzz_open: a libFuzzer target for mmh_open of existing heap files and
- * for the recovery of their redo journals.
+ * for the recovery of their write-ahead logs (FILE.wal: lib/wal.c,
+ * lib/persist.c).
  *
- * One input is a heap file and its journal, written to a private directory,
+ * One input is a heap file and its log, written to a private directory,
  * then opened in one of several configurations.  The input format
  * (fuzz/make_seeds.c writes it; all integers little-endian):
  *
- *   byte 0       options (OPT_* below): configuration, checksum repair
+ *   byte 0       options (OPT_* in fuzz_format.h): configuration, naming,
+ *                checksum repair
  *   bytes 1..4   H: length of the heap part (clamped to what follows and to
  *                HEAP_PART_MAX)
  *   heap part    4 bytes: the heap file's size (clamped to FILE_SIZE_MAX),
  *                then extents to the end of the part: 4 bytes file offset,
  *                2 bytes length, the bytes.  The file is sparse: a valid
  *                heap is at least one 4 MiB segment, and mostly holes.
- *   the rest     the journal file, byte for byte; empty: no journal file
- *                (or an empty one, with OPT_EMPTY_JOURNAL)
+ *   the rest     the log file FILE.wal, byte for byte; empty: no log file
+ *                (or an empty one, with OPT_ZERO_FILL).  A log the library
+ *                wrote is zero-filled past its last commit; the seeds leave
+ *                those zeros out, and OPT_ZERO_FILL puts them back (as a
+ *                hole: a reader cannot tell, and a writer need not grow
+ *                the log).
  *
- * The header and the journal are checksummed, so mutated bytes there are
- * almost always refused before anything deeper runs.  OPT_FIX_SUMS makes
- * the harness recompute those checksums after mutation, as a crafted (not
- * a damaged) file would carry them, so that the checks behind the
- * checksums (sizes, offsets, the replay) are fuzzed too.
+ * The heap header and the log are checksummed (the log's header slots,
+ * each commit's head chained to the previous one's, each data record), so
+ * mutated bytes there are almost always refused before anything deeper
+ * runs.  OPT_FIX_SUMS makes the harness recompute them after mutation, as
+ * a crafted (not a damaged) file would carry them, so that the checks
+ * behind the checksums (the walk's bounds on heads and records, the
+ * overlay, recovery and checkpoints of what it finds) are fuzzed too; see
+ * fuzz_wal_fix_commits.  A log replays only onto the heap it names
+ * (file_id, and the heap's wal_gen once it has one): OPT_NAME_* make the
+ * two name each other, or not, whatever their bytes say.
  *
  * The checks on top of "no crash, no sanitizer report":
  * - a failed mmh_open returns NULL with errno set and a message naming the
@@ -28,14 +39,19 @@
  *   mmh_open checks each page descriptor's list heads and counts, so the
  *   first block a class's current page hands out is sound whatever the
  *   checker says of the rest;
- * - only heaps that the checker (lib/check.c, `mmheap check`) finds sound
- *   are allocated in further (OPT_EXERCISE): mmh_open checks a heap's
- *   structure, not the free lists of blocks inside its pages, so allocation
- *   in a heap whose free lists are damaged is not defended;
+ * - only heaps that the checker (lib/check.c, `mmheap check`, which sees
+ *   the log applied) finds sound are allocated in further (OPT_EXERCISE):
+ *   mmh_open checks a heap's structure, not the free lists of blocks inside
+ *   its pages, so allocation in a heap whose free lists are damaged is not
+ *   defended;
  * - a read-only heap refuses allocation with EROFS;
  * - a heap that a writable open committed and closed successfully opens
- *   again (read-only) with no journal left waiting;
- * - no file descriptor on the heap or its journal outlives an iteration.
+ *   again (read-only); in private mode its log is then its own and holds
+ *   no commit after the mark (mmh_close checkpointed them all); its file
+ *   grew to no more than its extent; and a heap the checker found sound
+ *   before is still sound (check_closed);
+ * - no file descriptor on the heap or its log, and no thread (the
+ *   checkpointer), outlives an iteration.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -52,36 +68,32 @@
 
 #include "fuzz_format.h"
 
-/* options byte */
-#define OPT_CONFIG_MASK   0x07u /* which configuration, configs[] below  */
-#define OPT_FIX_SUMS      0x08u /* recompute header and journal checksums */
-#define OPT_EMPTY_JOURNAL 0x10u /* no journal bytes: an empty file        */
-#define OPT_EXERCISE      0x20u /* allocate and free after a good open    */
-#define OPT_JOURNAL_ID    0x40u /* with OPT_FIX_SUMS: the journal names the
-                                   heap file's file_id                    */
-
+/* The configurations.  The writable ones track written pages as a program
+ * does by default (the uffd tracker, else mprotect), or not at all: then
+ * a commit walks the heap's metadata for every range in use. */
 static const struct {
     const char *name;
     unsigned    flags;
+    mmh_tracker tracker;
 } configs[8] = {
-    { "read-only", MMH_READONLY },
-    { "writable private", 0 },
-    { "volatile", MMH_VOLATILE },
-    { "writable, relocatable", MMH_RELOCATE },
-    { "read-only, relocatable", MMH_READONLY | MMH_RELOCATE },
-    { "volatile, relocatable", MMH_VOLATILE | MMH_RELOCATE },
-    { "writable shared", MMH_SHARED },
-    { "writable shared, relocatable", MMH_SHARED | MMH_RELOCATE },
+    { "read-only", MMH_READONLY, MMH_TRACK_NONE },
+    { "writable private", 0, MMH_TRACK_AUTO },
+    { "volatile", MMH_VOLATILE, MMH_TRACK_NONE },
+    { "writable, relocatable, untracked", MMH_RELOCATE, MMH_TRACK_NONE },
+    { "read-only, relocatable", MMH_READONLY | MMH_RELOCATE, MMH_TRACK_NONE },
+    { "volatile, relocatable", MMH_VOLATILE | MMH_RELOCATE, MMH_TRACK_NONE },
+    { "writable shared", MMH_SHARED, MMH_TRACK_AUTO },
+    { "writable shared, relocatable, untracked", MMH_SHARED | MMH_RELOCATE, MMH_TRACK_NONE },
 };
 
 static char work_dir[4096];
 static char heap_path[4200];
-static char journal_path[4200];
+static char wal_path[4200];
 
 static void remove_files(void)
 {
     unlink(heap_path);
-    unlink(journal_path);
+    unlink(wal_path);
 }
 
 static void remove_work_dir(void)
@@ -125,6 +137,20 @@ static int leaked_fd(void)
     return found;
 }
 
+/* Threads of the process: an iteration's checkpointer must be gone by its
+ * end (libFuzzer starts none during one). */
+static int thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    if (!d)
+        return -1;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
@@ -142,7 +168,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         exit(1);
     }
     snprintf(heap_path, sizeof heap_path, "%s/f.heap", work_dir);
-    snprintf(journal_path, sizeof journal_path, "%s.journal", heap_path);
+    snprintf(wal_path, sizeof wal_path, "%s.wal", heap_path);
     atexit(remove_work_dir);
     return 0;
 }
@@ -193,88 +219,93 @@ static int write_heap_file(const uint8_t *part, size_t len)
     return rc;
 }
 
-/* Give the header the checksum mmh_format_check expects. */
-static void fix_header_checksum(void)
+/* The heap file's header page, as far as the file has one (the rest
+ * zero): what the options read and change. */
+static bool load_hdr_page(uint8_t page[MMH_HDR_SIZE])
 {
-    union {
-        mmh_hdr hdr;
-        unsigned char page[MMH_HDR_SIZE];
-    } buf;
-    int fd = open(heap_path, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    if (pread(fd, &buf, sizeof buf, 0) == (ssize_t)sizeof buf) {
-        buf.hdr.checksum = mmh_format_checksum(&buf.hdr);
-        (void)!pwrite(fd, &buf.hdr.checksum, sizeof buf.hdr.checksum,
-                      offsetof(mmh_hdr, checksum));
-    }
-    close(fd);
-}
-
-static uint64_t heap_file_id(void)
-{
-    uint64_t id = 0;
+    memset(page, 0, MMH_HDR_SIZE);
     int fd = open(heap_path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)!pread(fd, &id, sizeof id, offsetof(mmh_hdr, file_id));
-        close(fd);
-    }
-    return id;
+    if (fd < 0)
+        return false;
+    ssize_t n = pread(fd, page, MMH_HDR_SIZE, 0);
+    close(fd);
+    return n == MMH_HDR_SIZE;
 }
 
-/* Give a journal image (a private copy) every checksum journal.c checks,
- * wherever the fields it names are inside the image. */
-static void fix_journal_sums(uint8_t *j, size_t len, bool set_file_id)
+static int store_hdr_page(const uint8_t page[MMH_HDR_SIZE])
 {
-    mmh_journal_hdr jh;
-    if (len < sizeof jh)
-        return;
-    memcpy(&jh, j, sizeof jh);
-    if (set_file_id)
-        jh.file_id = heap_file_id();
-    jh.hash = mmh_journal_hdr_hash(&jh);
-    memcpy(j, &jh, sizeof jh);
-    if (jh.nrecords > (len - sizeof jh) / sizeof(mmh_journal_rec))
-        return;
-    size_t table = sizeof jh + (size_t)jh.nrecords * sizeof(mmh_journal_rec);
-    size_t at = table;
-    for (uint64_t i = 0; i < jh.nrecords; i++) {
-        mmh_journal_rec rec;
-        uint8_t *where = j + sizeof jh + i * sizeof rec;
-        memcpy(&rec, where, sizeof rec);
-        if (rec.len > len - at)
-            break;
-        rec.hash = mmh_hash64(j + at, (size_t)rec.len, rec.off);
-        memcpy(where, &rec, sizeof rec);
-        at += (size_t)rec.len;
-    }
-    mmh_journal_end end;
-    if (jh.data_bytes > len || table + jh.data_bytes + sizeof end > len)
-        return;
-    uint8_t *end_at = j + table + jh.data_bytes;
-    memcpy(&end, end_at, sizeof end);
-    end.table_hash = mmh_hash64(j, table, jh.seq);
-    memcpy(end_at, &end, sizeof end);
+    int fd = open(heap_path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = pwrite(fd, page, MMH_HDR_SIZE, 0) == MMH_HDR_SIZE ? 0 : -1;
+    close(fd);
+    return rc;
 }
 
-static int write_journal_file(const uint8_t *j, size_t len, unsigned opts)
+static uint64_t load_le64(const uint8_t *p)
 {
-    if (len == 0 && !(opts & OPT_EMPTY_JOURNAL))
+    return (uint64_t)load_le32(p) | (uint64_t)load_le32(p + 4) << 32;
+}
+
+static void store_le64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, sizeof v); /* little-endian host: the format is its own */
+}
+
+/* Apply the naming and checksum options to the heap file's header and to
+ * w, a private copy of the log image (len bytes; NULL if none).  0, or -1
+ * if the harness itself could not write. */
+static int repair(unsigned opts, uint8_t *w, size_t len)
+{
+    _Alignas(mmh_hdr) uint8_t page[MMH_HDR_SIZE];
+    unsigned naming = opts & OPT_NAME_MASK;
+    bool fix = opts & OPT_FIX_SUMS;
+    bool whole = load_hdr_page(page); /* else no heap header to name or repair */
+    uint64_t file_id = load_le64(page + offsetof(mmh_hdr, file_id));
+    uint64_t sum = load_le64(page + offsetof(mmh_hdr, checksum));
+    bool hdr_sealed = sum == mmh_format_checksum((const mmh_hdr *)page);
+    bool hdr_changed = false;
+    if (w) {
+        /* The slots: named after the heap (a sealed slot stays sealed), then
+         * all resealed; then the commits after the mark of the header that
+         * is now in force. */
+        if (naming != OPT_NAME_KEEP && whole)
+            fuzz_wal_fix_slots(w, len, true, file_id, !fix);
+        if (fix)
+            fuzz_wal_fix_slots(w, len, false, 0, false);
+        mmh_wal_hdr hf;
+        bool in_force = fuzz_wal_in_force(w, len, &hf);
+        if (fix && in_force)
+            (void)fuzz_wal_fix_commits(w, len, &hf);
+        uint64_t gen = in_force ? hf.gen : 0;
+        if (!in_force && len >= sizeof hf) {
+            memcpy(&hf, w, sizeof hf); /* slot 0's: the best guess */
+            gen = hf.gen;
+        }
+        if (naming != OPT_NAME_KEEP && whole) {
+            uint64_t wal_gen = naming == OPT_NAME_GEN     ? gen
+                               : naming == OPT_NAME_FRESH ? 0
+                                                          : (gen + 1) | 1;
+            store_le64(page + offsetof(mmh_hdr, wal_gen), wal_gen);
+            hdr_changed = true;
+        }
+    }
+    if (whole && (fix || (hdr_changed && hdr_sealed)))
+        hdr_changed |= fuzz_fix_hdr_page(page);
+    return hdr_changed ? store_hdr_page(page) : 0;
+}
+
+static int write_wal_file(const uint8_t *w, size_t len, unsigned opts)
+{
+    if (len == 0 && !(opts & OPT_ZERO_FILL))
         return 0;
-    uint8_t *copy = NULL;
-    if (len && (opts & OPT_FIX_SUMS)) {
-        if (!(copy = malloc(len)))
-            return -1;
-        memcpy(copy, j, len);
-        fix_journal_sums(copy, len, opts & OPT_JOURNAL_ID);
-        j = copy;
-    }
-    int rc = -1, fd = open(journal_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int rc = -1, fd = open(wal_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd >= 0) {
-        rc = len == 0 || write(fd, j, len) == (ssize_t)len ? 0 : -1;
+        rc = len == 0 || write(fd, w, len) == (ssize_t)len ? 0 : -1;
+        if (rc == 0 && len && len < FUZZ_WAL_FILLED && (opts & OPT_ZERO_FILL))
+            rc = ftruncate(fd, (off_t)FUZZ_WAL_FILLED);
         close(fd);
     }
-    free(copy);
     return rc;
 }
 
@@ -296,9 +327,16 @@ static void *use_block(mmh_heap *h, void *p, size_t n, int c, const char *what)
         check_failure(what, "exercise");
         return NULL;
     }
-    /* Touch every byte: ASan does not see the heap, but a block that
-     * overlaps unmapped space faults here. */
-    memset(p, c, n);
+    /* Touch every page, and write its ends: ASan does not see the heap, but
+     * a block that overlaps unmapped space faults here.  Not every byte: a
+     * written page goes into the next commit, and the huge blocks would
+     * make each commit megabytes (and the log grow 16 times that). */
+    volatile const char *q = p;
+    for (size_t i = 0; i < n; i += 4096)
+        (void)q[i];
+    size_t ends = n < 128 ? n : 64;
+    memset(p, c, ends);
+    memset((char *)p + n - ends, c, ends);
     if (mmh_usable_size(h, p) < n)
         violation("%s: mmh_usable_size %zu < %zu", what, mmh_usable_size(h, p), n);
     return p;
@@ -365,13 +403,75 @@ static bool heap_sound(void)
     return sound;
 }
 
+static const char *wal_state_name(mmh_wal_state s)
+{
+    return s == MMH_WAL_VALID ? "valid" : s == MMH_WAL_STALE ? "stale"
+           : s == MMH_WAL_LEFTOVER ? "leftover" : "absent";
+}
+
+static uint64_t file_size_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* What a writable open committed and closed successfully: it opens again
+ * (read-only); in private mode its log is its own (the heap names it, or
+ * it was made for the heap) and holds no commit after the mark, mmh_close
+ * having checkpointed them all; the file grew to no more than the heap's
+ * extent (as it was, or as committed); and a heap the checker found sound
+ * before is still sound. */
+static void check_closed(const char *config, bool private, bool sound, uint64_t size_before)
+{
+    mmh_config again = { .flags = MMH_READONLY | MMH_RELOCATE };
+    mmh_heap *h = mmh_open(heap_path, &again);
+    if (!h)
+        violation("a heap committed and closed (%s) does not open again: %s", config,
+                  mmh_errmsg());
+    if (mmh_close(h) != 0)
+        violation("read-only mmh_close failed: %s", mmh_errmsg());
+    int fd = open(heap_path, O_RDONLY | O_CLOEXEC);
+    mmh_hdr hdr;
+    if (fd < 0 || pread(fd, &hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr)
+        violation("a heap committed and closed (%s) has no header", config);
+    mmh_wal_view v;
+    if (mmh_wal_inspect(heap_path, fd, false, &v) != 0)
+        violation("a heap committed and closed (%s): its log: %s", config, mmh_errmsg());
+    mmh_wal_view_close(&v);
+    close(fd);
+    if (private && (v.info.state != MMH_WAL_VALID || v.info.commits != 0))
+        violation("after a commit and close (%s) the log is %s with %llu commits after its "
+                  "mark (%llu..%llu; the heap file's commit %llu)", config,
+                  wal_state_name(v.info.state), (unsigned long long)v.info.commits,
+                  (unsigned long long)v.info.first_seq, (unsigned long long)v.info.last_seq,
+                  (unsigned long long)v.info.heap_seq);
+    uint64_t size = file_size_of(heap_path);
+    if (size > size_before && size > hdr.extent)
+        violation("after a commit and close (%s) the heap file is %llu bytes: it was %llu, "
+                  "and the heap's extent is %llu", config, (unsigned long long)size,
+                  (unsigned long long)size_before, (unsigned long long)hdr.extent);
+    if (!sound)
+        return;
+    mmh_image img;
+    mmh_check_result r;
+    if (mmh_image_open(&img, heap_path) != 0)
+        violation("a sound heap committed and closed (%s) does not open for the checker: %s",
+                  config, mmh_errmsg());
+    bool still_sound = mmh_check_image(&img, &r, NULL, NULL, NULL) == 0;
+    mmh_image_close(&img);
+    if (!still_sound)
+        violation("a sound heap, allocated in, committed and closed (%s), is no longer sound "
+                  "(%llu problems)", config, (unsigned long long)r.problems);
+}
+
 /* Open the file in one configuration and use what opened. */
 static void open_and_use(unsigned opts, const uint8_t *data, size_t size)
 {
     bool sound = heap_sound();
+    uint64_t file_size = file_size_of(heap_path);
     const char *config = configs[opts & OPT_CONFIG_MASK].name;
     mmh_config cfg = { .flags = configs[opts & OPT_CONFIG_MASK].flags,
-                       .tracker = MMH_TRACK_NONE };
+                       .tracker = configs[opts & OPT_CONFIG_MASK].tracker };
     bool writable = !(cfg.flags & (MMH_READONLY | MMH_VOLATILE));
     errno = 0;
     mmh_heap *h = mmh_open(heap_path, &cfg);
@@ -407,15 +507,7 @@ static void open_and_use(unsigned opts, const uint8_t *data, size_t size)
     }
     if (!writable || committed != 0)
         return;
-    /* What the library itself committed must open again, with no journal
-     * waiting (a read-only open would refuse one with EAGAIN). */
-    mmh_config again = { .flags = MMH_READONLY | MMH_RELOCATE };
-    h = mmh_open(heap_path, &again);
-    if (!h)
-        violation("a heap committed and closed (%s) does not open again: %s", config,
-                  mmh_errmsg());
-    if (mmh_close(h) != 0)
-        violation("read-only mmh_close failed: %s", mmh_errmsg());
+    check_closed(config, !(cfg.flags & MMH_SHARED), sound, file_size);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -430,15 +522,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         heap_len = rest;
     if (heap_len > FUZZ_HEAP_PART_MAX)
         heap_len = FUZZ_HEAP_PART_MAX;
-    if (write_heap_file(heap_part, heap_len) == 0) {
-        if (opts & OPT_FIX_SUMS)
-            fix_header_checksum();
-        if (write_journal_file(heap_part + heap_len, rest - heap_len, opts) == 0)
-            open_and_use(opts, data, size);
+    const uint8_t *wal = heap_part + heap_len;
+    size_t wal_len = rest - heap_len;
+    uint8_t *copy = NULL;
+    int threads = thread_count();
+    if (write_heap_file(heap_part, heap_len) != 0)
+        goto out;
+    if (wal_len && (opts & (OPT_FIX_SUMS | OPT_NAME_MASK))) {
+        if (!(copy = malloc(wal_len)))
+            goto out;
+        memcpy(copy, wal, wal_len);
+        wal = copy;
     }
+    if (repair(opts, copy, wal_len) == 0 && write_wal_file(wal, wal_len, opts) == 0)
+        open_and_use(opts, data, size);
+out:
+    free(copy);
     remove_files();
     int fd = leaked_fd();
     if (fd >= 0)
         violation("file descriptor %d is still open on a file of %s", fd, work_dir);
+    if (thread_count() != threads)
+        violation("%d threads after the iteration, %d before", thread_count(), threads);
     return 0;
 }
