@@ -238,8 +238,9 @@ static int open_locked(mmh_heap *h, const char *path, bool writes)
 }
 
 /* The header the heap is opened with: the file's, or the one in the last
- * commit of its log.  The file must be as long as that commit's extent: a
- * writer extends it (growth whose extension a crash lost), a reader cannot. */
+ * commit of its log.  The file must be as long as the header's extent: a
+ * writer extends it (growth whose extension a crash lost), once the header
+ * has passed its checks; a reader cannot. */
 static int read_header(mmh_heap *h, bool writes, const mmh_wal_view *wv, mmh_hdr *hdr)
 {
     struct stat st;
@@ -249,20 +250,21 @@ static int read_header(mmh_heap *h, bool writes, const mmh_wal_view *wv, mmh_hdr
     if (pread(h->fd, hdr, MMH_HDR_SIZE, 0) < 0)
         return mmh_fail(errno, "%s: cannot read the header: %m", h->path);
     uint64_t size = (uint64_t)st.st_size;
-    if (mmh_wal_overlay(h->path, wv, (char *)hdr, MMH_HDR_SIZE) != 0)
+    bool logged = wv->info.state == MMH_WAL_VALID && wv->info.commits;
+    if (mmh_wal_overlay(h->path, wv, (char *)hdr, MMH_HDR_SIZE) != 0 ||
+        mmh_format_upgrade(h->path, hdr, size) != 0 ||
+        mmh_format_check(h->path, hdr, logged && size >= MMH_HDR_SIZE &&
+                                       hdr->extent > size ? hdr->extent : size) != 0)
         return -1;
-    if (size >= MMH_HDR_SIZE && wv->info.extent > size) {
-        if (!writes)
-            return mmh_fail(EAGAIN, "%s: its log's last commit grew the heap past the file's "
-                            "end; open it writable once", h->path);
-        if (ftruncate(h->fd, (off_t)wv->info.extent) != 0)
-            return mmh_fail(errno, "%s: cannot extend to %llu bytes: %m", h->path,
-                            (unsigned long long)wv->info.extent);
-        size = wv->info.extent;
-    }
-    if (mmh_format_upgrade(h->path, hdr, size) != 0)
-        return -1;
-    return mmh_format_check(h->path, hdr, size);
+    if (size >= hdr->extent)
+        return 0;
+    if (!writes)
+        return mmh_fail(EAGAIN, "%s: its log's last commit grew the heap past the file's end; "
+                        "open it writable once", h->path);
+    if (ftruncate(h->fd, (off_t)hdr->extent) != 0)
+        return mmh_fail(errno, "%s: cannot extend to %llu bytes: %m", h->path,
+                        (unsigned long long)hdr->extent);
+    return 0;
 }
 
 /* The commits in the log laid over the mapping, and the header read_header

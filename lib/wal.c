@@ -137,7 +137,7 @@ int mmh_wal_next(mmh_wal_cursor *c, bool verify)
         c->wrap_end = 0;
     }
     uint64_t at = c->pos.off, limit = c->wrap_end ? c->wrap_end : c->limit;
-    if (at + MMH_WAL_ALIGN > limit)
+    if (at > limit || limit - at < MMH_WAL_ALIGN)
         return 0;
     if (mmh_pread_all(c->fd, &head, sizeof head, at) != 0)
         return -1;
@@ -145,7 +145,7 @@ int mmh_wal_next(mmh_wal_cursor *c, bool verify)
         head.seq != c->pos.seq + 1 || head.prev_chain != c->pos.chain ||
         head.nrecords > (limit - at) / sizeof(mmh_wal_rec) ||
         head.head_bytes != mmh_wal_head_bytes(head.nrecords) ||
-        head.data_bytes > limit - at - head.head_bytes ||
+        head.head_bytes > limit - at || head.data_bytes > limit - at - head.head_bytes ||
         head.data_bytes % MMH_WAL_ALIGN != 0)
         return 0;
     if (!table_fit(c, head.head_bytes))
@@ -159,7 +159,10 @@ int mmh_wal_next(mmh_wal_cursor *c, bool verify)
     const mmh_wal_rec *rec = (const mmh_wal_rec *)(h + 1);
     uint64_t data = 0;
     for (uint64_t i = 0; i < h->nrecords; i++) {
-        if ((rec[i].kind != MMH_WAL_DATA && rec[i].kind != MMH_WAL_PUNCH) ||
+        /* Whole pages, as commits write them: a page is the unit the
+         * checkpoint writes (page 0 last). */
+        if ((rec[i].kind != MMH_WAL_DATA && rec[i].kind != MMH_WAL_PUNCH) || !rec[i].len ||
+            rec[i].off % MMH_WAL_ALIGN || rec[i].len % MMH_WAL_ALIGN ||
             rec[i].off > h->extent || rec[i].len > h->extent - rec[i].off ||
             (rec[i].kind == MMH_WAL_DATA && rec[i].len > MMH_WAL_CHUNK))
             return 0;
