@@ -162,10 +162,37 @@ static int hdr_put(mmh_persist *p)
                     p->path, p->wal_path);
 }
 
+/* What starting a lap changes, to be put back if its header cannot be
+ * written: a commit must not go where no header leads. */
+typedef struct lap_state {
+    mmh_wal_hdr hdr;
+    mmh_wal_pos tail, done;
+    uint64_t    done_salt;
+} lap_state;
+
+static lap_state lap_saved(const mmh_persist *p)
+{
+    return (lap_state){ p->hdr, p->tail, p->done, p->done_salt };
+}
+
+static int lap_written(mmh_persist *p, const lap_state *was)
+{
+    if (hdr_put(p) == 0)
+        return 0;
+    int err = errno;
+    p->hdr = was->hdr;
+    p->tail = was->tail;
+    p->done = was->done;
+    p->done_salt = was->done_salt;
+    errno = err;
+    return -1;
+}
+
 /* Everything is checkpointed: the next commit goes to the front of the log
  * under a new salt.  The header is synced with that commit. */
 static int lap_restart(mmh_persist *p)
 {
+    const lap_state was = lap_saved(p);
     p->hdr.salt = mmh_random_u64() | 1;
     p->hdr.prev_salt = p->hdr.prev_end = 0;
     p->hdr.mark = MMH_WAL_START;
@@ -173,7 +200,7 @@ static int lap_restart(mmh_persist *p)
     p->hdr.mark_chain = p->hdr.salt;
     p->tail = p->done = (mmh_wal_pos){ MMH_WAL_START, p->tail.seq, p->hdr.salt };
     p->done_salt = p->hdr.salt;
-    return hdr_put(p);
+    return lap_written(p, &was);
 }
 
 /* The lap is full and commits of it still wait for a checkpoint: the next
@@ -182,11 +209,12 @@ static int lap_restart(mmh_persist *p)
  * The new lap stays below the durable mark (room). */
 static int lap_wrap(mmh_persist *p)
 {
+    const lap_state was = lap_saved(p);
     p->hdr.prev_salt = p->hdr.salt;
     p->hdr.prev_end = p->tail.off;
     p->hdr.salt = mmh_random_u64() | 1;
     p->tail.off = MMH_WAL_START;
-    return hdr_put(p);
+    return lap_written(p, &was);
 }
 
 /* Bytes of commits after the durable mark. */
