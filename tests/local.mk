@@ -54,6 +54,7 @@ EXTRA_DIST += \
 	tests/valgrind.sh \
 	tests/sanitizers.sh \
 	tests/asan.supp \
+	tests/valgrind.supp \
 	tests/no-cmocka.sh \
 	tests/preload.sh \
 	tests/kv_server.sh \

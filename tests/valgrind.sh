@@ -42,6 +42,7 @@ for prog in "$@"; do
         --show-leak-kinds=definite,possible \
         --track-fds=no \
         --child-silent-after-fork=no \
+        --suppressions="$(dirname "$0")/valgrind.supp" \
         --log-file="$logdir/$name.%p.log" \
         ${VALGRIND_OPTS:-} \
         "$prog" >"$log" 2>&1
