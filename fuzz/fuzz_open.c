@@ -34,7 +34,10 @@
  *
  * The checks on top of "no crash, no sanitizer report":
  * - a failed mmh_open returns NULL with errno set and a message naming the
- *   file;
+ *   file; no failure is EIO (nothing here fails to read: a short file is
+ *   not an I/O error);
+ * - a writable open, commit or close that fails leaves a heap the checker
+ *   opened before still open to it (recovery writes only what it saw);
  * - every heap that opened writable gets a block of every size class:
  *   mmh_open checks each page descriptor's list heads and counts, so the
  *   first block a class's current page hands out is sound whatever the
@@ -309,6 +312,10 @@ static int write_wal_file(const uint8_t *w, size_t len, unsigned opts)
     return rc;
 }
 
+/* A failure must say why, in errno and a message.  Not EIO: the harness's
+ * files are in a sound file system (tmpfs where there is one), where no
+ * read or write fails, so an EIO is the library taking something else (a
+ * file shorter than it expected) for a failed read. */
 static void check_failure(const char *what, const char *config)
 {
     int err = errno;
@@ -317,6 +324,9 @@ static void check_failure(const char *what, const char *config)
         violation("%s (%s) failed with errno 0 (message: %s)", what, config, msg ? msg : "NULL");
     if (!msg || !*msg)
         violation("%s (%s) failed (errno %d) with no message", what, config, err);
+    if (err == EIO)
+        violation("%s (%s) failed with EIO, and nothing here fails to read or write: %s", what,
+                  config, msg);
 }
 
 /* A block of n bytes that an allocation call (what) returned, filled with
@@ -391,16 +401,33 @@ static void alloc_every_class(mmh_heap *h, int c)
     }
 }
 
-/* Does the checker find the heap as the next open will see it sound? */
-static bool heap_sound(void)
+/* Can the checker open the heap as the next open will see it (its log
+ * applied)?  *sound: and does it find it sound? */
+static bool heap_view(bool *sound)
 {
     mmh_image img;
     mmh_check_result r;
+    *sound = false;
     if (mmh_image_open(&img, heap_path) != 0)
         return false;
-    bool sound = mmh_check_image(&img, &r, NULL, NULL, NULL) == 0;
+    *sound = mmh_check_image(&img, &r, NULL, NULL, NULL) == 0;
     mmh_image_close(&img);
-    return sound;
+    return true;
+}
+
+/* A writable open, commit or close that failed (what) may not leave a heap
+ * that the checker could open unreadable: recovery and checkpoints write
+ * what the log held, which the checker saw applied. */
+static void check_still_viewable(bool viewable, const char *what, const char *config)
+{
+    bool sound;
+    char msg[4096];
+    if (!viewable)
+        return;
+    snprintf(msg, sizeof msg, "%s", mmh_errmsg() ? mmh_errmsg() : "");
+    if (!heap_view(&sound))
+        violation("after a failed %s (%s: %s) the checker cannot open the heap it opened "
+                  "before: %s", what, config, msg, mmh_errmsg());
 }
 
 static const char *wal_state_name(mmh_wal_state s)
@@ -421,7 +448,8 @@ static uint64_t file_size_of(const char *path)
  * having checkpointed them all; the file grew to no more than the heap's
  * extent (as it was, or as committed); and a heap the checker found sound
  * before is still sound. */
-static void check_closed(const char *config, bool private, bool sound, uint64_t size_before)
+static void check_closed(const char *config, bool private, bool viewable, bool sound,
+                         uint64_t size_before)
 {
     mmh_config again = { .flags = MMH_READONLY | MMH_RELOCATE };
     mmh_heap *h = mmh_open(heap_path, &again);
@@ -450,16 +478,16 @@ static void check_closed(const char *config, bool private, bool sound, uint64_t 
         violation("after a commit and close (%s) the heap file is %llu bytes: it was %llu, "
                   "and the heap's extent is %llu", config, (unsigned long long)size,
                   (unsigned long long)size_before, (unsigned long long)hdr.extent);
-    if (!sound)
+    if (!viewable)
         return;
     mmh_image img;
     mmh_check_result r;
     if (mmh_image_open(&img, heap_path) != 0)
-        violation("a sound heap committed and closed (%s) does not open for the checker: %s",
-                  config, mmh_errmsg());
+        violation("a heap committed and closed (%s) does not open for the checker, which "
+                  "opened it before: %s", config, mmh_errmsg());
     bool still_sound = mmh_check_image(&img, &r, NULL, NULL, NULL) == 0;
     mmh_image_close(&img);
-    if (!still_sound)
+    if (sound && !still_sound)
         violation("a sound heap, allocated in, committed and closed (%s), is no longer sound "
                   "(%llu problems)", config, (unsigned long long)r.problems);
 }
@@ -467,7 +495,7 @@ static void check_closed(const char *config, bool private, bool sound, uint64_t 
 /* Open the file in one configuration and use what opened. */
 static void open_and_use(unsigned opts, const uint8_t *data, size_t size)
 {
-    bool sound = heap_sound();
+    bool sound, viewable = heap_view(&sound);
     uint64_t file_size = file_size_of(heap_path);
     const char *config = configs[opts & OPT_CONFIG_MASK].name;
     mmh_config cfg = { .flags = configs[opts & OPT_CONFIG_MASK].flags,
@@ -479,6 +507,8 @@ static void open_and_use(unsigned opts, const uint8_t *data, size_t size)
         check_failure("mmh_open", config);
         if (!strstr(mmh_errmsg(), heap_path))
             violation("mmh_open (%s) error does not name the file: %s", config, mmh_errmsg());
+        if (writable)
+            check_still_viewable(viewable, "mmh_open", config);
         return;
     }
     struct mmh_stats st;
@@ -501,13 +531,13 @@ static void open_and_use(unsigned opts, const uint8_t *data, size_t size)
         violation("mmh_commit of a %s heap succeeded", config);
     errno = 0;
     int closed = mmh_close(h);
-    if (closed != 0) {
+    if (closed != 0)
         check_failure("mmh_close", config);
+    if (writable && (closed != 0 || committed != 0))
+        check_still_viewable(viewable, committed ? "mmh_commit" : "mmh_close", config);
+    if (!writable || committed != 0 || closed != 0)
         return;
-    }
-    if (!writable || committed != 0)
-        return;
-    check_closed(config, !(cfg.flags & MMH_SHARED), sound, file_size);
+    check_closed(config, !(cfg.flags & MMH_SHARED), viewable, sound, file_size);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -2,9 +2,12 @@
  * (the file's wal_gen stays 0), so an open without FILE.wal silently loses
  * the commits in it instead of refusing (DESIGN.md, Persistence, rule 7).
  *
- *   cc -I include -I lib -I . -pthread -o wal_gen_lost \
- *      fuzz/artifacts-found/wal_gen_lost.c lib/(the library's .c files) -ldl
- *   ./wal_gen_lost DIR
+ * In a configured tree:
+ *   cc -I include -I lib -I . -pthread -o /tmp/wal_gen_lost \
+ *      fuzz/artifacts-found/wal_gen_lost.c $(ls lib/*.c | grep -v malloc.c) -ldl
+ *   /tmp/wal_gen_lost /tmp
+ * prints "BUG: ..." and exits 1 while the bug is there, 0 once the open
+ * without the log is refused.
  */
 #define _GNU_SOURCE
 #include "internal.h"
