@@ -74,22 +74,16 @@ int mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size)
                         "yet in the file: open it once with the mmheap release that wrote it, "
                         "which replays it; this one converts the heap to format %u", path, path,
                         MMH_FORMAT_VERSION);
+    /* Format 5 put wal_gen after file_id; the fields from segmap_off to
+     * unpurged follow in the same layout, and empty_page is 64-aligned in
+     * both. */
+    _Static_assert(offsetof(mmh_hdr, unpurged) - offsetof(mmh_hdr, segmap_off) ==
+                   offsetof(mmh_hdr4, unpurged) - offsetof(mmh_hdr4, segmap_off),
+                   "format 4's middle fields as format 5's");
     memset(hdr, 0, MMH_HDR_SIZE);
     memcpy(hdr, &old, offsetof(mmh_hdr4, segmap_off)); /* magic .. file_id */
-    hdr->wal_gen = 0;
-    hdr->segmap_off = old.segmap_off;
-    hdr->slots_off = old.slots_off;
-    hdr->nslots = old.nslots;
-    hdr->slots_hwm = old.slots_hwm;
-    hdr->first_slice = old.first_slice;
-    hdr->span_bitmap = old.span_bitmap;
-    memcpy(hdr->span_bins, old.span_bins, sizeof hdr->span_bins);
-    hdr->free_segs = old.free_segs;
-    hdr->large_allocs = old.large_allocs;
-    hdr->large_frees = old.large_frees;
-    hdr->large_alloc_bytes = old.large_alloc_bytes;
-    hdr->large_free_bytes = old.large_free_bytes;
-    hdr->unpurged = old.unpurged;
+    memcpy(&hdr->segmap_off, &old.segmap_off, offsetof(mmh_hdr4, unpurged) +
+           sizeof old.unpurged - offsetof(mmh_hdr4, segmap_off));
     hdr->empty_page = old.empty_page;
     hdr->version = MMH_FORMAT_VERSION;
     hdr->checksum = mmh_format_checksum(hdr);

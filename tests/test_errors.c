@@ -356,19 +356,8 @@ static void downgrade_to_4(const char *path)
     memset(&old, 0, sizeof old);
     memcpy(&old.h, &cur.h, offsetof(mmh_hdr4, segmap_off));
     old.h.version = 4;
-    old.h.segmap_off = cur.h.segmap_off;
-    old.h.slots_off = cur.h.slots_off;
-    old.h.nslots = cur.h.nslots;
-    old.h.slots_hwm = cur.h.slots_hwm;
-    old.h.first_slice = cur.h.first_slice;
-    old.h.span_bitmap = cur.h.span_bitmap;
-    memcpy(old.h.span_bins, cur.h.span_bins, sizeof old.h.span_bins);
-    old.h.free_segs = cur.h.free_segs;
-    old.h.large_allocs = cur.h.large_allocs;
-    old.h.large_frees = cur.h.large_frees;
-    old.h.large_alloc_bytes = cur.h.large_alloc_bytes;
-    old.h.large_free_bytes = cur.h.large_free_bytes;
-    old.h.unpurged = cur.h.unpurged;
+    memcpy(&old.h.segmap_off, &cur.h.segmap_off, offsetof(mmh_hdr4, unpurged) +
+           sizeof old.h.unpurged - offsetof(mmh_hdr4, segmap_off));
     old.h.empty_page = cur.h.empty_page;
     /* Format 4's checksum: the page's hash with its own field zeroed. */
     unsigned char zeroed[MMH_HDR_SIZE];
