@@ -28,7 +28,7 @@
 #define OPT_CONFIG_MASK 0x07u /* which configuration: configs[] in fuzz_open  */
 #define OPT_FIX_SUMS    0x08u /* recompute every checksum: heap header, log
                                  header slots, commit heads and their chain,
-                                 data records (fuzz_wal_fix)                  */
+                                 data records (fuzz_wal_fix_commits)          */
 #define OPT_ZERO_FILL   0x10u /* the log file is as long as a new log at least
                                  (FUZZ_WAL_FILLED), zeros past its bytes, as
                                  the library zero-fills a log; with no log

@@ -37,7 +37,8 @@
  *   file; no failure is EIO (nothing here fails to read: a short file is
  *   not an I/O error);
  * - a writable open, commit or close that fails leaves a heap the checker
- *   opened before still open to it (recovery writes only what it saw);
+ *   opened before still open to it (recovery writes only what it saw),
+ *   and its file no longer than the heap's max_size or than it was;
  * - every heap that opened writable gets a block of every size class:
  *   mmh_open checks each page descriptor's list heads and counts, so the
  *   first block a class's current page hands out is sound whatever the
@@ -105,7 +106,9 @@ static void remove_work_dir(void)
     rmdir(work_dir);
 }
 
-/* A harness-side contract violation: report it the way a crash is. */
+/* A harness-side contract violation: report it the way a crash is.  The
+ * work directory goes first (abort skips atexit): a heap file the library
+ * grew wrongly may hold much of the tmpfs, and the input reproduces it. */
 static void __attribute__((noreturn, format(printf, 1, 2))) violation(const char *fmt, ...)
 {
     va_list ap;
@@ -114,6 +117,7 @@ static void __attribute__((noreturn, format(printf, 1, 2))) violation(const char
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    remove_work_dir();
     abort();
 }
 
@@ -402,30 +406,52 @@ static void alloc_every_class(mmh_heap *h, int c)
 }
 
 /* Can the checker open the heap as the next open will see it (its log
- * applied)?  *sound: and does it find it sound? */
-static bool heap_view(bool *sound)
+ * applied)?  *sound: and does it find it sound?  *max_size: the max_size
+ * of the header it sees. */
+static bool heap_view(bool *sound, uint64_t *max_size)
 {
     mmh_image img;
     mmh_check_result r;
     *sound = false;
     if (mmh_image_open(&img, heap_path) != 0)
         return false;
+    *max_size = img.hdr->max_size;
     *sound = mmh_check_image(&img, &r, NULL, NULL, NULL) == 0;
     mmh_image_close(&img);
     return true;
 }
 
+/* What the checker saw before an open. */
+typedef struct view {
+    bool     viewable, sound;
+    uint64_t max_size, file_size;
+} view;
+
+static uint64_t file_size_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
 /* A writable open, commit or close that failed (what) may not leave a heap
  * that the checker could open unreadable: recovery and checkpoints write
- * what the log held, which the checker saw applied. */
-static void check_still_viewable(bool viewable, const char *what, const char *config)
+ * what the log held, which the checker saw applied.  Nor may it have grown
+ * the file past the heap's max_size. */
+static void check_still_viewable(const view *before, const char *what, const char *config)
 {
     bool sound;
+    uint64_t max_size;
     char msg[4096];
-    if (!viewable)
+    if (!before->viewable)
         return;
     snprintf(msg, sizeof msg, "%s", mmh_errmsg() ? mmh_errmsg() : "");
-    if (!heap_view(&sound))
+    uint64_t size = file_size_of(heap_path);
+    if (size > before->file_size && size > before->max_size)
+        violation("a failed %s (%s: %s) grew the heap file from %llu to %llu bytes, past the "
+                  "heap's max_size %llu", what, config, msg,
+                  (unsigned long long)before->file_size, (unsigned long long)size,
+                  (unsigned long long)before->max_size);
+    if (!heap_view(&sound, &max_size))
         violation("after a failed %s (%s: %s) the checker cannot open the heap it opened "
                   "before: %s", what, config, msg, mmh_errmsg());
 }
@@ -436,20 +462,13 @@ static const char *wal_state_name(mmh_wal_state s)
            : s == MMH_WAL_LEFTOVER ? "leftover" : "absent";
 }
 
-static uint64_t file_size_of(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
-
 /* What a writable open committed and closed successfully: it opens again
  * (read-only); in private mode its log is its own (the heap names it, or
  * it was made for the heap) and holds no commit after the mark, mmh_close
  * having checkpointed them all; the file grew to no more than the heap's
  * extent (as it was, or as committed); and a heap the checker found sound
  * before is still sound. */
-static void check_closed(const char *config, bool private, bool viewable, bool sound,
-                         uint64_t size_before)
+static void check_closed(const char *config, bool private, const view *before)
 {
     mmh_config again = { .flags = MMH_READONLY | MMH_RELOCATE };
     mmh_heap *h = mmh_open(heap_path, &again);
@@ -474,11 +493,11 @@ static void check_closed(const char *config, bool private, bool viewable, bool s
                   (unsigned long long)v.info.first_seq, (unsigned long long)v.info.last_seq,
                   (unsigned long long)v.info.heap_seq);
     uint64_t size = file_size_of(heap_path);
-    if (size > size_before && size > hdr.extent)
+    if (size > before->file_size && size > hdr.extent)
         violation("after a commit and close (%s) the heap file is %llu bytes: it was %llu, "
                   "and the heap's extent is %llu", config, (unsigned long long)size,
-                  (unsigned long long)size_before, (unsigned long long)hdr.extent);
-    if (!viewable)
+                  (unsigned long long)before->file_size, (unsigned long long)hdr.extent);
+    if (!before->viewable)
         return;
     mmh_image img;
     mmh_check_result r;
@@ -487,7 +506,7 @@ static void check_closed(const char *config, bool private, bool viewable, bool s
                   "opened it before: %s", config, mmh_errmsg());
     bool still_sound = mmh_check_image(&img, &r, NULL, NULL, NULL) == 0;
     mmh_image_close(&img);
-    if (sound && !still_sound)
+    if (before->sound && !still_sound)
         violation("a sound heap, allocated in, committed and closed (%s), is no longer sound "
                   "(%llu problems)", config, (unsigned long long)r.problems);
 }
@@ -495,8 +514,9 @@ static void check_closed(const char *config, bool private, bool viewable, bool s
 /* Open the file in one configuration and use what opened. */
 static void open_and_use(unsigned opts, const uint8_t *data, size_t size)
 {
-    bool sound, viewable = heap_view(&sound);
-    uint64_t file_size = file_size_of(heap_path);
+    view before = { 0 };
+    before.viewable = heap_view(&before.sound, &before.max_size);
+    before.file_size = file_size_of(heap_path);
     const char *config = configs[opts & OPT_CONFIG_MASK].name;
     mmh_config cfg = { .flags = configs[opts & OPT_CONFIG_MASK].flags,
                        .tracker = configs[opts & OPT_CONFIG_MASK].tracker };
@@ -508,7 +528,7 @@ static void open_and_use(unsigned opts, const uint8_t *data, size_t size)
         if (!strstr(mmh_errmsg(), heap_path))
             violation("mmh_open (%s) error does not name the file: %s", config, mmh_errmsg());
         if (writable)
-            check_still_viewable(viewable, "mmh_open", config);
+            check_still_viewable(&before, "mmh_open", config);
         return;
     }
     struct mmh_stats st;
@@ -522,7 +542,7 @@ static void open_and_use(unsigned opts, const uint8_t *data, size_t size)
         (void)*root; /* inside the mapping: readable */
     if (writable || (cfg.flags & MMH_VOLATILE))
         alloc_every_class(h, size ? data[0] : 0);
-    if ((opts & OPT_EXERCISE) && sound)
+    if ((opts & OPT_EXERCISE) && before.sound)
         exercise_allocator(h, writable || (cfg.flags & MMH_VOLATILE), data, size);
     int committed = mmh_commit(h);
     if (committed != 0)
@@ -534,10 +554,10 @@ static void open_and_use(unsigned opts, const uint8_t *data, size_t size)
     if (closed != 0)
         check_failure("mmh_close", config);
     if (writable && (closed != 0 || committed != 0))
-        check_still_viewable(viewable, committed ? "mmh_commit" : "mmh_close", config);
+        check_still_viewable(&before, committed ? "mmh_commit" : "mmh_close", config);
     if (!writable || committed != 0 || closed != 0)
         return;
-    check_closed(config, !(cfg.flags & MMH_SHARED), viewable, sound, file_size);
+    check_closed(config, !(cfg.flags & MMH_SHARED), &before);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
