@@ -251,8 +251,14 @@ static int read_header(mmh_heap *h, bool writes, const mmh_wal_view *wv, mmh_hdr
         return mmh_fail(errno, "%s: cannot read the header: %m", h->path);
     uint64_t size = (uint64_t)st.st_size;
     bool logged = wv->info.state == MMH_WAL_VALID && wv->info.commits;
-    if (mmh_wal_overlay(h->path, wv, (char *)hdr, MMH_HDR_SIZE) != 0 ||
-        mmh_format_upgrade(h->path, hdr, size) != 0 ||
+    if (mmh_wal_overlay(h->path, wv, (char *)hdr, MMH_HDR_SIZE) != 0)
+        return -1;
+    /* The header the log carries is this heap's, naming this log. */
+    if (logged && (hdr->file_id != wv->hdr.file_id ||
+                   (hdr->wal_gen != 0 && hdr->wal_gen != wv->hdr.gen)))
+        return mmh_fail(EBADMSG, "%s: the header in its log %s names another heap file or log",
+                        h->path, wv->path);
+    if (mmh_format_upgrade(h->path, hdr, size) != 0 ||
         mmh_format_check(h->path, hdr, logged && size >= MMH_HDR_SIZE &&
                                        hdr->extent > size ? hdr->extent : size) != 0)
         return -1;

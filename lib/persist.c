@@ -698,6 +698,9 @@ static int wal_attach(mmh_heap *h, mmh_persist *p, const mmh_wal_view *v)
         } else if (v->info.commits) {
             p->oldest_ns = 1; /* recovered: checkpoint them at once */
         }
+        /* Commits carry the header: it names this log from now on. */
+        h->hdr->wal_gen = p->hdr.gen;
+        h->hdr->checksum = mmh_format_checksum(h->hdr);
     }
     return checkpointer_start(p);
 }

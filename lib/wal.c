@@ -146,6 +146,8 @@ int mmh_wal_next(mmh_wal_cursor *c, bool verify)
         head.nrecords > (limit - at) / sizeof(mmh_wal_rec) ||
         head.head_bytes != mmh_wal_head_bytes(head.nrecords) ||
         head.head_bytes > limit - at || head.data_bytes > limit - at - head.head_bytes ||
+        head.extent < MMH_SEG_SIZE || head.extent % MMH_SEG_SIZE ||
+        head.extent > MMH_MAX_MAX_SIZE ||
         head.data_bytes % MMH_WAL_ALIGN != 0)
         return 0;
     if (!table_fit(c, head.head_bytes))
