@@ -250,7 +250,7 @@ static int read_header(mmh_heap *h, bool writes, const mmh_wal_view *wv, mmh_hdr
     if (pread(h->fd, hdr, MMH_HDR_SIZE, 0) < 0)
         return mmh_fail(errno, "%s: cannot read the header: %m", h->path);
     uint64_t size = (uint64_t)st.st_size;
-    bool logged = wv->info.state == MMH_WAL_VALID && wv->info.commits;
+    bool logged = mmh_wal_has_commits(&wv->info);
     if (mmh_wal_overlay(h->path, wv, (char *)hdr, MMH_HDR_SIZE) != 0)
         return -1;
     /* The header the log carries is this heap's, naming this log. */
@@ -278,8 +278,7 @@ static int read_header(mmh_heap *h, bool writes, const mmh_wal_view *wv, mmh_hdr
  * writable meanwhile (its pages become private copies). */
 static int overlay(mmh_heap *h, const mmh_wal_view *wv, const mmh_hdr *hdr)
 {
-    bool ro = h->flags & MMH_READONLY, logged = wv->info.state == MMH_WAL_VALID &&
-                                                wv->info.commits;
+    bool ro = h->flags & MMH_READONLY, logged = mmh_wal_has_commits(&wv->info);
     size_t extent = hdr->extent;
     if (!logged && ((const mmh_hdr *)h->base)->version == hdr->version)
         return 0;
@@ -321,7 +320,7 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
         goto fail;
     /* A shared mapping has no log: the commits in it go into the file
      * first, which a reader cannot do. */
-    if ((cfg->flags & MMH_SHARED) && wv.info.state == MMH_WAL_VALID && wv.info.commits) {
+    if ((cfg->flags & MMH_SHARED) && mmh_wal_has_commits(&wv.info)) {
         if (!writes) {
             mmh_fail(EAGAIN, "%s: commits in its log %s are not yet in the file, and a shared "
                      "mapping cannot show them: open it writable once, or not shared", path,

@@ -667,6 +667,12 @@ typedef struct mmh_wal_info {
                              is incomplete (a crash while writing it)      */
 } mmh_wal_info;
 
+/* Does the log hold commits that are not yet in the heap file? */
+static inline bool mmh_wal_has_commits(const mmh_wal_info *wi)
+{
+    return wi->state == MMH_WAL_VALID && wi->commits;
+}
+
 typedef struct mmh_wal_view {
     mmh_wal_info info;
     int          fd;      /* -1: no log                                    */

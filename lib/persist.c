@@ -115,7 +115,6 @@ struct mmh_persist {
     bool        stop;
     int         ckpt_err;    /* the last checkpoint's failure, 0 after success */
     bool        ckpt_final;  /* ...and it stopped checkpoints for good        */
-    uint64_t    checkpoints, ckpt_bytes;
 
     /* The checkpoints'. */
     pthread_mutex_t ckpt_lock; /* one at a time: the thread, a full log, close */
@@ -494,7 +493,6 @@ static int apply(mmh_persist *p, const mmh_wal_hdr *w, mmh_wal_pos to, mmh_wal_p
                         p->path, what);
     *out = c.pos;
     *out_salt = c.salt;
-    p->ckpt_bytes += bytes;
     return 0;
 }
 
@@ -548,7 +546,6 @@ static int checkpoint(mmh_persist *p)
         p->done = to;
         p->done_salt = to_salt;
         p->oldest_ns = p->tail.seq == to.seq ? 0 : mmh_now_ns(CLOCK_MONOTONIC);
-        p->checkpoints++;
         shrink(p);
     }
     if (rc != 0 && !p->ckpt_final) {
@@ -592,16 +589,20 @@ static void *checkpointer(void *arg)
     return NULL;
 }
 
-/* The thread runs with every signal blocked: the application's handlers
- * belong to its own threads. */
-static int checkpointer_start(mmh_persist *p)
+/* The checkpointer's waits are timed on the monotonic clock. */
+static void cond_init(pthread_cond_t *cond)
 {
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_destroy(&p->cond);
-    pthread_cond_init(&p->cond, &ca);
+    pthread_cond_init(cond, &ca);
     pthread_condattr_destroy(&ca);
+}
+
+/* The thread runs with every signal blocked: the application's handlers
+ * belong to its own threads. */
+static int checkpointer_start(mmh_persist *p)
+{
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -716,7 +717,7 @@ int mmh_persist_open(mmh_heap *h, const mmh_wal_view *v)
     p->owner = getpid();
     pthread_mutex_init(&p->mutex, NULL);
     pthread_mutex_init(&p->ckpt_lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
+    cond_init(&p->cond);
     h->persist = p;
     if (h->flags & MMH_SHARED)
         return 0;
@@ -813,6 +814,17 @@ static int sync_shared(mmh_heap *h, const mmh_ranges *r)
     return 0;
 }
 
+/* A commit that did not happen and is not final: the next commit writes
+ * its pages, which the tracker has forgotten (holes it was to punch stay
+ * unpunched: free memory, only space).  Out of memory for that, no commit
+ * may follow. */
+static void ranges_back(mmh_heap *h, const mmh_persist_job *c)
+{
+    mmh_persist *p = h->persist;
+    if (mmh_ranges_merge(h, &p->retry, &c->ranges) != 0 && !p->final_err)
+        p->final_err = ENOMEM;
+}
+
 static void job_ranges_free(mmh_persist_job *c)
 {
     mmh_meta_free(c->ranges.v);
@@ -838,11 +850,8 @@ int mmh_writeback(mmh_heap *h)
             h->bytes_written += c.head_bytes + c.data_bytes;
         else if (c.final)
             p->final_err = c.err;
-        else if (!p->final_err && mmh_ranges_merge(h, &p->retry, &c.ranges) != 0)
-            p->final_err = ENOMEM;
-        /* Not final (a full disk, a full log, the file size limit): the
-         * next commit writes these pages, which the tracker has forgotten.
-         * (Holes it was to punch stay unpunched: free memory, only space.) */
+        else
+            ranges_back(h, &c); /* a full disk, a full log, the file size limit */
         errno = err;
     }
     job_ranges_free(&c);
@@ -933,8 +942,7 @@ mmh_persist_job *mmh_persist_job_prepare(mmh_heap *h)
         return mmh_fail_null(ENOMEM, "%s: out of memory", h->path);
     if (commit_ranges(h, c) != 0 || plan(h, c) != 0) {
         int err = errno;
-        if (c->ranges.n && mmh_ranges_merge(h, &h->persist->retry, &c->ranges) != 0)
-            h->persist->final_err = ENOMEM;
+        ranges_back(h, c);
         mmh_persist_job_free(c);
         errno = err;
         return NULL;
@@ -967,8 +975,7 @@ void mmh_persist_job_done(mmh_heap *h, mmh_persist_job *c, bool ok, const mmh_wa
     } else {
         if (final_err && !p->final_err)
             p->final_err = final_err;
-        if (mmh_ranges_merge(h, &p->retry, &c->ranges) != 0 && !p->final_err)
-            p->final_err = ENOMEM;
+        ranges_back(h, c);
     }
     appended(p, c, ok);
 }
@@ -1004,14 +1011,14 @@ void mmh_persist_fork_child(mmh_heap *h)
         return;
     pthread_mutex_init(&h->persist->mutex, NULL);
     pthread_mutex_init(&h->persist->ckpt_lock, NULL);
-    pthread_cond_init(&h->persist->cond, NULL);
+    cond_init(&h->persist->cond);
 }
 
 /* ---- mmheap recover --------------------------------------------------- */
 
 int mmh_wal_recover(const char *path, int heap_fd, mmh_wal_view *v)
 {
-    if (v->info.state != MMH_WAL_VALID || v->info.commits == 0)
+    if (!mmh_wal_has_commits(&v->info))
         return 0;
     mmh_persist *p = mmh_meta_calloc(1, sizeof *p);
     char *buf = mmh_meta_alloc(MMH_WAL_CHUNK);

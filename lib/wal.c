@@ -286,7 +286,7 @@ int mmh_wal_inspect(const char *path, int heap_fd, bool writable, mmh_wal_view *
 
 int mmh_wal_overlay(const char *path, const mmh_wal_view *v, char *image, size_t image_size)
 {
-    if (v->info.state != MMH_WAL_VALID || v->info.commits == 0)
+    if (!mmh_wal_has_commits(&v->info))
         return 0;
     mmh_wal_cursor c;
     mmh_wal_cursor_at_mark(&c, v->fd, &v->hdr, v->end.off);

@@ -220,7 +220,7 @@ static int run_check(const opts *o)
     int rc = walk_file(o, &img, &r, &ws);
     if (rc != 0)
         return rc;
-    bool replayed = img.wal.state == MMH_WAL_VALID && img.wal.commits;
+    bool replayed = mmh_wal_has_commits(&img.wal);
     if (o->json) {
         printf("{\"file\": ");
         json_string(o->file);
@@ -400,8 +400,9 @@ static int run_recover(const opts *o)
     mmh_wal_view_close(&wv);
     close(fd);
     const mmh_wal_info *wi = &wv.info;
-    const char *action = wi->state == MMH_WAL_VALID && wi->commits ? "checkpointed" : "none";
-    if (wi->state == MMH_WAL_VALID && wi->commits)
+    bool checkpointed = mmh_wal_has_commits(wi);
+    const char *action = checkpointed ? "checkpointed" : "none";
+    if (checkpointed)
         snprintf(why, sizeof why, "checkpointed commits %" PRIu64 " to %" PRIu64 " (%" PRIu64
                  " bytes of pages) from its log into the heap file", wi->first_seq,
                  wi->last_seq, wi->data_bytes);
@@ -411,7 +412,7 @@ static int run_recover(const opts *o)
         printf("{\"file\": ");
         json_string(o->file);
         printf(", \"wal\": \"%s\", \"action\": \"%s\"", wal_word(wi->state), action);
-        if (wi->state == MMH_WAL_VALID && wi->commits)
+        if (checkpointed)
             printf(", \"first_seq\": %" PRIu64 ", \"last_seq\": %" PRIu64 ", \"bytes\": %" PRIu64,
                    wi->first_seq, wi->last_seq, wi->data_bytes);
         printf(", \"message\": ");
