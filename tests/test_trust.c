@@ -103,15 +103,29 @@ static char *make_heap(const char *name)
     return path;
 }
 
+/* The paths wal_of made, kept reachable: a child forked while a test
+ * holds one _exits without freeing it. */
+static char *volatile wal_paths_kept[16];
+static unsigned wal_paths_next;
+
 static char *wal_of(const char *path)
 {
-    /* Kept reachable: a child forked while a test holds one _exits. */
-    static char *seen[16];
-    static unsigned next;
     char *j = NULL;
     assert_true(asprintf(&j, "%s.wal", path) > 0);
-    seen[next++ % 16] = j;
+    wal_paths_kept[wal_paths_next++ % 16] = j;
     return j;
+}
+
+/* A heap file with no log yet: the image of an anonymous heap whose one
+ * block holds pattern seed. */
+static void make_image(const char *img, uint64_t seed)
+{
+    mmh_heap *a = mmh_open(NULL, NULL);
+    assert_non_null(a);
+    tu_fill(mmh_alloc(a, 4096), 4096, seed);
+    assert_int_equal(mmh_snapshot(a, img), 0);
+    assert_int_equal(mmh_wait(a, 0), 0);
+    assert_int_equal(mmh_close(a), 0);
 }
 
 static char *make_victim(const char *name)
@@ -240,12 +254,7 @@ static void test_log_owner_and_mode(void **state)
     /* Root opening another user's heap that has no log yet (an image)
      * gives the log it makes to that user, who can then open the heap. */
     char *img = tu_path("owner.img"), *k = wal_of(img);
-    mmh_heap *a = mmh_open(NULL, NULL);
-    assert_non_null(a);
-    tu_fill(mmh_alloc(a, 4096), 4096, 4);
-    assert_int_equal(mmh_snapshot(a, img), 0);
-    assert_int_equal(mmh_wait(a, 0), 0);
-    assert_int_equal(mmh_close(a), 0);
+    make_image(img, 4);
     assert_int_equal(chown(img, 65534, 65534), 0);
     h = mmh_open(img, NULL);
     assert_non_null(h);
@@ -480,12 +489,7 @@ static void test_new_log_is_durable(void **state)
 {
     (void)state;
     char *img = tu_path("image.heap"), *j = wal_of(img);
-    mmh_heap *a = mmh_open(NULL, NULL);
-    assert_non_null(a);
-    tu_fill(mmh_alloc(a, 4096), 4096, 9);
-    assert_int_equal(mmh_snapshot(a, img), 0);
-    assert_int_equal(mmh_wait(a, 0), 0);
-    assert_int_equal(mmh_close(a), 0);
+    make_image(img, 9);
     assert_int_equal(access(j, F_OK), -1);
     seen.wal_created = false;
     mmh_heap *h = mmh_open(img, NULL);

@@ -60,6 +60,16 @@ static int add(struct wl *w, size_t size)
     return 0;
 }
 
+/* One object, at random, written with new bytes. */
+static void rewrite_one(struct wl *w)
+{
+    if (!w->m->nobj)
+        return;
+    struct pl_obj *o = &w->m->obj[rnd(w, w->m->nobj)];
+    o->seed = w->rng ^ ++w->version << 32;
+    pl_fill(mmh_at(w->h, o->off), o->size, o->seed);
+}
+
 /* Some frees, allocations of mixed sizes and one object rewritten. */
 static int mutate(struct wl *w)
 {
@@ -72,11 +82,7 @@ static int mutate(struct wl *w)
         if (add(w, size) != 0)
             return -1;
     }
-    if (w->m->nobj) {
-        struct pl_obj *o = &w->m->obj[rnd(w, w->m->nobj)];
-        o->seed = w->rng ^ ++w->version << 32;
-        pl_fill(mmh_at(w->h, o->off), o->size, o->seed);
-    }
+    rewrite_one(w);
     return 0;
 }
 
@@ -128,19 +134,28 @@ static int commit_bg(struct wl *w)
     return settle(w, mmh_wait(w->h, 0), "mmh_commit_bg's job");
 }
 
-static int on_heap(struct wl *w)
+/* Heap file k created (version 0: no root yet), its manifest at the root.
+ * 0, 1 for a failed creation (a fault), -1 otherwise. */
+static int create(struct wl *w, int k)
 {
     mmh_config cfg = { .flags = MMH_CREATE | MMH_EXCL, .tracker = w->tracker };
-    int rc = 0;
-    w->name = pl_files[0];
-    pl_record_mark(PL_BEGIN, w->name, w->begun = 0, 0); /* version 0: created, no root */
-    if (!(w->h = mmh_open(w->path[0], &cfg)))
+    w->name = pl_files[k];
+    pl_record_mark(PL_BEGIN, w->name, w->begun = 0, 0);
+    if (!(w->h = mmh_open(w->path[k], &cfg)))
         return settle(w, -1, "mmh_open (create)");
     pl_record_mark(PL_ACK, w->name, 0, 0);
     if (!(w->m = mmh_calloc(w->h, 1, sizeof *w->m)))
         return fail("mmh_calloc");
     w->m->magic = PL_MAGIC;
     mmh_set_root(w->h, w->m);
+    return 0;
+}
+
+static int on_heap(struct wl *w)
+{
+    int rc = create(w, 0);
+    if (rc != 0)
+        return rc;
     for (int i = 0; rc == 0 && i < 3; i++)
         rc = add(w, 100 + 5000 * (size_t)i);
     for (int i = 0; rc == 0 && i < 4; i++) {
@@ -194,23 +209,13 @@ static int on_image(struct wl *w)
 
 static int on_laps(struct wl *w)
 {
-    mmh_config cfg = { .flags = MMH_CREATE | MMH_EXCL, .tracker = w->tracker };
-    int rc = 0;
-    w->name = pl_files[2];
-    pl_record_mark(PL_BEGIN, w->name, w->begun = 0, 0);
-    if (!(w->h = mmh_open(w->path[2], &cfg)))
-        return settle(w, -1, "mmh_open (laps)");
-    pl_record_mark(PL_ACK, w->name, 0, 0);
-    if (!(w->m = mmh_calloc(w->h, 1, sizeof *w->m)))
-        return fail("mmh_calloc");
-    w->m->magic = PL_MAGIC;
-    mmh_set_root(w->h, w->m);
+    int rc = create(w, 2);
+    if (rc != 0)
+        return rc;
     for (int i = 0; rc == 0 && i < 8; i++)
         rc = add(w, 200 + 300 * (size_t)i);
     for (int i = 0; rc == 0 && i < 200; i++) {
-        struct pl_obj *o = &w->m->obj[rnd(w, w->m->nobj)];
-        o->seed = w->rng ^ ++w->version << 32;
-        pl_fill(mmh_at(w->h, o->off), o->size, o->seed);
+        rewrite_one(w);
         rc = commit_fg(w);
     }
     begin(w);
