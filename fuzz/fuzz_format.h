@@ -8,7 +8,7 @@
 #ifndef FUZZ_FORMAT_H
 #define FUZZ_FORMAT_H
 
-#include "internal.h"
+#include "layout.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -58,7 +58,7 @@
  *   checkpointer), outlives an iteration.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "check.h"
 
 #include <dirent.h>
 #include <errno.h>

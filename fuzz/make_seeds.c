@@ -52,6 +52,7 @@
 #define _GNU_SOURCE
 #include "mmheap.h"
 #include "fuzz_format.h"
+#include "persist.h" /* mmh_wal_inspect: which seeds the log accepts */
 
 #include <errno.h>
 #include <fcntl.h>

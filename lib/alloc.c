@@ -17,7 +17,7 @@ static void *large_alloc(mmh_heap *h, size_t size, size_t align)
     size_t align_slices = align > MMH_SLICE_SIZE ? align >> MMH_SLICE_SHIFT : 1;
     char *p = NULL;
     mmh_page *pg;
-    pthread_mutex_lock(&h->lock);
+    mmh_lock(h);
     if (slices + align_slices - 1 < MMH_SEG_SLICES) {
         pg = mmh_span_alloc(h, slices, align_slices);
         if (pg) {
@@ -32,7 +32,7 @@ static void *large_alloc(mmh_heap *h, size_t size, size_t align)
         h->hdr->large_allocs++;
         h->hdr->large_alloc_bytes += usable;
     }
-    pthread_mutex_unlock(&h->lock);
+    mmh_unlock(h);
     if (pg)
         mmh_block_alloced(h, p, usable, false);
     return p;
@@ -43,14 +43,14 @@ static void large_free(mmh_heap *h, mmh_page *pg, void *p)
     size_t usable = mmh_usable_size(h, p);
     if (!mmh_block_freeing(h, p, usable))
         return;
-    pthread_mutex_lock(&h->lock);
+    mmh_lock(h);
     h->hdr->large_frees++;
     h->hdr->large_free_bytes += usable;
     if (pg->kind == MMH_PAGE_HUGE)
         mmh_huge_free(h, pg);
     else
         mmh_span_free(h, pg);
-    pthread_mutex_unlock(&h->lock);
+    mmh_unlock(h);
 }
 
 static void *alloc_with(mmh_heap *h, mmh_tbind *b, size_t size, size_t align)
@@ -243,7 +243,7 @@ static bool resize_in_place(mmh_heap *h, mmh_page *pg, size_t size)
 {
     void *p = mmh_ptr(h, pg->free);
     bool ok;
-    pthread_mutex_lock(&h->lock);
+    mmh_lock(h);
     size_t before = mmh_usable_size(h, p);
     if (pg->kind == MMH_PAGE_HUGE) {
         size_t lead = (size_t)((char *)p - ((char *)mmh_segment_of(p) - MMH_SEGHDR_OFFSET));
@@ -261,7 +261,7 @@ static bool resize_in_place(mmh_heap *h, mmh_page *pg, size_t size)
         h->hdr->large_free_bytes += before;
         h->hdr->large_alloc_bytes += after;
     }
-    pthread_mutex_unlock(&h->lock);
+    mmh_unlock(h);
     if (ok)
         mmh_block_resized(h, p, before, after);
     return ok;

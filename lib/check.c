@@ -16,7 +16,8 @@
  * found.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "check.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>

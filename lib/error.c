@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -176,3 +177,12 @@ const char *mmh_errmsg(void)
 {
     return errmsg_buf[0] ? errmsg_buf : "no error";
 }
+
+#ifdef MMH_DEBUG
+/* Async-signal-safe like mmh_log: a job's child checks invariants too. */
+void mmh_assert_fail(const char *cond, const char *file, int line, const char *func)
+{
+    mmh_log("assertion failed: %s (%s:%d, %s)", cond, file, line, func);
+    abort();
+}
+#endif

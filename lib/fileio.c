@@ -3,7 +3,7 @@
  * mmh_dir_of are async-signal-safe (system calls and mmh_fail only),
  * because a background job's child runs them. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -60,7 +60,7 @@ static int write_range(mmh_heap *h, int fd, const char *file, size_t off, size_t
 {
     if (mmh_pwrite_all(fd, h->base + off, len, off) != 0)
         return mmh_io_failed(h, "write", file, off);
-    h->bytes_written += len;
+    h->persist.bytes_written += len;
     return 0;
 }
 

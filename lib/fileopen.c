@@ -14,7 +14,7 @@
  * (O_TMPFILE) and linked into place only when complete: nothing is left
  * behind by a crash or a kill, and no predictable name is ever opened. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -90,7 +90,8 @@ int mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size)
     return 0;
 }
 
-/* A new heap in the mapping [0, extent): header, then segment 0. */
+/* A new heap's header in the mapping [0, extent); heap.c lays out segment
+ * 0 after it. */
 void mmh_format_init(mmh_heap *h, size_t extent)
 {
     mmh_hdr *hdr = h->hdr;
@@ -111,7 +112,6 @@ void mmh_format_init(mmh_heap *h, size_t extent)
                                                MMH_SLICE_SIZE) >> MMH_SLICE_SHIFT);
     h->segmap = (uint32_t *)(h->base + hdr->segmap_off);
     h->slots = (mmh_slot *)(h->base + hdr->slots_off);
-    mmh_segment_init_first(h);
 }
 
 /* Validate a header read from a file of file_size bytes. */

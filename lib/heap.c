@@ -1,6 +1,9 @@
 /* Opening and closing heaps, and the small accessors of the API. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "check.h"
+#include "fileio.h"
+#include "persist.h"
+#include "track.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -67,10 +70,10 @@ static mmh_heap *heap_new(const char *path, unsigned flags)
     h->fd = -1;
     h->dir_fd = -1;
     h->flags = flags;
-    h->tracker = MMH_TRACK_NONE;
-    h->retrack = MMH_TRACK_NONE;
+    h->track.kind = MMH_TRACK_NONE;
+    h->track.restart = MMH_TRACK_NONE;
     pthread_mutex_init(&h->lock, NULL);
-    pthread_mutex_init(&h->job_lock, NULL);
+    pthread_mutex_init(&h->job.lock, NULL);
     return h;
 }
 
@@ -87,7 +90,7 @@ static void heap_destroy(mmh_heap *h)
     if (h->dir_fd >= 0)
         close(h->dir_fd);
     pthread_mutex_destroy(&h->lock);
-    pthread_mutex_destroy(&h->job_lock);
+    pthread_mutex_destroy(&h->job.lock);
     mmh_meta_free(h->path);
     mmh_meta_free(h);
     errno = err;
@@ -137,6 +140,7 @@ static int heap_format(mmh_heap *h, const mmh_config *cfg)
     if (mmh_region_grow(h, cfg->size) != 0)
         return -1;
     mmh_format_init(h, cfg->size);
+    mmh_segment_init_first(h);
     return 0;
 }
 
@@ -395,11 +399,11 @@ int mmh_close(mmh_heap *h)
     int rc = 0;
     if (mmh_writes_back(h) && mmh_persist_owner(h)) /* not in a fork of the owner */
         rc = mmh_commit(h);
-    pthread_mutex_lock(&h->job_lock);
+    pthread_mutex_lock(&h->job.lock);
     mmh_job_reap(h, false);
-    pthread_mutex_unlock(&h->job_lock);
-    if (rc == 0 && h->job_unreported && h->job_err)
-        rc = mmh_fail(h->job_err, "%s", h->job_msg);
+    pthread_mutex_unlock(&h->job.lock);
+    if (rc == 0 && h->job.unreported && h->job.err)
+        rc = mmh_fail(h->job.err, "%s", h->job.msg);
     int err = errno;
     mmh_inst_heap_close(h);
     mmh_registry_remove(h);
@@ -417,9 +421,9 @@ void *mmh_root(mmh_heap *h)
 {
     if (!h)
         return mmh_fail_null(EINVAL, "mmh_root: heap is NULL");
-    pthread_mutex_lock(&h->lock);
+    mmh_lock(h);
     uint64_t off = h->hdr->root;
-    pthread_mutex_unlock(&h->lock);
+    mmh_unlock(h);
     return off ? mmh_ptr(h, off) : NULL;
 }
 
@@ -431,10 +435,10 @@ int mmh_set_root(mmh_heap *h, void *p)
         return mmh_fail(EROFS, "%s: heap is open read-only", h->path);
     if (p && (!in_heap(h, p) || (char *)p < h->base + MMH_SLICE_SIZE))
         return mmh_fail(EINVAL, "mmh_set_root: %p is not inside heap %s", p, h->path);
-    pthread_mutex_lock(&h->lock);
+    mmh_lock(h);
     h->hdr->root = p ? mmh_off(h, p) : 0;
     h->root = p;
-    pthread_mutex_unlock(&h->lock);
+    mmh_unlock(h);
     return 0;
 }
 
@@ -466,5 +470,5 @@ int mmh_touch(mmh_heap *h, void *p, size_t len)
     if (len && (!in_heap(h, p) || len > h->mapped - mmh_off(h, p)))
         return mmh_fail(EINVAL, "mmh_touch: range %p+%zu is not inside heap %s", p, len,
                         h->path);
-    return len && h->track ? h->track->touch(h, mmh_off(h, p), len) : 0;
+    return len && h->track.ops ? h->track.ops->touch(h, mmh_off(h, p), len) : 0;
 }

@@ -157,9 +157,9 @@ static mmh_page *page_new(mmh_heap *h, uint32_t slot_id, unsigned cls)
 {
     size_t bsize = mmh_class_size(cls);
     size_t slices = bsize <= MMH_SMALL_PAGE_MAX ? 1 : MMH_MEDIUM_SLICES;
-    pthread_mutex_lock(&h->lock);
+    mmh_lock(h);
     mmh_page *pg = mmh_span_alloc(h, slices, 1);
-    pthread_mutex_unlock(&h->lock);
+    mmh_unlock(h);
     if (!pg)
         return NULL;
     pg->kind = MMH_PAGE_SMALL;
@@ -186,9 +186,9 @@ static void retire(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
         pg->flags &= (uint8_t)~MMH_PF_FULL;
     else
         class_unlink(h, slot, pg);
-    pthread_mutex_lock(&h->lock);
+    mmh_lock(h);
     mmh_span_free(h, pg);
-    pthread_mutex_unlock(&h->lock);
+    mmh_unlock(h);
 }
 
 /* A block from the first page of the class's ring that has one, from the

@@ -58,7 +58,9 @@
  * of the program, commits in the child fail and its mmh_close only unmaps.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "fileio.h"
+#include "persist.h"
+#include "track.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -134,13 +136,6 @@ struct mmh_persist_job {
     int         err;         /* of a failed append                           */
     bool        final;       /* ...and it is final                           */
 };
-
-uint64_t mmh_now_ns(int clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Does a failed write or sync with err end the heap's commits?  A full
  * disk may clear up; any other failure may have lost writes that a
@@ -268,7 +263,7 @@ static int grow(mmh_persist *p, uint64_t size)
  * h->lock; no other commit is in flight. */
 static int plan(mmh_heap *h, mmh_persist_job *c)
 {
-    mmh_persist *p = h->persist;
+    mmh_persist *p = h->persist.state;
     c->nrecords = data_records(&c->ranges) + c->punches.n;
     c->head_bytes = mmh_wal_head_bytes(c->nrecords);
     c->data_bytes = 0;
@@ -718,7 +713,7 @@ int mmh_persist_open(mmh_heap *h, const mmh_wal_view *v)
     pthread_mutex_init(&p->mutex, NULL);
     pthread_mutex_init(&p->ckpt_lock, NULL);
     cond_init(&p->cond);
-    h->persist = p;
+    h->persist.state = p;
     if (h->flags & MMH_SHARED)
         return 0;
     p->wal_path = mmh_wal_path(h->path);
@@ -736,14 +731,14 @@ static bool owned(const mmh_persist *p)
 
 bool mmh_persist_owner(const mmh_heap *h)
 {
-    return h->persist && owned(h->persist);
+    return h->persist.state && owned(h->persist.state);
 }
 
 /* Stop the checkpointer, checkpoint what is left, and let go.  In a forked
  * child the thread does not exist and nothing is written. */
 int mmh_persist_close(mmh_heap *h)
 {
-    mmh_persist *p = h->persist;
+    mmh_persist *p = h->persist.state;
     int rc = 0;
     if (!p)
         return 0;
@@ -758,7 +753,7 @@ int mmh_persist_close(mmh_heap *h)
     if (p->wal_fd >= 0 && owned(p) && !p->final_err)
         rc = checkpoint(p);
     persist_free(p);
-    h->persist = NULL;
+    h->persist.state = NULL;
     return rc;
 }
 
@@ -775,7 +770,7 @@ static int add_punch(mmh_heap *h, size_t off, size_t len, void *arg)
  * private mode, the free ranges to punch. */
 static int commit_ranges(mmh_heap *h, mmh_persist_job *c)
 {
-    mmh_persist *p = h->persist;
+    mmh_persist *p = h->persist.state;
     mmh_hdr *hdr = h->hdr;
     bool shared = h->flags & MMH_SHARED;
     hdr->commit_seq = shared ? hdr->commit_seq + 1 : p->tail.seq + 1;
@@ -784,7 +779,7 @@ static int commit_ranges(mmh_heap *h, mmh_persist_job *c)
     int rc = shared ? 0 : mmh_punch_purged(h, add_punch, &c->punches);
     hdr->checksum = mmh_format_checksum(hdr);
     if (rc == 0)
-        rc = h->track ? h->track->collect(h, mmh_ranges_add, &c->ranges)
+        rc = h->track.ops ? h->track.ops->collect(h, mmh_ranges_add, &c->ranges)
                       : mmh_in_use_ranges(h, &c->ranges);
     if (rc == 0)
         rc = mmh_track_resume(h);
@@ -805,10 +800,10 @@ static int sync_shared(mmh_heap *h, const mmh_ranges *r)
         if (sync_file_range(h->fd, (off_t)r->v[i].off, (off_t)r->v[i].len,
                             SYNC_FILE_RANGE_WRITE) != 0)
             break; /* fdatasync below writes it all anyway */
-        h->bytes_written += r->v[i].len;
+        h->persist.bytes_written += r->v[i].len;
     }
     if (fdatasync(h->fd) != 0) {
-        h->persist->final_err = errno;
+        h->persist.state->final_err = errno;
         return mmh_fail(errno, "%s: fdatasync failed: %m", h->path);
     }
     return 0;
@@ -820,7 +815,7 @@ static int sync_shared(mmh_heap *h, const mmh_ranges *r)
  * may follow. */
 static void ranges_back(mmh_heap *h, const mmh_persist_job *c)
 {
-    mmh_persist *p = h->persist;
+    mmh_persist *p = h->persist.state;
     if (mmh_ranges_merge(h, &p->retry, &c->ranges) != 0 && !p->final_err)
         p->final_err = ENOMEM;
 }
@@ -833,7 +828,7 @@ static void job_ranges_free(mmh_persist_job *c)
 
 int mmh_writeback(mmh_heap *h)
 {
-    mmh_persist *p = h->persist;
+    mmh_persist *p = h->persist.state;
     mmh_persist_job c = { 0 };
     int rc = commit_ranges(h, &c);
     if (rc == 0 && (h->flags & MMH_SHARED)) {
@@ -847,7 +842,7 @@ int mmh_writeback(mmh_heap *h)
         }
         int err = errno;
         if (rc == 0)
-            h->bytes_written += c.head_bytes + c.data_bytes;
+            h->persist.bytes_written += c.head_bytes + c.data_bytes;
         else if (c.final)
             p->final_err = c.err;
         else
@@ -861,7 +856,7 @@ int mmh_writeback(mmh_heap *h)
 /* Can h commit now?  0, or -1 with the reason.  Caller holds h->lock. */
 int mmh_commit_check(mmh_heap *h, const char *fn)
 {
-    mmh_persist *p = h->persist;
+    mmh_persist *p = h->persist.state;
     if (h->fd < 0 || (h->flags & MMH_VOLATILE))
         return mmh_fail(EINVAL, "%s: %s: the heap has no file to commit to (mmh_snapshot saves "
                         "it)", h->path, fn);
@@ -894,18 +889,18 @@ int mmh_commit_check(mmh_heap *h, const char *fn)
 
 void mmh_commit_done(mmh_heap *h, uint64_t ns)
 {
-    h->commits++;
-    h->last_commit_ns = ns;
-    h->last_commit_time = mmh_now_ns(CLOCK_REALTIME);
+    h->persist.commits++;
+    h->persist.last_commit_ns = ns;
+    h->persist.last_commit_time = mmh_now_ns(CLOCK_REALTIME);
 }
 
 int mmh_commit(mmh_heap *h)
 {
     if (!h)
         return mmh_fail(EINVAL, "mmh_commit: heap is NULL");
-    pthread_mutex_lock(&h->job_lock);
+    pthread_mutex_lock(&h->job.lock);
     mmh_job_reap(h, false);
-    pthread_mutex_lock(&h->lock);
+    mmh_lock(h);
     int rc = mmh_commit_check(h, "mmh_commit");
     if (rc == 0) {
         uint64_t start = mmh_now_ns(CLOCK_MONOTONIC);
@@ -913,8 +908,8 @@ int mmh_commit(mmh_heap *h)
         if (rc == 0)
             mmh_commit_done(h, mmh_now_ns(CLOCK_MONOTONIC) - start);
     }
-    pthread_mutex_unlock(&h->lock);
-    pthread_mutex_unlock(&h->job_lock);
+    mmh_unlock(h);
+    pthread_mutex_unlock(&h->job.lock);
     return rc;
 }
 
@@ -922,7 +917,7 @@ int mmh_checkpoint(mmh_heap *h)
 {
     if (!h)
         return mmh_fail(EINVAL, "mmh_checkpoint: heap is NULL");
-    mmh_persist *p = h->persist;
+    mmh_persist *p = h->persist.state;
     if (!p || p->wal_fd < 0)
         return 0;
     if (!owned(p))
@@ -952,10 +947,10 @@ mmh_persist_job *mmh_persist_job_prepare(mmh_heap *h)
 
 int mmh_persist_job_run(mmh_heap *h, mmh_persist_job *c, mmh_wal_pos *end, int *final_err)
 {
-    int rc = append(h->persist, c, h->base, h->mapped);
+    int rc = append(h->persist.state, c, h->base, h->mapped);
     if (rc == 0) {
         *end = c->end;
-        h->bytes_written += c->head_bytes + c->data_bytes; /* the child's count, reported */
+        h->persist.bytes_written += c->head_bytes + c->data_bytes; /* the child's count, reported */
     } else {
         *final_err = c->final ? c->err : 0;
     }
@@ -969,7 +964,7 @@ int mmh_persist_job_run(mmh_heap *h, mmh_persist_job *c, mmh_wal_pos *end, int *
 void mmh_persist_job_done(mmh_heap *h, mmh_persist_job *c, bool ok, const mmh_wal_pos *end,
                           int final_err)
 {
-    mmh_persist *p = h->persist;
+    mmh_persist *p = h->persist.state;
     if (ok) {
         c->end = *end;
     } else {
@@ -992,14 +987,14 @@ void mmh_persist_job_free(mmh_persist_job *c)
 
 void mmh_persist_fork_prepare(mmh_heap *h)
 {
-    if (h->persist)
-        pthread_mutex_lock(&h->persist->mutex);
+    if (h->persist.state)
+        pthread_mutex_lock(&h->persist.state->mutex);
 }
 
 void mmh_persist_fork_parent(mmh_heap *h)
 {
-    if (h->persist)
-        pthread_mutex_unlock(&h->persist->mutex);
+    if (h->persist.state)
+        pthread_mutex_unlock(&h->persist.state->mutex);
 }
 
 /* The child has no checkpointer and never commits (owned() is false); the
@@ -1007,11 +1002,11 @@ void mmh_persist_fork_parent(mmh_heap *h)
  * them, are new here, so that close can destroy them. */
 void mmh_persist_fork_child(mmh_heap *h)
 {
-    if (!h->persist)
+    if (!h->persist.state)
         return;
-    pthread_mutex_init(&h->persist->mutex, NULL);
-    pthread_mutex_init(&h->persist->ckpt_lock, NULL);
-    cond_init(&h->persist->cond);
+    pthread_mutex_init(&h->persist.state->mutex, NULL);
+    pthread_mutex_init(&h->persist.state->ckpt_lock, NULL);
+    cond_init(&h->persist.state->cond);
 }
 
 /* ---- mmheap recover --------------------------------------------------- */

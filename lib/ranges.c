@@ -1,6 +1,6 @@
 /* Lists of heap ranges: what a commit writes, built from the tracker's
  * reports or from the allocator's metadata. */
-#include "internal.h"
+#include "ranges.h"
 
 #include <errno.h>
 

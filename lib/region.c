@@ -1,7 +1,7 @@
 /* Address space: the reservation of max_size, the mappings of the used
  * extent inside it, growth, and handing free memory back to the system. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "track.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,8 +10,6 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <linux/magic.h>
-#include <sys/random.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,16 +40,6 @@
 bool mmh_region_fits(uint64_t base, uint64_t max_size)
 {
     return base >= MMH_SEG_SIZE && base < USER_TOP && max_size <= USER_TOP - base;
-}
-
-uint64_t mmh_random_u64(void)
-{
-    uint64_t r;
-    if (getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r)
-        return r;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
 }
 
 /* want must pass mmh_region_fits, so that a mapping never lands at 0 and
@@ -174,15 +162,6 @@ int mmh_region_prepare(mmh_heap *h, size_t off, size_t len)
                         "%s: cannot allocate disk space for %zu bytes: %m",
                         h->path, len);
     return 0;
-}
-
-/* Would a file of `size` bytes exceed RLIMIT_FSIZE?  Writing past it raises
- * SIGXFSZ, which kills the process by default: check first. */
-bool mmh_beyond_fsize_limit(size_t size)
-{
-    struct rlimit rl;
-    return getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-           (rlim_t)size > rl.rlim_cur;
 }
 
 /* Extend the used extent to `extent` bytes: grow the file (checking the

@@ -60,9 +60,9 @@ static unsigned block_flags(const mmh_heap *h, unsigned flags)
 /* Bytes handed to pages and large blocks: now, and at most so far. */
 static void used_add(mmh_heap *h, size_t bytes)
 {
-    h->used_bytes += bytes;
-    if (h->used_bytes > h->used_peak)
-        h->used_peak = h->used_bytes;
+    h->space.used_bytes += bytes;
+    if (h->space.used_bytes > h->space.used_peak)
+        h->space.used_peak = h->space.used_bytes;
 }
 
 /* ---- span bins ----------------------------------------------------------
@@ -294,7 +294,7 @@ void mmh_span_free(mmh_heap *h, mmh_page *pg)
     size_t idx = page_index(pg), n = pg->slice_count;
     unsigned flags = 0;
     h->hdr->unpurged += (uint64_t)n << MMH_SLICE_SHIFT;
-    h->used_bytes -= (size_t)n << MMH_SLICE_SHIFT;
+    h->space.used_bytes -= (size_t)n << MMH_SLICE_SHIFT;
     if (idx + n < MMH_SEG_SLICES && s->pages[idx + n].kind == MMH_PAGE_FREE) {
         mmh_page *next = &s->pages[idx + n];
         bin_remove(h, next);
@@ -401,7 +401,7 @@ size_t mmh_huge_segments(const mmh_heap *h, const mmh_page *pg)
 static void huge_release(mmh_heap *h, size_t idx, size_t n)
 {
     h->hdr->unpurged += (uint64_t)n << MMH_SEG_SHIFT;
-    h->used_bytes -= n << MMH_SEG_SHIFT;
+    h->space.used_bytes -= n << MMH_SEG_SHIFT;
     segrun_free(h, idx, n, 0);
     mmh_purge_maybe(h);
 }
@@ -501,7 +501,7 @@ static int purge_range(mmh_heap *h, size_t off, size_t len, void *arg)
 {
     (void)arg;
     mmh_region_purge(h, off, len);
-    h->purged_bytes += len;
+    h->space.purged_bytes += len;
     return 0;
 }
 
@@ -513,7 +513,7 @@ static void purge(mmh_heap *h, uint32_t min_age)
     free_ranges_each(h, 0, MMH_PF_PURGED, MMH_PF_PURGED | MMH_PF_HOLES, min_age, &young,
                      purge_range, NULL);
     h->hdr->unpurged = young;
-    h->purge_pass_ms = clock_ms();
+    h->space.purge_pass_ms = clock_ms();
 }
 
 /* A pass when enough free memory is waiting.  In an anonymous heap only
@@ -527,17 +527,17 @@ void mmh_purge_maybe(mmh_heap *h)
         return;
     if (h->fd >= 0)
         purge(h, 0);
-    else if (clock_ms() - h->purge_pass_ms >= PURGE_DELAY_MS / 4)
+    else if (clock_ms() - h->space.purge_pass_ms >= PURGE_DELAY_MS / 4)
         purge(h, PURGE_DELAY_MS);
 }
 
 uint64_t mmh_purge_all(mmh_heap *h)
 {
-    pthread_mutex_lock(&h->lock);
-    uint64_t before = h->purged_bytes;
+    mmh_lock(h);
+    uint64_t before = h->space.purged_bytes;
     purge(h, 0);
-    uint64_t purged = h->purged_bytes - before;
-    pthread_mutex_unlock(&h->lock);
+    uint64_t purged = h->space.purged_bytes - before;
+    mmh_unlock(h);
     return purged;
 }
 

@@ -15,7 +15,8 @@
  * or waitpid(-1)) cannot take the result away.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "fileio.h"
+#include "persist.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -160,7 +161,7 @@ static int write_image(mmh_heap *h, mmh_job *job)
 static _Noreturn void child_run(mmh_heap *h, mmh_job *job, int wfd, uint64_t start)
 {
     struct job_result res = { 0 };
-    uint64_t written = h->bytes_written;
+    uint64_t written = h->persist.bytes_written;
     mmh_inst_bulk_begin(); /* the image holds free blocks too; never ended: the child exits */
     int rc = job->kind == JOB_SNAPSHOT
                  ? write_image(h, job)
@@ -171,7 +172,7 @@ static _Noreturn void child_run(mmh_heap *h, mmh_job *job, int wfd, uint64_t sta
         size_t len = strlen(msg);
         memcpy(res.msg, msg, len < sizeof res.msg - 1 ? len : sizeof res.msg - 1);
     }
-    res.bytes = h->bytes_written - written;
+    res.bytes = h->persist.bytes_written - written;
     res.cow_pages = count_cow_pages(h);
     res.ns = mmh_now_ns(CLOCK_MONOTONIC) - start;
     (void)!write(wfd, &res, sizeof res);
@@ -202,7 +203,7 @@ static int job_start(mmh_heap *h, mmh_job *job)
     job->pid = pid;
     job->rfd = pipefd[0];
     fcntl(job->rfd, F_SETFL, O_NONBLOCK);
-    h->job = job;
+    h->job.running = job;
     return 0;
 }
 
@@ -211,17 +212,17 @@ static int job_start(mmh_heap *h, mmh_job *job)
 static void job_finish(mmh_heap *h, mmh_job *job)
 {
     const struct job_result *res = &job->res;
-    pthread_mutex_lock(&h->lock);
-    h->job = NULL;
-    h->jobs++;
-    h->last_job_ns = res->ns;
-    h->last_job_bytes = res->bytes;
-    h->cow_pages = res->cow_pages;
-    h->job_err = res->err;
-    h->job_unreported = true;
-    snprintf(h->job_msg, sizeof h->job_msg, "%s", res->msg);
+    mmh_lock(h);
+    h->job.running = NULL;
+    h->job.count++;
+    h->job.last_ns = res->ns;
+    h->job.last_bytes = res->bytes;
+    h->job.cow_pages = res->cow_pages;
+    h->job.err = res->err;
+    h->job.unreported = true;
+    snprintf(h->job.msg, sizeof h->job.msg, "%s", res->msg);
     if (job->kind == JOB_COMMIT) {
-        h->bytes_written += res->bytes;
+        h->persist.bytes_written += res->bytes;
         /* A failed one's pages go to the next commit; a failed write or
          * sync is final wherever it ran (a retried sync may lie). */
         mmh_persist_job_done(h, job->commit, res->err == 0, &res->end, res->final_err);
@@ -229,8 +230,8 @@ static void job_finish(mmh_heap *h, mmh_job *job)
             mmh_commit_done(h, res->ns);
     }
     if (res->err)
-        h->jobs_failed++;
-    pthread_mutex_unlock(&h->lock);
+        h->job.failed++;
+    mmh_unlock(h);
 }
 
 /* Read what the child sent.  1: more to come; 0: the child has closed its
@@ -275,7 +276,7 @@ static void job_died(mmh_heap *h, mmh_job *job, int status, bool reaped)
 
 int mmh_job_reap(mmh_heap *h, bool nohang)
 {
-    mmh_job *job = h->job;
+    mmh_job *job = h->job.running;
     if (!job)
         return 0;
     if (job_read(job, nohang) == 1)
@@ -307,10 +308,10 @@ static mmh_job *job_new(mmh_heap *h, job_kind kind)
 static int job_launch(mmh_heap *h, job_kind kind,
                       int (*prepare)(mmh_heap *, mmh_job *, const void *), const void *arg)
 {
-    pthread_mutex_lock(&h->job_lock);
+    pthread_mutex_lock(&h->job.lock);
     mmh_job_reap(h, false);
     uint64_t start = mmh_now_ns(CLOCK_MONOTONIC);
-    pthread_mutex_lock(&h->lock);
+    mmh_lock(h);
     mmh_job *job = job_new(h, kind);
     int rc = job ? prepare(h, job, arg) : -1;
     if (rc == 0)
@@ -323,9 +324,9 @@ static int job_launch(mmh_heap *h, job_kind kind,
         errno = err;
     }
     if (rc == 0)
-        h->last_fork_ns = mmh_now_ns(CLOCK_MONOTONIC) - start;
-    pthread_mutex_unlock(&h->lock);
-    pthread_mutex_unlock(&h->job_lock);
+        h->job.last_fork_ns = mmh_now_ns(CLOCK_MONOTONIC) - start;
+    mmh_unlock(h);
+    pthread_mutex_unlock(&h->job.lock);
     return rc;
 }
 
@@ -405,9 +406,9 @@ int mmh_snapshot(mmh_heap *h, const char *path)
 /* In the child of a fork(): the parent's job is not this process's child. */
 void mmh_job_forget(mmh_heap *h)
 {
-    if (h->job)
-        job_free(h->job);
-    h->job = NULL;
+    if (h->job.running)
+        job_free(h->job.running);
+    h->job.running = NULL;
 }
 
 /* ---- mmh_wait ---------------------------------------------------------- */
@@ -416,17 +417,17 @@ int mmh_wait(mmh_heap *h, int nohang)
 {
     if (!h)
         return mmh_fail(EINVAL, "mmh_wait: heap is NULL");
-    pthread_mutex_lock(&h->job_lock);
+    pthread_mutex_lock(&h->job.lock);
     int rc = mmh_job_reap(h, nohang != 0);
     if (rc == 0) {
-        pthread_mutex_lock(&h->lock);
-        if (!h->job_unreported)
+        mmh_lock(h);
+        if (!h->job.unreported)
             rc = mmh_fail(ECHILD, "%s: mmh_wait: no background job to wait for", h->path);
-        else if (h->job_err)
-            rc = mmh_fail(h->job_err, "%s", h->job_msg);
-        h->job_unreported = false;
-        pthread_mutex_unlock(&h->lock);
+        else if (h->job.err)
+            rc = mmh_fail(h->job.err, "%s", h->job.msg);
+        h->job.unreported = false;
+        mmh_unlock(h);
     }
-    pthread_mutex_unlock(&h->job_lock);
+    pthread_mutex_unlock(&h->job.lock);
     return rc;
 }

@@ -27,7 +27,7 @@ void mmh_stats_init(mmh_heap *h)
     for (size_t i = 0; i < (h->mapped >> MMH_SEG_SHIFT); i++)
         if (MMH_SEGMAP_KIND(h->segmap[i]) == MMH_SEGMAP_SLICED)
             meta += MMH_SLICE_SIZE;
-    h->used_bytes = h->used_peak = h->mapped - free_span_bytes(h) - meta;
+    h->space.used_bytes = h->space.used_peak = h->mapped - free_span_bytes(h) - meta;
 }
 
 /* Blocks other threads freed into pg that its owner has not collected.
@@ -77,9 +77,9 @@ static void classes_locked(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES])
 
 void mmh_stats_classes(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES])
 {
-    pthread_mutex_lock(&h->lock);
+    mmh_lock(h);
     classes_locked(h, cs);
-    pthread_mutex_unlock(&h->lock);
+    mmh_unlock(h);
 }
 
 /* Live blocks are counted from the pages, not by the fast paths: a page
@@ -90,7 +90,7 @@ int mmh_stats(mmh_heap *h, struct mmh_stats *out)
     if (!h || !out)
         return mmh_fail(EINVAL, "mmh_stats: %s is NULL", h ? "out" : "heap");
     memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&h->lock);
+    mmh_lock(h);
     const mmh_hdr *hdr = h->hdr;
     classes_locked(h, cs);
     out->allocations = hdr->large_allocs - hdr->large_frees;
@@ -103,23 +103,23 @@ int mmh_stats(mmh_heap *h, struct mmh_stats *out)
     out->size = h->mapped;
     out->max_size = h->max_size;
     out->free_bytes = free_span_bytes(h);
-    out->used_bytes = h->used_bytes;
-    out->used_peak = h->used_peak;
-    out->purged_bytes = h->purged_bytes;
-    out->commits = h->commits;
-    out->bytes_written = h->bytes_written;
-    out->last_commit_ns = h->last_commit_ns;
-    out->last_commit_time = h->last_commit_time;
-    out->faults = atomic_load_explicit(&h->faults, memory_order_relaxed);
-    out->cow_pages = h->cow_pages;
-    out->last_fork_ns = h->last_fork_ns;
-    out->last_job_ns = h->last_job_ns;
-    out->last_job_bytes = h->last_job_bytes;
-    out->jobs = h->jobs;
-    out->jobs_failed = h->jobs_failed;
-    out->job_running = h->job != NULL;
-    out->tracker = h->tracker;
+    out->used_bytes = h->space.used_bytes;
+    out->used_peak = h->space.used_peak;
+    out->purged_bytes = h->space.purged_bytes;
+    out->commits = h->persist.commits;
+    out->bytes_written = h->persist.bytes_written;
+    out->last_commit_ns = h->persist.last_commit_ns;
+    out->last_commit_time = h->persist.last_commit_time;
+    out->faults = atomic_load_explicit(&h->track.faults, memory_order_relaxed);
+    out->cow_pages = h->job.cow_pages;
+    out->last_fork_ns = h->job.last_fork_ns;
+    out->last_job_ns = h->job.last_ns;
+    out->last_job_bytes = h->job.last_bytes;
+    out->jobs = h->job.count;
+    out->jobs_failed = h->job.failed;
+    out->job_running = h->job.running != NULL;
+    out->tracker = h->track.kind;
     out->flags = h->flags;
-    pthread_mutex_unlock(&h->lock);
+    mmh_unlock(h);
     return 0;
 }

@@ -12,7 +12,8 @@
  * always exist; a borrower waits on a lock, never in a retry loop, and
  * with thousands of threads calls cost a mutex, not a scan of the table. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "persist.h"
+#include "track.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -40,8 +41,8 @@ static void fork_prepare(void)
     pthread_mutex_lock(&registry_lock);
     for (mmh_heap *h = registry; h; h = h->next_open) {
         for (int i = 0; i < MMH_SHARED_SLOTS; i++) /* borrowers take them before lock */
-            pthread_mutex_lock(&h->share[i].lock);
-        pthread_mutex_lock(&h->lock);
+            pthread_mutex_lock(&h->threads.share[i].lock);
+        mmh_lock(h);
         mmh_persist_fork_prepare(h);
     }
     mmh_meta_fork_prepare();
@@ -50,7 +51,7 @@ static void fork_prepare(void)
 static void unlock_shares(mmh_heap *h)
 {
     for (int i = 0; i < MMH_SHARED_SLOTS; i++)
-        pthread_mutex_unlock(&h->share[i].lock);
+        pthread_mutex_unlock(&h->threads.share[i].lock);
 }
 
 static void fork_parent(void)
@@ -58,7 +59,7 @@ static void fork_parent(void)
     mmh_meta_fork_done();
     for (mmh_heap *h = registry; h; h = h->next_open) {
         mmh_persist_fork_parent(h);
-        pthread_mutex_unlock(&h->lock);
+        mmh_unlock(h);
         unlock_shares(h);
     }
     pthread_mutex_unlock(&registry_lock);
@@ -78,15 +79,15 @@ static void fork_child(void)
             for (int b = 0; b < MMH_TBINDS; b++) {
                 if (mmh_tls_binds[b].uid == h->uid) {
                     atomic_store(&mmh_tls_binds[b].slot->owner, token);
-                    h->slots_bound++;
+                    h->threads.bound++;
                 }
             }
         }
-        pthread_mutex_init(&h->job_lock, NULL);
+        pthread_mutex_init(&h->job.lock, NULL);
         mmh_job_forget(h);
         mmh_track_forked(h);
         mmh_persist_fork_child(h);
-        pthread_mutex_unlock(&h->lock);
+        mmh_unlock(h);
         unlock_shares(h);
     }
     pthread_mutex_unlock(&registry_lock);
@@ -101,7 +102,7 @@ int mmh_registry_add(mmh_heap *h)
 {
     pthread_once(&atfork_once, install_atfork);
     for (int i = 0; i < MMH_SHARED_SLOTS; i++)
-        pthread_mutex_init(&h->share[i].lock, NULL);
+        pthread_mutex_init(&h->threads.share[i].lock, NULL);
     pthread_mutex_lock(&registry_lock);
     h->uid = next_uid++;
     h->next_open = registry;
@@ -133,7 +134,7 @@ static void unbind(mmh_tbind *b)
         if (h->uid == b->uid) {
             mmh_slot_trim(h, b->slot);
             atomic_store(&b->slot->owner, 0);
-            atomic_fetch_sub(&h->slots_bound, 1);
+            atomic_fetch_sub(&h->threads.bound, 1);
             break;
         }
     }
@@ -185,12 +186,12 @@ static uint32_t slot_claim(mmh_heap *h, uint64_t token)
 static uint32_t slot_bind(mmh_heap *h)
 {
     uint32_t limit = h->hdr->nslots - MMH_SHARED_SLOTS, id = 0;
-    if (atomic_load_explicit(&h->slots_bound, memory_order_relaxed) >= limit)
+    if (atomic_load_explicit(&h->threads.bound, memory_order_relaxed) >= limit)
         return 0;
-    pthread_mutex_lock(&h->lock);
-    if (atomic_load(&h->slots_bound) < limit && (id = slot_claim(h, (uint64_t)gettid() + 1)))
-        atomic_fetch_add(&h->slots_bound, 1);
-    pthread_mutex_unlock(&h->lock);
+    mmh_lock(h);
+    if (atomic_load(&h->threads.bound) < limit && (id = slot_claim(h, (uint64_t)gettid() + 1)))
+        atomic_fetch_add(&h->threads.bound, 1);
+    mmh_unlock(h);
     return id;
 }
 
@@ -239,24 +240,24 @@ void mmh_slot_borrow(mmh_heap *h, mmh_tbind *b)
     unsigned first = (unsigned)(((uintptr_t)pthread_self() >> 12) * 0x9e3779b1u >> 16),
              k = first % MMH_SHARED_SLOTS;
     for (unsigned i = 0; i < MMH_SHARED_SLOTS; i++, k = (k + 1) % MMH_SHARED_SLOTS)
-        if (pthread_mutex_trylock(&h->share[k].lock) == 0)
+        if (pthread_mutex_trylock(&h->threads.share[k].lock) == 0)
             goto locked;
     k = first % MMH_SHARED_SLOTS;
-    pthread_mutex_lock(&h->share[k].lock);
+    pthread_mutex_lock(&h->threads.share[k].lock);
 locked:
-    if (!h->share[k].id) {
+    if (!h->threads.share[k].id) {
         /* Bound threads leave MMH_SHARED_SLOTS free: only a remote free
          * adopting one for a moment can make this wait. */
-        pthread_mutex_lock(&h->lock);
-        while (!(h->share[k].id = slot_claim(h, SHARED_OWNER))) {
-            pthread_mutex_unlock(&h->lock);
+        mmh_lock(h);
+        while (!(h->threads.share[k].id = slot_claim(h, SHARED_OWNER))) {
+            mmh_unlock(h);
             sched_yield();
-            pthread_mutex_lock(&h->lock);
+            mmh_lock(h);
         }
-        pthread_mutex_unlock(&h->lock);
+        mmh_unlock(h);
     }
-    tls_borrowed = &h->share[k].lock;
-    *b = bind_of(h, h->share[k].id);
+    tls_borrowed = &h->threads.share[k].lock;
+    *b = bind_of(h, h->threads.share[k].id);
 }
 
 void mmh_slot_return(mmh_tbind *b)
@@ -271,7 +272,7 @@ void mmh_slots_reset(mmh_heap *h)
 {
     for (uint32_t i = 0; i < h->hdr->slots_hwm; i++)
         atomic_store(&h->slots[i].owner, 0);
-    atomic_store(&h->slots_bound, 0);
+    atomic_store(&h->threads.bound, 0);
     for (int i = 0; i < MMH_SHARED_SLOTS; i++)
-        h->share[i].id = 0;
+        h->threads.share[i].id = 0;
 }

@@ -1,5 +1,5 @@
 /* Dirty tracking: which backend a heap uses, and the calls around it. */
-#include "internal.h"
+#include "track.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -15,7 +15,7 @@ static const mmh_track_ops *backend(mmh_tracker kind)
  * read-only heaps are not tracked: nothing is ever written back from them. */
 int mmh_track_start(mmh_heap *h, mmh_tracker want)
 {
-    h->tracker = MMH_TRACK_NONE;
+    h->track.kind = MMH_TRACK_NONE;
     if (!mmh_writes_back(h) || want == MMH_TRACK_NONE)
         return 0;
     const mmh_track_ops *ops = want == MMH_TRACK_AUTO ? &mmh_track_uffd : backend(want);
@@ -34,21 +34,21 @@ int mmh_track_start(mmh_heap *h, mmh_tracker want)
     }
     if (ops->attach(h) != 0)
         return -1;
-    h->track = ops;
-    h->tracker = ops->kind;
+    h->track.ops = ops;
+    h->track.kind = ops->kind;
     return 0;
 }
 
 void mmh_track_stop(mmh_heap *h)
 {
-    if (h->track)
-        h->track->detach(h);
-    h->track = NULL;
+    if (h->track.ops)
+        h->track.ops->detach(h);
+    h->track.ops = NULL;
 }
 
 int mmh_track_extend(mmh_heap *h, size_t from, size_t to)
 {
-    return h->track ? h->track->extend(h, from, to) : 0;
+    return h->track.ops ? h->track.ops->extend(h, from, to) : 0;
 }
 
 /* In the child of a fork(): userfaultfd registrations belong to the parent's
@@ -58,17 +58,17 @@ int mmh_track_extend(mmh_heap *h, size_t from, size_t to)
  * mprotect tracker's state is plain memory and protections, both copied. */
 void mmh_track_forked(mmh_heap *h)
 {
-    if (h->track != &mmh_track_uffd)
+    if (h->track.ops != &mmh_track_uffd)
         return;
     mmh_track_stop(h);
-    h->retrack = MMH_TRACK_UFFD;
-    h->tracker = MMH_TRACK_NONE;
+    h->track.restart = MMH_TRACK_UFFD;
+    h->track.kind = MMH_TRACK_NONE;
 }
 
 /* At a commit, once its ranges are known: restart a dropped tracker. */
 int mmh_track_resume(mmh_heap *h)
 {
-    mmh_tracker want = h->retrack;
-    h->retrack = MMH_TRACK_NONE;
+    mmh_tracker want = h->track.restart;
+    h->track.restart = MMH_TRACK_NONE;
     return want == MMH_TRACK_NONE ? 0 : mmh_track_start(h, want);
 }

@@ -23,7 +23,7 @@
  * islands merge back into one VMA.  A per-segment summary bitmap lets
  * collect visit only the segments that were written. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "track.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,7 +42,7 @@ typedef _Atomic uint64_t mp_word;
 typedef struct mp_state {
     char            *base;
     _Atomic size_t   mapped;     /* [0, mapped) is tracked                 */
-    _Atomic uint64_t *faults;    /* &h->faults                             */
+    _Atomic uint64_t *faults;    /* &h->track.faults                             */
     _Atomic unsigned ops;        /* unprotects this epoch (islands made)   */
     _Atomic unsigned epoch;      /* collects so far                        */
     _Atomic int      all_dirty;  /* the whole heap was unprotected         */
@@ -488,7 +488,7 @@ static int mprotect_attach(mmh_heap *h)
     mp_state *st = (mp_state *)mem;
     st->base = h->base;
     atomic_init(&st->mapped, (size_t)h->mapped);
-    st->faults = &h->faults;
+    st->faults = &h->track.faults;
     st->segs = (mp_word *)(mem + hdr);
     st->pages = st->segs + seg_words;
     st->size = size;
@@ -504,13 +504,13 @@ static int mprotect_attach(mmh_heap *h)
         errno = err;
         return -1;
     }
-    h->track_state = st;
+    h->track.state = st;
     return 0;
 }
 
 static int mprotect_extend(mmh_heap *h, size_t from, size_t to)
 {
-    mp_state *st = h->track_state;
+    mp_state *st = h->track.state;
     if (to <= from)
         return 0;
     size_t old = atomic_load(&st->mapped);
@@ -605,7 +605,7 @@ static int collect_segment(mmh_heap *h, mp_state *st, size_t idx, size_t mapped,
 
 static int mprotect_collect(mmh_heap *h, mmh_range_fn fn, void *arg)
 {
-    mp_state *st = h->track_state;
+    mp_state *st = h->track.state;
     size_t mapped = atomic_load_explicit(&st->mapped, memory_order_acquire);
     size_t nsegs = (mapped + MMH_SEG_SIZE - 1) >> MMH_SEG_SHIFT;
     atomic_fetch_add_explicit(&st->epoch, 1, memory_order_acq_rel);
@@ -655,7 +655,7 @@ static int mprotect_collect(mmh_heap *h, mmh_range_fn fn, void *arg)
 
 static int mprotect_touch(mmh_heap *h, size_t off, size_t len)
 {
-    mp_state *st = h->track_state;
+    mp_state *st = h->track.state;
     size_t mapped = atomic_load_explicit(&st->mapped, memory_order_acquire);
     size_t lo = off & ~(page_size - 1), hi = mmh_align_up(off + len, page_size);
     if (hi > mapped)
@@ -670,7 +670,7 @@ static int mprotect_touch(mmh_heap *h, size_t off, size_t len)
 
 static void mprotect_detach(mmh_heap *h)
 {
-    mp_state *st = h->track_state;
+    mp_state *st = h->track.state;
     if (!st)
         return;
     /* Writable again before we stop answering its faults. */
@@ -678,7 +678,7 @@ static void mprotect_detach(mmh_heap *h)
     registry_remove(st);
     atomic_fetch_sub(&global_ops, atomic_exchange(&st->ops, 0));
     munmap(st, st->size);
-    h->track_state = NULL;
+    h->track.state = NULL;
 }
 
 const mmh_track_ops mmh_track_mprotect = {

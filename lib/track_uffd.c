@@ -5,7 +5,7 @@
  * splitting, and writes by the kernel (read(2) into the heap) count too.
  * The system headers may predate all this, so the ABI is spelled out. */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "track.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -187,19 +187,19 @@ static int uffd_attach(mmh_heap *h)
         mmh_meta_free(st);
         return mmh_fail(err, "%s: %s", h->path, why);
     }
-    h->track_state = st;
+    h->track.state = st;
     return 0;
 }
 
 static int uffd_extend(mmh_heap *h, size_t from, size_t to)
 {
-    struct uffd_state *st = h->track_state;
+    struct uffd_state *st = h->track.state;
     return protect(st->uffd, h->base + from, to - from);
 }
 
 static int uffd_collect(mmh_heap *h, mmh_range_fn fn, void *arg)
 {
-    struct uffd_state *st = h->track_state;
+    struct uffd_state *st = h->track.state;
     struct mmh_page_region vec[SCAN_REGIONS];
     char *at = h->base, *end = h->base + h->mapped;
     while (at < end) {
@@ -210,7 +210,7 @@ static int uffd_collect(mmh_heap *h, mmh_range_fn fn, void *arg)
         for (long i = 0; i < n; i++) {
             size_t off = (size_t)((char *)(uintptr_t)vec[i].start - h->base);
             size_t len = (size_t)(vec[i].end - vec[i].start);
-            atomic_fetch_add(&h->faults, len / (size_t)sysconf(_SC_PAGESIZE));
+            atomic_fetch_add(&h->track.faults, len / (size_t)sysconf(_SC_PAGESIZE));
             if (fn(h, off, len, arg) != 0)
                 return -1;
         }
@@ -230,11 +230,11 @@ static int uffd_touch(mmh_heap *h, size_t off, size_t len)
 
 static void uffd_detach(mmh_heap *h)
 {
-    struct uffd_state *st = h->track_state;
+    struct uffd_state *st = h->track.state;
     close(st->uffd);
     close(st->pagemap);
     mmh_meta_free(st);
-    h->track_state = NULL;
+    h->track.state = NULL;
 }
 
 const mmh_track_ops mmh_track_uffd = {

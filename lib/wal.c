@@ -25,7 +25,8 @@
  * which never writes past the mark.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "fileio.h"
+#include "persist.h"
 
 #include <errno.h>
 #include <fcntl.h>

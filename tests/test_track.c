@@ -1,9 +1,9 @@
 /* test_track: the dirty-page trackers, through their internal interface.
  *
- * Linked against the convenience library so it can reach h->track: every
+ * Linked against the convenience library so it can reach h->track.ops: every
  * test opens a file heap with one tracker (mprotect or uffd; uffd tests skip
  * where mmh_open refuses it), writes in some shape and checks what
- * h->track->collect reports, under h->lock as the commit calls it.
+ * h->track.ops->collect reports, under h->lock as the commit calls it.
  *
  * The mprotect tracker may widen its granularity after many faults in one
  * epoch (to keep the number of VMAs bounded); the tests that write many
@@ -13,7 +13,7 @@
  * heaps they leave are not meant to pass mmheap check. */
 #define TU_NO_HEAP_CHECK 1
 #include "testutil.h"
-#include "internal.h"
+#include "track.h"
 
 #include <pthread.h>
 #include <setjmp.h>
@@ -91,9 +91,9 @@ static rgs collect(mmh_heap *h)
 {
     rgs r;
     memset(&r, 0, sizeof r);
-    assert_non_null(h->track);
+    assert_non_null(h->track.ops);
     pthread_mutex_lock(&h->lock);
-    int rc = h->track->collect(h, collect_cb, &r);
+    int rc = h->track.ops->collect(h, collect_cb, &r);
     pthread_mutex_unlock(&h->lock);
     if (rc != 0)
         fail_msg("collect failed: %s", mmh_errmsg());
@@ -101,7 +101,7 @@ static rgs collect(mmh_heap *h)
         fail_msg("collect reported ranges out of order, overlapping or not page-aligned");
     /* Coalesced: required of the mprotect backend (uffd ranges are merged
      * here: its scans may split a run at a batch boundary). */
-    if (r.adjacent && h->tracker == MMH_TRACK_MPROTECT)
+    if (r.adjacent && h->track.kind == MMH_TRACK_MPROTECT)
         fail_msg("collect reported adjacent ranges separately");
     return r;
 }
@@ -202,8 +202,8 @@ static th open_heap(mmh_tracker t, const char *name, size_t size, size_t max_siz
         fail_msg("mmh_open(%s) with the %s tracker: %s", x.path, tracker_name(t),
                  mmh_errmsg());
     }
-    assert_int_equal(x.h->tracker, t);
-    assert_non_null(x.h->track);
+    assert_int_equal(x.h->track.kind, t);
+    assert_non_null(x.h->track.ops);
     return x;
 }
 
@@ -478,7 +478,7 @@ static void test_many_pages(void **state)
         p[(size_t)i * 2 * ps] = 1;
     size_t vmas = count_vmas(x.h);
     fprintf(stderr, "many pages: %ld pages written, %zu VMAs (%zu before), %llu faults\n",
-            n, vmas, vmas_before, (unsigned long long)atomic_load(&x.h->faults));
+            n, vmas, vmas_before, (unsigned long long)atomic_load(&x.h->track.faults));
     assert_true(vmas < 60000);
     rgs got = collect(x.h);
     size_t base = off_of(x.h, p);
@@ -589,7 +589,7 @@ static int crash_child(void *arg)
     char *p = mmh_alloc(h, 64 * KiB);
     CK(p != NULL);
     memset(p, 3, 64 * KiB);      /* tracked faults: survived */
-    CK(atomic_load(&h->faults) > 0);
+    CK(atomic_load(&h->track.faults) > 0);
     if (a->where == 0) {
         volatile char *bad = mmap(NULL, ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         CK(bad != MAP_FAILED);
@@ -682,12 +682,12 @@ static int own_handler_child(void *arg)
     CK(p != NULL);
     memset(p, 5, 1 * MiB);
     CK(own_calls == 0);
-    uint64_t faults = atomic_load(&h->faults);
+    uint64_t faults = atomic_load(&h->track.faults);
     CK(faults > 0);
     rgs r;
     memset(&r, 0, sizeof r);
     pthread_mutex_lock(&h->lock);
-    CK(h->track->collect(h, collect_cb, &r) == 0);
+    CK(h->track.ops->collect(h, collect_cb, &r) == 0);
     pthread_mutex_unlock(&h->lock);
     free(r.v);
 
@@ -709,10 +709,10 @@ static int own_handler_child(void *arg)
         /* The heap is still tracked after the program's handler ran. */
         p[(size_t)round * 3 * ps + 1] = 6;
     }
-    CK(atomic_load(&h->faults) == faults + 3);
+    CK(atomic_load(&h->track.faults) == faults + 3);
     memset(&r, 0, sizeof r);
     pthread_mutex_lock(&h->lock);
-    CK(h->track->collect(h, collect_cb, &r) == 0);
+    CK(h->track.ops->collect(h, collect_cb, &r) == 0);
     pthread_mutex_unlock(&h->lock);
     /* exactly the three pages written since */
     CK(r.n == 3 && !r.bad && r.total == 3 * ps);

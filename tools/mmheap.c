@@ -9,7 +9,8 @@
  * use by a writer, an I/O error).  See mmheap(1).
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "check.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -10,7 +10,7 @@
  * without the log is refused.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "check.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
