@@ -410,14 +410,14 @@ static void alloc_every_class(mmh_heap *h, int c)
  * of the header it sees. */
 static bool heap_view(bool *sound, uint64_t *max_size)
 {
-    mmh_image img;
+    mmh_fileview fv;
     mmh_check_result r;
     *sound = false;
-    if (mmh_image_open(&img, heap_path) != 0)
+    if (mmh_fileview_open(&fv, heap_path) != 0)
         return false;
-    *max_size = img.hdr->max_size;
-    *sound = mmh_check_image(&img, &r, NULL, NULL, NULL) == 0;
-    mmh_image_close(&img);
+    *max_size = fv.hdr->max_size;
+    *sound = mmh_check_fileview(&fv, &r, NULL, NULL, NULL) == 0;
+    mmh_fileview_close(&fv);
     return true;
 }
 
@@ -499,13 +499,13 @@ static void check_closed(const char *config, bool private, const view *before)
                   (unsigned long long)before->file_size, (unsigned long long)hdr.extent);
     if (!before->viewable)
         return;
-    mmh_image img;
+    mmh_fileview fv;
     mmh_check_result r;
-    if (mmh_image_open(&img, heap_path) != 0)
+    if (mmh_fileview_open(&fv, heap_path) != 0)
         violation("a heap committed and closed (%s) does not open for the checker, which "
                   "opened it before: %s", config, mmh_errmsg());
-    bool still_sound = mmh_check_image(&img, &r, NULL, NULL, NULL) == 0;
-    mmh_image_close(&img);
+    bool still_sound = mmh_check_fileview(&fv, &r, NULL, NULL, NULL) == 0;
+    mmh_fileview_close(&fv);
     if (before->sound && !still_sound)
         violation("a sound heap, allocated in, committed and closed (%s), is no longer sound "
                   "(%llu problems)", config, (unsigned long long)r.problems);

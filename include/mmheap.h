@@ -157,6 +157,13 @@ int mmh_wait(mmh_heap *h, int nohang);
  * With the uffd tracker (and untracked heaps) mmh_touch does nothing. */
 int mmh_touch(mmh_heap *h, void *p, size_t len);
 int mmh_stats(mmh_heap *h, struct mmh_stats *out);
+/* Walk every structure of h, block lists included, as `mmheap check` walks
+ * a file: 0 if sound; -1 with EBADMSG and the first problem in
+ * mmh_errmsg() (the heap is damaged: a write through a stray pointer, or a
+ * bug), or EINVAL if h is NULL.  No other thread may allocate or free in h
+ * meanwhile.  Costs a read of every page that holds blocks: for tests and
+ * debugging, not for every commit. */
+int mmh_check(mmh_heap *h);
 
 const char *mmh_errmsg(void);
 

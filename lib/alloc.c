@@ -161,7 +161,7 @@ static bool free_block(mmh_heap *h, mmh_tbind *b, mmh_page *pg, void *p)
         large_free(h, pg, p);
         return true;
     }
-    if (pg->slot == b->slot_id)
+    if (pg->slot_id == b->slot_id)
         return mmh_page_push_own(h, b, pg, p);
     return mmh_page_free_remote(h, pg, p);
 }

@@ -1,13 +1,13 @@
 /* mmheap check: a read-only walk over every piece of allocator metadata of
- * a heap image, verifying its invariants, and the summary mmheap info
+ * a heap file (a file view), verifying its invariants, and the summary mmheap info
  * prints from the same walk.  mmh_open runs the same walk over a file it
  * maps, without the block lists inside pages (mmh_verify): the header's
  * checksum does not cover the metadata, and a damaged or crafted file must
  * be refused, not followed into a crash or an endless loop.
  *
- * The image is a private mapping of the file, with the commits in its log
+ * The view is a private mapping of the file, with the commits in its log
  * applied in memory, so the walk sees exactly what the next mmh_open will.
- * Nothing in it is trusted: every offset is checked to lie inside the image
+ * Nothing in it is trusted: every offset is checked to lie inside the view
  * and to name the kind of thing it should before it is followed, and every
  * list walk is bounded, so a damaged file gives a report, never a crash or
  * a hang.  Lists are checked to be bijections without extra memory: each
@@ -17,6 +17,7 @@
  */
 #define _GNU_SOURCE
 #include "check.h"
+#include "walk.h"
 #include "fileio.h"
 
 #include <errno.h>
@@ -32,25 +33,25 @@
 #define PAGES_OFF   (MMH_SEGHDR_OFFSET + offsetof(mmh_segment, pages))
 #define MAX_BLOCKS  (MMH_SLICE_SIZE / MMH_MIN_ALIGN) /* of a 1-slice page */
 
-/* ---- the image ----------------------------------------------------------- */
+/* ---- the file view -------------------------------------------------------- */
 
-static void image_unmap(mmh_image *img)
+static void fileview_unmap(mmh_fileview *fv)
 {
-    if (img->base)
-        munmap(img->base, img->size);
-    img->base = NULL;
+    if (fv->base)
+        munmap(fv->base, fv->size);
+    fv->base = NULL;
 }
 
 /* A private, writable mapping of the file at a segment-aligned address
  * (descriptors are found by address arithmetic), size bytes long; past the
  * file's end (growth in the log), zero pages. */
-static int image_map(mmh_image *img, int fd, uint64_t file_size, size_t size)
+static int fileview_map(mmh_fileview *fv, int fd, uint64_t file_size, size_t size)
 {
     size_t span = size + MMH_SEG_SIZE;
     char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
                      MAP_NORESERVE, -1, 0);
     if (raw == MAP_FAILED)
-        return mmh_fail(errno, "%s: cannot map %zu bytes: %m", img->path, size);
+        return mmh_fail(errno, "%s: cannot map %zu bytes: %m", fv->path, size);
     char *base = (char *)mmh_align_up((uintptr_t)raw, MMH_SEG_SIZE);
     if (base > raw)
         munmap(raw, (size_t)(base - raw));
@@ -59,70 +60,70 @@ static int image_map(mmh_image *img, int fd, uint64_t file_size, size_t size)
     if (in_file && mmap(base, in_file, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0) ==
                    MAP_FAILED) {
         munmap(base, size);
-        return mmh_fail(errno, "%s: cannot map the file: %m", img->path);
+        return mmh_fail(errno, "%s: cannot map the file: %m", fv->path);
     }
-    img->base = base;
-    img->size = size;
+    fv->base = base;
+    fv->size = size;
     return 0;
 }
 
-int mmh_image_open(mmh_image *img, const char *path)
+int mmh_fileview_open(mmh_fileview *fv, const char *path)
 {
-    memset(img, 0, sizeof *img);
-    img->path = path;
-    img->fd = mmh_open_regular(path, O_RDONLY);
-    if (img->fd < 0)
+    memset(fv, 0, sizeof *fv);
+    fv->path = path;
+    fv->fd = mmh_open_regular(path, O_RDONLY);
+    if (fv->fd < 0)
         return -1;
     struct stat st;
     int rc = -1;
-    if (fstat(img->fd, &st) != 0) {
+    if (fstat(fv->fd, &st) != 0) {
         mmh_fail(errno, "%s: cannot stat: %m", path);
         goto out;
     }
     /* A shared lock: a writer's commit is not in flight meanwhile. */
-    if (flock(img->fd, LOCK_SH | LOCK_NB) != 0) {
+    if (flock(fv->fd, LOCK_SH | LOCK_NB) != 0) {
         mmh_fail(errno == EWOULDBLOCK ? EBUSY : errno, "%s: %s", path, errno == EWOULDBLOCK ?
                  "heap is in use by a writer" : "cannot lock");
         goto out;
     }
-    img->file_size = (uint64_t)st.st_size;
+    fv->file_size = (uint64_t)st.st_size;
     mmh_wal_view wv;
-    if (mmh_wal_inspect(path, img->fd, false, &wv) != 0) {
+    if (mmh_wal_inspect(path, fv->fd, false, &wv) != 0) {
         mmh_wal_view_close(&wv);
         goto out;
     }
-    img->wal = wv.info;
-    uint64_t size = img->file_size;
+    fv->wal = wv.info;
+    uint64_t size = fv->file_size;
     if (wv.info.extent > size)
         size = wv.info.extent;
     /* Mapped before its header is read, so bounded by what a header may
      * say: a heap is at most MMH_MAX_MAX_SIZE. */
     if (size > MMH_MAX_MAX_SIZE)
         size = MMH_MAX_MAX_SIZE;
-    bool ok = image_map(img, img->fd, img->file_size,
+    bool ok = fileview_map(fv, fv->fd, fv->file_size,
                         mmh_align_up(size > MMH_HDR_SIZE ? size : MMH_HDR_SIZE, 4096)) == 0 &&
-              mmh_wal_overlay(path, &wv, img->base, img->size) == 0 &&
-              mmh_format_upgrade(path, (mmh_hdr *)img->base, size) == 0 &&
-              mmh_format_check(path, (const mmh_hdr *)img->base, size) == 0;
+              mmh_wal_overlay(path, &wv, fv->base, fv->size) == 0 &&
+              mmh_format_upgrade(path, (mmh_hdr *)fv->base, size) == 0 &&
+              mmh_format_check(path, (const mmh_hdr *)fv->base, size) == 0;
     mmh_wal_view_close(&wv);
     if (!ok)
         goto out;
-    img->hdr = (const mmh_hdr *)img->base;
+    fv->hdr = (const mmh_hdr *)fv->base;
     rc = 0;
 out:
     if (rc != 0)
-        mmh_image_close(img);
+        mmh_fileview_close(fv);
     return rc;
 }
 
-void mmh_image_close(mmh_image *img)
+void mmh_fileview_close(mmh_fileview *fv)
 {
     int err = errno;
-    image_unmap(img);
-    if (img->fd >= 0)
-        close(img->fd);
-    img->fd = -1;
-    img->hdr = NULL;
+    fileview_unmap(fv);
+    if (fv->fd >= 0)
+        close(fv->fd);
+    fv->fd = -1;
+    fv->hdr = NULL;
     errno = err;
 }
 
@@ -130,6 +131,7 @@ void mmh_image_close(mmh_image *img)
 
 typedef struct walk {
     const char       *base;
+    const mmh_heap   *live;       /* an open heap (mmh_check); NULL: a file view */
     bool              full;       /* also the block lists inside pages */
     const mmh_hdr    *hdr;
     const uint32_t   *segmap;
@@ -196,36 +198,37 @@ static const char remote_list[] = "remote";
 static long block_list(walk *w, const mmh_page *pg, uint64_t pg_off, uint64_t first,
                        uint8_t *seen, const char *which)
 {
-    uint64_t start = (uint64_t)(mmh_page_start(pg) - w->base);
+    mmh_list_iter l;
+    uint64_t off, start;
     long n = 0;
-    for (uint64_t off = first; off; n++) {
-        uint64_t in = off - start;
-        if (off < start || in >= (uint64_t)pg->capacity * pg->block_size) {
+    mmh_list_iter_init(&l, w->live, w->base, pg, first, seen);
+    start = l.start;
+    for (;; n++) {
+        switch (mmh_list_next(&l, &off)) {
+        case MMH_LIST_END:
+            return n;
+        case MMH_LIST_BLOCK:
+            break;
+        case MMH_LIST_OUTSIDE:
             problem(w, pg_off, "small page at %#llx: %s free list leaves the page's carved "
                     "blocks (%#llx)", (unsigned long long)start, which, (unsigned long long)off);
             return -1;
-        }
-        if (in % pg->block_size) {
+        case MMH_LIST_MISALIGNED:
             problem(w, pg_off, "small page at %#llx: %s free list entry %#llx is not at a block "
                     "boundary", (unsigned long long)start, which, (unsigned long long)off);
             return -1;
-        }
-        uint64_t b = in / pg->block_size;
-        if (seen[b / 8] & (1u << (b % 8))) {
+        case MMH_LIST_REPEAT:
             problem(w, pg_off, "small page at %#llx: block %#llx is on the free lists twice "
                     "(a cycle, or a block freed twice)", (unsigned long long)start,
                     (unsigned long long)off);
             return -1;
         }
-        seen[b / 8] |= (uint8_t)(1u << (b % 8));
         /* Without w->full, a remote list is followed one step: such lists
          * are rare at a quiescent point, and the allocator follows them
          * all at once when it collects them. */
         if (!w->full && (n > 0 || which != remote_list))
             return 1;
-        off = *(const uint64_t *)(w->base + off);
     }
-    return n;
 }
 
 static void check_small(walk *w, const mmh_page *pg, uint64_t pg_off, size_t slices)
@@ -251,11 +254,11 @@ static void check_small(walk *w, const mmh_page *pg, uint64_t pg_off, size_t sli
                 "blocks", (unsigned long long)start, pg->used, pg->capacity, pg->reserved);
         return;
     }
-    if (pg->slot == 0 || pg->slot > w->hdr->slots_hwm)
+    if (pg->slot_id == 0 || pg->slot_id > w->hdr->slots_hwm)
         problem(w, pg_off, "small page at %#llx: owning slot %u is not a slot in use (%u)",
-                (unsigned long long)start, pg->slot, w->hdr->slots_hwm);
+                (unsigned long long)start, pg->slot_id, w->hdr->slots_hwm);
     uint8_t seen[MAX_BLOCKS / 8];
-    memset(seen, 0, (pg->capacity + 7) / 8);
+    memset(seen, 0, MMH_LIST_SEEN_BYTES(pg->capacity));
     uint64_t x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
     long nfree = block_list(w, pg, pg_off, pg->free, seen, "owner's");
     long nremote = nfree < 0 ? -1 : block_list(w, pg, pg_off, x & ~(uint64_t)MMH_XF_FLAGS,
@@ -275,13 +278,13 @@ static void check_small(walk *w, const mmh_page *pg, uint64_t pg_off, size_t sli
     else if (nremote > (long)pg->used)
         problem(w, pg_off, "small page at %#llx: %ld remote frees but only %u blocks used",
                 (unsigned long long)start, nremote, pg->used);
-    if (pg->flags & ~(unsigned)MMH_PF_FULL)
+    if (pg->flags & ~(unsigned)MMH_PF_PARKED)
         problem(w, pg_off, "small page at %#llx: flags %#x are not a small page's",
                 (unsigned long long)start, pg->flags);
-    if (!(pg->flags & MMH_PF_FULL))
+    if (!(pg->flags & MMH_PF_PARKED))
         w->ring_pages++;
     uint64_t live = nremote >= 0 ? pg->used - (uint64_t)nremote : pg->used;
-    mmh_check_class *c = &w->r->classes[cls];
+    mmh_class_stats *c = &w->r->classes[cls];
     c->pages++;
     c->blocks += live;
     c->capacity += pg->reserved;
@@ -291,70 +294,74 @@ static void check_small(walk *w, const mmh_page *pg, uint64_t pg_off, size_t sli
     w->r->small_bytes += slices << MMH_SLICE_SHIFT;
 }
 
-/* ---- sliced segments -------------------------------------------------------- */
+/* ---- segments and spans ------------------------------------------------------ */
 
-static void check_sliced(walk *w, size_t i)
+/* A sliced segment's own header: its map entry, magic and metadata slices.
+ * false: its spans cannot be trusted to be walked. */
+static bool check_sliced_head(walk *w, size_t i)
 {
     const mmh_segment *s = seg_at(w, i);
     uint64_t so = seg_off(i);
     uint32_t first = i == 0 ? w->hdr->first_slice : 1;
+    w->r->sliced_segments++;
+    if (MMH_SEGMAP_LEN(w->segmap[i]) || s->magic != MMH_SEG_MAGIC) {
+        problem(w, so, "segment %zu: bad sliced segment (magic %#x, map %#x)", i, s->magic,
+                w->segmap[i]);
+        return false;
+    }
     if (s->first_slice != first || s->pages[0].kind != MMH_PAGE_META ||
         s->pages[0].slice_count != first) {
         problem(w, so, "segment %zu: metadata slices %u (descriptor says %u of kind %u), want %u",
                 i, s->first_slice, s->pages[0].slice_count, s->pages[0].kind, first);
-        return;
+        return false;
     }
     w->r->meta_bytes += (uint64_t)first << MMH_SLICE_SHIFT;
-    bool prev_free = false;
-    size_t idx = first;
-    while (idx < MMH_SEG_SLICES) {
-        const mmh_page *pg = &s->pages[idx];
-        uint64_t po = desc_off(i, idx), start = ((uint64_t)i << MMH_SEG_SHIFT) +
-                                                ((uint64_t)idx << MMH_SLICE_SHIFT);
-        size_t n = pg->slice_count;
-        if (n == 0 || idx + n > MMH_SEG_SLICES || pg->slice_offset != 0) {
-            problem(w, po, "segment %zu, slice %zu: no span starts here (length %zu, back "
-                    "offset %u)", i, idx, n, pg->slice_offset);
-            return;
-        }
-        bool interior_ok = true;
-        if (pg->kind == MMH_PAGE_FREE)
-            interior_ok = n == 1 || s->pages[idx + n - 1].slice_offset == n - 1;
-        else
-            for (size_t k = 1; k < n; k++)
-                interior_ok &= s->pages[idx + k].slice_offset == k;
-        if (!interior_ok)
-            problem(w, po, "span at %#llx (%zu slices): its slices do not point back to it",
-                    (unsigned long long)start, n);
-        switch (pg->kind) {
-        case MMH_PAGE_FREE:
-            if (prev_free)
-                problem(w, po, "free span at %#llx follows another free span: not coalesced",
-                        (unsigned long long)start);
-            w->r->free_spans++;
-            w->r->free_bytes += (uint64_t)n << MMH_SLICE_SHIFT;
-            if ((uint64_t)n << MMH_SLICE_SHIFT > w->r->largest_free)
-                w->r->largest_free = (uint64_t)n << MMH_SLICE_SHIFT;
-            break;
-        case MMH_PAGE_SMALL:
-            check_small(w, pg, po, n);
-            break;
-        case MMH_PAGE_LARGE:
-            if (pg->free != start)
-                problem(w, po, "large block span at %#llx: block offset %#llx is not its start",
-                        (unsigned long long)start, (unsigned long long)pg->free);
-            w->r->large_blocks++;
-            w->r->live_blocks++;
-            w->r->live_bytes += (uint64_t)n << MMH_SLICE_SHIFT;
-            w->r->large_bytes += (uint64_t)n << MMH_SLICE_SHIFT;
-            break;
-        default:
-            problem(w, po, "span at %#llx: kind %u does not belong among a segment's spans",
-                    (unsigned long long)start, pg->kind);
-            return;
-        }
-        prev_free = pg->kind == MMH_PAGE_FREE;
-        idx += n;
+    return true;
+}
+
+/* One span of a sliced segment after its metadata.  false: a kind that
+ * does not belong there (the rest of the segment is not walked). */
+static bool check_span(walk *w, const mmh_span *sp, bool prev_free)
+{
+    const mmh_segment *s = seg_at(w, sp->seg);
+    const mmh_page *pg = sp->pg;
+    size_t idx = sp->slice, n = sp->count;
+    uint64_t po = desc_off(sp->seg, idx), start = mmh_span_start(sp);
+    bool interior_ok = true;
+    if (pg->kind == MMH_PAGE_FREE)
+        interior_ok = n == 1 || s->pages[idx + n - 1].slice_offset == n - 1;
+    else
+        for (size_t k = 1; k < n; k++)
+            interior_ok &= s->pages[idx + k].slice_offset == k;
+    if (!interior_ok)
+        problem(w, po, "span at %#llx (%zu slices): its slices do not point back to it",
+                (unsigned long long)start, n);
+    switch (pg->kind) {
+    case MMH_PAGE_FREE:
+        if (prev_free)
+            problem(w, po, "free span at %#llx follows another free span: not coalesced",
+                    (unsigned long long)start);
+        w->r->free_spans++;
+        w->r->free_bytes += mmh_span_bytes(sp);
+        if (mmh_span_bytes(sp) > w->r->largest_free)
+            w->r->largest_free = mmh_span_bytes(sp);
+        return true;
+    case MMH_PAGE_SMALL:
+        check_small(w, pg, po, n);
+        return true;
+    case MMH_PAGE_LARGE:
+        if (pg->free != start)
+            problem(w, po, "large block span at %#llx: block offset %#llx is not its start",
+                    (unsigned long long)start, (unsigned long long)pg->free);
+        w->r->large_blocks++;
+        w->r->live_blocks++;
+        w->r->live_bytes += mmh_span_bytes(sp);
+        w->r->large_bytes += mmh_span_bytes(sp);
+        return true;
+    default:
+        problem(w, po, "span at %#llx: kind %u does not belong among a segment's spans",
+                (unsigned long long)start, pg->kind);
+        return false;
     }
 }
 
@@ -389,73 +396,100 @@ static void check_huge(walk *w, size_t i, size_t n)
     w->r->large_bytes += end - pg->free;
 }
 
-/* The segment map, and each segment by what it says. */
+/* A run of segments (a huge block's, or free): the map entries inside it
+ * and its head's magic. */
+static void check_run_map(walk *w, const mmh_span *sp)
+{
+    size_t i = sp->seg, n = sp->count;
+    uint64_t eo = w->hdr->segmap_off + i * sizeof(uint32_t);
+    /* A free run's inner entries point back exactly only in its last
+     * segment, the one its right neighbour looks at. */
+    unsigned in = sp->kind == MMH_SPAN_HUGE ? MMH_SEGMAP_HUGE_IN : MMH_SEGMAP_FREE_IN;
+    for (size_t k = 1; k < n; k++)
+        if (MMH_SEGMAP_KIND(w->segmap[i + k]) != in ||
+            ((in == MMH_SEGMAP_HUGE_IN || k == n - 1) && MMH_SEGMAP_LEN(w->segmap[i + k]) != k)) {
+            problem(w, eo + k * sizeof(uint32_t), "segment %zu: inside the run that starts at "
+                    "segment %zu, the segment map says %#x", i + k, i, w->segmap[i + k]);
+            break;
+        }
+    if (seg_at(w, i)->magic != MMH_SEG_MAGIC)
+        problem(w, seg_off(i), "segment %zu: bad segment magic %#x", i, seg_at(w, i)->magic);
+}
+
+static void check_free_run(walk *w, const mmh_span *sp, bool prev_free)
+{
+    size_t i = sp->seg;
+    if (prev_free)
+        problem(w, w->hdr->segmap_off + i * sizeof(uint32_t), "free run at segment %zu "
+                "follows another: not coalesced", i);
+    if (seg_at(w, i)->nsegs != sp->count)
+        problem(w, seg_off(i), "free run at segment %zu: its header says %u segments, the "
+                "segment map %zu", i, seg_at(w, i)->nsegs, sp->count);
+    w->r->free_runs++;
+    w->r->free_bytes += mmh_span_bytes(sp);
+    if (mmh_span_bytes(sp) > w->r->largest_free)
+        w->r->largest_free = mmh_span_bytes(sp);
+}
+
+/* Where the span walk could not go on.  false: the segment map itself, so
+ * nothing after it can be walked. */
+static bool check_broken(walk *w, const mmh_span *sp)
+{
+    uint32_t e = w->segmap[sp->seg];
+    uint64_t eo = w->hdr->segmap_off + sp->seg * sizeof(uint32_t);
+    if (sp->pg) {
+        if (sp->slice == 0)
+            check_sliced_head(w, sp->seg);
+        else
+            problem(w, desc_off(sp->seg, sp->slice), "segment %zu, slice %zu: no span starts "
+                    "here (length %zu, back offset %u)", sp->seg, sp->slice, sp->count,
+                    sp->pg->slice_offset);
+        return true;
+    }
+    if (MMH_SEGMAP_KIND(e) == MMH_SEGMAP_HUGE || MMH_SEGMAP_KIND(e) == MMH_SEGMAP_FREE)
+        problem(w, eo, "segment %zu: a run of %zu segments does not fit the heap's %zu",
+                sp->seg, sp->count, w->nsegs);
+    else
+        problem(w, eo, "segment %zu: segment map entry %#x starts no segment or run", sp->seg, e);
+    return false;
+}
+
+/* The segment map, and each segment and span by what it says. */
 static void check_segments(walk *w, mmh_check_progress_fn progress)
 {
     size_t max_segs = (size_t)(w->hdr->max_size >> MMH_SEG_SHIFT);
     if (MMH_SEGMAP_KIND(w->segmap[0]) != MMH_SEGMAP_SLICED || MMH_SEGMAP_LEN(w->segmap[0]))
         problem(w, w->hdr->segmap_off, "segment 0 is not a sliced segment in the segment map");
-    bool prev_free = false;
-    for (size_t i = 0; i < w->nsegs;) {
-        uint32_t e = w->segmap[i];
-        size_t n = 1, len = MMH_SEGMAP_LEN(e);
-        unsigned kind = MMH_SEGMAP_KIND(e);
-        uint64_t eo = w->hdr->segmap_off + i * sizeof(uint32_t);
-        if (progress)
-            progress(w->arg, i, w->nsegs);
-        if (kind == MMH_SEGMAP_HUGE || kind == MMH_SEGMAP_FREE) {
-            n = len;
-            if (n == 0 || n > w->nsegs - i) {
-                problem(w, eo, "segment %zu: a run of %zu segments does not fit the heap's %zu",
-                        i, n, w->nsegs);
-                return;
-            }
-            /* A free run's inner entries point back exactly only in its
-             * last segment, the one its right neighbour looks at. */
-            unsigned in = kind == MMH_SEGMAP_HUGE ? MMH_SEGMAP_HUGE_IN : MMH_SEGMAP_FREE_IN;
-            for (size_t k = 1; k < n; k++)
-                if (MMH_SEGMAP_KIND(w->segmap[i + k]) != in ||
-                    ((in == MMH_SEGMAP_HUGE_IN || k == n - 1) &&
-                     MMH_SEGMAP_LEN(w->segmap[i + k]) != k)) {
-                    problem(w, eo + k * sizeof(uint32_t), "segment %zu: inside the run that "
-                            "starts at segment %zu, the segment map says %#x", i + k, i,
-                            w->segmap[i + k]);
-                    break;
-                }
-            if (seg_at(w, i)->magic != MMH_SEG_MAGIC)
-                problem(w, seg_off(i), "segment %zu: bad segment magic %#x", i,
-                        seg_at(w, i)->magic);
-        }
-        switch (kind) {
-        case MMH_SEGMAP_SLICED:
-            if (len || seg_at(w, i)->magic != MMH_SEG_MAGIC)
-                problem(w, seg_off(i), "segment %zu: bad sliced segment (magic %#x, map %#x)", i,
-                        seg_at(w, i)->magic, e);
-            else
-                check_sliced(w, i);
-            w->r->sliced_segments++;
+    mmh_span_iter it;
+    mmh_span sp;
+    bool prev_free_run = false, prev_free_span = false;
+    mmh_span_iter_init(&it, w->base, w->segmap, w->nsegs);
+    while (mmh_span_next(&it, &sp)) {
+        if (progress && sp.slice == 0)
+            progress(w->arg, sp.seg, w->nsegs);
+        switch (sp.kind) {
+        case MMH_SPAN_SLICED:
+            if (sp.slice == 0 ? !check_sliced_head(w, sp.seg)
+                              : !check_span(w, &sp, prev_free_span))
+                mmh_span_skip_segment(&it);
+            prev_free_span = sp.slice && sp.pg->kind == MMH_PAGE_FREE;
             break;
-        case MMH_SEGMAP_HUGE:
-            check_huge(w, i, n);
+        case MMH_SPAN_HUGE:
+            check_run_map(w, &sp);
+            check_huge(w, sp.seg, sp.count);
             w->r->meta_bytes += MMH_SLICE_SIZE;
             break;
-        case MMH_SEGMAP_FREE:
-            if (prev_free)
-                problem(w, eo, "free run at segment %zu follows another: not coalesced", i);
-            if (seg_at(w, i)->nsegs != n)
-                problem(w, seg_off(i), "free run at segment %zu: its header says %u segments, "
-                        "the segment map %zu", i, seg_at(w, i)->nsegs, n);
-            w->r->free_runs++;
-            w->r->free_bytes += (uint64_t)n << MMH_SEG_SHIFT;
-            if ((uint64_t)n << MMH_SEG_SHIFT > w->r->largest_free)
-                w->r->largest_free = (uint64_t)n << MMH_SEG_SHIFT;
+        case MMH_SPAN_FREE_RUN:
+            check_run_map(w, &sp);
+            check_free_run(w, &sp, prev_free_run);
             break;
-        default:
-            problem(w, eo, "segment %zu: segment map entry %#x starts no segment or run", i, e);
-            return;
+        case MMH_SPAN_BROKEN:
+            if (!check_broken(w, &sp))
+                return;
+            break;
         }
-        prev_free = kind == MMH_SEGMAP_FREE;
-        i += n;
+        if (sp.slice == 0)
+            prev_free_run = sp.kind == MMH_SPAN_FREE_RUN;
     }
     for (size_t i = w->nsegs; i < max_segs; i++)
         if (w->segmap[i] != MMH_SEGMAP_NONE) {
@@ -547,7 +581,7 @@ static const mmh_page *slot_page(walk *w, uint64_t off, uint32_t id, unsigned cl
 {
     size_t seg, idx;
     const mmh_page *pg = sliced_desc(w, off, &seg, &idx);
-    if (!pg || pg->kind != MMH_PAGE_SMALL || pg->slice_offset != 0 || pg->slot != id ||
+    if (!pg || pg->kind != MMH_PAGE_SMALL || pg->slice_offset != 0 || pg->slot_id != id ||
         (cls && pg->cls != cls))
         return NULL;
     return pg;
@@ -559,7 +593,7 @@ static void check_ring(walk *w, uint32_t id, unsigned cls, uint64_t head, uint64
     uint64_t off = head, count = 0;
     do {
         const mmh_page *pg = slot_page(w, off, id, cls);
-        if (!pg || (pg->flags & MMH_PF_FULL)) {
+        if (!pg || (pg->flags & MMH_PF_PARKED)) {
             problem(w, at, "slot %u, class %u: ring entry %#llx is %s", id - 1, cls,
                     (unsigned long long)off, pg ? "a parked page" :
                     "not a small page of the slot and class");
@@ -652,22 +686,19 @@ static bool in_live_block(const walk *w, uint64_t off)
     uint64_t b = (off - start) / pg->block_size;
     if (b >= pg->capacity)
         return false;
-    /* The walk stays in the page's segment: its counts may be damaged (the
-     * root is checked after the walk that reported them). */
-    uint64_t room = MMH_SEG_SIZE - (start & MMH_SEG_MASK);
+    /* Its counts may be damaged (the root is checked after the walk that
+     * reported them): the list walk stays in the page's segment. */
     uint64_t block = start + b * pg->block_size, lists[2] = {
         pg->free, atomic_load_explicit(&pg->xfree, memory_order_relaxed) & ~(uint64_t)MMH_XF_FLAGS
     };
-    for (int l = 0; l < 2; l++)
-        for (uint64_t f = lists[l], n = 0; f && n <= pg->capacity; n++) {
+    for (int k = 0; k < 2; k++) {
+        mmh_list_iter l;
+        uint64_t f;
+        mmh_list_iter_init(&l, w->live, w->base, pg, lists[k], NULL);
+        while (mmh_list_next(&l, &f) == MMH_LIST_BLOCK)
             if (f == block)
                 return false;
-            /* Off the page's blocks: the list walk reports it. */
-            if (f - start >= (uint64_t)pg->capacity * pg->block_size || f - start >= room ||
-                (f - start) % pg->block_size)
-                break;
-            f = *(const uint64_t *)(w->base + f);
-        }
+    }
     return true;
 }
 
@@ -694,13 +725,13 @@ static void check_header(walk *w)
 
 /* The walk over a heap mapped at base (segment-aligned) whose header
  * passed mmh_format_check. */
-static int check_heap(const char *base, bool full, mmh_check_result *r,
+static int check_heap(const char *base, const mmh_heap *live, bool full, mmh_check_result *r,
                       mmh_check_report_fn report, mmh_check_progress_fn progress, void *arg)
 {
     memset(r, 0, sizeof *r);
     const mmh_hdr *hdr = (const mmh_hdr *)base;
     walk w = {
-        .base = base, .full = full, .hdr = hdr, .r = r, .report = report, .arg = arg,
+        .base = base, .live = live, .full = full, .hdr = hdr, .r = r, .report = report, .arg = arg,
         .segmap = (const uint32_t *)(base + hdr->segmap_off),
         .nsegs = (size_t)(hdr->extent >> MMH_SEG_SHIFT),
     };
@@ -713,10 +744,10 @@ static int check_heap(const char *base, bool full, mmh_check_result *r,
     return r->problems ? 1 : 0;
 }
 
-int mmh_check_image(const mmh_image *img, mmh_check_result *r, mmh_check_report_fn report,
+int mmh_check_fileview(const mmh_fileview *fv, mmh_check_result *r, mmh_check_report_fn report,
                     mmh_check_progress_fn progress, void *arg)
 {
-    return check_heap(img->base, true, r, report, progress, arg);
+    return check_heap(fv->base, NULL, true, r, report, progress, arg);
 }
 
 typedef struct first_problem {
@@ -733,12 +764,29 @@ static void keep_first(void *arg, uint64_t off, const char *msg)
     snprintf(fp->msg, sizeof fp->msg, "%s", msg);
 }
 
-int mmh_verify(const mmh_heap *h)
+/* The walk over the open heap h; -1 with EBADMSG and the first problem
+ * found if it fails. */
+static int check_open(const mmh_heap *h, bool full, const char *what)
 {
     mmh_check_result r;
     first_problem fp = { 0 };
-    if (check_heap(h->base, false, &r, keep_first, NULL, &fp) == 0)
+    if (check_heap(h->base, h, full, &r, keep_first, NULL, &fp) == 0)
         return 0;
-    return mmh_fail(EBADMSG, "%s: corrupt heap file: %s (at offset %llu; mmheap check reports "
-                    "every problem)", h->path, fp.msg, (unsigned long long)fp.off);
+    return mmh_fail(EBADMSG, "%s: %s: %s (at offset %llu; mmheap check reports every problem)",
+                    h->path, what, fp.msg, (unsigned long long)fp.off);
+}
+
+int mmh_verify(const mmh_heap *h)
+{
+    return check_open(h, false, "corrupt heap file");
+}
+
+int mmh_check(mmh_heap *h)
+{
+    if (!h)
+        return mmh_fail(EINVAL, "mmh_check: heap is NULL");
+    mmh_lock(h);
+    int rc = check_open(h, true, "damaged heap");
+    mmh_unlock(h);
+    return rc;
 }

@@ -6,9 +6,10 @@
 #include "internal.h"
 #include "persist.h"
 
-/* check.c: a heap file as the next open will see it (its log applied), mapped privately and read-only in effect, for mmheap check and
- * info. */
-typedef struct mmh_image {
+/* A view of a heap file as the next open will see it (its log applied),
+ * mapped privately and read-only in effect, for mmheap check and info.
+ * (An "image" is something else: a heap file a snapshot writes.) */
+typedef struct mmh_fileview {
     const char       *path;
     int               fd;
     char             *base;      /* segment-aligned                        */
@@ -16,11 +17,7 @@ typedef struct mmh_image {
     uint64_t          file_size;
     const mmh_hdr    *hdr;       /* checked by mmh_format_check            */
     mmh_wal_info      wal;
-} mmh_image;
-
-typedef struct mmh_check_class {
-    uint64_t pages, blocks, capacity; /* capacity: blocks the pages hold */
-} mmh_check_class;
+} mmh_fileview;
 
 typedef struct mmh_check_result {
     uint64_t problems;
@@ -30,20 +27,20 @@ typedef struct mmh_check_result {
     uint64_t small_bytes;  /* in small pages                               */
     uint64_t large_bytes;  /* usable bytes of large and huge blocks        */
     uint64_t free_bytes, largest_free, meta_bytes;
-    mmh_check_class classes[MMH_CLASSES];
+    mmh_class_stats classes[MMH_CLASSES];
 } mmh_check_result;
 
 /* A problem found at heap offset off; progress: segments done of total. */
 typedef void (*mmh_check_report_fn)(void *arg, uint64_t off, const char *msg);
 typedef void (*mmh_check_progress_fn)(void *arg, size_t done, size_t total);
 
-MMH_HIDDEN int  mmh_image_open(mmh_image *img, const char *path);
-MMH_HIDDEN void mmh_image_close(mmh_image *img);
+MMH_HIDDEN int  mmh_fileview_open(mmh_fileview *fv, const char *path);
+MMH_HIDDEN void mmh_fileview_close(mmh_fileview *fv);
 /* 0, or -1 (EBADMSG, reason) if the structure of a heap file mapped at
  * h->base is corrupt: check's walk without the block lists in pages. */
 MMH_HIDDEN int  mmh_verify(const mmh_heap *h);
 /* 0: sound; 1: r->problems problems, each reported. */
-MMH_HIDDEN int  mmh_check_image(const mmh_image *img, mmh_check_result *r,
+MMH_HIDDEN int  mmh_check_fileview(const mmh_fileview *fv, mmh_check_result *r,
                                 mmh_check_report_fn report, mmh_check_progress_fn progress,
                                 void *arg);
 

@@ -56,36 +56,37 @@ int mmh_io_failed(mmh_heap *h, const char *what, const char *file, size_t off)
     return mmh_fail(errno, "%s: %s of %s at offset %zu failed: %m", h->path, what, file, off);
 }
 
-static int write_range(mmh_heap *h, int fd, const char *file, size_t off, size_t len)
+/* The heap's bytes [off, off + len) to fd at off, counted in *written. */
+static int write_range(mmh_heap *h, int fd, const char *file, size_t off, size_t len,
+                       uint64_t *written)
 {
     if (mmh_pwrite_all(fd, h->base + off, len, off) != 0)
         return mmh_io_failed(h, "write", file, off);
-    h->persist.bytes_written += len;
+    *written += len;
     return 0;
 }
 
-int mmh_write_in_place(mmh_heap *h, int fd, const char *file, const mmh_range *ranges, size_t n)
+static int write_in_place(mmh_heap *h, int fd, const char *file, const mmh_range *ranges,
+                          size_t n, uint64_t *written)
 {
-    errno = 0;
     for (size_t i = 0; i < n; i++)
-        if (write_range(h, fd, file, ranges[i].off, ranges[i].len) != 0)
+        if (write_range(h, fd, file, ranges[i].off, ranges[i].len, written) != 0)
             return -1;
     return 0;
 }
 
-/* mmh_write_in_place for anonymous memory, leaving out the pages never
+/* write_in_place for anonymous memory, leaving out the pages never
  * touched (neither present nor swapped out, says /proc/self/pagemap):
  * they read as zeros, and so does the file's hole there. */
 static int write_populated(mmh_heap *h, int fd, const char *file, const mmh_range *ranges,
-                           size_t n)
+                           size_t n, uint64_t *written)
 {
     int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (pagemap < 0)
-        return mmh_write_in_place(h, fd, file, ranges, n);
+        return write_in_place(h, fd, file, ranges, n, written);
     size_t page = h->hdr->page_size;
     uint64_t entries[512];
     int rc = 0;
-    errno = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         size_t run = 0, run_len = 0, end = ranges[i].off + ranges[i].len;
         for (size_t off = ranges[i].off; off < end && rc == 0;) {
@@ -98,13 +99,13 @@ static int write_populated(mmh_heap *h, int fd, const char *file, const mmh_rang
                     run = run_len ? run : off;
                     run_len += page;
                 } else if (run_len) {
-                    rc = write_range(h, fd, file, run, run_len);
+                    rc = write_range(h, fd, file, run, run_len, written);
                     run_len = 0;
                 }
             }
         }
         if (run_len && rc == 0)
-            rc = write_range(h, fd, file, run, run_len);
+            rc = write_range(h, fd, file, run, run_len, written);
     }
     close(pagemap);
     return rc;
@@ -113,14 +114,16 @@ static int write_populated(mmh_heap *h, int fd, const char *file, const mmh_rang
 /* A complete heap file in fd: the in-use ranges at their offsets (the rest
  * stays a hole; for an anonymous heap, so do its untouched pages), the
  * header page from hdr, synced.  hdr may differ from the mapping's (a
- * snapshot gives its image an identity of its own). */
+ * snapshot gives its image an identity of its own).  *written: the bytes
+ * of the heap written. */
 int mmh_image_write(mmh_heap *h, int fd, const char *file, const mmh_range *ranges, size_t n,
-                    const mmh_hdr *hdr)
+                    const mmh_hdr *hdr, uint64_t *written)
 {
+    *written = 0;
     errno = 0;
     if (ftruncate(fd, (off_t)h->mapped) != 0)
         return mmh_io_failed(h, "truncate", file, h->mapped);
-    if ((h->fd < 0 ? write_populated : mmh_write_in_place)(h, fd, file, ranges, n) != 0)
+    if ((h->fd < 0 ? write_populated : write_in_place)(h, fd, file, ranges, n, written) != 0)
         return -1;
     if (mmh_pwrite_all(fd, hdr, MMH_HDR_SIZE, 0) != 0)
         return mmh_io_failed(h, "write", file, 0);

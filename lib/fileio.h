@@ -11,10 +11,9 @@ MMH_HIDDEN int mmh_pread_all(int fd, void *buf, size_t len, size_t off);
 struct iovec;
 MMH_HIDDEN ssize_t mmh_pwritev(int fd, const struct iovec *iov, int n, off_t off);
 MMH_HIDDEN int mmh_io_failed(mmh_heap *h, const char *what, const char *file, size_t off);
-MMH_HIDDEN int mmh_write_in_place(mmh_heap *h, int fd, const char *file,
-                                  const mmh_range *ranges, size_t n);
+/* A complete heap file in fd, synced (see there); *written: heap bytes. */
 MMH_HIDDEN int mmh_image_write(mmh_heap *h, int fd, const char *file, const mmh_range *ranges,
-                               size_t n, const mmh_hdr *hdr);
+                               size_t n, const mmh_hdr *hdr, uint64_t *written);
 MMH_HIDDEN char *mmh_dir_of(const char *path);
 MMH_HIDDEN const char *mmh_base_name(const char *path);
 MMH_HIDDEN int   mmh_sync_dir(const char *dir, const char *file);

@@ -119,10 +119,11 @@ static mmh_heap *heap_ready(mmh_heap *h, mmh_tracker tracker)
 static int write_first_state(mmh_heap *h)
 {
     mmh_ranges r = { 0 };
+    uint64_t written;
     h->hdr->checksum = mmh_format_checksum(h->hdr);
     int rc = mmh_in_use_ranges(h, &r);
     if (rc == 0)
-        rc = mmh_image_write(h, h->fd, h->path, r.v, r.n, h->hdr);
+        rc = mmh_image_write(h, h->fd, h->path, r.v, r.n, h->hdr, &written);
     mmh_meta_free(r.v);
     return rc;
 }

@@ -1,7 +1,7 @@
 /* The slow halves of the memory checkers' hooks (instrument.h): memcheck
  * client requests and ASan poisoning, and the heap-wide work at open and
  * close.  Reached only for heaps that are checked. */
-#include "internal.h"
+#include "walk.h"
 
 #include <string.h>
 
@@ -160,55 +160,41 @@ void mmh_inst_bulk_end(void)
  * checked the page's counts). */
 #define PAGE_BLOCKS_MAX (MMH_SLICE_SIZE / MMH_MIN_ALIGN)
 
-/* The free blocks of a small page's list that starts at off: off limits.
+/* The free blocks of a small page's list that starts at first: off limits.
  * mmh_open does not check these lists: the walk stays inside the page and
  * takes a block once (seen: of both lists), so that a damaged list stops
  * it rather than have a free block freed again (a report). */
-static void free_list(mmh_heap *h, const mmh_page *pg, uint64_t off, uint8_t *seen)
+static void free_list(mmh_heap *h, const mmh_page *pg, uint64_t first, uint8_t *seen)
 {
-    uint64_t first = mmh_off(h, mmh_page_start(pg));
-    while (off) {
-        uint64_t in = off - first, b = in / pg->block_size;
-        if (in >= (uint64_t)pg->capacity * pg->block_size || in % pg->block_size ||
-            (seen[b / 8] & (1u << (b % 8))))
-            break;
-        seen[b / 8] |= (uint8_t)(1u << (b % 8));
-        void *p = mmh_ptr(h, off);
-        off = *(const uint64_t *)p;
-        mmh_inst_free(h, p, pg->block_size);
-    }
+    mmh_list_iter l;
+    uint64_t off;
+    mmh_list_iter_init(&l, NULL, h->base, pg, first, seen); /* blocks still defined */
+    while (mmh_list_next(&l, &off) == MMH_LIST_BLOCK)
+        mmh_inst_free(h, mmh_ptr(h, off), pg->block_size);
 }
 
 /* Every block the heap holds: allocated, defined; then the free ones of
  * each small page free again. */
 static void blocks_known(mmh_heap *h)
 {
-    for (size_t i = 0; i < (h->mapped >> MMH_SEG_SHIFT); i++) {
-        uint32_t e = h->segmap[i];
-        const mmh_segment *s = mmh_seg_at(h, i);
-        if (MMH_SEGMAP_KIND(e) == MMH_SEGMAP_HUGE) {
-            void *p = mmh_ptr(h, s->pages[1].free);
+    mmh_span_iter it;
+    mmh_span sp;
+    mmh_span_iter_init(&it, h->base, h->segmap, h->mapped >> MMH_SEG_SHIFT);
+    while (mmh_span_next(&it, &sp)) {
+        const mmh_page *pg = sp.pg;
+        if (sp.kind == MMH_SPAN_HUGE || (sp.kind == MMH_SPAN_SLICED &&
+                                         pg->kind == MMH_PAGE_LARGE)) {
+            void *p = mmh_ptr(h, pg->free);
             mmh_inst_alloc(h, p, mmh_usable_size(h, p), true);
-            continue;
-        }
-        if (MMH_SEGMAP_KIND(e) != MMH_SEGMAP_SLICED)
-            continue;
-        for (size_t idx = s->first_slice; idx < MMH_SEG_SLICES;) {
-            const mmh_page *pg = &s->pages[idx];
-            idx += pg->slice_count ? pg->slice_count : 1;
-            if (pg->kind == MMH_PAGE_LARGE) {
-                void *p = mmh_ptr(h, pg->free);
-                mmh_inst_alloc(h, p, mmh_usable_size(h, p), true);
-            } else if (pg->kind == MMH_PAGE_SMALL) {
-                char *start = mmh_page_start(pg);
-                uint8_t seen[PAGE_BLOCKS_MAX / 8];
-                memset(seen, 0, (pg->capacity + 7) / 8);
-                for (uint32_t b = 0; b < pg->capacity; b++)
-                    mmh_inst_alloc(h, start + (size_t)b * pg->block_size, pg->block_size, true);
-                free_list(h, pg, pg->free, seen);
-                free_list(h, pg, atomic_load(&((mmh_page *)pg)->xfree) &
-                                     ~(uint64_t)MMH_XF_FLAGS, seen);
-            }
+        } else if (sp.kind == MMH_SPAN_SLICED && pg->kind == MMH_PAGE_SMALL) {
+            char *start = mmh_page_start(pg);
+            uint8_t seen[PAGE_BLOCKS_MAX / 8];
+            memset(seen, 0, MMH_LIST_SEEN_BYTES(pg->capacity));
+            for (uint32_t b = 0; b < pg->capacity; b++)
+                mmh_inst_alloc(h, start + (size_t)b * pg->block_size, pg->block_size, true);
+            free_list(h, pg, pg->free, seen);
+            free_list(h, pg, atomic_load(&((mmh_page *)pg)->xfree) & ~(uint64_t)MMH_XF_FLAGS,
+                      seen);
         }
     }
 }

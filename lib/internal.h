@@ -152,7 +152,7 @@ typedef struct mmh_tbind {
     uint64_t  uid;
     char     *base;
     mmh_slot *slot;
-    uint32_t  slot_id;        /* slot index + 1, as in mmh_page.slot */
+    uint32_t  slot_id;        /* slot index + 1, as in mmh_page.slot_id */
     uint32_t  pad_;
 } mmh_tbind;
 
@@ -338,8 +338,10 @@ MMH_HIDDEN void mmh_default_print_stats(void);
 MMH_HIDDEN void mmh_options_read(void); /* once */
 
 /* stats.c */
+/* The small pages of one size class, as the statistics and the checker
+ * count them. */
 typedef struct mmh_class_stats {
-    uint64_t pages, blocks, capacity;
+    uint64_t pages, blocks, capacity; /* capacity: blocks the pages hold */
 } mmh_class_stats;
 
 MMH_HIDDEN void mmh_stats_init(mmh_heap *h);
@@ -383,6 +385,7 @@ static inline bool mmh_block_start(const mmh_page *pg, const void *p)
 
 static inline void *mmh_page_pop(mmh_heap *h, mmh_page *pg)
 {
+    mmh_assert(pg->kind == MMH_PAGE_SMALL && pg->used < pg->capacity);
     void *p = mmh_ptr(h, pg->free);
     pg->free = mmh_link_get(h, p);
     pg->used++;
@@ -416,10 +419,11 @@ static inline __attribute__((always_inline)) bool mmh_page_push_own(mmh_heap *h,
         return false;
     if (unlikely(!mmh_block_freeing(h, p, pg->block_size)))
         return true; /* free already: the checker reported it */
+    mmh_assert(pg->used > 0);
     mmh_link_set(h, p, pg->free);
     pg->free = off;
     if (unlikely((--pg->used == 0 && b->slot->pages[pg->cls] != mmh_off(h, pg)) ||
-                 (pg->flags & MMH_PF_FULL)))
+                 (pg->flags & MMH_PF_PARKED)))
         mmh_page_free_local(h, b, pg);
     return true;
 }
@@ -438,8 +442,8 @@ static inline __attribute__((always_inline)) bool mmh_free_fast(mmh_heap *h, voi
     mmh_page *pg = mmh_page_of(p);
     if (unlikely(!mmh_block_start(pg, p))) /* large blocks too: capacity 0 */
         return false;
-    if (unlikely(pg->slot != b->slot_id)) {
-        if (pg->kind != MMH_PAGE_SMALL || !pg->slot)
+    if (unlikely(pg->slot_id != b->slot_id)) {
+        if (pg->kind != MMH_PAGE_SMALL || !pg->slot_id)
             return false;
         return mmh_page_free_remote(h, pg, p); /* the page stays while p is live */
     }

@@ -81,7 +81,8 @@ enum mmh_page_kind {
 enum {
     MMH_PF_PURGED  = 1u << 0, /* free span: all its memory was handed back  */
     MMH_PF_HOLES   = 1u << 1, /* free span: some of it was handed back      */
-    MMH_PF_FULL    = 1u << 2, /* small page parked: off its class's list    */
+    MMH_PF_PARKED  = 1u << 2, /* small page full, parked: off its class's
+                                 ring until a block comes back            */
     MMH_PF_PUNCHED = 1u << 3, /* free span: a hole in the file as committed */
     MMH_PF_ZEROED  = 1u << 4, /* large block just made of memory known to be
                                  zero (purged, or never touched, in an
@@ -91,9 +92,10 @@ enum {
 /* Low bits of mmh_page.xfree (blocks are 16-aligned), shared between the
  * owner and remote freeing threads. */
 enum {
-    MMH_XF_FULL     = 1u << 0, /* owner parked the page as full (may be
+    MMH_XF_NOTIFY   = 1u << 0, /* the owner parked the page: the first remote
+                                  free queues it on slot->xpages (may be
                                   stale: cleared lazily after an unpark)    */
-    MMH_XF_NOTIFIED = 1u << 1, /* a remote free queued it on slot->xpages   */
+    MMH_XF_NOTIFIED = 1u << 1, /* a remote free queued it there             */
     MMH_XF_FLAGS    = 15u,
 };
 
@@ -109,7 +111,7 @@ typedef struct __attribute__((aligned(64))) mmh_page {
     uint32_t block_size;
     uint32_t capacity;        /* blocks carved so far                      */
     uint32_t reserved;        /* blocks the page holds                     */
-    uint32_t slot;            /* owning slot index + 1; 0: none            */
+    uint32_t slot_id;         /* owning slot index + 1; 0: none            */
     uint16_t slice_count;     /* span head: slices in the span             */
     uint16_t slice_offset;    /* slices back to the span head              */
     uint8_t  kind;

@@ -9,7 +9,7 @@
  * finds pages by walking the segments).  The owner's first free into a
  * parked page puts it back, last in the ring; the first remote free queues
  * it on the slot's xpages stack so the owner takes it back (the
- * FULL/NOTIFIED bits in xfree make that happen exactly once).  A page whose
+ * NOTIFY/NOTIFIED bits in xfree make that happen exactly once).  A page whose
  * blocks are all free goes back to the span allocator.
  */
 #include "internal.h"
@@ -42,12 +42,15 @@ _Static_assert(CLASS_SIZE(MMH_CLASSES - 1) == MMH_SMALL_MAX, "the table covers t
 
 static uint64_t *class_head(mmh_slot *slot, const mmh_page *pg)
 {
+    mmh_assert(pg->kind == MMH_PAGE_SMALL && pg->cls >= 1 && pg->cls < MMH_CLASSES);
     return &slot->pages[pg->cls];
 }
 
 static void class_unlink(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
     uint64_t *head = class_head(slot, pg), off = mmh_off(h, pg);
+    mmh_assert(!(pg->flags & MMH_PF_PARKED) && &h->slots[pg->slot_id - 1] == slot);
+    mmh_assert(mmh_page_at(h, pg->prev)->next == off && mmh_page_at(h, pg->next)->prev == off);
     if (pg->next == off) {
         *head = MMH_EMPTY_PAGE_OFF;
     } else {
@@ -62,6 +65,7 @@ static void class_unlink(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 static void class_push_last(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
     uint64_t *head = class_head(slot, pg), off = mmh_off(h, pg);
+    mmh_assert(!(pg->flags & MMH_PF_PARKED) && &h->slots[pg->slot_id - 1] == slot);
     if (*head == MMH_EMPTY_PAGE_OFF) {
         pg->next = pg->prev = off;
         *head = off;
@@ -83,17 +87,17 @@ static bool park(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
     do {
         if (x & ~(uint64_t)MMH_XF_FLAGS)
             return false;
-    } while (!atomic_compare_exchange_weak(&pg->xfree, &x, x | MMH_XF_FULL));
+    } while (!atomic_compare_exchange_weak(&pg->xfree, &x, x | MMH_XF_NOTIFY));
     class_unlink(h, slot, pg);
-    pg->flags |= MMH_PF_FULL;
+    pg->flags |= MMH_PF_PARKED;
     return true;
 }
 
-/* The FULL bit in xfree stays set: clearing it would cost an atomic
+/* The NOTIFY bit in xfree stays set: clearing it would cost an atomic
  * operation on every unpark; drain_notified and retire clear it lazily. */
 static void unpark(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
-    pg->flags &= (uint8_t)~MMH_PF_FULL;
+    pg->flags &= (uint8_t)~MMH_PF_PARKED;
     class_push_last(h, slot, pg);
 }
 
@@ -106,11 +110,11 @@ static void drain_notified(mmh_heap *h, mmh_slot *slot)
     while (off) {
         mmh_page *pg = mmh_page_at(h, off);
         off = pg->xnext;
-        if (pg->flags & MMH_PF_FULL) {
+        if (pg->flags & MMH_PF_PARKED) {
             atomic_fetch_and(&pg->xfree, ~(uint64_t)MMH_XF_NOTIFIED);
             unpark(h, slot, pg);
-        } else { /* unparked meanwhile: its FULL bit is stale */
-            atomic_fetch_and(&pg->xfree, ~(uint64_t)(MMH_XF_NOTIFIED | MMH_XF_FULL));
+        } else { /* unparked meanwhile: its NOTIFY bit is stale */
+            atomic_fetch_and(&pg->xfree, ~(uint64_t)(MMH_XF_NOTIFIED | MMH_XF_NOTIFY));
         }
     }
 }
@@ -131,6 +135,7 @@ static void collect(mmh_heap *h, mmh_page *pg)
     uint32_t n = 1;
     for (uint64_t next; (next = mmh_link_get(h, mmh_ptr(h, last))) != 0; last = next)
         n++;
+    mmh_assert(n <= pg->used);
     mmh_link_set(h, mmh_ptr(h, last), pg->free);
     pg->free = first;
     pg->used -= n;
@@ -140,6 +145,7 @@ static void collect(mmh_heap *h, mmh_page *pg)
 static void extend(mmh_heap *h, mmh_page *pg)
 {
     uint32_t n = EXTEND_BYTES / pg->block_size;
+    mmh_assert(!pg->free && pg->capacity < pg->reserved);
     if (n == 0)
         n = 1;
     if (n > pg->reserved - pg->capacity)
@@ -167,23 +173,24 @@ static mmh_page *page_new(mmh_heap *h, uint32_t slot_id, unsigned cls)
     pg->cls = (uint8_t)cls;
     pg->block_size = (uint32_t)bsize;
     pg->reserved = (uint32_t)((slices << MMH_SLICE_SHIFT) / bsize);
-    pg->slot = slot_id;
+    pg->slot_id = slot_id;
     return pg;
 }
 
 /* Give an empty page back to the span allocator, unless a remote free
- * still refers to it (NOTIFIED, or blocks not yet collected).  A FULL bit
+ * still refers to it (NOTIFIED, or blocks not yet collected).  A NOTIFY bit
  * left behind by an unpark is cleared here. */
 static void retire(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
     uint64_t x = atomic_load(&pg->xfree);
-    if (x == MMH_XF_FULL && !(pg->flags & MMH_PF_FULL) &&
+    if (x == MMH_XF_NOTIFY && !(pg->flags & MMH_PF_PARKED) &&
         atomic_compare_exchange_strong(&pg->xfree, &x, 0))
         x = 0;
     if (x != 0)
         return;
-    if (pg->flags & MMH_PF_FULL)
-        pg->flags &= (uint8_t)~MMH_PF_FULL;
+    mmh_assert(pg->used == 0);
+    if (pg->flags & MMH_PF_PARKED)
+        pg->flags &= (uint8_t)~MMH_PF_PARKED;
     else
         class_unlink(h, slot, pg);
     mmh_lock(h);
@@ -236,7 +243,7 @@ void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
 void mmh_page_free_local(mmh_heap *h, mmh_tbind *b, mmh_page *pg)
 {
     mmh_slot *slot = b->slot;
-    if (pg->flags & MMH_PF_FULL)
+    if (pg->flags & MMH_PF_PARKED)
         unpark(h, slot, pg);
     if (pg->used != 0 || slot->pages[pg->cls] == mmh_off(h, pg))
         return;
@@ -250,7 +257,7 @@ void mmh_page_free_local(mmh_heap *h, mmh_tbind *b, mmh_page *pg)
  * owner's to read. */
 bool mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p)
 {
-    uint32_t slot_id = pg->slot; /* stable while p is live */
+    uint32_t slot_id = pg->slot_id; /* stable while p is live */
     uint64_t x = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
     if ((x & ~(uint64_t)MMH_XF_FLAGS) == mmh_off(h, p))
         return false;
@@ -263,7 +270,7 @@ bool mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p)
         !atomic_compare_exchange_strong(&slot->owner, &none, UINT64_MAX))
         return true;
     drain_notified(h, slot);
-    if (pg->kind == MMH_PAGE_SMALL && pg->slot == slot_id) { /* not given back meanwhile */
+    if (pg->kind == MMH_PAGE_SMALL && pg->slot_id == slot_id) { /* not given back meanwhile */
         collect(h, pg);
         if (pg->used == 0)
             retire(h, slot, pg);
@@ -279,14 +286,14 @@ static void push_remote(mmh_heap *h, mmh_page *pg, void *p)
     do {
         mmh_link_set(h, p, x & ~(uint64_t)MMH_XF_FLAGS);
         want = off | (x & MMH_XF_FLAGS);
-        if ((x & (MMH_XF_FULL | MMH_XF_NOTIFIED)) == MMH_XF_FULL)
+        if ((x & (MMH_XF_NOTIFY | MMH_XF_NOTIFIED)) == MMH_XF_NOTIFY)
             want |= MMH_XF_NOTIFIED;
     } while (!atomic_compare_exchange_weak(&pg->xfree, &x, want));
     if (!((want ^ x) & MMH_XF_NOTIFIED))
         return;
     /* This free woke a parked page: queue it for its owner.  The page
-     * cannot be given back while NOTIFIED is set, so pg->slot is stable. */
-    mmh_slot *slot = &h->slots[pg->slot - 1];
+     * cannot be given back while NOTIFIED is set, so pg->slot_id is stable. */
+    mmh_slot *slot = &h->slots[pg->slot_id - 1];
     uint64_t head = atomic_load_explicit(&slot->xpages, memory_order_relaxed);
     do
         pg->xnext = head;

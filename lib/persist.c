@@ -264,6 +264,8 @@ static int grow(mmh_persist *p, uint64_t size)
 static int plan(mmh_heap *h, mmh_persist_job *c)
 {
     mmh_persist *p = h->persist.state;
+    mmh_assert_locked(h);
+    mmh_assert(!p->appending); /* one commit in flight */
     c->nrecords = data_records(&c->ranges) + c->punches.n;
     c->head_bytes = mmh_wal_head_bytes(c->nrecords);
     c->data_bytes = 0;
@@ -313,6 +315,8 @@ static int plan(mmh_heap *h, mmh_persist_job *c)
         c->at = p->tail;
         c->salt = p->hdr.salt;
         p->appending = true;
+        mmh_assert(c->at.off >= MMH_WAL_START && c->at.off % MMH_WAL_ALIGN == 0);
+        mmh_assert(c->head_bytes % MMH_WAL_ALIGN == 0 && c->data_bytes % MMH_WAL_ALIGN == 0);
     }
     pthread_mutex_unlock(&p->mutex);
     return rc;
@@ -377,6 +381,7 @@ static int append(mmh_persist *p, mmh_persist_job *c, const char *base, uint64_t
     for (size_t i = 0; i < c->punches.n; i++, k++)
         rec[k] = (mmh_wal_rec){ .off = c->punches.v[i].off, .len = c->punches.v[i].len,
                                 .kind = MMH_WAL_PUNCH };
+    mmh_assert(k == c->nrecords && data_at + fill == c->at.off + c->head_bytes + c->data_bytes);
     head->hash = mmh_wal_head_hash(head);
     /* A small commit is one write: head and data are adjacent. */
     if (flushed ? mmh_pwrite_all(p->wal_fd, p->copy_buf, fill, data_at) != 0 ||
@@ -406,6 +411,9 @@ static void appended(mmh_persist *p, const mmh_persist_job *c, bool ok)
     pthread_mutex_lock(&p->mutex);
     p->appending = false;
     if (ok) {
+        /* The commit continues the tail it was planned at, by one. */
+        mmh_assert(c->at.seq == p->tail.seq && c->at.chain == p->tail.chain);
+        mmh_assert(c->end.seq == c->at.seq + 1 && c->end.off > c->at.off);
         p->tail = c->end;
         if (p->tail.off > p->cap)
             p->cap = p->tail.off;
@@ -515,6 +523,7 @@ static int checkpoint(mmh_persist *p)
     int err = p->ckpt_final ? p->ckpt_err : 0;
     pthread_mutex_unlock(&p->mutex);
     bool work = from.mark_seq != to.seq;
+    mmh_assert(to.seq >= from.mark_seq); /* the mark never passes the tail */
     int rc = 0;
     if (err)
         rc = mmh_fail(err, "%s: checkpoints stopped after a failure (%s); the log %s keeps "
@@ -759,11 +768,6 @@ int mmh_persist_close(mmh_heap *h)
 
 /* ---- the commit ------------------------------------------------------- */
 
-static int add_punch(mmh_heap *h, size_t off, size_t len, void *arg)
-{
-    return mmh_ranges_add(h, off, len, arg);
-}
-
 /* Start a commit: its sequence number in the header, the ranges it
  * writes (those written since the last commit, every in-use range when
  * untracked, and those of a background commit that failed) and, in
@@ -773,13 +777,14 @@ static int commit_ranges(mmh_heap *h, mmh_persist_job *c)
     mmh_persist *p = h->persist.state;
     mmh_hdr *hdr = h->hdr;
     bool shared = h->flags & MMH_SHARED;
+    mmh_assert_locked(h);
     hdr->commit_seq = shared ? hdr->commit_seq + 1 : p->tail.seq + 1;
     /* Punched ranges are marked in the heap's metadata before it is
      * collected, so that this commit carries both. */
-    int rc = shared ? 0 : mmh_punch_purged(h, add_punch, &c->punches);
+    int rc = shared ? 0 : mmh_punch_purged(h, mmh_ranges_add, &c->punches);
     hdr->checksum = mmh_format_checksum(hdr);
     if (rc == 0)
-        rc = h->track.ops ? h->track.ops->collect(h, mmh_ranges_add, &c->ranges)
+        rc = h->track.ops ? h->track.ops->scan(h, mmh_ranges_add, &c->ranges)
                       : mmh_in_use_ranges(h, &c->ranges);
     if (rc == 0)
         rc = mmh_track_resume(h);
@@ -857,6 +862,7 @@ int mmh_writeback(mmh_heap *h)
 int mmh_commit_check(mmh_heap *h, const char *fn)
 {
     mmh_persist *p = h->persist.state;
+    mmh_assert_locked(h);
     if (h->fd < 0 || (h->flags & MMH_VOLATILE))
         return mmh_fail(EINVAL, "%s: %s: the heap has no file to commit to (mmh_snapshot saves "
                         "it)", h->path, fn);
@@ -945,12 +951,13 @@ mmh_persist_job *mmh_persist_job_prepare(mmh_heap *h)
     return c;
 }
 
-int mmh_persist_job_run(mmh_heap *h, mmh_persist_job *c, mmh_wal_pos *end, int *final_err)
+int mmh_persist_job_run(mmh_heap *h, mmh_persist_job *c, mmh_wal_pos *end, uint64_t *written,
+                        int *final_err)
 {
     int rc = append(h->persist.state, c, h->base, h->mapped);
     if (rc == 0) {
         *end = c->end;
-        h->persist.bytes_written += c->head_bytes + c->data_bytes; /* the child's count, reported */
+        *written = c->head_bytes + c->data_bytes;
     } else {
         *final_err = c->final ? c->err : 0;
     }

@@ -97,10 +97,10 @@ MMH_HIDDEN int      mmh_writeback(mmh_heap *h);
 MMH_HIDDEN int      mmh_commit_check(mmh_heap *h, const char *fn);
 MMH_HIDDEN void     mmh_commit_done(mmh_heap *h, uint64_t ns);
 MMH_HIDDEN mmh_persist_job *mmh_persist_job_prepare(mmh_heap *h);
-/* The child's part: 0 with *end the log after the commit, or -1 with
- * *final_err the failure if it is final. */
-MMH_HIDDEN int      mmh_persist_job_run(mmh_heap *h, mmh_persist_job *pj,
-                                        mmh_wal_pos *end, int *final_err);
+/* The child's part: 0 with *end the log after the commit and *written its
+ * bytes, or -1 with *final_err the failure if it is final. */
+MMH_HIDDEN int      mmh_persist_job_run(mmh_heap *h, mmh_persist_job *pj, mmh_wal_pos *end,
+                                        uint64_t *written, int *final_err);
 /* The child's outcome, in the parent (end: NULL unless ok). */
 MMH_HIDDEN void     mmh_persist_job_done(mmh_heap *h, mmh_persist_job *pj, bool ok,
                                          const mmh_wal_pos *end, int final_err);

@@ -1,6 +1,7 @@
 /* Lists of heap ranges: what a commit writes, built from the tracker's
  * reports or from the allocator's metadata. */
 #include "ranges.h"
+#include "walk.h"
 
 #include <errno.h>
 
@@ -27,33 +28,27 @@ int mmh_ranges_add(mmh_heap *h, size_t off, size_t len, void *arg)
  * free runs too: it holds their links). */
 int mmh_in_use_ranges(mmh_heap *h, mmh_ranges *r)
 {
-    size_t nsegs = h->mapped >> MMH_SEG_SHIFT;
-    for (size_t idx = 0; idx < nsegs;) {
-        uint32_t e = h->segmap[idx];
-        size_t seg = idx << MMH_SEG_SHIFT, run = MMH_SEGMAP_LEN(e);
-        int rc = 0;
-        switch (MMH_SEGMAP_KIND(e)) {
-        case MMH_SEGMAP_SLICED: {
-            const mmh_segment *s = mmh_seg_at(h, idx);
-            for (size_t i = 0; i < MMH_SEG_SLICES && rc == 0; i += s->pages[i].slice_count)
-                if (s->pages[i].kind != MMH_PAGE_FREE)
-                    rc = mmh_ranges_add(h, seg + (i << MMH_SLICE_SHIFT),
-                                        (size_t)s->pages[i].slice_count << MMH_SLICE_SHIFT, r);
-            run = 1;
+    mmh_span_iter it;
+    mmh_span sp;
+    mmh_span_iter_init(&it, h->base, h->segmap, h->mapped >> MMH_SEG_SHIFT);
+    while (mmh_span_next(&it, &sp)) {
+        size_t len;
+        switch (sp.kind) {
+        case MMH_SPAN_SLICED:
+            len = sp.pg->kind == MMH_PAGE_FREE ? 0 : mmh_span_bytes(&sp);
             break;
-        }
-        case MMH_SEGMAP_HUGE:
-            rc = mmh_ranges_add(h, seg, run << MMH_SEG_SHIFT, r);
+        case MMH_SPAN_HUGE:
+            len = mmh_span_bytes(&sp);
             break;
-        case MMH_SEGMAP_FREE:
-            rc = mmh_ranges_add(h, seg, MMH_SLICE_SIZE, r);
+        case MMH_SPAN_FREE_RUN:
+            len = MMH_SLICE_SIZE;
             break;
         default:
-            return mmh_fail(EIO, "%s: corrupt segment map at segment %zu", h->path, idx);
+            return mmh_fail(EIO, "%s: corrupt segment map or span at segment %zu, slice %zu",
+                            h->path, sp.seg, sp.slice);
         }
-        if (rc)
-            return rc;
-        idx += run;
+        if (len && mmh_ranges_add(h, mmh_span_start(&sp), len, r) != 0)
+            return -1;
     }
     return 0;
 }

@@ -9,7 +9,8 @@
  * PURGE_DELAY_MS, so that memory freed and allocated again soon is not
  * faulted in again.
  *
- * Every function here but mmh_purge_all runs with h->lock held.
+ * Every function here but mmh_purge_all and mmh_segment_init_first (a new
+ * heap, not yet shared) runs with h->lock held; debug builds assert it.
  */
 #include "internal.h"
 
@@ -72,6 +73,8 @@ static void used_add(mmh_heap *h, size_t bytes)
 static void bin_push(mmh_heap *h, mmh_page *pg)
 {
     unsigned bin = pg->slice_count;
+    mmh_assert_locked(h);
+    mmh_assert(pg->kind == MMH_PAGE_FREE && bin >= 1 && bin <= MMH_SPAN_BINS);
     uint64_t *head = &h->hdr->span_bins[bin], off = mmh_off(h, pg);
     pg->prev = 0;
     pg->next = *head;
@@ -84,6 +87,10 @@ static void bin_push(mmh_heap *h, mmh_page *pg)
 static void bin_remove(mmh_heap *h, mmh_page *pg)
 {
     unsigned bin = pg->slice_count;
+    mmh_assert_locked(h);
+    mmh_assert(pg->kind == MMH_PAGE_FREE && (h->hdr->span_bitmap >> bin) & 1);
+    mmh_assert(pg->prev ? mmh_page_at(h, pg->prev)->next == mmh_off(h, pg)
+                        : h->hdr->span_bins[bin] == mmh_off(h, pg));
     if (pg->prev)
         mmh_page_at(h, pg->prev)->next = pg->next;
     else
@@ -99,6 +106,7 @@ static void bin_remove(mmh_heap *h, mmh_page *pg)
 static mmh_page *span_mark(mmh_segment *s, size_t idx, size_t n, unsigned kind, unsigned flags)
 {
     mmh_page *head = &s->pages[idx];
+    mmh_assert(n >= 1 && idx >= s->first_slice && idx + n <= MMH_SEG_SLICES);
     memset(head, 0, sizeof *head);
     head->slice_count = (uint16_t)n;
     head->kind = (uint8_t)kind;
@@ -125,6 +133,8 @@ static void span_insert_free(mmh_heap *h, mmh_segment *s, size_t idx, size_t n, 
 
 static void segrun_unlink(mmh_heap *h, mmh_segment *s)
 {
+    mmh_assert_locked(h);
+    mmh_assert(MMH_SEGMAP_KIND(h->segmap[mmh_seg_index(h, s)]) == MMH_SEGMAP_FREE);
     mmh_segment *prev = s->prev ? (mmh_segment *)mmh_ptr(h, s->prev) : NULL;
     mmh_segment *next = s->next ? (mmh_segment *)mmh_ptr(h, s->next) : NULL;
     if (prev)
@@ -137,6 +147,8 @@ static void segrun_unlink(mmh_heap *h, mmh_segment *s)
 
 static void segrun_insert(mmh_heap *h, size_t idx, size_t n, unsigned flags, uint32_t freed)
 {
+    mmh_assert_locked(h);
+    mmh_assert(idx > 0 && n >= 1 && idx + n <= seg_count(h));
     mmh_segment *s = mmh_seg_at(h, idx);
     mmh_segment *head = h->hdr->free_segs ? (mmh_segment *)mmh_ptr(h, h->hdr->free_segs) : NULL;
     s->magic = MMH_SEG_MAGIC;
@@ -214,6 +226,7 @@ static size_t segrun_alloc(mmh_heap *h, size_t n, size_t modulus, size_t lead, u
                 continue;
             *flags = s->flags;
             *freed = s->freed_ms;
+            mmh_assert(start >= idx && start + n <= idx + len);
             segrun_unlink(h, s);
             if (start > idx)
                 segrun_insert(h, idx, start - idx, *flags, *freed);
@@ -256,6 +269,8 @@ void mmh_segment_init_first(mmh_heap *h)
 mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices)
 {
     size_t need = slices + align_slices - 1;
+    mmh_assert_locked(h);
+    mmh_assert(slices >= 1 && align_slices >= 1 && need < MMH_SEG_SLICES);
     uint64_t avail = h->hdr->span_bitmap & ~((2ull << (need - 1)) - 1);
     if (!avail) {
         unsigned flags;
@@ -272,6 +287,7 @@ mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices)
     size_t idx = page_index(pg), n = pg->slice_count, start = mmh_align_up(idx, align_slices);
     unsigned flags = pg->flags;
     uint32_t freed = pg->freed_ms;
+    mmh_assert(start + slices <= idx + n);
     bin_remove(h, pg);
     if (start > idx)
         span_insert_free(h, s, idx, start - idx, flags, freed);
@@ -292,6 +308,9 @@ void mmh_span_free(mmh_heap *h, mmh_page *pg)
 {
     mmh_segment *s = segment_of_page(pg);
     size_t idx = page_index(pg), n = pg->slice_count;
+    mmh_assert_locked(h);
+    mmh_assert(pg->kind != MMH_PAGE_FREE && pg->kind != MMH_PAGE_META && pg->slice_offset == 0);
+    mmh_assert(h->space.used_bytes >= (size_t)n << MMH_SLICE_SHIFT);
     unsigned flags = 0;
     h->hdr->unpurged += (uint64_t)n << MMH_SLICE_SHIFT;
     h->space.used_bytes -= (size_t)n << MMH_SLICE_SHIFT;
@@ -324,6 +343,8 @@ bool mmh_span_grow(mmh_heap *h, mmh_page *pg, size_t slices)
 {
     mmh_segment *s = segment_of_page(pg);
     size_t idx = page_index(pg), n = pg->slice_count;
+    mmh_assert_locked(h);
+    mmh_assert(pg->kind == MMH_PAGE_LARGE && slices > n);
     if (idx + n >= MMH_SEG_SLICES)
         return false;
     mmh_page *next = &s->pages[idx + n];
@@ -351,6 +372,8 @@ void mmh_span_shrink(mmh_heap *h, mmh_page *pg, size_t slices)
 {
     mmh_segment *s = segment_of_page(pg);
     size_t idx = page_index(pg), n = pg->slice_count;
+    mmh_assert_locked(h);
+    mmh_assert(pg->kind == MMH_PAGE_LARGE && slices >= 1 && slices < n);
     pg->slice_count = (uint16_t)slices;
     mmh_span_free(h, span_mark(s, idx + slices, n - slices, MMH_PAGE_LARGE, 0));
 }
@@ -359,6 +382,7 @@ void mmh_span_shrink(mmh_heap *h, mmh_page *pg, size_t slices)
 
 mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, char **block)
 {
+    mmh_assert_locked(h);
     size_t nsegs, modulus = 1, lead = 0, off;
     if (align <= MMH_SEG_SIZE / 2) {
         off = mmh_align_up(MMH_SLICE_SIZE, align);
@@ -408,6 +432,7 @@ static void huge_release(mmh_heap *h, size_t idx, size_t n)
 
 void mmh_huge_free(mmh_heap *h, mmh_page *pg)
 {
+    mmh_assert_locked(h);
     size_t idx = mmh_seg_index(h, (char *)segment_of_page(pg) - MMH_SEGHDR_OFFSET);
     huge_release(h, idx, MMH_SEGMAP_LEN(h->segmap[idx]));
 }
@@ -417,6 +442,7 @@ void mmh_huge_free(mmh_heap *h, mmh_page *pg)
  * the block, ends the heap).  False when the segments after it are taken. */
 bool mmh_huge_resize(mmh_heap *h, mmh_page *pg, size_t nsegs)
 {
+    mmh_assert_locked(h);
     size_t idx = mmh_seg_index(h, (char *)segment_of_page(pg) - MMH_SEGHDR_OFFSET);
     size_t n = MMH_SEGMAP_LEN(h->segmap[idx]), end = idx + n;
     if (nsegs <= n) {
@@ -522,6 +548,7 @@ static void purge(mmh_heap *h, uint32_t min_age)
  * once, to become holes in the file at the next commit. */
 void mmh_purge_maybe(mmh_heap *h)
 {
+    mmh_assert_locked(h);
     uint64_t threshold = h->mapped / 16 > PURGE_MIN ? h->mapped / 16 : PURGE_MIN;
     if (h->hdr->unpurged < threshold)
         return;
@@ -545,6 +572,7 @@ uint64_t mmh_purge_all(mmh_heap *h)
  * made holes in the file, each range once. */
 int mmh_punch_purged(mmh_heap *h, mmh_range_fn punch, void *arg)
 {
+    mmh_assert_locked(h);
     uint64_t young = 0;
     return free_ranges_each(h, MMH_PF_PURGED, MMH_PF_PUNCHED, MMH_PF_PUNCHED, 0, &young, punch,
                             arg);

@@ -145,11 +145,11 @@ static int target_lock(const char *path, int *fd)
 
 /* The image: written to an unnamed file, synced, renamed over the target,
  * the directory synced.  A crash leaves the old image whole. */
-static int write_image(mmh_heap *h, mmh_job *job)
+static int write_image(mmh_heap *h, mmh_job *job, uint64_t *written)
 {
     int lock;
     int rc = mmh_image_write(h, job->file.fd, job->path, job->ranges.v, job->ranges.n,
-                             job->image);
+                             job->image, written);
     if (rc == 0 && (rc = target_lock(job->path, &lock)) == 0) {
         rc = mmh_newfile_link(&job->file, job->path, true);
         if (lock >= 0)
@@ -161,18 +161,16 @@ static int write_image(mmh_heap *h, mmh_job *job)
 static _Noreturn void child_run(mmh_heap *h, mmh_job *job, int wfd, uint64_t start)
 {
     struct job_result res = { 0 };
-    uint64_t written = h->persist.bytes_written;
     mmh_inst_bulk_begin(); /* the image holds free blocks too; never ended: the child exits */
     int rc = job->kind == JOB_SNAPSHOT
-                 ? write_image(h, job)
-                 : mmh_persist_job_run(h, job->commit, &res.end, &res.final_err);
+                 ? write_image(h, job, &res.bytes)
+                 : mmh_persist_job_run(h, job->commit, &res.end, &res.bytes, &res.final_err);
     if (rc != 0) {
         res.err = errno ? errno : EIO;
         const char *msg = mmh_errmsg();
         size_t len = strlen(msg);
         memcpy(res.msg, msg, len < sizeof res.msg - 1 ? len : sizeof res.msg - 1);
     }
-    res.bytes = h->persist.bytes_written - written;
     res.cow_pages = count_cow_pages(h);
     res.ns = mmh_now_ns(CLOCK_MONOTONIC) - start;
     (void)!write(wfd, &res, sizeof res);

@@ -168,6 +168,8 @@ static void slot_init(mmh_slot *slot)
 static uint32_t slot_claim(mmh_heap *h, uint64_t token)
 {
     mmh_hdr *hdr = h->hdr;
+    mmh_assert_locked(h);
+    mmh_assert(hdr->slots_hwm <= hdr->nslots);
     for (uint32_t i = 0; i < hdr->nslots; i++) {
         uint64_t none = 0;
         if (i == hdr->slots_hwm) {

@@ -17,9 +17,9 @@ struct mmh_track_ops {
     int  (*attach)(mmh_heap *h);
     /* Growth mapped [from, to): track it too, clean. */
     int  (*extend)(mmh_heap *h, size_t from, size_t to);
-    /* Report the ranges written since the last collect, in ascending order,
+    /* Report the ranges written since the last scan, in ascending order,
      * and count them clean again.  After a failure the heap is failed. */
-    int  (*collect)(mmh_heap *h, mmh_range_fn fn, void *arg);
+    int  (*scan)(mmh_heap *h, mmh_range_fn fn, void *arg);
     /* Make [off, off + len) writable by the kernel (read(2) into it). */
     int  (*touch)(mmh_heap *h, size_t off, size_t len);
     void (*detach)(mmh_heap *h);

@@ -1,6 +1,6 @@
 /* The mprotect tracker: the heap is mapped read-only; the first write to a
  * page raises SIGSEGV, whose handler records the page in a dirty bitmap and
- * makes it writable.  A collect reports the recorded pages and protects them
+ * makes it writable.  A scan reports the recorded pages and protects them
  * again.  Portable (every Linux), but each first write costs a signal and a
  * system call, and system calls that write into a protected page (read(2)
  * into the heap) fail with EFAULT instead of faulting: mmh_touch first.
@@ -15,13 +15,13 @@
  *
  * Bounded VMAs: every writable island inside a protected mapping costs the
  * kernel up to two VMAs, and a process has at most vm.max_map_count (about
- * 65530).  Islands are counted per epoch (between collects), over all heaps;
+ * 65530).  Islands are counted per epoch (between scans), over all heaps;
  * past a budget (a quarter of the limit) the handler unprotects ever larger
  * aligned chunks -- 64 KiB, 1 MiB, 4 MiB (a segment), 64 MiB -- and finally
- * the whole heap, reporting the whole chunk dirty.  A collect protects each
+ * the whole heap, reporting the whole chunk dirty.  A scan protects each
  * written segment back with one mprotect over its dirty span, so the
  * islands merge back into one VMA.  A per-segment summary bitmap lets
- * collect visit only the segments that were written. */
+ * scan visit only the segments that were written. */
 #define _GNU_SOURCE
 #include "track.h"
 
@@ -44,12 +44,12 @@ typedef struct mp_state {
     _Atomic size_t   mapped;     /* [0, mapped) is tracked                 */
     _Atomic uint64_t *faults;    /* &h->track.faults                             */
     _Atomic unsigned ops;        /* unprotects this epoch (islands made)   */
-    _Atomic unsigned epoch;      /* collects so far                        */
+    _Atomic unsigned epoch;      /* scans so far                        */
     _Atomic int      all_dirty;  /* the whole heap was unprotected         */
     mp_word         *segs;       /* a bit per segment: some page is dirty  */
     mp_word         *pages;      /* a bit per page: dirty (and writable)   */
     size_t           size;       /* of this mapping                        */
-    int              slot;       /* registry index                         */
+    int              reg_index;  /* in the registry                            */
 } mp_state;
 
 typedef struct mp_entry {
@@ -74,7 +74,7 @@ static unsigned budget_pages;        /* page granularity up to this many     */
 static unsigned budget_step;         /* then this many per wider level       */
 
 /* Per thread: the last page we unprotected again although it was already
- * dirty (a race with another thread's fault or with a collect); the same
+ * dirty (a race with another thread's fault or with a scan); the same
  * fault twice more, in the same epoch, means something else protects it. */
 static __thread uintptr_t redo_addr __attribute__((tls_model("initial-exec")));
 static __thread unsigned redo_epoch __attribute__((tls_model("initial-exec")));
@@ -106,7 +106,7 @@ static inline void set_bits(mp_word *w, size_t lo, size_t hi)
 }
 
 /* Pages [p0, p1) dirty: pages first, then the segment summary, so that a
- * collect that clears the summary and then takes the page bits never loses
+ * scan that clears the summary and then takes the page bits never loses
  * a page. */
 static void mark_dirty(mp_state *st, size_t p0, size_t p1)
 {
@@ -189,10 +189,10 @@ static void say(const char *msg)
     (void)r;
 }
 
-/* Making memory writable races with a collect in another thread (which the
+/* Making memory writable races with a scan in another thread (which the
  * commit's quiescence rules out, but a stray writer should not lose data):
  * marking, then mprotect, then checking the mark is still there, so that a
- * collect that took the mark before our mprotect leaves it marked again. */
+ * scan that took the mark before our mprotect leaves it marked again. */
 
 /* Unprotect the whole heap: the last level, and the last resort when the
  * VMAs run out. */
@@ -232,11 +232,11 @@ static bool handle(mp_state *st, size_t off)
 
     if (all || test_bit(st->pages, page)) {
         /* Already dirty: another thread faulted on it and has not made it
-         * writable yet, or a collect is protecting it again.  Unprotect it
+         * writable yet, or a scan is protecting it again.  Unprotect it
          * (again); if the same fault keeps coming back in the same epoch,
          * it is not our protection. */
         if (redo_addr == paddr && redo_epoch == epoch && redo_state == st) {
-            /* A collect protects a page once per epoch: a second fault may
+            /* A scan protects a page once per epoch: a second fault may
              * come from it, a third cannot. */
             if (++redo_count >= 2)
                 return false;
@@ -432,7 +432,7 @@ static int registry_add(mp_state *st, size_t max_size, const char *path)
                           path, MP_MAX_HEAPS);
     }
     if (rc == 0) {
-        st->slot = (int)i;
+        st->reg_index = (int)i;
         atomic_store_explicit(&registry[i].st, st, memory_order_relaxed);
         atomic_store_explicit(&registry[i].end, (uintptr_t)st->base + max_size,
                               memory_order_relaxed);
@@ -447,7 +447,7 @@ static int registry_add(mp_state *st, size_t max_size, const char *path)
 static void registry_remove(mp_state *st)
 {
     pthread_mutex_lock(&registry_lock);
-    mp_entry *e = &registry[st->slot];
+    mp_entry *e = &registry[st->reg_index];
     atomic_store_explicit(&e->start, 0, memory_order_release);
     atomic_store_explicit(&e->end, 0, memory_order_relaxed);
     atomic_store_explicit(&e->st, NULL, memory_order_release);
@@ -563,7 +563,7 @@ static size_t next_bit(const uint64_t *w, size_t i, size_t n, int want)
 }
 
 /* Take segment idx's dirty pages, protect them again, emit their runs. */
-static int collect_segment(mmh_heap *h, mp_state *st, size_t idx, size_t mapped, mp_emit *e)
+static int scan_segment(mmh_heap *h, mp_state *st, size_t idx, size_t mapped, mp_emit *e)
 {
     enum { MAXW = (MMH_SEG_SIZE >> 12) / 64 };   /* words per segment, 4 KiB pages */
     uint64_t w[MAXW];
@@ -603,7 +603,7 @@ static int collect_segment(mmh_heap *h, mp_state *st, size_t idx, size_t mapped,
     return 0;
 }
 
-static int mprotect_collect(mmh_heap *h, mmh_range_fn fn, void *arg)
+static int mprotect_scan(mmh_heap *h, mmh_range_fn fn, void *arg)
 {
     mp_state *st = h->track.state;
     size_t mapped = atomic_load_explicit(&st->mapped, memory_order_acquire);
@@ -638,7 +638,7 @@ static int mprotect_collect(mmh_heap *h, mmh_range_fn fn, void *arg)
         uint64_t bits = atomic_exchange_explicit(&st->segs[k], 0, memory_order_acq_rel);
         for (; bits; bits &= bits - 1) {
             size_t idx = k * 64 + (size_t)__builtin_ctzll(bits);
-            if (collect_segment(h, st, idx, mapped, &e) != 0) {
+            if (scan_segment(h, st, idx, mapped, &e) != 0) {
                 /* The rest stays marked; the heap is failed anyway. */
                 set_bits(st->segs, idx, idx + 1);
                 atomic_fetch_or(&st->segs[k], bits);
@@ -686,7 +686,7 @@ const mmh_track_ops mmh_track_mprotect = {
     .probe = mprotect_probe,
     .attach = mprotect_attach,
     .extend = mprotect_extend,
-    .collect = mprotect_collect,
+    .scan = mprotect_scan,
     .touch = mprotect_touch,
     .detach = mprotect_detach,
 };

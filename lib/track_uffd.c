@@ -197,7 +197,7 @@ static int uffd_extend(mmh_heap *h, size_t from, size_t to)
     return protect(st->uffd, h->base + from, to - from);
 }
 
-static int uffd_collect(mmh_heap *h, mmh_range_fn fn, void *arg)
+static int uffd_scan(mmh_heap *h, mmh_range_fn fn, void *arg)
 {
     struct uffd_state *st = h->track.state;
     struct mmh_page_region vec[SCAN_REGIONS];
@@ -242,7 +242,7 @@ const mmh_track_ops mmh_track_uffd = {
     .probe = uffd_probe,
     .attach = uffd_attach,
     .extend = uffd_extend,
-    .collect = uffd_collect,
+    .scan = uffd_scan,
     .touch = uffd_touch,
     .detach = uffd_detach,
 };

@@ -203,8 +203,8 @@ static mmh_page *find_span(const mapped *m, unsigned kind, bool (*want)(const mm
 
 static bool has_free_blocks(const mmh_page *pg) { return pg->free && pg->used > 2; }
 static bool has_remote_frees(const mmh_page *pg) { return pg->xfree > MMH_XF_FLAGS; }
-static bool is_parked(const mmh_page *pg) { return pg->flags & MMH_PF_FULL; }
-static bool in_ring(const mmh_page *pg) { return !(pg->flags & MMH_PF_FULL) && pg->next; }
+static bool is_parked(const mmh_page *pg) { return pg->flags & MMH_PF_PARKED; }
+static bool in_ring(const mmh_page *pg) { return !(pg->flags & MMH_PF_PARKED) && pg->next; }
 static bool several_slices(const mmh_page *pg) { return pg->slice_count > 1; }
 
 /* ---- the good heap ------------------------------------------------------- */
@@ -301,7 +301,7 @@ static void d_remote_list(mapped *m)
     uint64_t x = pg->xfree;
     pg->xfree = (x & MMH_XF_FLAGS) | 0x10; /* inside the header */
 }
-static void d_page_slot(mapped *m) { find_span(m, MMH_PAGE_SMALL, NULL)->slot = 999; }
+static void d_page_slot(mapped *m) { find_span(m, MMH_PAGE_SMALL, NULL)->slot_id = 999; }
 static void d_large_block(mapped *m) { find_span(m, MMH_PAGE_LARGE, NULL)->free += 16; }
 static void d_span_kind(mapped *m) { find_span(m, MMH_PAGE_LARGE, NULL)->kind = 9; }
 static void d_span_bin_entry(mapped *m)
@@ -362,7 +362,7 @@ static void d_ring_link(mapped *m)
 }
 static void d_parked_in_ring(mapped *m)
 {
-    find_span(m, MMH_PAGE_SMALL, in_ring)->flags |= MMH_PF_FULL;
+    find_span(m, MMH_PAGE_SMALL, in_ring)->flags |= MMH_PF_PARKED;
 }
 static void d_root_in_free_memory(mapped *m)
 {

@@ -3,7 +3,7 @@
  * Linked against the convenience library so it can reach h->track.ops: every
  * test opens a file heap with one tracker (mprotect or uffd; uffd tests skip
  * where mmh_open refuses it), writes in some shape and checks what
- * h->track.ops->collect reports, under h->lock as the commit calls it.
+ * h->track.ops->scan reports, under h->lock as the commit calls it.
  *
  * The mprotect tracker may widen its granularity after many faults in one
  * epoch (to keep the number of VMAs bounded); the tests that write many
@@ -70,7 +70,7 @@ static int rgs_add(rgs *r, size_t off, size_t len)
     return 0;
 }
 
-static int collect_cb(mmh_heap *h, size_t off, size_t len, void *arg)
+static int scan_cb(mmh_heap *h, size_t off, size_t len, void *arg)
 {
     (void)h;
     rgs *r = arg;
@@ -86,29 +86,29 @@ static int collect_cb(mmh_heap *h, size_t off, size_t len, void *arg)
     return rgs_add(r, off, len);
 }
 
-/* The ranges written since the last collect, merged where adjacent. */
-static rgs collect(mmh_heap *h)
+/* The ranges written since the last scan, merged where adjacent. */
+static rgs scan(mmh_heap *h)
 {
     rgs r;
     memset(&r, 0, sizeof r);
     assert_non_null(h->track.ops);
     pthread_mutex_lock(&h->lock);
-    int rc = h->track.ops->collect(h, collect_cb, &r);
+    int rc = h->track.ops->scan(h, scan_cb, &r);
     pthread_mutex_unlock(&h->lock);
     if (rc != 0)
-        fail_msg("collect failed: %s", mmh_errmsg());
+        fail_msg("scan failed: %s", mmh_errmsg());
     if (r.bad)
-        fail_msg("collect reported ranges out of order, overlapping or not page-aligned");
+        fail_msg("scan reported ranges out of order, overlapping or not page-aligned");
     /* Coalesced: required of the mprotect backend (uffd ranges are merged
      * here: its scans may split a run at a batch boundary). */
     if (r.adjacent && h->track.kind == MMH_TRACK_MPROTECT)
-        fail_msg("collect reported adjacent ranges separately");
+        fail_msg("scan reported adjacent ranges separately");
     return r;
 }
 
 static void drain(mmh_heap *h)
 {
-    rgs r = collect(h);
+    rgs r = scan(h);
     free(r.v);
 }
 
@@ -128,7 +128,7 @@ static void assert_rgs_equal(const rgs *got, const rgs *want)
     if (!same) {
         print_rgs("expected", want);
         print_rgs("reported", got);
-        fail_msg("collect did not report exactly the pages written");
+        fail_msg("scan did not report exactly the pages written");
     }
 }
 
@@ -167,11 +167,11 @@ static rgs pages_of(mmh_heap *h, const void *p, size_t len)
     return r;
 }
 
-/* What was written since the last collect is exactly the pages of
+/* What was written since the last scan is exactly the pages of
  * [p, p + len). */
 static void assert_dirty_exactly(mmh_heap *h, const void *p, size_t len)
 {
-    rgs got = collect(h), want = pages_of(h, p, len);
+    rgs got = scan(h), want = pages_of(h, p, len);
     assert_rgs_equal(&got, &want);
     free(got.v);
     free(want.v);
@@ -217,18 +217,18 @@ static void close_heap(th *x)
 
 /* ---- shapes of writes ------------------------------------------------------ */
 
-static void test_clean_after_collect(void **state)
+static void test_clean_after_scan(void **state)
 {
     th x = open_heap(tracker_of(state), "clean", 0, 64 * MiB);
     char *p = mmh_alloc(x.h, 256 * KiB);
     assert_non_null(p);
     memset(p, 1, 256 * KiB);
-    rgs r = collect(x.h);
+    rgs r = scan(x.h);
     assert_true(rgs_covers(&r, off_of(x.h, p), 256 * KiB));
     free(r.v);
-    r = collect(x.h);
+    r = scan(x.h);
     if (r.n)
-        print_rgs("after a collect", &r);
+        print_rgs("after a scan", &r);
     assert_int_equal(r.n, 0);
     free(r.v);
     /* Reading is not writing. */
@@ -236,7 +236,7 @@ static void test_clean_after_collect(void **state)
     for (size_t i = 0; i < 256 * KiB; i += ps)
         sum += p[i];
     (void)sum;
-    r = collect(x.h);
+    r = scan(x.h);
     assert_int_equal(r.n, 0);
     free(r.v);
     close_heap(&x);
@@ -267,7 +267,7 @@ static void test_page_crossing(void **state)
     char *q = (char *)(((uintptr_t)p + 5 * ps) & ~(uintptr_t)(ps - 1)) - 3;
     uint64_t v = 0x0102030405060708ull;
     memcpy(q, &v, sizeof v);
-    rgs got = collect(x.h), want = pages_of(x.h, q, sizeof v);
+    rgs got = scan(x.h), want = pages_of(x.h, q, sizeof v);
     assert_int_equal(want.v[0].len, 2 * ps);
     assert_rgs_equal(&got, &want);
     free(got.v);
@@ -284,7 +284,7 @@ static void test_memset_64m(void **state)
     assert_non_null(p);
     drain(x.h);
     memset(p, 0x5a, len);
-    rgs got = collect(x.h);
+    rgs got = scan(x.h);
     size_t lo = off_of(x.h, p), hi = lo + len;
     if (!rgs_covers(&got, page_down(lo), page_up(hi) - page_down(lo))) {
         print_rgs("reported", &got);
@@ -300,7 +300,7 @@ static void test_memset_64m(void **state)
             fail_msg("reported beyond the memset: [%#zx, %#zx)", wlo, whi);
         }
     free(got.v);
-    got = collect(x.h);
+    got = scan(x.h);
     assert_int_equal(got.n, 0);
     free(got.v);
     close_heap(&x);
@@ -331,7 +331,7 @@ static void test_scattered(void **state)
     for (size_t i = 0; i < npages; i++)
         if (mark[i])
             assert_int_equal(rgs_add(&want, base + i * ps, ps), 0);
-    rgs got = collect(x.h);
+    rgs got = scan(x.h);
     assert_rgs_equal(&got, &want);
     free(got.v);
     free(want.v);
@@ -352,13 +352,13 @@ static void test_growth(void **state)
     assert_true(off_of(x.h, p) >= before);
     p[0] = 1;
     p[20 * MiB] = 2;
-    rgs got = collect(x.h);
+    rgs got = scan(x.h);
     assert_true(rgs_covers(&got, page_down(off_of(x.h, p)), ps));
     assert_true(rgs_covers(&got, page_down(off_of(x.h, p + 20 * MiB)), ps));
     free(got.v);
     p[5 * MiB + 7] = 3;
     p[len - 1] = 4;
-    got = collect(x.h);
+    got = scan(x.h);
     rgs want = pages_of(x.h, p + 5 * MiB + 7, 1);
     assert_int_equal(rgs_add(&want, page_down(off_of(x.h, p + len - 1)), ps), 0);
     assert_rgs_equal(&got, &want);
@@ -432,7 +432,7 @@ static void test_threads(void **state)
         }
         for (int i = 0; i < 4; i++)
             pthread_join(tid[i], NULL);
-        rgs got = collect(x.h);
+        rgs got = scan(x.h);
         assert_true(rgs_covers(&got, off_of(x.h, p), len));
         free(got.v);
         for (size_t k = 0; k < len / ps; k++)
@@ -480,7 +480,7 @@ static void test_many_pages(void **state)
     fprintf(stderr, "many pages: %ld pages written, %zu VMAs (%zu before), %llu faults\n",
             n, vmas, vmas_before, (unsigned long long)atomic_load(&x.h->track.faults));
     assert_true(vmas < 60000);
-    rgs got = collect(x.h);
+    rgs got = scan(x.h);
     size_t base = off_of(x.h, p);
     for (long i = 0; i < n; i++)
         if (!rgs_covers(&got, base + (size_t)i * 2 * ps, ps)) {
@@ -512,7 +512,7 @@ static int restore_tuning(void **state)
 
 /* The granularity widens level by level as islands accumulate in an epoch:
  * page, 64 KiB, 1 MiB, 4 MiB, 64 MiB, then the whole heap; each level
- * reports exactly its aligned chunk, and a collect starts over at pages. */
+ * reports exactly its aligned chunk, and a scan starts over at pages. */
 static void test_widening(void **state)
 {
     (void)state;
@@ -538,7 +538,7 @@ static void test_widening(void **state)
             mapped = x.h->mapped;
             assert_true(off_of(x.h, q + 64 * MiB) <= mapped);
         }
-        rgs got = collect(x.h);
+        rgs got = scan(x.h);
         if (level == 5) {
             if (got.n != 1 || got.v[0].off != 0 || got.v[0].len != mapped) {
                 print_rgs("reported", &got);
@@ -687,7 +687,7 @@ static int own_handler_child(void *arg)
     rgs r;
     memset(&r, 0, sizeof r);
     pthread_mutex_lock(&h->lock);
-    CK(h->track.ops->collect(h, collect_cb, &r) == 0);
+    CK(h->track.ops->scan(h, scan_cb, &r) == 0);
     pthread_mutex_unlock(&h->lock);
     free(r.v);
 
@@ -712,7 +712,7 @@ static int own_handler_child(void *arg)
     CK(atomic_load(&h->track.faults) == faults + 3);
     memset(&r, 0, sizeof r);
     pthread_mutex_lock(&h->lock);
-    CK(h->track.ops->collect(h, collect_cb, &r) == 0);
+    CK(h->track.ops->scan(h, scan_cb, &r) == 0);
     pthread_mutex_unlock(&h->lock);
     /* exactly the three pages written since */
     CK(r.n == 3 && !r.bad && r.total == 3 * ps);
@@ -742,7 +742,7 @@ int main(void)
 {
     ps = (size_t)sysconf(_SC_PAGESIZE);
     const struct CMUnitTest tests[] = {
-        BOTH(test_clean_after_collect),
+        BOTH(test_clean_after_scan),
         BOTH(test_single_byte),
         BOTH(test_page_crossing),
         BOTH(test_memset_64m),

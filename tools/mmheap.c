@@ -179,7 +179,7 @@ static void print_error(const opts *o, const char *msg)
 
 /* Open FILE as the next open will see it and walk it.  0, or
  * EXIT_UNREADABLE after saying why. */
-static int walk_file(const opts *o, mmh_image *img, mmh_check_result *r, walk_state *ws)
+static int walk_file(const opts *o, mmh_fileview *fv, mmh_check_result *r, walk_state *ws)
 {
     memset(ws, 0, sizeof *ws);
     ws->o = o;
@@ -188,14 +188,14 @@ static int walk_file(const opts *o, mmh_image *img, mmh_check_result *r, walk_st
         print_error(o, "out of memory");
         return EXIT_UNREADABLE;
     }
-    if (mmh_image_open(img, o->file) != 0) {
+    if (mmh_fileview_open(fv, o->file) != 0) {
         print_error(o, mmh_errmsg());
         free(ws->kept);
         return EXIT_UNREADABLE;
     }
     ws->progress = !o->json && !o->quiet && isatty(STDERR_FILENO) &&
-                   (img->hdr->extent >> MMH_SEG_SHIFT) >= PROGRESS_MIN_SEGS;
-    mmh_check_image(img, r, on_problem, on_progress, ws);
+                   (fv->hdr->extent >> MMH_SEG_SHIFT) >= PROGRESS_MIN_SEGS;
+    mmh_check_fileview(fv, r, on_problem, on_progress, ws);
     progress_clear(ws);
     return 0;
 }
@@ -215,13 +215,13 @@ static void json_problems(const walk_state *ws)
 
 static int run_check(const opts *o)
 {
-    mmh_image img;
+    mmh_fileview fv;
     mmh_check_result r;
     walk_state ws;
-    int rc = walk_file(o, &img, &r, &ws);
+    int rc = walk_file(o, &fv, &r, &ws);
     if (rc != 0)
         return rc;
-    bool replayed = mmh_wal_has_commits(&img.wal);
+    bool replayed = mmh_wal_has_commits(&fv.wal);
     if (o->json) {
         printf("{\"file\": ");
         json_string(o->file);
@@ -229,7 +229,7 @@ static int run_check(const opts *o)
                r.problems);
         json_problems(&ws);
         printf(", \"wal\": \"%s\", \"segments\": %" PRIu64 ", \"live_blocks\": %" PRIu64
-               "}\n", wal_word(img.wal.state), r.segments, r.live_blocks);
+               "}\n", wal_word(fv.wal.state), r.segments, r.live_blocks);
     } else if (!o->quiet) {
         if (r.problems > ws.nkept)
             printf("%s: ... and %" PRIu64 " more\n", o->file, r.problems - ws.nkept);
@@ -244,17 +244,17 @@ static int run_check(const opts *o)
                    replayed ? ", with its log applied" : "");
     }
     free(ws.kept);
-    mmh_image_close(&img);
+    mmh_fileview_close(&fv);
     return r.problems ? EXIT_PROBLEMS : EXIT_SOUND;
 }
 
 /* ---- info ------------------------------------------------------------------------- */
 
-static void info_text(const opts *o, const mmh_image *img, const mmh_check_result *r)
+static void info_text(const opts *o, const mmh_fileview *fv, const mmh_check_result *r)
 {
-    const mmh_hdr *hdr = img->hdr;
+    const mmh_hdr *hdr = fv->hdr;
     char a[32], b[32], c[32], js[320];
-    wal_sentence(&img->wal, js, sizeof js);
+    wal_sentence(&fv->wal, js, sizeof js);
     printf("file          %s\n", o->file);
     printf("format        version %u, %u-byte pages, %u-byte segments\n", hdr->version,
            hdr->page_size, hdr->seg_size);
@@ -286,7 +286,7 @@ static void info_text(const opts *o, const mmh_image *img, const mmh_check_resul
         printf("problems      %" PRIu64 ": run mmheap check %s\n", r->problems, o->file);
     printf("\nsize class  block  pages   blocks  capacity   fill  unused in pages\n");
     for (unsigned cls = 1; cls < MMH_CLASSES; cls++) {
-        const mmh_check_class *k = &r->classes[cls];
+        const mmh_class_stats *k = &r->classes[cls];
         if (!k->pages)
             continue;
         uint64_t size = mmh_class_size(cls);
@@ -297,11 +297,11 @@ static void info_text(const opts *o, const mmh_image *img, const mmh_check_resul
     }
 }
 
-static void info_json(const opts *o, const mmh_image *img, const mmh_check_result *r,
+static void info_json(const opts *o, const mmh_fileview *fv, const mmh_check_result *r,
                       const walk_state *ws)
 {
-    const mmh_hdr *hdr = img->hdr;
-    const mmh_wal_info *wi = &img->wal;
+    const mmh_hdr *hdr = fv->hdr;
+    const mmh_wal_info *wi = &fv->wal;
     printf("{\"file\": ");
     json_string(o->file);
     printf(",\n  \"version\": %u, \"page_size\": %u, \"segment_size\": %u, \"file_id\": \"%016"
@@ -325,7 +325,7 @@ static void info_json(const opts *o, const mmh_image *img, const mmh_check_resul
            r->largest_free, r->meta_bytes, r->problems);
     bool first = true;
     for (unsigned cls = 1; cls < MMH_CLASSES; cls++) {
-        const mmh_check_class *k = &r->classes[cls];
+        const mmh_class_stats *k = &r->classes[cls];
         if (!k->pages)
             continue;
         printf("%s\n    {\"class\": %u, \"block_size\": %zu, \"pages\": %" PRIu64
@@ -340,20 +340,20 @@ static void info_json(const opts *o, const mmh_image *img, const mmh_check_resul
 
 static int run_info(const opts *o)
 {
-    mmh_image img;
+    mmh_fileview fv;
     mmh_check_result r;
     walk_state ws;
     opts quiet = *o;
     quiet.quiet = true; /* info counts problems; check reports them */
-    int rc = walk_file(&quiet, &img, &r, &ws);
+    int rc = walk_file(&quiet, &fv, &r, &ws);
     if (rc != 0)
         return rc;
     if (o->json)
-        info_json(o, &img, &r, &ws);
+        info_json(o, &fv, &r, &ws);
     else
-        info_text(o, &img, &r);
+        info_text(o, &fv, &r);
     free(ws.kept);
-    mmh_image_close(&img);
+    mmh_fileview_close(&fv);
     return EXIT_SOUND;
 }
 

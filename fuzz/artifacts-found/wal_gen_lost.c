@@ -40,13 +40,13 @@ int main(int argc, char **argv)
     wait(&st);
     if (!WIFEXITED(st) || WEXITSTATUS(st))
         return fprintf(stderr, "child failed\n"), 2;
-    mmh_image img;
-    if (mmh_image_open(&img, path) != 0)
+    mmh_fileview fv;
+    if (mmh_fileview_open(&fv, path) != 0)
         return fprintf(stderr, "image: %s\n", mmh_errmsg()), 2;
     printf("heap file wal_gen %#llx; log: state %d, %llu commit(s) after its mark\n",
-           (unsigned long long)img.hdr->wal_gen, (int)img.wal.state,
-           (unsigned long long)img.wal.commits);
-    mmh_image_close(&img);
+           (unsigned long long)fv.hdr->wal_gen, (int)fv.wal.state,
+           (unsigned long long)fv.wal.commits);
+    mmh_fileview_close(&fv);
     unlink(wal); /* the log is lost (or not copied along) */
     cfg.flags = MMH_READONLY;
     h = mmh_open(path, &cfg);
