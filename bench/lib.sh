@@ -125,8 +125,13 @@ bench_fs() {
     echo "files in: $1 ($fs${mopts:+; $mopts})"
 }
 
-# bench_loadavg: the load average over 1, 5 and 15 minutes.
-bench_loadavg() { cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || echo '?'; }
+# bench_loadavg: the load average over 1, 5 and 15 minutes, and the tasks
+# runnable at this moment (the averages lag: a benchmark that ran thousands
+# of threads a minute ago still weighs on them).
+bench_loadavg() {
+    awk '{ split($4, t, "/"); print $1, $2, $3 "; runnable now: " t[1] " of " t[2] " tasks" }' \
+        /proc/loadavg 2>/dev/null || echo '?'
+}
 
 # ---- dated results ------------------------------------------------------------
 #

@@ -134,6 +134,7 @@ suite_body() {
     # table(TITLE, V, PER, FMT): medians of V per allocator and thread count,
     # and the ratio mmheap / glibc from PER.
     function table(title, v, per, fmt,   i, j, line) {
+        if (ntables++) print ""
         printf "%s\n\n", title
         line = "| threads "
         for (i = 1; i <= na; i++) line = line "| " al[i] " "
@@ -151,7 +152,6 @@ suite_body() {
             if (withratio) line = line "| " ratio(per, "mmheap", "glibc", cl[j]) " "
             print line "|"
         }
-        print ""
     }
     BEGIN { na = split(allocs, al, ","); nc = split(counts, cl, ","); nrep = 0 }
     $1 == "result" {
@@ -165,7 +165,7 @@ suite_body() {
         withratio = ("mmheap" in have) && ("glibc" in have)
         table("Wall time, seconds, first pthread_create to last join (median of rounds; mmheap / glibc: median of the same-round ratios)", secs, t, "%.3f")
         table("Peak RSS, MiB (median of rounds)", rss, k, "%.1f")
-        if (problems != "") printf "failures:\n\n%s\n", problems
+        if (problems != "") printf "\nfailures:\n\n%s", problems
     }' "$results"
 }
 
