@@ -4,6 +4,9 @@
 # `make check`; the sources still go into the tarball, so `make distcheck`
 # covers them.  `make bench` builds the driver and runs bench/run.sh, which
 # prints the comparison table (mmheap vs glibc, jemalloc, mimalloc, tcmalloc).
+# Every suite's script saves what it printed, with the command, commit,
+# machine and load average, as bench/results/YYYY-MM-DD-SUITE.md
+# (bench/lib.sh, bench_main); bench/README.md is the manual.
 
 EXTRA_PROGRAMS += bench/bench_alloc
 bench_bench_alloc_SOURCES = bench/bench_alloc.c bench/benchutil.h
@@ -16,8 +19,8 @@ bench_bench_alloc_LDFLAGS = $(AM_LDFLAGS) -no-install
 bench_bench_alloc_LDADD = libmmheap.la -ldl
 
 # bench/benchutil.h: C helpers shared by the benchmark programs (errors,
-# time, wyrand, medians); bench/lib.sh: shell functions shared by
-# bench/persist.sh and bench/snapshot.sh.
+# time, wyrand, medians); bench/lib.sh: shell functions shared by the
+# scripts (options, peers, the dated results file).
 EXTRA_DIST += bench/run.sh bench/instr.sh bench/README.md bench/benchutil.h bench/lib.sh
 CLEANFILES += bench/bench_alloc$(EXEEXT)
 
@@ -28,9 +31,10 @@ bench-programs: $(BENCH_BINS)
 bench: $(BENCH_BINS)
 	$(SHELL) $(srcdir)/bench/run.sh --no-build $(BENCH_FLAGS) .
 
-# instructions per alloc+free pair under callgrind (needs valgrind)
+# instructions per alloc+free pair under callgrind (needs valgrind);
+# BENCH_INSTR_FLAGS: options for instr.sh, e.g. --tag=NAME
 bench-instr: $(BENCH_BINS)
-	$(SHELL) $(srcdir)/bench/instr.sh --no-build . $(BENCH_WORKLOADS)
+	$(SHELL) $(srcdir)/bench/instr.sh --no-build $(BENCH_INSTR_FLAGS) . $(BENCH_WORKLOADS)
 
 .PHONY: bench bench-instr bench-programs
 
@@ -79,14 +83,17 @@ bench-persist: $(BENCH_PERSIST_BINS)
 
 .PHONY: bench-persist bench-persist-programs
 
-# Shared-mode commit: per-range msync against sync_file_range + fdatasync.
+# Shared-mode commit: per-range msync against sync_file_range + fdatasync,
+# run by bench/shared_sync.sh.
 EXTRA_PROGRAMS += bench/bench_shared_sync
 bench_bench_shared_sync_SOURCES = bench/bench_shared_sync.c
 bench_bench_shared_sync_CFLAGS = $(AM_CFLAGS) -O2
+EXTRA_DIST += bench/shared_sync.sh
 CLEANFILES += bench/bench_shared_sync$(EXEEXT)
 
+# BENCH_SHARED_SYNC_FLAGS: options for shared_sync.sh, e.g. --runs=5 --dir=/mnt/ssd
 bench-shared-sync: bench/bench_shared_sync$(EXEEXT)
-	./bench/bench_shared_sync
+	$(SHELL) $(srcdir)/bench/shared_sync.sh --no-build $(BENCH_SHARED_SYNC_FLAGS) .
 
 .PHONY: bench-shared-sync
 
@@ -134,13 +141,13 @@ bench_bench_malloc_CFLAGS = $(AM_CFLAGS) -O2
 bench_bench_malloc_LDFLAGS = $(AM_LDFLAGS) -no-install
 
 # bench/bench_threads THREADS: that many threads alive at once allocating
-# (more than the drop-in malloc's per-thread slots); run by hand, plain and
-# with LD_PRELOAD, see bench/README.md.
+# (more than the drop-in malloc's per-thread slots); bench/threads.sh runs it
+# under each allocator (make bench-threads).
 bench_bench_threads_SOURCES = bench/bench_threads.c
 bench_bench_threads_CFLAGS = $(AM_CFLAGS) -O2
 bench_bench_threads_LDFLAGS = $(AM_LDFLAGS) -no-install
 
-EXTRA_DIST += bench/malloc.sh bench/malloc.svg
+EXTRA_DIST += bench/malloc.sh bench/threads.sh
 CLEANFILES += bench/bench_malloc$(EXEEXT) bench/bench_threads$(EXEEXT)
 
 BENCH_MALLOC_BINS = bench/bench_malloc$(EXEEXT) bench/bench_threads$(EXEEXT) libmmheap-malloc.la
@@ -150,4 +157,8 @@ bench-malloc-programs: $(BENCH_MALLOC_BINS)
 bench-malloc: $(BENCH_MALLOC_BINS)
 	$(SHELL) $(srcdir)/bench/malloc.sh --no-build $(BENCH_MALLOC_FLAGS) .
 
-.PHONY: bench-malloc bench-malloc-programs
+# BENCH_THREADS_FLAGS: options for threads.sh, e.g. --threads=1000,4000 --rounds=5
+bench-threads: $(BENCH_MALLOC_BINS)
+	$(SHELL) $(srcdir)/bench/threads.sh --no-build $(BENCH_THREADS_FLAGS) .
+
+.PHONY: bench-malloc bench-malloc-programs bench-threads

@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench/malloc.sh: libmmheap-malloc.so against glibc, jemalloc, mimalloc and
-# tcmalloc as drop-in mallocs (LD_PRELOAD), printed as Markdown.
+# tcmalloc as drop-in mallocs (LD_PRELOAD), printed as Markdown and saved,
+# dated, under bench/results/ (with a plot, if gnuplot is installed).
 #
 #   bench/malloc.sh [options] [BUILD_DIR]
 #
@@ -32,9 +33,17 @@
 #   --quick            smoke test: --reps 1 --scale 0.2 unless given
 #   --raw FILE         keep every measurement (tab separated) in FILE
 #   --plot FILE.svg    bar charts (gnuplot): time relative to mimalloc and
-#                      peak RSS relative to jemalloc, per workload
+#                      peak RSS relative to jemalloc, per workload (saved
+#                      anyway beside the results file when gnuplot is there)
 #   --port N           redis-server's port (default 16380)
+#   --tag=NAME         save as bench/results/YYYY-MM-DD-malloc-NAME.md
+#   --out=FILE         save the Markdown to FILE instead
+#   --no-save          print only
 #   --no-build         do not run make first
+#
+# Saving: bench/results/YYYY-MM-DD-malloc[-quick][-TAG].md and, with
+# gnuplot, the plot beside it as .svg (-2, -3, ... when that name is
+# taken); a run that fails saves nothing.
 #
 # Environment: JEMALLOC, MIMALLOC, TCMALLOC override the peer libraries
 # (default: found with ldconfig, as by bench/run.sh), MMHEAP_MALLOC the
@@ -46,7 +55,7 @@
 # shellcheck disable=SC2086
 set -eu
 
-prog=malloc.sh usage_last=43
+prog=malloc.sh usage_last=52
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -95,9 +104,14 @@ case $port in ''|*[!0-9]*) echo "$prog: --port: '$port' is not a port number" >&
 if ! awk -v s="$scale" 'BEGIN { exit !(s + 0 > 0) }'; then
     echo "$prog: --scale: '$scale' is not a number above 0" >&2; exit 1
 fi
-if [ -n "$plot" ] && ! command -v gnuplot >/dev/null 2>&1; then
+# The plot: asked for with --plot, or beside the saved results if gnuplot is there.
+have_gnuplot=0
+command -v gnuplot >/dev/null 2>&1 && have_gnuplot=1
+if [ -n "$plot" ] && [ "$have_gnuplot" = 0 ]; then
     echo "$prog: --plot needs gnuplot (apt-get install gnuplot-nox)" >&2; exit 1
 fi
+do_plot=0
+if [ -n "$plot" ] || { [ "$bench_save" = 1 ] && [ "$have_gnuplot" = 1 ]; }; then do_plot=1; fi
 
 bench_build "$builddir" bench-malloc-programs
 bin=$builddir/bench/bench_malloc
@@ -114,10 +128,10 @@ results=$tmp/results.tsv
 
 # glibc runs with libc.so.6 preloaded: a program linked against another
 # allocator (Debian's redis-server links jemalloc) then still gets glibc's.
-lib_glibc=$(bench_find_lib libc.so.6)
-lib_jemalloc=${JEMALLOC:-$(bench_find_lib libjemalloc.so.2)}
-lib_mimalloc=${MIMALLOC:-$(bench_find_lib libmimalloc.so.2)}
-lib_tcmalloc=${TCMALLOC:-$(bench_find_lib libtcmalloc_minimal.so.4)}
+lib_glibc=$(bench_peer_lib glibc)
+lib_jemalloc=$(bench_peer_lib jemalloc)
+lib_mimalloc=$(bench_peer_lib mimalloc)
+lib_tcmalloc=$(bench_peer_lib tcmalloc)
 lib_mmheap=${MMHEAP_MALLOC:-$(cd "$builddir" && pwd)/.libs/libmmheap-malloc.so}
 
 alloc_lib() {
@@ -442,207 +456,195 @@ run_real() { # W A R
     fi
 }
 
-# The reference output of each real program: one untimed run as installed
-# (which also brings its files into the page cache).
-for w in $chosen; do
-    case $w in redis|sqlite|python) ;; *) continue ;; esac
-    m=$tmp/$w.reference
-    set +e
-    "run_$w" "$m" as-installed
-    rc=$?
-    set -e
-    if [ "$rc" = 0 ]; then
-        cp "$m.out" "$tmp/ref.$w"
-    else
-        echo "note	$w: left out, it failed as installed ($(why "$rc" "$m"))" >> "$results"
-        echo "$prog: $w: left out, it failed as installed ($(why "$rc" "$m"))" >&2
-        chosen=$(echo " $chosen " | sed "s/ $w / /")
-    fi
-done
-
-# rotated K WORD...: the words, starting from the (K mod count)-th (from 0).
-rotated() {
-    k=$(( $1 % ($# - 1) ))
-    shift
-    i=0 head='' tail=''
-    for x in "$@"; do
-        if [ "$i" -lt "$k" ]; then tail="$tail $x"; else head="$head $x"; fi
-        i=$((i + 1))
-    done
-    echo $head $tail
+# suite_about: the header lines of this suite.
+suite_about() {
+    bench_fs "$tmp"
+    bench_peer_versions
+    echo "programs: redis $(bench_pkgver redis-server), sqlite3 $(bench_pkgver sqlite3), $("$PYTHON" --version 2>&1 || echo 'python ?')"
+    echo "repetitions: $reps (allocators interleaved, order rotated), scale $scale, threads ${threads:-$(( $(nproc) > 2 ? $(nproc) : 2 ))}"
 }
 
-load0=$(cut -d ' ' -f 1-3 /proc/loadavg)
-start=$(date +%s)
-echo "$prog: $reps repetitions of {$(echo $chosen | tr ' ' ',')} x {$(echo $active | tr ' ' ',')}, scale $scale" >&2
-r=1
-while [ "$r" -le "$reps" ]; do
-    k=0
+# suite_body: the reference runs, the repetitions, then the tables (and the plot).
+suite_body() {
+    trap 'redis_stop >/dev/null 2>&1 || true' EXIT
+    trap 'exit 130' INT TERM
+    # The reference output of each real program: one untimed run as installed
+    # (which also brings its files into the page cache).
     for w in $chosen; do
-        for a in $(rotated $((r - 1 + k)) $active); do
-            echo "$prog: repetition $r/$reps: $w: $a" >&2
-            case $w in
-            redis|sqlite|python) run_real "$w" "$a" "$r" ;;
-            *) run_synthetic "$w" "$a" "$r" ;;
-            esac
-        done
-        k=$((k + 1))
+        case $w in redis|sqlite|python) ;; *) continue ;; esac
+        m=$tmp/$w.reference
+        set +e
+        "run_$w" "$m" as-installed
+        rc=$?
+        set -e
+        if [ "$rc" = 0 ]; then
+            cp "$m.out" "$tmp/ref.$w"
+        else
+            echo "note	$w: left out, it failed as installed ($(why "$rc" "$m"))" >> "$results"
+            echo "$prog: $w: left out, it failed as installed ($(why "$rc" "$m"))" >&2
+            chosen=$(echo " $chosen " | sed "s/ $w / /")
+        fi
     done
-    r=$((r + 1))
-done
 
-[ -z "$raw" ] || cp "$results" "$raw"
+    echo "$prog: $reps repetitions of {$(echo $chosen | tr ' ' ',')} x {$(echo $active | tr ' ' ',')}, scale $scale" >&2
+    r=1
+    while [ "$r" -le "$reps" ]; do
+        k=0
+        for w in $chosen; do
+            for a in $(bench_rotated $((r - 1 + k)) $active); do
+                echo "$prog: repetition $r/$reps: $w: $a" >&2
+                case $w in
+                redis|sqlite|python) run_real "$w" "$a" "$r" ;;
+                *) run_synthetic "$w" "$a" "$r" ;;
+                esac
+            done
+            k=$((k + 1))
+        done
+        r=$((r + 1))
+    done
 
-# ---- report ---------------------------------------------------------------------
+    [ -z "$raw" ] || cp "$results" "$raw"
 
-pkgver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo '?'; }
+    # ---- report ---------------------------------------------------------------------
 
-echo '```'
-echo "mmheap drop-in malloc benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
-bench_about "$tmp"
-echo "peers: glibc $(pkgver libc6), jemalloc $(pkgver libjemalloc2), mimalloc $(pkgver libmimalloc2.0), tcmalloc $(pkgver libtcmalloc-minimal4)"
-echo "programs: redis $(pkgver redis-server), sqlite3 $(pkgver sqlite3), $("$PYTHON" --version 2>&1 || echo 'python ?')"
-echo "repetitions: $reps (allocators interleaved, order rotated), scale $scale, threads ${threads:-$(( $(nproc) > 2 ? $(nproc) : 2 ))}"
-echo "load average before the run: $load0"
-echo '```'
-echo
-
-awk -F '\t' -v allocs="$(echo $active | tr ' ' ',')" -v wls="$(echo $chosen | tr ' ' ',')" \
-    -v plotdata="${plot:+$tmp/plot}" "$BENCH_AWK_MEDIAN"'
-# ratio(K, A, B, W): median over repetitions of the same-repetition ratio
-# of metric K (1 time, 2 RSS) of A to B on W; "" if there is none.
-function ratio(k, a, b, w,   r, list) {
-    list = ""
-    for (r = 1; r <= nrep; r++)
-        if (((k, a, w, r) in val) && ((k, b, w, r) in val) && val[k, b, w, r] > 0)
-            list = list " " val[k, a, w, r] / val[k, b, w, r]
-    return list == "" ? "" : median(list)
-}
-# best(K, W): the peer (not mmheap) with the lowest median of K on W.
-function best(k, w,   i, a, b) {
-    b = ""
-    for (i = 1; i <= na; i++) {
-        a = al[i]
-        if (a == "mmheap" || !((k, a, w) in vals)) continue
-        if (b == "" || median(vals[k, a, w]) < median(vals[k, b, w])) b = a
+    plotdata=
+    [ "$do_plot" = 0 ] || plotdata=$tmp/plot
+    awk -F '\t' -v allocs="$(echo $active | tr ' ' ',')" -v wls="$(echo $chosen | tr ' ' ',')" \
+        -v plotdata="$plotdata" "$BENCH_AWK_MEDIAN"'
+    # ratio(K, A, B, W): median over repetitions of the same-repetition ratio
+    # of metric K (1 time, 2 RSS) of A to B on W; "" if there is none.
+    function ratio(k, a, b, w,   r, list) {
+        list = ""
+        for (r = 1; r <= nrep; r++)
+            if (((k, a, w, r) in val) && ((k, b, w, r) in val) && val[k, b, w, r] > 0)
+                list = list " " val[k, a, w, r] / val[k, b, w, r]
+        return list == "" ? "" : median(list)
     }
-    return b
-}
-function cell(k, a, w) {
-    if ((k, a, w) in vals) return sprintf(k == 1 ? "%.3f" : "%.1f", median(vals[k, a, w]))
-    return ((a, w) in badcell) ? badcell[a, w] : "-"
-}
-function absolute_table(k, title,   i, j, w, b, t, line) {
-    printf "%s\n\n", title
-    line = "| workload "
-    for (i = 1; i <= na; i++) line = line "| " al[i] " "
-    line = line "| best peer " (("mmheap" in have) ? "| mmheap / best peer " : "")
-    print line "|"
-    line = "|---"
-    for (i = 1; i <= na + 1 + ("mmheap" in have); i++) line = line "|--:"
-    print line "|"
-    for (j = 1; j <= nw; j++) {
-        w = wl[j]; line = "| " w " "
-        for (i = 1; i <= na; i++) line = line "| " cell(k, al[i], w) " "
-        b = best(k, w)
-        line = line "| " (b == "" ? "-" : b) " "
-        if ("mmheap" in have) {
-            t = (b == "") ? "" : ratio(k, "mmheap", b, w)
-            line = line "| " (t == "" ? "-" : sprintf("%.2f", t)) " "
-            if (t != "") tobest[k, w] = t
-        }
-        print line "|"
-    }
-    print ""
-}
-# relative_table(K, B): every allocator but B relative to B, with a last
-# row of geometric means over the workloads; fills gm[K, A] and rel[K, A, W].
-function relative_table(k, base, title,   i, j, w, a, t, line, n, s) {
-    if (!(base in have)) { printf "(no %s results: no table relative to it)\n\n", base; return }
-    printf "%s\n\n", title
-    line = "| workload "
-    for (i = 1; i <= na; i++) if (al[i] != base) line = line "| " al[i] " "
-    print line "|"
-    line = "|---"
-    for (i = 1; i < na; i++) line = line "|--:"
-    print line "|"
-    for (j = 1; j <= nw; j++) {
-        w = wl[j]; line = "| " w " "
+    # best(K, W): the peer (not mmheap) with the lowest median of K on W.
+    function best(k, w,   i, a, b) {
+        b = ""
         for (i = 1; i <= na; i++) {
-            a = al[i]; t = ratio(k, a, base, w)
-            if (t != "") rel[k, a, w] = t
-            if (a != base) line = line "| " (t == "" ? "-" : sprintf("%.2f", t)) " "
+            a = al[i]
+            if (a == "mmheap" || !((k, a, w) in vals)) continue
+            if (b == "" || median(vals[k, a, w]) < median(vals[k, b, w])) b = a
+        }
+        return b
+    }
+    function cell(k, a, w) {
+        if ((k, a, w) in vals) return sprintf(k == 1 ? "%.3f" : "%.1f", median(vals[k, a, w]))
+        return ((a, w) in badcell) ? badcell[a, w] : "-"
+    }
+    function absolute_table(k, title,   i, j, w, b, t, line) {
+        printf "%s\n\n", title
+        line = "| workload "
+        for (i = 1; i <= na; i++) line = line "| " al[i] " "
+        line = line "| best peer " (("mmheap" in have) ? "| mmheap / best peer " : "")
+        print line "|"
+        line = "|---"
+        for (i = 1; i <= na + 1 + ("mmheap" in have); i++) line = line "|--:"
+        print line "|"
+        for (j = 1; j <= nw; j++) {
+            w = wl[j]; line = "| " w " "
+            for (i = 1; i <= na; i++) line = line "| " cell(k, al[i], w) " "
+            b = best(k, w)
+            line = line "| " (b == "" ? "-" : b) " "
+            if ("mmheap" in have) {
+                t = (b == "") ? "" : ratio(k, "mmheap", b, w)
+                line = line "| " (t == "" ? "-" : sprintf("%.2f", t)) " "
+                if (t != "") tobest[k, w] = t
+            }
+            print line "|"
+        }
+        print ""
+    }
+    # relative_table(K, B): every allocator but B relative to B, with a last
+    # row of geometric means over the workloads; fills gm[K, A] and rel[K, A, W].
+    function relative_table(k, base, title,   i, j, w, a, t, line, n, s) {
+        if (!(base in have)) { printf "(no %s results: no table relative to it)\n\n", base; return }
+        printf "%s\n\n", title
+        line = "| workload "
+        for (i = 1; i <= na; i++) if (al[i] != base) line = line "| " al[i] " "
+        print line "|"
+        line = "|---"
+        for (i = 1; i < na; i++) line = line "|--:"
+        print line "|"
+        for (j = 1; j <= nw; j++) {
+            w = wl[j]; line = "| " w " "
+            for (i = 1; i <= na; i++) {
+                a = al[i]; t = ratio(k, a, base, w)
+                if (t != "") rel[k, a, w] = t
+                if (a != base) line = line "| " (t == "" ? "-" : sprintf("%.2f", t)) " "
+            }
+            print line "|"
+        }
+        line = "| geometric mean "
+        for (i = 1; i <= na; i++) {
+            a = al[i]; n = 0; s = 0
+            for (j = 1; j <= nw; j++)
+                if ((k, a, wl[j]) in rel) { n++; s += log(rel[k, a, wl[j]]) }
+            if (n > 0) { gm[k, a] = exp(s / n); gn[k, a] = n }
+            if (a != base) line = line "| " (n > 0 ? sprintf("%.2f", gm[k, a]) : "-") " "
         }
         print line "|"
+        print ""
     }
-    line = "| geometric mean "
-    for (i = 1; i <= na; i++) {
-        a = al[i]; n = 0; s = 0
-        for (j = 1; j <= nw; j++)
-            if ((k, a, wl[j]) in rel) { n++; s += log(rel[k, a, wl[j]]) }
-        if (n > 0) { gm[k, a] = exp(s / n); gn[k, a] = n }
-        if (a != base) line = line "| " (n > 0 ? sprintf("%.2f", gm[k, a]) : "-") " "
+    function summary(k, base, title,   i, a, line) {
+        line = ""
+        for (i = 1; i <= na; i++) {
+            a = al[i]
+            if (!((k, a) in gm)) continue
+            line = line sprintf(" %s %.2f", a, gm[k, a]) (gn[k, a] < nw ? sprintf(" (%d of %d workloads)", gn[k, a], nw) : "")
+        }
+        printf "**%s**:%s\n\n", title, (line == "" ? " no results" : line)
     }
-    print line "|"
-    print ""
-}
-function summary(k, base, title,   i, a, line) {
-    line = ""
-    for (i = 1; i <= na; i++) {
-        a = al[i]
-        if (!((k, a) in gm)) continue
-        line = line sprintf(" %s %.2f", a, gm[k, a]) (gn[k, a] < nw ? sprintf(" (%d of %d workloads)", gn[k, a], nw) : "")
-    }
-    printf "**%s**:%s\n\n", title, (line == "" ? " no results" : line)
-}
-function plot_file(k, file,   i, j, w, line) {
-    line = "workload"
-    for (i = 1; i <= na; i++) line = line "\t" al[i]
-    print line > file
-    for (j = 1; j <= nw; j++) {
-        w = wl[j]; line = w
-        for (i = 1; i <= na; i++) line = line "\t" (((k, al[i], w) in rel) ? rel[k, al[i], w] : "-")
+    function plot_file(k, file,   i, j, w, line) {
+        line = "workload"
+        for (i = 1; i <= na; i++) line = line "\t" al[i]
         print line > file
+        for (j = 1; j <= nw; j++) {
+            w = wl[j]; line = w
+            for (i = 1; i <= na; i++) line = line "\t" (((k, al[i], w) in rel) ? rel[k, al[i], w] : "-")
+            print line > file
+        }
+        close(file)
     }
-    close(file)
-}
-BEGIN { na = split(allocs, al, ","); nw = split(wls, wl, ","); nrep = 0 }
-$1 == "result" {
-    w = $2; a = $3; r = $4
-    val[1, a, w, r] = $5; val[2, a, w, r] = $6 / 1024
-    vals[1, a, w] = vals[1, a, w] " " $5; vals[2, a, w] = vals[2, a, w] " " $6 / 1024
-    have[a] = 1
-    if (r > nrep) nrep = r
-}
-$1 == "bad" { badcell[$3, $2] = $5; problems = problems "- " $2 " under " $3 ", repetition " $4 ": " $5 ": " $6 "\n" }
-$1 == "note" { notes = notes "- " $2 "\n" }
-$1 == "lib" { lib[$2] = $3 }
-END {
-    absolute_table(1, "Wall time, seconds (median of the repetitions)")
-    absolute_table(2, "Peak RSS, MiB (median of the repetitions; redis: the server)")
-    relative_table(1, "mimalloc", "Time relative to mimalloc (median over repetitions of the same-repetition ratio; < 1: faster)")
-    relative_table(2, "jemalloc", "Peak RSS relative to jemalloc (median over repetitions of the same-repetition ratio; < 1: smaller)")
-    summary(1, "mimalloc", "time, geometric mean over the workloads, relative to mimalloc")
-    if ("mmheap" in have) {
-        worst = ""
-        for (j = 1; j <= nw; j++)
-            if ((1, wl[j]) in tobest && (worst == "" || tobest[1, wl[j]] > tobest[1, worst])) worst = wl[j]
-        if (worst == "") printf "**mmheap, worst workload time relative to the best peer**: no results\n\n"
-        else printf "**mmheap, worst workload time relative to the best peer**: %.2f (%s; best peer %s)\n\n", tobest[1, worst], worst, best(1, worst)
+    BEGIN { na = split(allocs, al, ","); nw = split(wls, wl, ","); nrep = 0 }
+    $1 == "result" {
+        w = $2; a = $3; r = $4
+        val[1, a, w, r] = $5; val[2, a, w, r] = $6 / 1024
+        vals[1, a, w] = vals[1, a, w] " " $5; vals[2, a, w] = vals[2, a, w] " " $6 / 1024
+        have[a] = 1
+        if (r > nrep) nrep = r
     }
-    summary(2, "jemalloc", "peak RSS, geometric mean over the workloads, relative to jemalloc")
-    printf "libraries (each checked in the maps of every process it ran in):\n\n"
-    for (i = 1; i <= na; i++) printf "- %s: %s\n", al[i], lib[al[i]]
-    if (problems != "") printf "\nfailures:\n\n%s", problems
-    if (notes != "") printf "\nnotes:\n\n%s", notes
-    if (plotdata != "") { plot_file(1, plotdata ".time"); plot_file(2, plotdata ".rss") }
-}' "$results"
+    $1 == "bad" { badcell[$3, $2] = $5; problems = problems "- " $2 " under " $3 ", repetition " $4 ": " $5 ": " $6 "\n" }
+    $1 == "note" { notes = notes "- " $2 "\n" }
+    $1 == "lib" { lib[$2] = $3 }
+    END {
+        absolute_table(1, "Wall time, seconds (median of the repetitions)")
+        absolute_table(2, "Peak RSS, MiB (median of the repetitions; redis: the server)")
+        relative_table(1, "mimalloc", "Time relative to mimalloc (median over repetitions of the same-repetition ratio; < 1: faster)")
+        relative_table(2, "jemalloc", "Peak RSS relative to jemalloc (median over repetitions of the same-repetition ratio; < 1: smaller)")
+        summary(1, "mimalloc", "time, geometric mean over the workloads, relative to mimalloc")
+        if ("mmheap" in have) {
+            worst = ""
+            for (j = 1; j <= nw; j++)
+                if ((1, wl[j]) in tobest && (worst == "" || tobest[1, wl[j]] > tobest[1, worst])) worst = wl[j]
+            if (worst == "") printf "**mmheap, worst workload time relative to the best peer**: no results\n\n"
+            else printf "**mmheap, worst workload time relative to the best peer**: %.2f (%s; best peer %s)\n\n", tobest[1, worst], worst, best(1, worst)
+        }
+        summary(2, "jemalloc", "peak RSS, geometric mean over the workloads, relative to jemalloc")
+        printf "libraries (each checked in the maps of every process it ran in):\n\n"
+        for (i = 1; i <= na; i++) printf "- %s: %s\n", al[i], lib[al[i]]
+        if (problems != "") printf "\nfailures:\n\n%s", problems
+        if (notes != "") printf "\nnotes:\n\n%s", notes
+        if (plotdata != "") { plot_file(1, plotdata ".time"); plot_file(2, plotdata ".rss") }
+    }' "$results"
 
-if [ -n "$plot" ]; then
-    n=$(( $(echo $active | wc -w) + 1 ))
-    gnuplot <<EOF
+    if [ "$do_plot" = 1 ]; then
+        n=$(( $(echo $active | wc -w) + 1 ))
+        gnuplot <<EOF
 set terminal svg size 1000,800 dynamic font 'sans,11'
-set output '$plot'
+set output '$bench_plot'
 set datafile separator '\t'
 set datafile missing '-'
 set style data histogram
@@ -659,8 +661,16 @@ set title 'peak RSS relative to jemalloc (lower is smaller)'
 plot for [i=2:$n] '$tmp/plot.rss' using i:xtic(1) title columnheader(i)
 unset multiplot
 EOF
-    echo
-    echo "plot: $plot"
-fi
-echo
-bench_done "$start"
+        if [ -n "$plot" ]; then cp "$bench_plot" "$plot"; fi
+        echo
+        if [ -n "$bench_svg" ]; then
+            echo "![Time relative to mimalloc and peak RSS relative to jemalloc, per workload]($bench_svg)"
+        else
+            echo "plot: $plot"
+        fi
+    fi
+}
+
+suite=malloc
+[ "$quick" = 1 ] && suite=malloc-quick
+bench_main "$suite" "mmheap drop-in malloc benchmark" suite_body suite_about

@@ -37,13 +37,13 @@
 #   --firstwrite-opts=S, --alloc-opts=S
 #                    extra options for that part (see bench_persist --help
 #                    and bench_persist_alloc --help)
-#   --tag=NAME       save as bench/results/DATE-persist-NAME.md
+#   --tag=NAME       save as bench/results/YYYY-MM-DD-persist-NAME.md
 #   --out=FILE       save the Markdown to FILE instead
 #   --no-save        print only
 #   --no-build       do not run make first
 #
 # Saving: bench/results/YYYY-MM-DD-persist[-quick][-TAG].md in the source
-# tree (a -HHMMSS suffix when that name is taken); a run that fails saves
+# tree (-2, -3, ... when that name is taken); a run that fails saves
 # nothing.  Needs about 8 GiB of free disk and memory under --dir for the
 # default run (four 1 GiB heaps, a 1 GiB plain file, their private copies).
 set -eu
@@ -64,12 +64,8 @@ uopts=
 ropts=
 fopts=
 aopts=
-tag=
-out=
-save=1
 build=1
 builddir=.
-command="bench/persist.sh $*"
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -84,9 +80,6 @@ while [ $# -gt 0 ]; do
     --recovery-opts=*) ropts=${1#*=} ;;
     --firstwrite-opts=*) fopts=${1#*=} ;;
     --alloc-opts=*) aopts=${1#*=} ;;
-    --tag=*) tag=${1#*=} ;;
-    --out=*) out=${1#*=} ;;
-    --no-save) save=0 ;;
     --no-build) build=0 ;;
     *) bench_arg "$1" ;;
     esac
@@ -116,17 +109,13 @@ if [ "$quick" = 1 ]; then
 fi
 [ -n "$seconds" ] && uopts="--seconds=$seconds $uopts"
 
-pkgver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "not installed"; }
 want() { case ",$only," in *,"$1",*) return 0 ;; esac; return 1; }
 
-main() {
-    echo '```'
-    echo "mmheap persistence benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "command: $command"
-    bench_about "$dir"
-    echo "peers: libpmemobj $(pkgver libpmemobj1), Boost $(pkgver libboost1.74-dev)"
-    echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-
+# suite_about: the header lines of this suite; probes the trackers (trackers: those
+# that work; one: the first of uffd, mprotect, none that works).
+suite_about() {
+    bench_fs "$dir"
+    echo "peers: libpmemobj $(bench_pkgver libpmemobj1), Boost $(bench_pkgver libboost1.74-dev)"
     trackers=
     for t in uffd mprotect none; do
         if msg=$("$bp" probe --tracker=$t --dir="$dir" 2>&1); then
@@ -136,16 +125,14 @@ main() {
             echo "tracker $t: left out ($(echo "$msg" | tail -n 1))"
         fi
     done
-    echo '```'
-    echo
     [ -n "$trackers" ] || { echo "$prog: no tracker works" >&2; exit 1; }
-    # sustained and recovery: one heap, the first tracker that works of these
     one=
     for t in uffd mprotect none; do
         case ,$trackers, in *,$t,*) one=${one:-$t} ;; esac
     done
+}
 
-    start=$(date +%s)
+suite_body() {
     if want small; then
         "$bp" small --dir="$dir" --trackers="$trackers" $rawopt $sopts
     fi
@@ -164,26 +151,8 @@ main() {
     if want alloc; then
         "$bpa" --dir="$dir" $rawopt $aopts
     fi
-    bench_done "$start"
-    : > "$tmp/ok"
 }
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-main | tee "$tmp/out.md"
-[ -f "$tmp/ok" ] || { echo "$prog: a part failed; nothing saved" >&2; exit 1; }
-
-[ "$save" = 1 ] || exit 0
-if [ -z "$out" ]; then
-    name=$(date -u +%Y-%m-%d)-persist
-    [ "$quick" = 1 ] && name=$name-quick
-    [ -n "$tag" ] && name=$name-$tag
-    resdir=$(cd "$(dirname "$0")" && pwd)/results
-    out=$resdir/$name.md
-    [ -e "$out" ] && out=$resdir/$name-$(date -u +%H%M%S).md
-fi
-if mkdir -p "$(dirname "$out")" 2>/dev/null && cp "$tmp/out.md" "$out" 2>/dev/null; then
-    echo "$prog: saved to $out" >&2
-else
-    echo "$prog: could not save to $out (results printed above)" >&2
-fi
+suite=persist
+[ "$quick" = 1 ] && suite=persist-quick
+bench_main "$suite" "mmheap persistence benchmarks" suite_body suite_about

@@ -1,5 +1,6 @@
 #!/bin/sh
-# bench/snapshot.sh: fork snapshots of mmheap heaps, against Redis, as Markdown.
+# bench/snapshot.sh: fork snapshots of mmheap heaps, against Redis, as Markdown
+# saved, dated, under bench/results/.
 #
 #   bench/snapshot.sh [options] [BUILD_DIR]
 #
@@ -37,13 +38,19 @@
 #   --only=LIST      subset of heap,save,restart (restart needs save first)
 #   --quick          smoke test: 256 MiB heap, 1000000 keys, 2 repetitions
 #   --raw=FILE       keep every measurement (tab separated) in FILE
+#   --tag=NAME       save as bench/results/YYYY-MM-DD-snapshot-NAME.md
+#   --out=FILE       save the Markdown to FILE instead
+#   --no-save        print only
 #   --no-build       do not run make first
+#
+# Saving: bench/results/YYYY-MM-DD-snapshot[-quick][-TAG].md (-2, -3, ...
+# when that name is taken); a run that fails saves nothing.
 #
 # Needs about 10 GiB of memory and 5 GiB of disk under --dir for the default
 # run (the three servers hold their data at once; images, RDB, page cache).
 set -eu
 
-prog=snapshot.sh usage_last=43
+prog=snapshot.sh usage_last=50
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -101,43 +108,41 @@ for p in redis-server redis-cli; do
     command -v $p >/dev/null 2>&1 || have_redis=0
 done
 
-echo '```'
-echo "mmheap snapshot benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC')"
-bench_about "$dir"
-echo "transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo '?')"
-if [ "$have_redis" = 1 ]; then
-    echo "peer: $(redis-server --version | cut -d' ' -f1-3,6) (Debian $(dpkg-query -W -f '${Version}' redis-server 2>/dev/null || echo '?'))"
-else
-    echo "peer: redis-server not installed (apt-get install redis-server): parts save and restart left out"
-fi
-echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo '```'
-echo
+# suite_about: the header lines of this suite.
+suite_about() {
+    bench_fs "$dir"
+    echo "transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo '?')"
+    if [ "$have_redis" = 1 ]; then
+        echo "peer: $(redis-server --version | cut -d' ' -f1-3,6) (Debian $(bench_pkgver redis-server))"
+    else
+        echo "peer: redis-server not installed (apt-get install redis-server): parts save and restart left out"
+    fi
+}
 
-start=$(date +%s)
-case ",$only," in *,heap,*)
-    kinds=default,huge
-    [ "$huge" = 1 ] || kinds=default
-    "$bs" heap --dir="$dir" --heap-mib="$heap_mib" --reps="$reps" --rate="$rate" \
-        --kinds="$kinds" $rawopt ;;
-esac
+suite_body() {
+    case ",$only," in *,heap,*)
+        kinds=default,huge
+        [ "$huge" = 1 ] || kinds=default
+        "$bs" heap --dir="$dir" --heap-mib="$heap_mib" --reps="$reps" --rate="$rate" \
+            --kinds="$kinds" $rawopt ;;
+    esac
 
-case ",$only," in *,save,*|*,restart,*) ;; *) have_redis=0 ;; esac
-if [ "$have_redis" = 1 ]; then
-    work=$(mktemp -d "$dir/mmh-snapshot.XXXXXX")
-    rpid='' kpid='' hpid=''
-    cleanup() {
-        for p in $rpid $kpid $hpid; do kill "$p" 2>/dev/null || true; done
-        wait 2>/dev/null || true
-        rm -rf "$work"
-    }
-    trap cleanup EXIT
-    trap 'exit 1' INT TERM
-    rport=$port kport=$((port + 1)) hport=$((port + 2))
-    # Redis as packaged, but: no automatic saves, no AOF, DEBUG allowed from
-    # loopback, and hz 100 so it notices its finished child within 10 ms
-    # (kv_server: 5 ms) rather than 100.
-    cat > "$work/redis.conf" <<EOF
+    case ",$only," in *,save,*|*,restart,*) ;; *) have_redis=0 ;; esac
+    if [ "$have_redis" = 1 ]; then
+        work=$(mktemp -d "$dir/mmh-snapshot.XXXXXX")
+        rpid='' kpid='' hpid=''
+        cleanup() {
+            for p in $rpid $kpid $hpid; do kill "$p" 2>/dev/null || true; done
+            wait 2>/dev/null || true
+            rm -rf "$work"
+        }
+        trap cleanup EXIT
+        trap 'exit 1' INT TERM
+        rport=$port kport=$((port + 1)) hport=$((port + 2))
+        # Redis as packaged, but: no automatic saves, no AOF, DEBUG allowed from
+        # loopback, and hz 100 so it notices its finished child within 10 ms
+        # (kv_server: 5 ms) rather than 100.
+        cat > "$work/redis.conf" <<EOF
 port $rport
 bind 127.0.0.1
 dir $work
@@ -149,61 +154,65 @@ hz 100
 logfile $work/redis.log
 daemonize no
 EOF
-    kvcmd="$kv $kport $work/kv.image"
+        kvcmd="$kv $kport $work/kv.image"
 
-    ready() {   # ready NAME PORT: wait up to 30 s for PING
-        i=0
-        until [ "$(redis-cli -p "$2" PING 2>/dev/null)" = PONG ]; do
-            i=$((i + 1))
-            [ $i -lt 300 ] || { echo "snapshot.sh: $1 did not start; see $work" >&2; exit 1; }
-            sleep 0.1
-        done
-    }
-    populate() {   # populate NAME PORT COMMAND...: time it
-        name=$1 p=$2
-        shift 2
-        t0=$(date +%s.%N)
-        r=$(redis-cli -p "$p" "$@")
-        [ "$r" = OK ] || { echo "snapshot.sh: $name: $* answered: $r" >&2; exit 1; }
-        echo "snapshot.sh: $name: $* took" \
-             "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" >&2
-    }
+        ready() {   # ready NAME PORT: wait up to 30 s for PING
+            i=0
+            until [ "$(redis-cli -p "$2" PING 2>/dev/null)" = PONG ]; do
+                i=$((i + 1))
+                [ $i -lt 300 ] || { echo "snapshot.sh: $1 did not start; see $work" >&2; exit 1; }
+                sleep 0.1
+            done
+        }
+        populate() {   # populate NAME PORT COMMAND...: time it
+            name=$1 p=$2
+            shift 2
+            t0=$(date +%s.%N)
+            r=$(redis-cli -p "$p" "$@")
+            [ "$r" = OK ] || { echo "snapshot.sh: $name: $* answered: $r" >&2; exit 1; }
+            echo "snapshot.sh: $name: $* took" \
+                 "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" >&2
+        }
 
-    redis-server "$work/redis.conf" &
-    rpid=$!
-    $kvcmd 2>"$work/kv.log" &
-    kpid=$!
-    hugeopt=
-    if [ "$huge" = 1 ]; then
-        # the same server with its heap in huge pages, on its own image
-        $kv -H "$hport" "$work/kv-huge.image" 2>"$work/kv-huge.log" &
-        hpid=$!
-        hugeopt="--kv-huge=$hport:$hpid"
+        redis-server "$work/redis.conf" &
+        rpid=$!
+        $kvcmd 2>"$work/kv.log" &
+        kpid=$!
+        hugeopt=
+        if [ "$huge" = 1 ]; then
+            # the same server with its heap in huge pages, on its own image
+            $kv -H "$hport" "$work/kv-huge.image" 2>"$work/kv-huge.log" &
+            hpid=$!
+            hugeopt="--kv-huge=$hport:$hpid"
+        fi
+        ready redis "$rport"
+        ready kv_server "$kport"
+        [ "$huge" = 1 ] && ready "kv_server -H" "$hport"
+        populate redis "$rport" DEBUG POPULATE "$keys" key "$size"
+        populate kv_server "$kport" POPULATE "$keys" key "$size"
+        [ "$huge" = 1 ] && populate "kv_server -H" "$hport" POPULATE "$keys" key "$size"
+        sleep 2   # let them finish their incremental rehashing
+
+        "$bs" save --redis="$rport:$rpid" --kv="$kport:$kpid" $hugeopt --keys="$keys" \
+            --size="$size" --reps="$reps" --rate="$rate" $rawopt
+        echo "Files: RDB $(($(stat -c %s "$work/dump.rdb") / 1048576)) MiB" \
+             "(compressed: DEBUG POPULATE values are zero-padded), kv_server image" \
+             "$(($(stat -c %s "$work/kv.image") / 1048576)) MiB" \
+             "($(du -m "$work/kv.image" | cut -f1) MiB allocated on disk)."
+        echo
+        kill $rpid $kpid $hpid
+        wait $rpid $kpid $hpid || true
+        rpid='' kpid='' hpid=''
+        rm -f "$work/kv-huge.image"
+
+        case ",$only," in *,restart,*)
+            "$bs" restart --keys="$keys" --reps="$reps" $cold $rawopt \
+                --redis-port="$rport" --redis-cmd="redis-server $work/redis.conf" \
+                --kv-port="$kport" --kv-cmd="$kvcmd" ;;
+        esac
     fi
-    ready redis "$rport"
-    ready kv_server "$kport"
-    [ "$huge" = 1 ] && ready "kv_server -H" "$hport"
-    populate redis "$rport" DEBUG POPULATE "$keys" key "$size"
-    populate kv_server "$kport" POPULATE "$keys" key "$size"
-    [ "$huge" = 1 ] && populate "kv_server -H" "$hport" POPULATE "$keys" key "$size"
-    sleep 2   # let them finish their incremental rehashing
+}
 
-    "$bs" save --redis="$rport:$rpid" --kv="$kport:$kpid" $hugeopt --keys="$keys" \
-        --size="$size" --reps="$reps" --rate="$rate" $rawopt
-    echo "Files: RDB $(($(stat -c %s "$work/dump.rdb") / 1048576)) MiB" \
-         "(compressed: DEBUG POPULATE values are zero-padded), kv_server image" \
-         "$(($(stat -c %s "$work/kv.image") / 1048576)) MiB" \
-         "($(du -m "$work/kv.image" | cut -f1) MiB allocated on disk)."
-    echo
-    kill $rpid $kpid $hpid
-    wait $rpid $kpid $hpid || true
-    rpid='' kpid='' hpid=''
-    rm -f "$work/kv-huge.image"
-
-    case ",$only," in *,restart,*)
-        "$bs" restart --keys="$keys" --reps="$reps" $cold $rawopt \
-            --redis-port="$rport" --redis-cmd="redis-server $work/redis.conf" \
-            --kv-port="$kport" --kv-cmd="$kvcmd" ;;
-    esac
-fi
-bench_done "$start"
+suite=snapshot
+[ "$quick" = 1 ] && suite=snapshot-quick
+bench_main "$suite" "mmheap snapshot benchmarks" suite_body suite_about
