@@ -76,7 +76,6 @@ struct mmh_stats {
     uint64_t    used_peak;       /* most used_bytes since the heap was opened  */
     uint64_t    purged_bytes;    /* free memory handed back to the system
                                     (MADV_DONTNEED, hole punching) since open */
-    uint64_t    dirty_pages;     /* reserved: always 0 in this version          */
     uint64_t    faults;          /* mprotect tracker: write faults taken; uffd
                                     tracker: written pages found, summed at
                                     each commit; 0 when untracked             */
