@@ -674,12 +674,24 @@ struct mmh_stats {
  * Thread-safe.
  */
 int mmh_stats(mmh_heap *h, struct mmh_stats *out);
-/* Walk every structure of h, block lists included, as `mmheap check` walks
- * a file: 0 if sound; -1 with EBADMSG and the first problem in
- * mmh_errmsg() (the heap is damaged: a write through a stray pointer, or a
- * bug), or EINVAL if h is NULL.  No other thread may allocate or free in h
- * meanwhile.  Costs a read of every page that holds blocks: for tests and
- * debugging, not for every commit. */
+
+/** Walk every structure of the open heap, block lists included, as
+ * `mmheap check` walks a file.
+ *
+ * Costs a read of every page that holds blocks: meant for tests and
+ * debugging, not for every commit.  The test suite of a debug build
+ * (configure --enable-debug) calls it at every quiescent point it has.
+ *
+ * @param[in] h the heap.
+ * @return 0 if the heap is sound, -1 on error with errno set:
+ *   - EINVAL: @p h is NULL.
+ *   - EBADMSG: the heap is damaged (a store through a stray pointer, or a
+ *     bug of the library); mmh_errmsg() names the first problem and its
+ *     heap offset.
+ *
+ * A quiescent point: no other thread may allocate from or free into @p h
+ * meanwhile.
+ */
 int mmh_check(mmh_heap *h);
 
 /** @} */

@@ -1,4 +1,4 @@
-/* Small pages: the slow paths around the fast alloc/free in alloc.c.
+/* Small pages: the slow paths around the fast alloc/free in internal.h.
  *
  * A page belongs to one slot.  Its owner pops and pushes its free list
  * without synchronisation; other threads push freed blocks onto the atomic

@@ -780,7 +780,7 @@ static int commit_ranges(mmh_heap *h, mmh_persist_job *c)
     mmh_assert_locked(h);
     hdr->commit_seq = shared ? hdr->commit_seq + 1 : p->tail.seq + 1;
     /* Punched ranges are marked in the heap's metadata before it is
-     * collected, so that this commit carries both. */
+     * scanned, so that this commit carries both. */
     int rc = shared ? 0 : mmh_punch_purged(h, mmh_ranges_add, &c->punches);
     hdr->checksum = mmh_format_checksum(hdr);
     if (rc == 0)

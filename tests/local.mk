@@ -52,7 +52,7 @@ MMH_CHECKER_TESTS = \
 EXTRA_DIST += \
 	tests/testutil.h \
 	tests/valgrind.sh \
-	tests/sanitizers.sh \
+	tests/build-check.sh \
 	tests/asan.supp \
 	tests/valgrind.supp \
 	tests/no-cmocka.sh \
@@ -201,7 +201,14 @@ endif
 
 check-sanitizers:
 	abs_top_srcdir="$(abs_top_srcdir)" abs_top_builddir="$(abs_top_builddir)" \
-	MAKE="$(MAKE)" $(SHELL) $(srcdir)/tests/sanitizers.sh
+	MAKE="$(MAKE)" $(SHELL) $(srcdir)/tests/build-check.sh
+
+# The debug build: invariants asserted in the library, mmh_check at the
+# tests' quiescent points; one compiler, the full loops.
+check-debug:
+	abs_top_srcdir="$(abs_top_srcdir)" abs_top_builddir="$(abs_top_builddir)" \
+	BUILD_NAME=debug BUILD_FLAGS=--enable-debug BUILD_COMPILERS=gcc MMH_TEST_SCALE=1 \
+	MAKE="$(MAKE)" $(SHELL) $(srcdir)/tests/build-check.sh
 
 CLEANFILES += tests/valgrind-logs/*.log
 
@@ -214,7 +221,7 @@ check-crash: tests/test_crash
 	    MMH_TEST_TRACKER=$$t MMH_CRASH_ROUNDS=$(CRASH_ROUNDS) ./tests/test_crash || exit 1; \
 	done
 
-.PHONY: check-valgrind check-sanitizers check-crash
+.PHONY: check-valgrind check-sanitizers check-debug check-crash
 
 installcheck-local:
 	CC="$(CC)" PKG_CONFIG="$(PKG_CONFIG)" DESTDIR="$(DESTDIR)" \

@@ -638,6 +638,60 @@ static void test_usage_and_errors(void **state)
     free(text);
 }
 
+/* ---- mmh_check on an open heap ---------------------------------------------- */
+
+/* The descriptor of the span that holds p (a block of a sliced segment). */
+static mmh_page *span_of(void *p)
+{
+    uintptr_t seg = ((uintptr_t)p - 1) & ~(uintptr_t)MMH_SEG_MASK;
+    mmh_segment *s = (mmh_segment *)(seg + MMH_SEGHDR_OFFSET);
+    mmh_page *pg = &s->pages[((uintptr_t)p - seg) >> MMH_SLICE_SHIFT];
+    return pg - pg->slice_offset;
+}
+
+static void assert_check_fails(mmh_heap *h, const char *what)
+{
+    errno = 0;
+    assert_int_equal(mmh_check(h), -1);
+    assert_int_equal(errno, EBADMSG);
+    assert_errmsg_contains(what);
+}
+
+static void test_live_heap(void **state)
+{
+    (void)state;
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    void *blocks[64];
+    for (size_t i = 0; i < 64; i++)
+        assert_non_null(blocks[i] = mmh_alloc(h, 16u << (i % 12)));
+    void *large = mmh_alloc(h, 300 << 10), *huge = mmh_alloc(h, 9 << 20);
+    assert_non_null(large);
+    assert_non_null(huge);
+    for (size_t i = 0; i < 64; i += 3)
+        mmh_free(h, blocks[i]);
+    assert_int_equal(mmh_check(h), 0);
+
+    mmh_page *pg = span_of(blocks[1]);
+    uint32_t slot_id = pg->slot_id;
+    pg->slot_id = 999;
+    assert_check_fails(h, "owning slot 999");
+    pg->slot_id = slot_id;
+    assert_int_equal(mmh_check(h), 0);
+
+    /* A freed block whose link points at itself: a cycle in the list. */
+    uint64_t *freed = blocks[3], link = *freed;
+    *freed = mmh_offset(h, freed);
+    assert_check_fails(h, "on the free lists twice");
+    *freed = link;
+    assert_int_equal(mmh_check(h), 0);
+
+    errno = 0;
+    assert_int_equal(mmh_check(NULL), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(mmh_close(h), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -648,6 +702,7 @@ int main(void)
         cmocka_unit_test(test_log_applied),
         cmocka_unit_test(test_log_torn),
         cmocka_unit_test(test_usage_and_errors),
+        cmocka_unit_test(test_live_heap),
     };
     return TU_RUN(tests);
 }

@@ -1,21 +1,28 @@
 #!/bin/sh
-# Builds mmheap out of tree with AddressSanitizer + UndefinedBehaviorSanitizer
-# (configure --enable-sanitizers) and runs `make check` there, with gcc and,
-# when installed, clang.  Called by `make check-sanitizers`; can also be run
-# by hand from anywhere:  sh tests/sanitizers.sh
+# Builds mmheap out of tree with extra configure options and runs `make
+# check` there, once per compiler.  `make check-sanitizers` runs it with
+# --enable-sanitizers (AddressSanitizer + UndefinedBehaviorSanitizer, gcc
+# and clang), `make check-debug` with --enable-debug (mmh_assert, lock
+# ownership, mmh_check at the tests' quiescent points).  By hand, from
+# anywhere:  BUILD_NAME=debug BUILD_FLAGS=--enable-debug sh tests/build-check.sh
 #
 # Environment:
 #   abs_top_srcdir    source tree (default: the directory above this script)
-#   SAN_BUILDDIR      where the builds go (default: $abs_top_builddir/build-sanitizers
-#                     or ./build-sanitizers); one subdirectory per compiler
-#   SAN_COMPILERS     compilers to use (default: "gcc clang", missing ones skipped)
+#   BUILD_NAME        names the build directory build-$BUILD_NAME (default
+#                     sanitizers)
+#   BUILD_FLAGS       configure options (default --enable-sanitizers)
+#   BUILD_DIR         where the builds go (default: $abs_top_builddir/build-$BUILD_NAME
+#                     or ./build-$BUILD_NAME); one subdirectory per compiler
+#   BUILD_COMPILERS   compilers to use (default: "gcc clang", missing ones skipped)
 #   MMH_TEST_SCALE    passed to the tests (default 0.25: ASan is slower)
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 srcdir=${abs_top_srcdir:-$(cd "$here/.." && pwd)}
-builddir=${SAN_BUILDDIR:-${abs_top_builddir:-$(pwd)}/build-sanitizers}
-compilers=${SAN_COMPILERS:-gcc clang}
+name=${BUILD_NAME:-sanitizers}
+flags=${BUILD_FLAGS:---enable-sanitizers}
+builddir=${BUILD_DIR:-${abs_top_builddir:-$(pwd)}/build-$name}
+compilers=${BUILD_COMPILERS:-gcc clang}
 MAKE=${MAKE:-make}
 jobs=$(nproc 2>/dev/null || echo 2)
 MMH_TEST_SCALE=${MMH_TEST_SCALE:-0.25}
@@ -28,7 +35,7 @@ UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export ASAN_OPTIONS UBSAN_OPTIONS
 
 if [ ! -x "$srcdir/configure" ]; then
-    echo "sanitizers.sh: $srcdir/configure missing; run autoreconf -fi there" >&2
+    echo "build-check.sh: $srcdir/configure missing; run autoreconf -fi there" >&2
     exit 1
 fi
 
@@ -37,21 +44,21 @@ fi
 src=$srcdir
 if [ -f "$srcdir/config.status" ]; then
     src=$builddir/src
-    echo "sanitizers.sh: $srcdir is configured in place; copying sources to $src"
+    echo "build-check.sh: $srcdir is configured in place; copying sources to $src"
     rm -rf "$src"
     mkdir -p "$src"
     if git -C "$srcdir" rev-parse --git-dir >/dev/null 2>&1; then
         (cd "$srcdir" && git ls-files -z --cached --others --exclude-standard |
             xargs -0 tar cf -) | (cd "$src" && tar xf -)
     else
-        (cd "$srcdir" && tar cf - --exclude=./build-sanitizers \
+        (cd "$srcdir" && tar cf - --exclude="./build-*" \
             --exclude='*.o' --exclude='*.lo' --exclude='*.la' --exclude=.libs \
             --exclude=.deps --exclude=config.status --exclude=config.log \
             --exclude=Makefile --exclude=libtool --exclude=config.h \
             --exclude=stamp-h1 .) | (cd "$src" && tar xf -)
     fi
     (cd "$src" && autoreconf -fi >/dev/null 2>&1) || {
-        echo "sanitizers.sh: autoreconf failed in $src" >&2
+        echo "build-check.sh: autoreconf failed in $src" >&2
         exit 1
     }
 fi
@@ -60,15 +67,15 @@ status=0
 ran=0
 for cc in $compilers; do
     if ! command -v "$cc" >/dev/null 2>&1; then
-        echo "sanitizers.sh: $cc not installed, skipped"
+        echo "build-check.sh: $cc not installed, skipped"
         continue
     fi
     b=$builddir/$cc
     echo "=== $cc: building in $b"
     mkdir -p "$b"
-    if ! (cd "$b" && "$src/configure" -q --enable-sanitizers CC="$cc" \
+    if ! (cd "$b" && "$src/configure" -q $flags CC="$cc" \
             CFLAGS="-O1 -g" >configure.out 2>&1); then
-        echo "sanitizers.sh: configure with $cc failed (see $b/config.log)" >&2
+        echo "build-check.sh: configure with $cc failed (see $b/config.log)" >&2
         status=1
         continue
     fi
@@ -80,5 +87,5 @@ for cc in $compilers; do
         status=1
     fi
 done
-[ $ran -gt 0 ] || { echo "sanitizers.sh: no compiler ran" >&2; exit 1; }
+[ $ran -gt 0 ] || { echo "build-check.sh: no compiler ran" >&2; exit 1; }
 exit $status
