@@ -280,6 +280,8 @@ void *mmh_realloc(mmh_heap *h, void *p, size_t size)
         return mmh_fail_null(EINVAL, "mmh_realloc: heap is NULL");
     if (!mmh_block_valid(h, p, &pg))
         return mmh_fail_null(EINVAL, "mmh_realloc: %p is not a block of heap %s", p, h->path);
+    if (h->flags & MMH_READONLY) /* even in place: the metadata would change */
+        return mmh_fail_null(EROFS, "%s: heap is open read-only", h->path);
     size_t usable = mmh_usable_size(h, p);
     if (pg->kind == MMH_PAGE_SMALL && size <= usable && size >= usable / 2)
         return p;

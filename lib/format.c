@@ -144,7 +144,7 @@ int mmh_format_check(const char *path, const mmh_hdr *hdr, uint64_t file_size)
         hdr->max_size > MMH_MAX_MAX_SIZE || hdr->max_size < MMH_SEG_SIZE)
         return corrupt(path, "bad base address or max_size");
     if (!mmh_region_fits(hdr->base, hdr->max_size))
-        return mmh_fail(EBADMSG, "%s: corrupt heap file: base address %#llx with max_size %llu "
+        return mmh_fail(EBADMSG, "%s: corrupt heap file: base address 0x%llx with max_size %llu "
                         "is outside the user address space", path,
                         (unsigned long long)hdr->base, (unsigned long long)hdr->max_size);
     if ((hdr->extent & MMH_SEG_MASK) || hdr->extent < MMH_SEG_SIZE || hdr->extent > hdr->max_size)

@@ -77,10 +77,12 @@ __attribute__((no_sanitize_address)) void mmh_copy_unchecked(void *dst, const vo
     unsigned char *d = dst;
     for (size_t i = 0; i < len; i++)
         d[i] = s[i];
+    mmh_inst_copied(dst, len);
 }
 #else
 void mmh_copy_unchecked(void *dst, const void *src, size_t len)
 {
     memcpy(dst, src, len);
+    mmh_inst_copied(dst, len);
 }
 #endif

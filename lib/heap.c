@@ -141,7 +141,9 @@ static int heap_format(mmh_heap *h, const mmh_config *cfg)
     if (mmh_region_grow(h, cfg->size) != 0)
         return -1;
     mmh_format_init(h, cfg->size);
+    mmh_lock(h); /* nobody else has h yet: for segment.c's rule */
     mmh_segment_init_first(h);
+    mmh_unlock(h);
     return 0;
 }
 

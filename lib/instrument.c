@@ -154,6 +154,15 @@ void mmh_inst_bulk_end(void)
 #endif
 }
 
+void mmh_inst_copied(void *p, size_t len)
+{
+#if MMH_MEMCHECK
+    VALGRIND_MAKE_MEM_DEFINED(p, len);
+#else
+    (void)p, (void)len;
+#endif
+}
+
 /* ---- heaps opened and closed ------------------------------------------- */
 
 /* Blocks a small page holds at most: 16-byte ones in one slice (mmh_open

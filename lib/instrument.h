@@ -62,6 +62,10 @@ MMH_HIDDEN void     mmh_inst_heap_close(mmh_heap *h);
  * snapshots): memcheck reports nothing there. */
 MMH_HIDDEN void     mmh_inst_bulk_begin(void);
 MMH_HIDDEN void     mmh_inst_bulk_end(void);
+/* [p, p + len), a copy of heap memory taken to be written out, counts as
+ * defined: its bytes are what the file gets, whatever the program stored
+ * (their hashes and the commit chain are then defined too). */
+MMH_HIDDEN void     mmh_inst_copied(void *p, size_t len);
 
 /* The free-list link in the free block p. */
 static inline uint64_t mmh_link_get(const mmh_heap *h, const void *p)

@@ -9,8 +9,8 @@
  * PURGE_DELAY_MS, so that memory freed and allocated again soon is not
  * faulted in again.
  *
- * Every function here but mmh_purge_all and mmh_segment_init_first (a new
- * heap, not yet shared) runs with h->lock held; debug builds assert it.
+ * Every function here but mmh_purge_all runs with h->lock held; debug
+ * builds assert it.
  */
 #include "internal.h"
 
@@ -106,7 +106,11 @@ static void bin_remove(mmh_heap *h, mmh_page *pg)
 static mmh_page *span_mark(mmh_segment *s, size_t idx, size_t n, unsigned kind, unsigned flags)
 {
     mmh_page *head = &s->pages[idx];
-    mmh_assert(n >= 1 && idx >= s->first_slice && idx + n <= MMH_SEG_SLICES);
+    /* The metadata from slice 0; a huge block from descriptor 1 on, its
+     * last one the +1 of the geometry note; the others after the metadata. */
+    mmh_assert(n >= 1 && (kind == MMH_PAGE_META   ? idx == 0 && n <= MMH_SEG_SLICES
+                          : kind == MMH_PAGE_HUGE ? idx == 1 && n == MMH_SEG_SLICES
+                          : idx >= s->first_slice && idx + n <= MMH_SEG_SLICES));
     memset(head, 0, sizeof *head);
     head->slice_count = (uint16_t)n;
     head->kind = (uint8_t)kind;
@@ -253,6 +257,7 @@ static mmh_segment *segment_init(mmh_heap *h, size_t idx, unsigned kind, size_t 
 
 void mmh_segment_init_first(mmh_heap *h)
 {
+    mmh_assert_locked(h);
     mmh_segment *s = segment_init(h, 0, MMH_SEGMAP_SLICED, 0);
     size_t first = h->hdr->first_slice;
     s->first_slice = (uint32_t)first;

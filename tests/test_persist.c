@@ -593,6 +593,12 @@ static void test_readonly(void **state)
     assert_null_errno(mmh_calloc(h, 4, 4), EROFS);
     assert_null_errno(mmh_aligned_alloc(h, 64, 64), EROFS);
     assert_null_errno(mmh_realloc(h, NULL, 64), EROFS);
+    /* Resizing in place writes metadata too: large blocks grown and shrunk. */
+    for (int i = 0; i < STATE_BLOCKS; i++) {
+        assert_null_errno(mmh_realloc(h, s->blk[i], s->len[i] + 300000), EROFS);
+        if (mmh_usable_size(h, s->blk[i]) >= 4 * 65536) /* shrunk in place elsewhere */
+            assert_null_errno(mmh_realloc(h, s->blk[i], 131073), EROFS);
+    }
     assert_fail_errno(mmh_commit(h), EROFS);
     assert_fail_errno(mmh_set_root(h, s->blk[0]), EROFS);
     assert_ptr_equal(mmh_root(h), s);
