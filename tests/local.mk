@@ -27,6 +27,8 @@ MMH_TESTS = \
 	tests/test_faults \
 	tests/test_track \
 	tests/test_snapshot \
+	tests/test_bgcommit \
+	tests/test_fork \
 	tests/test_check \
 	tests/test_trust
 
@@ -79,7 +81,8 @@ AM_TESTS_ENVIRONMENT = \
 # whichever mmheap library the program is linked to, and brings none of
 # its own.
 tests_libtestutil_la_SOURCES = tests/testutil.h tests/testutil.c
-tests_libtestheap_la_SOURCES = tests/testheap.c tests/testmalloc.c
+tests_libtestheap_la_SOURCES = tests/testheap.c tests/testmalloc.c \
+	tests/jobutil.h tests/jobutil.c
 
 # cmocka's include path for every object: harmless to the others (an
 # include directory, searched after the project's own).
@@ -101,11 +104,13 @@ tests_test_relocate_LDADD = $(MMH_TEST_LDADD)
 tests_test_threads_LDADD = $(MMH_TEST_LDADD)
 tests_test_tracker_LDADD = $(MMH_TEST_LDADD)
 tests_test_crash_LDADD = $(MMH_TEST_LDADD)
+tests_test_snapshot_LDADD = $(MMH_TEST_LDADD)
+tests_test_fork_LDADD = $(MMH_TEST_LDADD)
 tests_test_asan_LDADD = $(MMH_TEST_LDADD)
 
 # Interpose libc functions and find the real ones with dlsym(RTLD_NEXT).
 tests_test_faults_LDADD = $(MMH_TEST_LDADD) -ldl
-tests_test_snapshot_LDADD = $(MMH_TEST_LDADD) -ldl
+tests_test_bgcommit_LDADD = $(MMH_TEST_LDADD) -ldl
 tests_test_trust_LDADD = $(MMH_TEST_LDADD) -ldl
 
 # Linked to the library's objects (libmmheap-core), to reach its internals:

@@ -19,7 +19,7 @@
  *    temporary directory, files, child processes, patterns, a small RNG,
  *    intervals.  test_malloc_dlopen, linked to no mmheap library, links
  *    only this part.
- *  - tests/libtestheap.la (testheap.c, testmalloc.c) calls
+ *  - tests/libtestheap.la (testheap.c, testmalloc.c, jobutil.c) calls
  *    mmheap, through whichever library the program links: libmmheap,
  *    libmmheap-core or libmmheap-malloc.  It adds none of its own.
  *
