@@ -22,10 +22,10 @@ MMH_TESTS = \
 	tests/test_growth \
 	tests/test_relocate \
 	tests/test_threads \
-	tests/test_tracker \
+	tests/test_tracker_api \
 	tests/test_crash \
 	tests/test_faults \
-	tests/test_track \
+	tests/test_tracker_ranges \
 	tests/test_snapshot \
 	tests/test_bgcommit \
 	tests/test_fork \
@@ -102,7 +102,7 @@ tests_test_persist_LDADD = $(MMH_TEST_LDADD)
 tests_test_growth_LDADD = $(MMH_TEST_LDADD)
 tests_test_relocate_LDADD = $(MMH_TEST_LDADD)
 tests_test_threads_LDADD = $(MMH_TEST_LDADD)
-tests_test_tracker_LDADD = $(MMH_TEST_LDADD)
+tests_test_tracker_api_LDADD = $(MMH_TEST_LDADD)
 tests_test_crash_LDADD = $(MMH_TEST_LDADD)
 tests_test_snapshot_LDADD = $(MMH_TEST_LDADD)
 tests_test_fork_LDADD = $(MMH_TEST_LDADD)
@@ -116,13 +116,13 @@ tests_test_trust_LDADD = $(MMH_TEST_LDADD) -ldl
 # Linked to the library's objects (libmmheap-core), to reach its internals:
 # test_errors, the format functions, to craft headers; test_check, the
 # metadata's layout, to damage it (and runs tools/mmheap); test_memcheck,
-# no libtool wrapper for valgrind to run; test_track, the trackers'
-# interface.
+# no libtool wrapper for valgrind to run; test_tracker_ranges, the
+# trackers' interface.
 MMH_CORE_TEST_LDADD = $(MMH_TESTLIBS) libmmheap-core.la $(CMOCKA_LIBS)
 tests_test_errors_LDADD = $(MMH_CORE_TEST_LDADD)
 tests_test_check_LDADD = $(MMH_CORE_TEST_LDADD)
 tests_test_memcheck_LDADD = $(MMH_CORE_TEST_LDADD)
-tests_test_track_LDADD = $(MMH_CORE_TEST_LDADD)
+tests_test_tracker_ranges_LDADD = $(MMH_CORE_TEST_LDADD)
 
 # The drop-in tests are linked to libmmheap-malloc; MMH_TEST_DROPIN: malloc
 # must be mmheap's (testutil.h).

@@ -1,4 +1,5 @@
-/* test_track: the dirty-page trackers, through their internal interface.
+/* test_tracker_ranges: the dirty ranges each tracker reports, through
+ * the trackers' internal interface.
  *
  * Linked against the convenience library so it can reach h->track: every
  * test opens a file heap with one tracker (mprotect or uffd; uffd tests skip
