@@ -22,11 +22,13 @@ MMH_TESTS = \
 	tests/test_growth \
 	tests/test_relocate \
 	tests/test_threads \
-	tests/test_tracker \
+	tests/test_tracker_api \
 	tests/test_crash \
 	tests/test_faults \
-	tests/test_track \
+	tests/test_tracker_ranges \
 	tests/test_snapshot \
+	tests/test_bgcommit \
+	tests/test_fork \
 	tests/test_check \
 	tests/test_trust
 
@@ -50,7 +52,6 @@ MMH_CHECKER_TESTS = \
 	tests/test_asan
 
 EXTRA_DIST += \
-	tests/testutil.h \
 	tests/valgrind.sh \
 	tests/build-check.sh \
 	tests/asan.supp \
@@ -61,6 +62,7 @@ EXTRA_DIST += \
 	tests/installcheck.sh
 
 if HAVE_CMOCKA
+check_LTLIBRARIES = tests/libtestheap.la tests/libtestutil.la
 check_PROGRAMS += $(MMH_TESTS) $(MMH_MALLOC_TESTS) $(MMH_CHECKER_TESTS)
 TESTS += $(MMH_TESTS) $(MMH_MALLOC_TESTS) $(MMH_CHECKER_TESTS)
 else
@@ -74,110 +76,75 @@ AM_TESTS_ENVIRONMENT = \
 	MMH_MMHEAP_TOOL='$(abs_top_builddir)/tools/mmheap'; \
 	export MMH_MALLOC_LIB MMH_MMHEAP_TOOL;
 
-MMH_TEST_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
-MMH_TEST_LDADD = libmmheap.la $(CMOCKA_LIBS)
+# The tests' helper library (tests/testutil.h), built by make check only.
+# libtestutil calls no mmheap function; libtestheap calls mmheap through
+# whichever mmheap library the program is linked to, and brings none of
+# its own.
+tests_libtestutil_la_SOURCES = tests/testutil.h tests/testutil.c
+tests_libtestheap_la_SOURCES = tests/testheap.c tests/testmalloc.c \
+	tests/jobutil.h tests/jobutil.c
 
-tests_test_api_SOURCES = tests/test_api.c tests/testutil.h
-tests_test_api_CFLAGS = $(MMH_TEST_CFLAGS)
+# cmocka's include path for every object: harmless to the others (an
+# include directory, searched after the project's own).
+AM_CPPFLAGS += $(CMOCKA_CFLAGS)
+
+# A test is tests/NAME.c linked to the helper library, libmmheap and cmocka.
+# LDADD cannot say so for all: the benchmarks without a _LDADD of their own
+# (bench_malloc, bench_threads, bench_shared_sync) would link libmmheap
+# too, so each test names it.
+MMH_TESTLIBS = tests/libtestheap.la tests/libtestutil.la
+MMH_TEST_LDADD = $(MMH_TESTLIBS) libmmheap.la $(CMOCKA_LIBS)
 tests_test_api_LDADD = $(MMH_TEST_LDADD)
-
-tests_test_alloc_SOURCES = tests/test_alloc.c tests/testutil.h
-tests_test_alloc_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_alloc_LDADD = $(MMH_TEST_LDADD)
-
-tests_test_aligned_SOURCES = tests/test_aligned.c tests/testutil.h
-tests_test_aligned_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_aligned_LDADD = $(MMH_TEST_LDADD)
-
-tests_test_realloc_SOURCES = tests/test_realloc.c tests/testutil.h
-tests_test_realloc_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_realloc_LDADD = $(MMH_TEST_LDADD)
-
-tests_test_persist_SOURCES = tests/test_persist.c tests/testutil.h
-tests_test_persist_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_persist_LDADD = $(MMH_TEST_LDADD)
-
-tests_test_errors_SOURCES = tests/test_errors.c tests/testutil.h
-tests_test_errors_CFLAGS = $(MMH_TEST_CFLAGS)
-# libmmheap-core: the internal format functions, to craft headers
-tests_test_errors_LDADD = libmmheap-core.la $(CMOCKA_LIBS)
-
-tests_test_growth_SOURCES = tests/test_growth.c tests/testutil.h
-tests_test_growth_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_growth_LDADD = $(MMH_TEST_LDADD)
-
-tests_test_relocate_SOURCES = tests/test_relocate.c tests/testutil.h
-tests_test_relocate_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_relocate_LDADD = $(MMH_TEST_LDADD)
-
-tests_test_threads_SOURCES = tests/test_threads.c tests/testutil.h
-tests_test_threads_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_threads_LDADD = $(MMH_TEST_LDADD)
-
-tests_test_tracker_SOURCES = tests/test_tracker.c tests/testutil.h
-tests_test_tracker_CFLAGS = $(MMH_TEST_CFLAGS)
-tests_test_tracker_LDADD = $(MMH_TEST_LDADD)
-
-tests_test_faults_SOURCES = tests/test_faults.c tests/testutil.h
-tests_test_faults_CFLAGS = $(MMH_TEST_CFLAGS)
-tests_test_faults_LDADD = $(MMH_TEST_LDADD) -ldl
-
-tests_test_crash_SOURCES = tests/test_crash.c tests/testutil.h
-tests_test_crash_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_tracker_api_LDADD = $(MMH_TEST_LDADD)
 tests_test_crash_LDADD = $(MMH_TEST_LDADD)
-
-tests_test_snapshot_SOURCES = tests/test_snapshot.c tests/testutil.h
-tests_test_snapshot_CFLAGS = $(MMH_TEST_CFLAGS)
-tests_test_snapshot_LDADD = $(MMH_TEST_LDADD) -ldl
-
-tests_test_trust_SOURCES = tests/test_trust.c tests/testutil.h
-tests_test_trust_CFLAGS = $(MMH_TEST_CFLAGS)
-tests_test_trust_LDADD = $(MMH_TEST_LDADD) -ldl
-
-# Reaches the metadata's layout to damage it: linked to the library's
-# objects.  Runs tools/mmheap.
-tests_test_check_SOURCES = tests/test_check.c tests/testutil.h
-tests_test_check_CFLAGS = $(MMH_TEST_CFLAGS)
-tests_test_check_LDADD = libmmheap-core.la $(CMOCKA_LIBS)
-
-# MMH_TEST_DROPIN: malloc must be mmheap's (testutil.h).
-MMH_DROPIN_CPPFLAGS = $(AM_CPPFLAGS) -DMMH_TEST_DROPIN
-MMH_DROPIN_LDADD = libmmheap-malloc.la $(CMOCKA_LIBS)
-
-tests_test_malloc_SOURCES = tests/test_malloc.c tests/testutil.h
-tests_test_malloc_CPPFLAGS = $(MMH_DROPIN_CPPFLAGS)
-tests_test_malloc_CFLAGS = $(MMH_TEST_CFLAGS)
-tests_test_malloc_LDADD = $(MMH_DROPIN_LDADD)
-
-tests_test_malloc_threads_SOURCES = tests/test_malloc_threads.c tests/testutil.h
-tests_test_malloc_threads_CPPFLAGS = $(MMH_DROPIN_CPPFLAGS)
-tests_test_malloc_threads_CFLAGS = $(MMH_TEST_CFLAGS)
-tests_test_malloc_threads_LDADD = $(MMH_DROPIN_LDADD)
-
-# C++17 for the aligned operators new and delete; -fsized-deallocation for
-# clang++, which does not call the sized forms by default.
-tests_test_malloc_cxx_SOURCES = tests/test_malloc_cxx.cc tests/testutil.h
-tests_test_malloc_cxx_CPPFLAGS = $(MMH_DROPIN_CPPFLAGS)
-tests_test_malloc_cxx_CXXFLAGS = $(AM_CXXFLAGS) $(CMOCKA_CFLAGS) -Wall -Wextra \
-	-std=gnu++17 -fsized-deallocation
-tests_test_malloc_cxx_LDADD = $(MMH_DROPIN_LDADD)
-
-tests_test_malloc_dlopen_SOURCES = tests/test_malloc_dlopen.c tests/testutil.h
-tests_test_malloc_dlopen_CFLAGS = $(MMH_TEST_CFLAGS)
-tests_test_malloc_dlopen_LDADD = $(CMOCKA_LIBS) -ldl
-
-tests_test_memcheck_SOURCES = tests/test_memcheck.c tests/testutil.h
-tests_test_memcheck_CFLAGS = $(MMH_TEST_CFLAGS)
-tests_test_memcheck_LDADD = libmmheap-core.la $(CMOCKA_LIBS)
-
-tests_test_asan_SOURCES = tests/test_asan.c tests/testutil.h
-tests_test_asan_CFLAGS = $(MMH_TEST_CFLAGS)
+tests_test_snapshot_LDADD = $(MMH_TEST_LDADD)
+tests_test_fork_LDADD = $(MMH_TEST_LDADD)
 tests_test_asan_LDADD = $(MMH_TEST_LDADD)
 
-# Reaches the trackers' internal interface: linked to the library's objects.
-tests_test_track_SOURCES = tests/test_track.c tests/testutil.h
-tests_test_track_CFLAGS = $(MMH_TEST_CFLAGS)
-tests_test_track_LDADD = libmmheap-core.la $(CMOCKA_LIBS)
+# Interpose libc functions and find the real ones with dlsym(RTLD_NEXT).
+tests_test_faults_LDADD = $(MMH_TEST_LDADD) -ldl
+tests_test_bgcommit_LDADD = $(MMH_TEST_LDADD) -ldl
+tests_test_trust_LDADD = $(MMH_TEST_LDADD) -ldl
+
+# Linked to the library's objects (libmmheap-core), to reach its internals:
+# test_errors, the format functions, to craft headers; test_check, the
+# metadata's layout, to damage it (and runs tools/mmheap); test_memcheck,
+# no libtool wrapper for valgrind to run; test_tracker_ranges, the
+# trackers' interface.
+MMH_CORE_TEST_LDADD = $(MMH_TESTLIBS) libmmheap-core.la $(CMOCKA_LIBS)
+tests_test_errors_LDADD = $(MMH_CORE_TEST_LDADD)
+tests_test_check_LDADD = $(MMH_CORE_TEST_LDADD)
+tests_test_memcheck_LDADD = $(MMH_CORE_TEST_LDADD)
+tests_test_tracker_ranges_LDADD = $(MMH_CORE_TEST_LDADD)
+
+# The drop-in tests are linked to libmmheap-malloc; MMH_TEST_DROPIN: malloc
+# must be mmheap's (testutil.h).
+MMH_DROPIN_CPPFLAGS = $(AM_CPPFLAGS) -DMMH_TEST_DROPIN
+MMH_DROPIN_LDADD = $(MMH_TESTLIBS) libmmheap-malloc.la $(CMOCKA_LIBS)
+tests_test_malloc_CPPFLAGS = $(MMH_DROPIN_CPPFLAGS)
+tests_test_malloc_LDADD = $(MMH_DROPIN_LDADD)
+tests_test_malloc_threads_CPPFLAGS = $(MMH_DROPIN_CPPFLAGS)
+tests_test_malloc_threads_LDADD = $(MMH_DROPIN_LDADD)
+
+# C++: C++17 for the aligned operators new and delete;
+# -fsized-deallocation for clang++, which does not call the sized forms by
+# default.
+tests_test_malloc_cxx_SOURCES = tests/test_malloc_cxx.cc
+tests_test_malloc_cxx_CPPFLAGS = $(MMH_DROPIN_CPPFLAGS)
+tests_test_malloc_cxx_CXXFLAGS = $(AM_CXXFLAGS) -Wall -Wextra -std=gnu++17 \
+	-fsized-deallocation
+tests_test_malloc_cxx_LDADD = $(MMH_DROPIN_LDADD)
+
+# Linked to no mmheap library (it dlopens libmmheap-malloc): the helper
+# library's part that calls none.
+tests_test_malloc_dlopen_LDADD = tests/libtestutil.la $(CMOCKA_LIBS) -ldl
 
 # The drop-in malloc tests run with memcheck's own malloc left out of
 # user objects (somalloc=nouserintercepts): by default it replaces malloc in

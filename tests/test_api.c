@@ -224,7 +224,7 @@ static void test_touch(void **state)
     assert_int_equal(mmh_close(h), 0);
 
     /* File heaps: the kernel writes into a touched range after a commit.
-     * The explicit mprotect case is in test_tracker. */
+     * The explicit mprotect case is in test_tracker_api. */
     static const mmh_tracker trk[] = { MMH_TRACK_AUTO, MMH_TRACK_NONE };
     for (size_t t = 0; t < sizeof trk / sizeof trk[0]; t++) {
         char *path = tu_path("touch.heap");

@@ -7,6 +7,7 @@
  */
 #include "testutil.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 

@@ -14,7 +14,9 @@
  */
 #include "testutil.h"
 
+#include <dlfcn.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>

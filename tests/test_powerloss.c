@@ -9,8 +9,7 @@
  * MMH_PL_STATES: states per run (make check-powerloss: thousands);
  * MMH_PL_REPORT: violations described on stderr; MMH_PL_FAILED_STEP: which
  * syncs test_failed_sync fails.  The crash states are
- * the harness's to check, so the suite's own file check is off. */
-#define TU_NO_HEAP_CHECK
+ * the harness's to check, so the suite's own heap checks are off. */
 #include "testutil.h"
 #include "powerloss/harness.h"
 
@@ -133,6 +132,7 @@ static void test_failed_sync(void **state)
 
 int main(void)
 {
+    tu_heap_checks = false;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uffd),
         cmocka_unit_test(test_mprotect),

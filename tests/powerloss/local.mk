@@ -9,11 +9,10 @@ check_PROGRAMS += tests/test_powerloss
 TESTS += tests/test_powerloss
 endif
 
-tests_test_powerloss_SOURCES = tests/test_powerloss.c tests/testutil.h \
+tests_test_powerloss_SOURCES = tests/test_powerloss.c \
 	tests/powerloss/harness.h tests/powerloss/record.h tests/powerloss/model.h \
 	tests/powerloss/recorder.c tests/powerloss/pattern.c tests/powerloss/workload.c \
 	tests/powerloss/model.c tests/powerloss/replay.c tests/powerloss/check.c
-tests_test_powerloss_CFLAGS = $(MMH_TEST_CFLAGS)
 tests_test_powerloss_LDFLAGS = -export-dynamic
 tests_test_powerloss_LDADD = $(MMH_TEST_LDADD) -ldl
 

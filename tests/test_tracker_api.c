@@ -1,5 +1,6 @@
-/* test_tracker: the tracker contract seen through the public API, and
- * incremental commits.  (test_track checks the dirty ranges themselves.) */
+/* test_tracker_api: the tracker contract seen through the public API, and
+ * incremental commits.  (test_tracker_ranges checks the dirty ranges
+ * themselves.) */
 #include "testutil.h"
 
 #include <stdbool.h>

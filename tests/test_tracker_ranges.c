@@ -1,4 +1,5 @@
-/* test_track: the dirty-page trackers, through their internal interface.
+/* test_tracker_ranges: the dirty ranges each tracker reports, through
+ * the trackers' internal interface.
  *
  * Linked against the convenience library so it can reach h->track.ops: every
  * test opens a file heap with one tracker (mprotect or uffd; uffd tests skip
@@ -9,9 +10,6 @@
  * epoch (to keep the number of VMAs bounded); the tests that write many
  * pages accept a reported superset within stated bounds, the small ones
  * expect exact pages. */
-/* The tests write patterns over whole heap pages, metadata included: the
- * heaps they leave are not meant to pass mmheap check. */
-#define TU_NO_HEAP_CHECK 1
 #include "testutil.h"
 #include "track.h"
 
@@ -740,6 +738,9 @@ static void test_own_handler(void **state)
 
 int main(void)
 {
+    /* The tests write patterns over whole heap pages, metadata included:
+     * the heaps they leave are not meant to pass a check. */
+    tu_heap_checks = false;
     ps = (size_t)sysconf(_SC_PAGESIZE);
     const struct CMUnitTest tests[] = {
         BOTH(test_clean_after_scan),
