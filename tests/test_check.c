@@ -11,6 +11,7 @@
 #include "testutil.h"
 #include "layout.h"
 
+#include <sanitizer/asan_interface.h>
 #include <stdbool.h>
 
 #include <pthread.h>
@@ -679,11 +680,17 @@ static void test_live_heap(void **state)
     pg->slot_id = slot_id;
     assert_int_equal(mmh_check(h), 0);
 
-    /* A freed block whose link points at itself: a cycle in the list. */
-    uint64_t *freed = blocks[3], link = *freed;
+    /* A freed block whose link points at itself: a cycle in the list.  The
+     * sanitizer builds poison free blocks: the test writes through that. */
+    uint64_t *freed = blocks[3];
+    ASAN_UNPOISON_MEMORY_REGION(freed, sizeof *freed);
+    uint64_t link = *freed;
     *freed = mmh_offset(h, freed);
+    ASAN_POISON_MEMORY_REGION(freed, sizeof *freed);
     assert_check_fails(h, "on the free lists twice");
+    ASAN_UNPOISON_MEMORY_REGION(freed, sizeof *freed);
     *freed = link;
+    ASAN_POISON_MEMORY_REGION(freed, sizeof *freed);
     assert_int_equal(mmh_check(h), 0);
 
     errno = 0;
