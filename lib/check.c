@@ -764,13 +764,15 @@ static void keep_first(void *arg, uint64_t off, const char *msg)
     snprintf(fp->msg, sizeof fp->msg, "%s", msg);
 }
 
-/* The walk over the open heap h; -1 with EBADMSG and the first problem
- * found if it fails. */
-static int check_open(const mmh_heap *h, bool full, const char *what)
+/* The walk over the mapping of h; -1 with EBADMSG and the first problem
+ * found if it fails.  live: its blocks are known to the memory checkers
+ * (instrument.h), whose poisoning the list walks must pass through; not
+ * yet at open, where the checkers' hooks must not be touched. */
+static int check_open(const mmh_heap *h, bool live, bool full, const char *what)
 {
     mmh_check_result r;
     first_problem fp = { 0 };
-    if (check_heap(h->base, h, full, &r, keep_first, NULL, &fp) == 0)
+    if (check_heap(h->base, live ? h : NULL, full, &r, keep_first, NULL, &fp) == 0)
         return 0;
     return mmh_fail(EBADMSG, "%s: %s: %s (at offset %llu; mmheap check reports every problem)",
                     h->path, what, fp.msg, (unsigned long long)fp.off);
@@ -778,7 +780,7 @@ static int check_open(const mmh_heap *h, bool full, const char *what)
 
 int mmh_verify(const mmh_heap *h)
 {
-    return check_open(h, false, "corrupt heap file");
+    return check_open(h, false, false, "corrupt heap file");
 }
 
 int mmh_check(mmh_heap *h)
@@ -786,7 +788,7 @@ int mmh_check(mmh_heap *h)
     if (!h)
         return mmh_fail(EINVAL, "mmh_check: heap is NULL");
     mmh_lock(h);
-    int rc = check_open(h, true, "damaged heap");
+    int rc = check_open(h, true, true, "damaged heap");
     mmh_unlock(h);
     return rc;
 }
