@@ -120,9 +120,10 @@ typedef struct mmh_config {
                                mapped memory), rounded up to 4 MiB; 0 = 4 MiB;
                                ignored for an existing file */
     size_t      max_size; /**< address space reserved, rounded up to 4 MiB:
-                               the limit the heap grows to; 0 = 64 GiB, at
-                               most 2 TiB; an existing file keeps the limit
-                               it was made with */
+                               the limit the heap grows to; 0 = 1 TiB, at
+                               most 2 TiB.  An existing file keeps the limit
+                               it records when this is 0 or smaller; a
+                               larger one raises it (see mmh_grow()) */
     unsigned    flags;    /**< MMH_* flags, ORed */
     mmh_tracker tracker;  /**< dirty tracking of a writable file heap
                                (ignored for others); one the system cannot
@@ -169,7 +170,8 @@ typedef struct mmh_config {
  *   - EBUSY: another open holds the file's lock: a writer, or, when this
  *     open is writable, any open.
  *   - EADDRINUSE: the address range the file records (or @p cfg->base) is
- *     taken, and #MMH_RELOCATE was not given.
+ *     taken, or a larger @p cfg->max_size needs a range after it that is
+ *     taken (the reason names it), and #MMH_RELOCATE was not given.
  *   - EBADMSG: the file is truncated or corrupt (shorter than its header
  *     or than the size it records, a header checksum mismatch, a bad
  *     layout, a base whose reservation leaves the user address space,
@@ -178,6 +180,8 @@ typedef struct mmh_config {
  *     log (made for another heap file, or another generation of it).
  *   - EPROTONOSUPPORT: a format version newer than this library's, or a
  *     pre-release one (1 to 3).
+ *   - EFBIG: a larger @p cfg->max_size than a heap made by an earlier
+ *     release (format 5) has room to record (the limit it was made with).
  *   - EAGAIN: a file of format 4 whose redo journal (path.journal) still
  *     holds a commit not in the file (open it once with the release that
  *     wrote it); an #MMH_READONLY or #MMH_VOLATILE open of a heap whose
@@ -244,6 +248,45 @@ int mmh_close(mmh_heap *h);
  * Thread-safe.
  */
 mmh_heap *mmh_default_heap(void);
+
+/** Raise the heap's limit to @p new_max_size by extending its reservation
+ * in place: the heap never moves, so the address range after the current
+ * reservation must be free.  The new limit is recorded in the file at the
+ * next commit; a heap reopened before that keeps the old one.  Reopening
+ * with a larger mmh_config::max_size does the same at the open (and can
+ * relocate the heap, with #MMH_RELOCATE, where the range is taken).
+ *
+ * @param[in] h            the heap.
+ * @param[in] new_max_size the new limit, rounded up to 4 MiB; at most
+ *                         2 TiB.  One no larger than the current limit
+ *                         changes nothing and succeeds.
+ * @return 0 on success, -1 on error with errno set:
+ *   - EINVAL: @p h is NULL, or @p new_max_size is above 2 TiB or leaves the
+ *     user address space.
+ *   - EROFS: the heap was opened #MMH_READONLY.
+ *   - EADDRINUSE: part of the range after the reservation is taken; the
+ *     reason names the range.
+ *   - EFBIG: the heap was made by an earlier release (format 5), whose
+ *     segment map has no room past the limit it was made with.
+ *   - ENOMEM: the kernel refused the reservation (out of memory for its
+ *     mappings).
+ *
+ * Thread-safe; it may run while other threads allocate.
+ */
+int mmh_grow(mmh_heap *h, size_t new_max_size);
+
+/** The open heap whose reservation holds @p p: how code that holds only a
+ * pointer into a heap (an allocator stored in the heap, for one) finds the
+ * handle again in a new process.
+ *
+ * @param[in] p any address.
+ * @return the heap, or NULL (errno untouched) when no heap open in this
+ *         process reserves @p p.  O(1) when the thread asked about the same
+ *         heap last, O(log heaps) otherwise.
+ *
+ * Thread-safe.  The handle is valid until the heap is closed.
+ */
+mmh_heap *mmh_heap_of(const void *p);
 
 /** @} */
 
@@ -393,6 +436,67 @@ uint64_t mmh_offset(mmh_heap *h, const void *p);
  *   - EINVAL: @p off lies outside the heap's current size.
  */
 void *mmh_at(mmh_heap *h, uint64_t off);
+
+/** @} */
+
+/** @defgroup names Names
+ * A table in the heap from names to blocks, for programs that find more
+ * than one object again after reopening (the root is the unnamed one).
+ * It lives in the heap and commits with it: after a crash, the names are
+ * those of the last completed commit.  A name is any NUL-terminated string
+ * of at most #MMH_NAME_MAX bytes (the NUL not counted); a lookup costs
+ * O(1), whatever the number of names.  Freeing a named block does not
+ * remove its name: remove the name first.  Thread-safe.
+ * @{ */
+
+/** The longest name, in bytes, without its NUL. */
+#define MMH_NAME_MAX 255
+
+/** Give the block @p p the name @p name, replacing the block it named
+ * before, or remove the name.  Like everything else, it becomes durable at
+ * the next commit.
+ *
+ * @param[in] h    the heap.
+ * @param[in] name the name: at most #MMH_NAME_MAX bytes.
+ * @param[in] p    a block of @p h (as mmh_alloc() returned it), or NULL to
+ *                 remove the name.
+ * @return 0 on success (removing a name that is not there succeeds too),
+ *         -1 on error with errno set:
+ *   - EINVAL: @p h or @p name is NULL, or @p p is not a block of @p h.
+ *   - ENAMETOOLONG: @p name is longer than #MMH_NAME_MAX bytes.
+ *   - EROFS: the heap was opened #MMH_READONLY.
+ *   - ENOMEM: the heap is full (the table and each name take heap memory).
+ *   - EDEADLK: called from mmh_name_each()'s callback.
+ *   - EBADMSG: the table is damaged (mmheap check reports where).
+ */
+int mmh_name_set(mmh_heap *h, const char *name, void *p);
+
+/** The block named @p name.
+ *
+ * @param[in] h    the heap.
+ * @param[in] name the name.
+ * @return the block, or NULL with errno set:
+ *   - ENOENT: no block has that name.
+ *   - EINVAL: @p h or @p name is NULL.
+ *   - ENAMETOOLONG: @p name is longer than #MMH_NAME_MAX bytes.
+ *   - EBADMSG: the table is damaged (mmheap check reports where).
+ */
+void *mmh_name_get(mmh_heap *h, const char *name);
+
+/** Call @p fn for every name, in no particular order, with the block it
+ * names and @p arg.  @p fn may look names up with mmh_name_get() but not
+ * set or remove them (that fails with EDEADLK); the name it gets is valid
+ * only during the call.
+ *
+ * @param[in] h   the heap.
+ * @param[in] fn  the callback; a nonzero return stops the walk.
+ * @param[in] arg passed to @p fn.
+ * @return 0 when every name was visited; @p fn's nonzero return when it
+ *         stopped the walk; -1 on error with errno set:
+ *   - EINVAL: @p h or @p fn is NULL.
+ *   - EBADMSG: the table is damaged (mmheap check reports where).
+ */
+int mmh_name_each(mmh_heap *h, int (*fn)(const char *name, void *p, void *arg), void *arg);
 
 /** @} */
 
