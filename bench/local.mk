@@ -174,7 +174,7 @@ bench-threads: $(BENCH_MALLOC_BINS)
 # without it).
 
 EXTRA_PROGRAMS += bench/bench_names
-bench_bench_names_SOURCES = bench/names.cc
+bench_bench_names_SOURCES = bench/names.cc bench/benchutil.h
 bench_bench_names_CXXFLAGS = $(AM_CXXFLAGS) -O2 -std=gnu++20
 bench_bench_names_LDFLAGS = $(AM_LDFLAGS) -no-install
 bench_bench_names_LDADD = libmmheap.la

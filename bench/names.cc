@@ -75,6 +75,9 @@
 
 #include "mmheap.h"
 
+#define BENCH_NAME "bench_names"
+#include "benchutil.h" // now_ns, wyrand, sort_median
+
 #if __has_include(<boost/interprocess/managed_mapped_file.hpp>)
 #include <boost/interprocess/indexes/iunordered_set_index.hpp>
 #include <boost/interprocess/managed_mapped_file.hpp>
@@ -104,22 +107,6 @@ Options opt;
 {
     fprintf(stderr, "bench_names: %s: %s\n", what, why);
     exit(2);
-}
-
-uint64_t now_ns()
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-
-uint64_t wyrand()
-{
-    g_rng += 0xa0761d6478bd642full;
-    __uint128_t t = (__uint128_t)g_rng * (g_rng ^ 0xe7037ed1a0b428dbull);
-    return (uint64_t)(t >> 64) ^ (uint64_t)t;
 }
 
 // A random permutation of [from, from + n).
@@ -203,13 +190,10 @@ double rss_bytes()
     return (double)res * (double)sysconf(_SC_PAGESIZE);
 }
 
+// The median of v (by copy: the caller's order stays).
 double median(std::vector<double> v)
 {
-    if (v.empty())
-        return -1;
-    std::sort(v.begin(), v.end());
-    size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    return sort_median(v.data(), v.size());
 }
 
 // The interface each store gives the driver below.
