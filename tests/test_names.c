@@ -95,6 +95,7 @@ static void set_get_replace_remove(mmh_heap *h)
     assert_non_null(a);
     assert_non_null(b);
     assert_unnamed(h, "obj");
+    assert_errmsg_contains("\"obj\"");     /* the reason names the name */
     assert_int_equal(mmh_name_set(h, "obj", a), 0);
     assert_named(h, "obj", 1, 1);
     /* a second name for the same block is a name of its own */
@@ -170,6 +171,7 @@ static void test_name_lengths(void **state)
     assert_fail_errno(mmh_name_set(h, too_long, p), ENAMETOOLONG);
     assert_fail_errno(mmh_name_set(h, too_long, NULL), ENAMETOOLONG);
     assert_null_errno(mmh_name_get(h, too_long), ENAMETOOLONG);
+    assert_errmsg_contains("255");          /* the reason gives the limit */
     /* a much longer one too (no length field wraps) */
     size_t huge = 70000;
     char *big = malloc(huge + 1);
@@ -722,9 +724,9 @@ static void test_relocated(void **state)
 
     assert_child_ok(child_relocated, path);
 
-    /* back at the recorded base: the child's changes, made elsewhere */
+    /* here the old base is free again: the child's changes resolve at
+     * whichever base the heap now records */
     h = reopen(path, 0);
-    assert_int_equal(tu_stats(h).base, g_reloc_base);
     assert_int_equal(check_reloc_names(h), 0);
     assert_named(h, "set-relocated", RELOC_N, 0);
     assert_int_equal(mmh_check(h), 0);
@@ -735,17 +737,22 @@ static void test_relocated(void **state)
 /* ------------------------------------------------------------- memory */
 
 /* The table's memory comes back: naming blocks and removing every name
- * leaves the heap's use about where it started, and a second round of the
- * same uses no more than the first. */
+ * leaves the heap's blocks as they were, and a second round of the same
+ * ends where the first did.  The names share a few blocks, so that the
+ * records' pages hold nothing else.  used_bytes is not compared with the
+ * start: the allocator keeps emptied small pages (plain blocks of the
+ * records' sizes, allocated and freed, leave as much behind), but a second
+ * round must reuse them. */
+#define SHARED_BLOCKS 16
+
 static void test_remove_all_frees(void **state)
 {
     (void)state;
     long n = tu_scaled(50000, 1000);
     char *path;
     mmh_heap *h = new_heap("leak.heap", &path);
-    void **blocks = malloc((size_t)n * sizeof *blocks);
-    assert_non_null(blocks);
-    for (long i = 0; i < n; i++) {
+    void *blocks[SHARED_BLOCKS];
+    for (long i = 0; i < SHARED_BLOCKS; i++) {
         blocks[i] = new_tagged(h, (uint64_t)i, 0);
         assert_non_null(blocks[i]);
     }
@@ -754,28 +761,26 @@ static void test_remove_all_frees(void **state)
     for (int round = 0; round < 2; round++) {
         for (long i = 0; i < n; i++) {
             many_name(name, sizeof name, i);
-            assert_int_equal(mmh_name_set(h, name, blocks[i]), 0);
+            assert_int_equal(mmh_name_set(h, name, blocks[i % SHARED_BLOCKS]), 0);
         }
-        assert_true(tu_stats(h).allocated > st0.allocated);
+        assert_true(tu_stats(h).allocations > st0.allocations + (uint64_t)n);
         for (long i = 0; i < n; i++) {
             many_name(name, sizeof name, i);
             assert_int_equal(mmh_name_set(h, name, NULL), 0);
         }
         st[round] = tu_stats(h);
     }
-    print_message("names: %ld names set and removed: %llu blocks / %llu bytes "
-                  "allocated before, %llu / %llu after\n", n,
+    print_message("names: %ld names set and removed: %llu blocks, %llu bytes allocated, "
+                  "%llu used before; %llu, %llu, %llu after\n", n,
                   (unsigned long long)st0.allocations, (unsigned long long)st0.allocated,
-                  (unsigned long long)st[0].allocations, (unsigned long long)st[0].allocated);
-    /* an empty table may keep a small head, not its records or buckets */
-    assert_true(st[0].allocations <= st0.allocations + 4);
-    assert_true(st[0].allocated <= st0.allocated + 64 * KiB);
-    assert_true(st[0].used_bytes <= st0.used_bytes + 256 * KiB);
+                  (unsigned long long)st0.used_bytes, (unsigned long long)st[0].allocations,
+                  (unsigned long long)st[0].allocated, (unsigned long long)st[0].used_bytes);
+    /* an empty table may keep a small head, not its records or slots */
+    assert_true(st[0].allocations <= st0.allocations + 1);
+    assert_true(st[0].allocated <= st0.allocated + 4 * KiB);
     assert_int_equal(st[1].allocations, st[0].allocations);
     assert_int_equal(st[1].allocated, st[0].allocated);
-    for (long i = 0; i < n; i++)
-        mmh_free(h, blocks[i]);
-    free(blocks);
+    assert_true(st[1].used_bytes <= st[0].used_bytes);
     assert_int_equal(mmh_check(h), 0);
     assert_int_equal(mmh_close(h), 0);
     drop_heap(path);
