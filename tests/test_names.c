@@ -426,6 +426,84 @@ static void test_each(void **state)
     drop_heap(path);
 }
 
+/* ------------------------------------------------------------- threads */
+
+#define THREADS 4
+
+struct thread_arg {
+    mmh_heap *h;
+    long      id, n;
+    int       ok;
+};
+
+/* Each thread names its own blocks, checks, replaces half, removes a third:
+ * the table is shared, the names are not. */
+static void *names_thread(void *p)
+{
+    struct thread_arg *a = p;
+    char name[32];
+    a->ok = 0;
+    for (int gen = 1; gen <= 2; gen++)
+        for (long i = 0; i < a->n; i += gen) {
+            snprintf(name, sizeof name, "t%ld-%ld", a->id, i);
+            void *old = mmh_name_get(a->h, name);
+            if (name_new(a->h, name, (uint64_t)(a->id * a->n + i), (uint64_t)gen) != 0)
+                return NULL;
+            mmh_free(a->h, old);
+        }
+    for (long i = 0; i < a->n; i += 3) {
+        snprintf(name, sizeof name, "t%ld-%ld", a->id, i);
+        void *old = mmh_name_get(a->h, name);
+        if (mmh_name_set(a->h, name, NULL) != 0)
+            return NULL;
+        mmh_free(a->h, old);
+    }
+    a->ok = 1;
+    return NULL;
+}
+
+/* Walks while the others write: every name it sees is a thread's. */
+static int any_name(const char *name, void *p, void *arg)
+{
+    (void)p;
+    ++*(long *)arg;
+    return name[0] == 't' ? 0 : -2;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    char *path;
+    mmh_heap *h = new_heap("threads.heap", &path);
+    struct thread_arg a[THREADS];
+    pthread_t t[THREADS];
+    long n = tu_scaled(5000, 200);
+    for (long k = 0; k < THREADS; k++) {
+        a[k] = (struct thread_arg){ h, k, n, 0 };
+        assert_int_equal(pthread_create(&t[k], NULL, names_thread, &a[k]), 0);
+    }
+    for (int walks = 0; walks < 20; walks++) {
+        long seen = 0;
+        assert_int_equal(mmh_name_each(h, any_name, &seen), 0);
+    }
+    for (long k = 0; k < THREADS; k++) {
+        assert_int_equal(pthread_join(t[k], NULL), 0);
+        assert_true(a[k].ok);
+    }
+    char name[32];
+    for (long k = 0; k < THREADS; k++)
+        for (long i = 0; i < n; i++) {
+            snprintf(name, sizeof name, "t%ld-%ld", k, i);
+            if (i % 3 == 0)
+                assert_unnamed(h, name);
+            else
+                assert_named(h, name, (uint64_t)(k * n + i), i % 2 == 0 ? 2 : 1);
+        }
+    assert_int_equal(mmh_check(h), 0);
+    assert_int_equal(mmh_close(h), 0);
+    drop_heap(path);
+}
+
 /* --------------------------------------------------------- persistence */
 
 /* Names committed survive a close and reopen, and so do their removals. */
@@ -796,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_readonly),
         cmocka_unit_test(test_each),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_persist),
         cmocka_unit_test(test_crash_exit),
         cmocka_unit_test(test_crash_kill),
