@@ -118,12 +118,19 @@ static void make_initial(const char *path)
     assert_int_equal(mmh_close(h), 0);
 }
 
-/* Returns the version found, after checking it is whole. */
-static uint64_t check_whole(const char *path)
+/* The heap a writer was killed in; failing the test if it does not open. */
+static mmh_heap *reopen_after_kill(const char *path)
 {
     mmh_heap *h = mmh_open(path, NULL);
     if (!h)
         fail_msg("reopen after kill failed: %s", mmh_errmsg());
+    return h;
+}
+
+/* Returns the version found, after checking it is whole. */
+static uint64_t check_whole(const char *path)
+{
+    mmh_heap *h = reopen_after_kill(path);
     struct cstate *s = mmh_root(h);
     assert_non_null(s);
     assert_int_equal(s->magic, C_MAGIC);
@@ -337,9 +344,7 @@ static int check_name_fn(const char *name, void *p, void *arg)
 
 static uint64_t check_names(const char *path)
 {
-    mmh_heap *h = mmh_open(path, NULL);
-    if (!h)
-        fail_msg("reopen after kill failed: %s", mmh_errmsg());
+    mmh_heap *h = reopen_after_kill(path);
     struct nstate *s = mmh_root(h);
     assert_non_null(s);
     assert_int_equal(s->magic, N_MAGIC);
@@ -496,9 +501,7 @@ static int child_growth(const char *path, int wfd)
 
 static uint64_t check_growth(const char *path)
 {
-    mmh_heap *h = mmh_open(path, NULL);
-    if (!h)
-        fail_msg("reopen after kill failed: %s", mmh_errmsg());
+    mmh_heap *h = reopen_after_kill(path);
     struct gstate *s = mmh_root(h);
     assert_non_null(s);
     assert_int_equal(s->magic, G_MAGIC);

@@ -191,6 +191,17 @@ static void test_name_lengths(void **state)
     drop_heap(path);
 }
 
+/* Binary name c of generation gen: 1, the byte c alone; 2, MMH_NAME_MAX
+ * bytes, 0xff but the last, which is c. */
+static const char *binary_name(char *buf, int c, int gen)
+{
+    size_t len = gen == 1 ? 1 : MMH_NAME_MAX;
+    memset(buf, 0xff, len - 1);
+    buf[len - 1] = (char)c;
+    buf[len] = '\0';
+    return buf;
+}
+
 /* A name is bytes, any but NUL: every one-byte name, and names that differ
  * only in a high byte or in their last byte. */
 static void test_binary_names(void **state)
@@ -199,29 +210,16 @@ static void test_binary_names(void **state)
     char *path;
     mmh_heap *h = new_heap("binary.heap", &path);
     char name[MMH_NAME_MAX + 1];
-    /* one-byte names 1..255, and "\xff...\xff<c>" of MMH_NAME_MAX bytes */
-    for (int c = 1; c < 256; c++) {
-        name[0] = (char)c;
-        name[1] = '\0';
-        assert_int_equal(name_new(h, name, (uint64_t)c, 1), 0);
-        memset(name, 0xff, MMH_NAME_MAX - 1);
-        name[MMH_NAME_MAX - 1] = (char)c;
-        name[MMH_NAME_MAX] = '\0';
-        assert_int_equal(name_new(h, name, (uint64_t)c, 2), 0);
-    }
+    for (int gen = 1; gen <= 2; gen++)
+        for (int c = 1; c < 256; c++)
+            assert_int_equal(name_new(h, binary_name(name, c, gen), (uint64_t)c, gen), 0);
     assert_int_equal(mmh_commit(h), 0);
     assert_int_equal(mmh_close(h), 0);
 
     h = reopen(path, 0);
-    for (int c = 1; c < 256; c++) {
-        name[0] = (char)c;
-        name[1] = '\0';
-        assert_named(h, name, (uint64_t)c, 1);
-        memset(name, 0xff, MMH_NAME_MAX - 1);
-        name[MMH_NAME_MAX - 1] = (char)c;
-        name[MMH_NAME_MAX] = '\0';
-        assert_named(h, name, (uint64_t)c, 2);
-    }
+    for (int gen = 1; gen <= 2; gen++)
+        for (int c = 1; c < 256; c++)
+            assert_named(h, binary_name(name, c, gen), (uint64_t)c, (uint64_t)gen);
     /* the NUL ends the name: what follows it is not part of it */
     assert_named(h, "A\0B", 'A', 1);
     assert_int_equal(mmh_check(h), 0);
