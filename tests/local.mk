@@ -24,6 +24,7 @@ MMH_TESTS = \
 	tests/test_threads \
 	tests/test_tracker_api \
 	tests/test_crash \
+	tests/test_names \
 	tests/test_faults \
 	tests/test_tracker_ranges \
 	tests/test_snapshot \
@@ -104,6 +105,7 @@ tests_test_relocate_LDADD = $(MMH_TEST_LDADD)
 tests_test_threads_LDADD = $(MMH_TEST_LDADD)
 tests_test_tracker_api_LDADD = $(MMH_TEST_LDADD)
 tests_test_crash_LDADD = $(MMH_TEST_LDADD)
+tests_test_names_LDADD = $(MMH_TEST_LDADD)
 tests_test_snapshot_LDADD = $(MMH_TEST_LDADD)
 tests_test_fork_LDADD = $(MMH_TEST_LDADD)
 tests_test_asan_LDADD = $(MMH_TEST_LDADD)
