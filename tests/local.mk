@@ -1,8 +1,9 @@
 # tests: owned by the test suite (included from the top Makefile.am; every
 # path is relative to the top directory).
 #
-#   make check              the cmocka suite, tests/preload.sh and
-#                           tests/kv_server.sh (examples/kv_server -f)
+#   make check              the cmocka suite, tests/preload.sh,
+#                           tests/kv_server.sh (examples/kv_server -f) and
+#                           tests/python.sh (examples/mmheap.py)
 #   make check-valgrind     the suite under valgrind (MMH_TEST_SCALE=0.02)
 #   make check-sanitizers   a separate ASan/UBSan build running make check
 #   make installcheck       the installed library, drop-in malloc and man pages
@@ -60,6 +61,8 @@ EXTRA_DIST += \
 	tests/no-cmocka.sh \
 	tests/preload.sh \
 	tests/kv_server.sh \
+	tests/python.sh \
+	examples/mmheap.py \
 	tests/installcheck.sh
 
 if HAVE_CMOCKA
@@ -69,13 +72,15 @@ TESTS += $(MMH_TESTS) $(MMH_MALLOC_TESTS) $(MMH_CHECKER_TESTS)
 else
 TESTS += tests/no-cmocka.sh
 endif
-TESTS += tests/preload.sh tests/kv_server.sh
+TESTS += tests/preload.sh tests/kv_server.sh tests/python.sh
 
-# Where test_malloc_dlopen and preload.sh find the library.
+# Where test_malloc_dlopen and preload.sh find the library, and python.sh
+# the one examples/mmheap.py loads.
 AM_TESTS_ENVIRONMENT = \
 	MMH_MALLOC_LIB='$(abs_top_builddir)/.libs/libmmheap-malloc.so'; \
 	MMH_MMHEAP_TOOL='$(abs_top_builddir)/tools/mmheap'; \
-	export MMH_MALLOC_LIB MMH_MMHEAP_TOOL;
+	MMHEAP_LIB='$(abs_top_builddir)/.libs/libmmheap.so'; \
+	export MMH_MALLOC_LIB MMH_MMHEAP_TOOL MMHEAP_LIB;
 
 # The tests' helper library (tests/testutil.h), built by make check only.
 # libtestutil calls no mmheap function; libtestheap calls mmheap through
