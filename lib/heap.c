@@ -80,7 +80,7 @@ static mmh_heap *heap_new(const char *path, unsigned flags)
     h->track.restart = MMH_TRACK_NONE;
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->job.lock, NULL);
-    pthread_mutex_init(&h->names.lock, NULL);
+    pthread_rwlock_init(&h->names.lock, NULL);
     return h;
 }
 
@@ -98,7 +98,7 @@ static void heap_destroy(mmh_heap *h)
         close(h->dir_fd);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->job.lock);
-    pthread_mutex_destroy(&h->names.lock);
+    pthread_rwlock_destroy(&h->names.lock);
     mmh_meta_free(h->path);
     mmh_meta_free(h);
     errno = err;

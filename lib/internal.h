@@ -112,11 +112,10 @@ struct mmh_heap {
         uint64_t        last_fork_ns, last_ns, last_bytes, cow_pages, count, failed;
     } job;
 
-    /* The names table (names.c): lock serializes its users and is taken
-     * before h->lock; walker is the thread in mmh_name_each, or 0. */
+    /* The names table (names.c): readers share the lock, a writer holds it
+     * alone; taken before h->lock. */
     struct {
-        pthread_mutex_t   lock;
-        _Atomic uintptr_t walker;
+        pthread_rwlock_t lock;
     } names;
 
     /* Space (segment.c, under h->lock): bytes in spans given to blocks,

@@ -5,8 +5,8 @@
  * before it is followed: a heap file is only as sound as its last writer
  * left it, and a lookup must never fault.
  *
- * h->names.lock serializes the table's users; it is taken before h->lock
- * (which the allocator takes), never after. */
+ * h->names.lock is shared by lookups and walks and held alone by changes;
+ * it is taken before h->lock (which the allocator takes), never after. */
 #include "internal.h"
 
 #include <errno.h>
@@ -188,13 +188,17 @@ static int drop(mmh_heap *h, const char *name, size_t len)
     return 0;
 }
 
-static bool walking(mmh_heap *h)
+/* The heap whose names this thread is walking (mmh_name_each holds the
+ * lock for its callback); 0: none. */
+static __thread uint64_t tls_walking __attribute__((tls_model("initial-exec")));
+
+static bool walking(const mmh_heap *h)
 {
-    return atomic_load_explicit(&h->names.walker, memory_order_relaxed) ==
-           (uintptr_t)pthread_self();
+    return tls_walking == h->uid;
 }
 
-/* The lock; a thread in mmh_name_each's callback holds it already. */
+/* The lock, shared (reads) or alone; a thread in mmh_name_each's callback
+ * holds it shared already, and may only read. */
 static int names_enter(mmh_heap *h, const char *fn, bool reads)
 {
     if (walking(h)) {
@@ -202,14 +206,17 @@ static int names_enter(mmh_heap *h, const char *fn, bool reads)
             return 0;
         return mmh_fail(EDEADLK, "%s: %s: called from mmh_name_each's callback", h->path, fn);
     }
-    pthread_mutex_lock(&h->names.lock);
+    if (reads)
+        pthread_rwlock_rdlock(&h->names.lock);
+    else
+        pthread_rwlock_wrlock(&h->names.lock);
     return 0;
 }
 
 static void names_leave(mmh_heap *h)
 {
     if (!walking(h))
-        pthread_mutex_unlock(&h->names.lock);
+        pthread_rwlock_unlock(&h->names.lock);
 }
 
 static int check_name(mmh_heap *h, const char *name, const char *fn, size_t *len)
@@ -264,18 +271,18 @@ int mmh_name_each(mmh_heap *h, int (*fn)(const char *name, void *p, void *arg), 
     mmh_names *t;
     if (!h || !fn)
         return mmh_fail(EINVAL, "mmh_name_each: %s is NULL", h ? "fn" : "heap");
-    if (names_enter(h, "mmh_name_each", false) != 0)
-        return -1;
+    names_enter(h, "mmh_name_each", true);
     int rc = table(h, &t);
-    atomic_store_explicit(&h->names.walker, (uintptr_t)pthread_self(), memory_order_relaxed);
+    uint64_t outer = tls_walking; /* a walk of another heap's names */
+    tls_walking = h->uid;
     for (uint64_t i = 0; rc == 0 && t && i < t->cap; i++) {
         uint64_t s = t->slot[i];
         mmh_name_rec *r = s > MMH_NAME_GONE ? record(h, s) : NULL;
         if (s > MMH_NAME_GONE)
             rc = r ? fn(r->name, mmh_ptr(h, r->value), arg) : -1;
     }
-    atomic_store_explicit(&h->names.walker, 0, memory_order_relaxed);
-    pthread_mutex_unlock(&h->names.lock);
+    tls_walking = outer;
+    names_leave(h);
     return rc;
 }
 
@@ -284,7 +291,7 @@ int mmh_name_each(mmh_heap *h, int (*fn)(const char *name, void *p, void *arg), 
 void mmh_names_fork_prepare(mmh_heap *h)
 {
     if (!walking(h))
-        pthread_mutex_lock(&h->names.lock);
+        pthread_rwlock_wrlock(&h->names.lock);
 }
 
 /* In the parent and the child alike: the forking thread holds the lock. */
