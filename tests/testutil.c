@@ -27,6 +27,12 @@ double test_scale(void)
     return v;
 }
 
+bool tu_under_valgrind(void)
+{
+    const char *preload = getenv("LD_PRELOAD");
+    return preload && strstr(preload, "vgpreload");
+}
+
 long tu_scaled(long n, long min)
 {
     double v = (double)n * test_scale();

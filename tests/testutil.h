@@ -71,6 +71,10 @@ double test_scale(void);
 /* n scaled by test_scale(), at least min. */
 long tu_scaled(long n, long min);
 
+/* Does the test run under valgrind (which preloads its vgpreload
+ * libraries into the program)? */
+bool tu_under_valgrind(void);
+
 /* MMH_TEST_SEED if set, else fallback: a randomized test's failure says its
  * seed, and the seed replays it. */
 uint64_t tu_test_seed(uint64_t fallback);
