@@ -30,7 +30,8 @@ MMH_TESTS = \
 	tests/test_bgcommit \
 	tests/test_fork \
 	tests/test_check \
-	tests/test_trust
+	tests/test_trust \
+	tests/test_cxx
 
 # The drop-in malloc, libmmheap-malloc.  test_malloc, test_malloc_threads
 # and test_malloc_cxx are linked to it; test_malloc_dlopen is linked to no
@@ -141,6 +142,11 @@ tests_test_malloc_cxx_CPPFLAGS = $(MMH_DROPIN_CPPFLAGS)
 tests_test_malloc_cxx_CXXFLAGS = $(AM_CXXFLAGS) -Wall -Wextra -std=gnu++17 \
 	-fsized-deallocation
 tests_test_malloc_cxx_LDADD = $(MMH_DROPIN_LDADD)
+
+# The C++ layer, include/mmheap.hpp: C++17.
+tests_test_cxx_SOURCES = tests/test_cxx.cc
+tests_test_cxx_CXXFLAGS = $(AM_CXXFLAGS) -Wall -Wextra -std=gnu++17
+tests_test_cxx_LDADD = $(MMH_TEST_LDADD)
 
 # Linked to no mmheap library (it dlopens libmmheap-malloc): the helper
 # library's part that calls none.
