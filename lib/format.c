@@ -13,16 +13,27 @@ static size_t segmap_offset(void)
     return mmh_align_up(MMH_SEGHDR_OFFSET + sizeof(mmh_segment), 64);
 }
 
-static size_t slots_offset(size_t max_size)
+static size_t slots_offset(uint32_t segmap_len)
 {
-    return mmh_align_up(segmap_offset() + (max_size >> MMH_SEG_SHIFT) * sizeof(uint32_t), 64);
+    return mmh_align_up(segmap_offset() + (size_t)segmap_len * sizeof(uint32_t), 64);
 }
 
-/* Bytes of segment 0 taken by metadata for a heap of max_size. */
-size_t mmh_format_meta_size(size_t max_size)
+/* Bytes of segment 0 taken by metadata with a segment map of segmap_len
+ * entries. */
+static size_t meta_size(uint32_t segmap_len)
 {
-    return slots_offset(max_size) + (size_t)MMH_SLOTS * sizeof(mmh_slot);
+    return slots_offset(segmap_len) + (size_t)MMH_SLOTS * sizeof(mmh_slot);
 }
+
+static uint32_t first_slice(uint32_t segmap_len)
+{
+    return (uint32_t)(mmh_align_up(meta_size(segmap_len), MMH_SLICE_SIZE) >>
+                      MMH_SLICE_SHIFT);
+}
+
+_Static_assert(MMH_SEGHDR_OFFSET + sizeof(mmh_segment) + MMH_SEGMAP_MAX * sizeof(uint32_t) +
+               MMH_SLOTS * sizeof(mmh_slot) + MMH_SLICE_SIZE <= MMH_SEG_SIZE,
+               "segment 0 holds the largest segment map, the slots and a slice");
 
 static int corrupt(const char *path, const char *what)
 {
@@ -60,12 +71,12 @@ static bool journal4_pending(const char *path)
     return pending;
 }
 
-int mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size)
+/* Format 4 to 5: wal_gen put after file_id; the fields from segmap_off to
+ * unpurged follow in the same layout, and empty_page is 64-aligned in
+ * both. */
+static int upgrade4(const char *path, mmh_hdr *hdr)
 {
     mmh_hdr4 old;
-    if (file_size < MMH_HDR_SIZE || memcmp(hdr->magic, MMH_MAGIC, sizeof hdr->magic) != 0 ||
-        hdr->version != 4)
-        return 0;
     memcpy(&old, hdr, sizeof old);
     if (page_checksum(hdr, offsetof(mmh_hdr4, checksum)) != old.checksum)
         return corrupt(path, "header checksum mismatch");
@@ -74,9 +85,6 @@ int mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size)
                         "yet in the file: open it once with the mmheap release that wrote it, "
                         "which replays it; this one converts the heap to format %u", path, path,
                         MMH_FORMAT_VERSION);
-    /* Format 5 put wal_gen after file_id; the fields from segmap_off to
-     * unpurged follow in the same layout, and empty_page is 64-aligned in
-     * both. */
     _Static_assert(offsetof(mmh_hdr, unpurged) - offsetof(mmh_hdr, segmap_off) ==
                    offsetof(mmh_hdr4, unpurged) - offsetof(mmh_hdr4, segmap_off),
                    "format 4's middle fields as format 5's");
@@ -85,7 +93,30 @@ int mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size)
     memcpy(&hdr->segmap_off, &old.segmap_off, offsetof(mmh_hdr4, unpurged) +
            sizeof old.unpurged - offsetof(mmh_hdr4, segmap_off));
     hdr->empty_page = old.empty_page;
-    hdr->version = MMH_FORMAT_VERSION;
+    hdr->version = 5;
+    hdr->checksum = mmh_format_checksum(hdr);
+    return 0;
+}
+
+/* Format 5 to 6: its segment map has room for the max_size it was made
+ * with (segmap_len was padding, zero), and it has no names. */
+static int upgrade5(const char *path, mmh_hdr *hdr)
+{
+    if (mmh_format_checksum(hdr) != hdr->checksum)
+        return corrupt(path, "header checksum mismatch");
+    hdr->segmap_len = (uint32_t)(hdr->max_size >> MMH_SEG_SHIFT);
+    hdr->version = 6;
+    return 0;
+}
+
+int mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size)
+{
+    if (file_size < MMH_HDR_SIZE || memcmp(hdr->magic, MMH_MAGIC, sizeof hdr->magic) != 0 ||
+        (hdr->version != 4 && hdr->version != 5))
+        return 0;
+    if ((hdr->version == 4 && upgrade4(path, hdr) != 0) || upgrade5(path, hdr) != 0)
+        return -1;
+    _Static_assert(MMH_FORMAT_VERSION == 6, "an upgrade to every format");
     hdr->checksum = mmh_format_checksum(hdr);
     return 0;
 }
@@ -105,11 +136,13 @@ void mmh_format_init(mmh_heap *h, size_t extent)
     hdr->max_size = h->max_size;
     hdr->extent = extent;
     hdr->file_id = mmh_random_u64();
+    /* Room for the largest max_size, so that the heap can grow to it:
+     * the segment map's pages past the extent are never touched. */
+    hdr->segmap_len = MMH_SEGMAP_MAX;
     hdr->segmap_off = segmap_offset();
-    hdr->slots_off = slots_offset(h->max_size);
+    hdr->slots_off = slots_offset(hdr->segmap_len);
     hdr->nslots = MMH_SLOTS;
-    hdr->first_slice = (uint32_t)(mmh_align_up(mmh_format_meta_size(h->max_size),
-                                               MMH_SLICE_SIZE) >> MMH_SLICE_SHIFT);
+    hdr->first_slice = first_slice(hdr->segmap_len);
     h->segmap = (uint32_t *)(h->base + hdr->segmap_off);
     h->slots = (mmh_slot *)(h->base + hdr->slots_off);
 }
@@ -130,7 +163,8 @@ int mmh_format_check(const char *path, const mmh_hdr *hdr, uint64_t file_size)
                         path, hdr->version, MMH_FORMAT_VERSION);
     if (hdr->version < MMH_FORMAT_VERSION && hdr->version != 0)
         return mmh_fail(EPROTONOSUPPORT, "%s: format version %u is from a pre-release of "
-                        "mmheap and cannot be read by this one (%u; it converts format 4)",
+                        "mmheap and cannot be read by this one (%u; it converts formats 4 "
+                        "and 5)",
                         path, hdr->version, MMH_FORMAT_VERSION);
     if (mmh_format_checksum(hdr) != hdr->checksum)
         return corrupt(path, "header checksum mismatch");
@@ -149,13 +183,16 @@ int mmh_format_check(const char *path, const mmh_hdr *hdr, uint64_t file_size)
                         (unsigned long long)hdr->base, (unsigned long long)hdr->max_size);
     if ((hdr->extent & MMH_SEG_MASK) || hdr->extent < MMH_SEG_SIZE || hdr->extent > hdr->max_size)
         return corrupt(path, "bad extent");
-    if (hdr->segmap_off != segmap_offset() || hdr->slots_off != slots_offset(hdr->max_size) ||
+    if (hdr->segmap_len > MMH_SEGMAP_MAX || hdr->segmap_len < hdr->max_size >> MMH_SEG_SHIFT)
+        return corrupt(path, "max_size beyond the segment map");
+    if (hdr->segmap_off != segmap_offset() || hdr->slots_off != slots_offset(hdr->segmap_len) ||
         hdr->nslots != MMH_SLOTS || hdr->slots_hwm > hdr->nslots ||
-        hdr->first_slice != mmh_align_up(mmh_format_meta_size(hdr->max_size),
-                                         MMH_SLICE_SIZE) >> MMH_SLICE_SHIFT)
+        hdr->first_slice != first_slice(hdr->segmap_len))
         return corrupt(path, "bad metadata layout");
     if (hdr->root >= hdr->extent)
         return corrupt(path, "root outside the heap");
+    if (hdr->names >= hdr->extent || hdr->names % 8)
+        return corrupt(path, "names table outside the heap");
     if (file_size < hdr->extent)
         return mmh_fail(EBADMSG, "%s: truncated: header says %llu bytes, file has %llu",
                         path, (unsigned long long)hdr->extent, (unsigned long long)file_size);

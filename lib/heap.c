@@ -18,6 +18,12 @@
 #define KNOWN_FLAGS (MMH_CREATE | MMH_EXCL | MMH_SHARED | MMH_READONLY | MMH_RELOCATE | MMH_VOLATILE | \
                      MMH_HUGEPAGES)
 
+/* The limit of a heap made with cfg (checked). */
+static size_t new_max_size(const mmh_config *cfg)
+{
+    return cfg->max_size ? cfg->max_size : MMH_DEFAULT_MAX_SIZE;
+}
+
 static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)
 {
     const char *name = path ? path : "(anonymous)";
@@ -40,21 +46,19 @@ static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)
     if ((uintptr_t)cfg->base & MMH_SEG_MASK)
         return mmh_fail(EINVAL, "%s: base %p is not aligned to %zu bytes", name, cfg->base,
                         MMH_SEG_SIZE);
-    if (!cfg->max_size)
-        cfg->max_size = MMH_DEFAULT_MAX_SIZE;
     if (cfg->max_size > MMH_MAX_MAX_SIZE || cfg->size > MMH_MAX_MAX_SIZE)
         return mmh_fail(EINVAL, "%s: sizes above %zu bytes are not supported", name,
                         MMH_MAX_MAX_SIZE);
+    /* 0 stays 0: an existing file keeps its limit; a new heap gets the
+     * default (new_max_size). */
     cfg->max_size = mmh_align_up(cfg->max_size, MMH_SEG_SIZE);
     cfg->size = mmh_align_up(cfg->size ? cfg->size : MMH_DEFAULT_SIZE, MMH_SEG_SIZE);
-    if (cfg->size > cfg->max_size)
+    if (cfg->size > new_max_size(cfg))
         return mmh_fail(EINVAL, "%s: size %zu is larger than max_size %zu", name, cfg->size,
-                        cfg->max_size);
-    if (mmh_format_meta_size(cfg->max_size) + MMH_SLICE_SIZE > MMH_SEG_SIZE)
-        return mmh_fail(EINVAL, "%s: max_size %zu is too large", name, cfg->max_size);
-    if (cfg->base && !mmh_region_fits((uintptr_t)cfg->base, cfg->max_size))
+                        new_max_size(cfg));
+    if (cfg->base && !mmh_region_fits((uintptr_t)cfg->base, new_max_size(cfg)))
         return mmh_fail(EINVAL, "%s: base %p with max_size %zu is outside the user address space",
-                        name, cfg->base, cfg->max_size);
+                        name, cfg->base, new_max_size(cfg));
     if (!cfg->mode)
         cfg->mode = 0600;
     return 0;
@@ -74,6 +78,7 @@ static mmh_heap *heap_new(const char *path, unsigned flags)
     h->track.restart = MMH_TRACK_NONE;
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->job.lock, NULL);
+    pthread_mutex_init(&h->names.lock, NULL);
     return h;
 }
 
@@ -91,6 +96,7 @@ static void heap_destroy(mmh_heap *h)
         close(h->dir_fd);
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->job.lock);
+    pthread_mutex_destroy(&h->names.lock);
     mmh_meta_free(h->path);
     mmh_meta_free(h);
     errno = err;
@@ -105,12 +111,11 @@ static mmh_heap *heap_ready(mmh_heap *h, mmh_tracker tracker)
     if (!(h->flags & MMH_READONLY))
         mmh_slots_reset(h);
     mmh_stats_init(h);
-    if (mmh_track_start(h, tracker) != 0) {
+    if (mmh_track_start(h, tracker) != 0 || mmh_registry_add(h) != 0) {
         heap_destroy(h);
         return NULL;
     }
     mmh_inst_heap_open(h);
-    mmh_registry_add(h);
     return h;
 }
 
@@ -131,12 +136,12 @@ static int write_first_state(mmh_heap *h)
 /* Reserve the address space and set up a new, empty heap in it. */
 static int heap_format(mmh_heap *h, const mmh_config *cfg)
 {
-    h->max_size = cfg->max_size;
-    h->base = mmh_region_reserve(cfg->base, cfg->max_size, cfg->base != NULL);
+    h->max_size = new_max_size(cfg);
+    h->base = mmh_region_reserve(cfg->base, h->max_size, cfg->base != NULL);
     if (!h->base)
         return mmh_fail(errno == EEXIST ? EADDRINUSE : ENOMEM,
                         "%s: cannot reserve %zu bytes of address space%s: %m", h->path,
-                        cfg->max_size, cfg->base ? " at the requested base" : "");
+                        (size_t)h->max_size, cfg->base ? " at the requested base" : "");
     h->hdr = (mmh_hdr *)h->base;
     if (mmh_region_grow(h, cfg->size) != 0)
         return -1;
@@ -299,6 +304,37 @@ static int overlay(mmh_heap *h, const mmh_wal_view *wv, const mmh_hdr *hdr)
     return rc;
 }
 
+/* Reserve the address space of the heap hdr describes at its base, raised
+ * to a larger cfg->max_size in place (a writable open), or at another base
+ * where MMH_RELOCATE allows it. */
+static int reserve(mmh_heap *h, const mmh_hdr *hdr, const mmh_config *cfg)
+{
+    size_t max = hdr->max_size;
+    if (!(cfg->flags & MMH_READONLY) && cfg->max_size > max)
+        max = cfg->max_size;
+    h->max_size = hdr->max_size;
+    h->base = mmh_region_reserve((void *)(uintptr_t)hdr->base, hdr->max_size, true);
+    if (h->base && mmh_region_extend(h, max, hdr->segmap_len) != 0) {
+        if (errno != EADDRINUSE || !(cfg->flags & MMH_RELOCATE))
+            return -1;
+        mmh_region_release(h->base, h->max_size);
+        h->base = NULL;
+        errno = EEXIST;
+    }
+    /* Any refusal, not only EEXIST: valgrind, for one, answers EINVAL for a
+     * range its own memory or another heap holds. */
+    if (!h->base && (cfg->flags & MMH_RELOCATE)) {
+        h->max_size = max;
+        h->base = mmh_region_reserve(NULL, max, false);
+    }
+    if (!h->base)
+        return mmh_fail(errno == EEXIST ? EADDRINUSE : errno,
+                        "%s: cannot map the heap at its base address %p: %s%s", h->path,
+                        (void *)(uintptr_t)hdr->base, errno == EEXIST ? "the range is in use" :
+                        strerror(errno), errno == EEXIST ? " (MMH_RELOCATE allows another base)" : "");
+    return 0;
+}
+
 static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
 {
     bool ro = cfg->flags & MMH_READONLY, writes = !(cfg->flags & (MMH_READONLY | MMH_VOLATILE));
@@ -340,28 +376,18 @@ static mmh_heap *open_existing(const char *path, const mmh_config *cfg)
     }
     if (read_header(h, writes, &wv, &buf.hdr) != 0)
         goto fail;
-    h->max_size = hdr->max_size;
-    h->base = mmh_region_reserve((void *)(uintptr_t)hdr->base, hdr->max_size, true);
-    /* Any refusal, not only EEXIST: valgrind, for one, answers EINVAL for a
-     * range its own memory or another heap holds. */
-    if (!h->base && (cfg->flags & MMH_RELOCATE))
-        h->base = mmh_region_reserve(NULL, hdr->max_size, false);
-    if (!h->base) {
-        mmh_fail(errno == EEXIST ? EADDRINUSE : errno,
-                 "%s: cannot map the heap at its base address %p: %s%s", path,
-                 (void *)(uintptr_t)hdr->base, errno == EEXIST ? "the range is in use" :
-                 strerror(errno), errno == EEXIST ? " (MMH_RELOCATE allows another base)" : "");
+    if (reserve(h, hdr, cfg) != 0)
         goto fail;
-    }
     h->file_size = hdr->extent;
     if (mmh_region_map(h, 0, hdr->extent) != 0 || overlay(h, &wv, hdr) != 0)
         goto fail;
     h->mapped = hdr->extent;
     if (mmh_verify(h) != 0)
         goto fail;
-    if (!ro) {
+    if (!ro) { /* in the header the next commit writes */
         h->hdr = (mmh_hdr *)h->base;
         h->hdr->base = (uint64_t)(uintptr_t)h->base;
+        h->hdr->max_size = h->max_size;
     }
     if (mmh_writes_back(h) && mmh_persist_open(h, &wv) != 0)
         goto fail;
@@ -443,6 +469,23 @@ int mmh_set_root(mmh_heap *h, void *p)
     h->root = p;
     mmh_unlock(h);
     return 0;
+}
+
+int mmh_grow(mmh_heap *h, size_t new_max_size)
+{
+    if (!h)
+        return mmh_fail(EINVAL, "mmh_grow: heap is NULL");
+    if (h->flags & MMH_READONLY)
+        return mmh_fail(EROFS, "%s: heap is open read-only", h->path);
+    if (new_max_size > MMH_MAX_MAX_SIZE)
+        return mmh_fail(EINVAL, "%s: max_size %zu is above %zu bytes", h->path, new_max_size,
+                        MMH_MAX_MAX_SIZE);
+    mmh_lock(h);
+    int rc = mmh_region_extend(h, mmh_align_up(new_max_size, MMH_SEG_SIZE), h->hdr->segmap_len);
+    if (rc == 0)
+        h->hdr->max_size = h->max_size; /* in the header the next commit writes */
+    mmh_unlock(h);
+    return rc;
 }
 
 uint64_t mmh_offset(mmh_heap *h, const void *p)

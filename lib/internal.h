@@ -24,7 +24,7 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 #define MMH_DEFAULT_SIZE     MMH_SEG_SIZE
-#define MMH_DEFAULT_MAX_SIZE ((size_t)64 << 30)
+#define MMH_DEFAULT_MAX_SIZE ((size_t)1 << 40)
 
 /* Flags of a free span made of two: purged (punched) if both were, holes
  * if either had some. */
@@ -55,7 +55,7 @@ struct mmh_heap {
     mmh_slot       *slots;
     uint64_t        uid;       /* unique in this process, never reused  */
     _Atomic size_t  mapped;    /* bytes mapped (== extent)              */
-    size_t          max_size;  /* the reservation                       */
+    _Atomic size_t  max_size;  /* the reservation: only grows (mmh_grow) */
     unsigned        flags;     /* MMH_*                                 */
     bool            memcheck;  /* a memcheck pool (instrument.h)        */
     pthread_mutex_t lock;      /* spans, segments, slots, root, commit:
@@ -107,6 +107,13 @@ struct mmh_heap {
         char            msg[512];
         uint64_t        last_fork_ns, last_ns, last_bytes, cow_pages, count, failed;
     } job;
+
+    /* The names table (names.c): lock serializes its users and is taken
+     * before h->lock; walker is the thread in mmh_name_each, or 0. */
+    struct {
+        pthread_mutex_t   lock;
+        _Atomic uintptr_t walker;
+    } names;
 
     /* Space (segment.c, under h->lock): bytes in spans given to blocks,
      * and free memory handed back to the system. */
@@ -285,6 +292,7 @@ MMH_HIDDEN void  mmh_region_purge(mmh_heap *h, size_t off, size_t len);
 MMH_HIDDEN int   mmh_file_punch(mmh_heap *h, size_t off, size_t len);
 MMH_HIDDEN int   mmh_region_prepare(mmh_heap *h, size_t off, size_t len);
 MMH_HIDDEN int   mmh_region_grow(mmh_heap *h, size_t extent);
+MMH_HIDDEN int   mmh_region_extend(mmh_heap *h, size_t max_size, uint32_t segmap_len);
 
 /* format.c: the file header */
 /* A new heap's header, and h->segmap and h->slots in it. */
@@ -292,7 +300,6 @@ MMH_HIDDEN void     mmh_format_init(mmh_heap *h, size_t extent);
 /* A format 4 header (read from path, file_size bytes) rewritten in place
  * as format 5; any other left alone.  -1 if it cannot be. */
 MMH_HIDDEN int      mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size);
-MMH_HIDDEN size_t   mmh_format_meta_size(size_t max_size);
 
 /* segment.c: segments and spans; callers hold h->lock */
 MMH_HIDDEN void      mmh_segment_init_first(mmh_heap *h);
@@ -319,6 +326,10 @@ MMH_HIDDEN void  mmh_slot_trim(mmh_heap *h, mmh_slot *slot);
 MMH_HIDDEN void mmh_slots_reset(mmh_heap *h);
 MMH_HIDDEN int  mmh_registry_add(mmh_heap *h);
 MMH_HIDDEN void mmh_registry_remove(mmh_heap *h);
+
+/* names.c: atfork, from thread.c's handlers */
+MMH_HIDDEN void mmh_names_fork_prepare(mmh_heap *h);
+MMH_HIDDEN void mmh_names_fork_done(mmh_heap *h);
 
 /* snapshot.c: caller holds h->job.lock.  1: still running (nohang). */
 MMH_HIDDEN int  mmh_job_reap(mmh_heap *h, bool nohang);

@@ -39,6 +39,7 @@
 #define MMH_MIN_ALIGN     16u
 
 #define MMH_MAX_MAX_SIZE  ((size_t)2 << 40) /* the largest reservation */
+#define MMH_SEGMAP_MAX    ((uint32_t)(MMH_MAX_MAX_SIZE >> MMH_SEG_SHIFT))
 #define MMH_SLOTS         1024u   /* thread slots in the header segment */
 
 /* ---- size classes -----------------------------------------------------
@@ -168,9 +169,10 @@ typedef struct __attribute__((aligned(64))) mmh_slot {
 } mmh_slot;
 
 #define MMH_MAGIC          "MMHEAP\r\n"
-#define MMH_FORMAT_VERSION 5u /* 2: file_id; 3: remote-free line of mmh_page;
+#define MMH_FORMAT_VERSION 6u /* 2: file_id; 3: remote-free line of mmh_page;
                                  4: a slot's class lists are rings;
-                                 5: write-ahead log (wal_gen) */
+                                 5: write-ahead log (wal_gen);
+                                 6: segmap_len (growth), names */
 #define MMH_SPAN_BINS      (MMH_SEG_SLICES)
 #define MMH_EMPTY_PAGE_OFF offsetof(mmh_hdr, empty_page)
 
@@ -196,7 +198,9 @@ typedef struct mmh_hdr {
     uint32_t nslots;
     uint32_t slots_hwm;       /* slots ever used: the ones to reset        */
     uint32_t first_slice;     /* of segment 0                              */
-    uint32_t pad_;
+    uint32_t segmap_len;      /* segment map entries: the largest max_size,
+                                 in segments, the heap can grow to (format
+                                 5's heaps: the max_size they were made with) */
     uint64_t span_bitmap;     /* bins with free spans                      */
     uint64_t span_bins[MMH_SPAN_BINS + 1]; /* by slice count; heads of lists */
     uint64_t free_segs;       /* list of free segment runs                 */
@@ -204,6 +208,9 @@ typedef struct mmh_hdr {
     uint64_t unpurged;        /* bytes of free memory not yet handed back  */
     mmh_page empty_page;      /* page with no free block: slots' default   */
     uint64_t checksum;
+    /* Format 6 added what follows; the checksum covers the whole page, so
+     * format 5's fields kept their places (and these were zero). */
+    uint64_t names;           /* the names table (an mmh_names); 0: none   */
 } mmh_hdr;
 
 _Static_assert(sizeof(mmh_hdr) <= MMH_HDR_SIZE, "header fits its page");
@@ -226,6 +233,42 @@ typedef struct mmh_hdr4 {
 } mmh_hdr4;
 _Static_assert(MMH_SEGHDR_OFFSET + sizeof(mmh_segment) <= MMH_SLICE_SIZE,
                "segment header fits slice 0");
+
+/* ---- names (names.c) -------------------------------------------------
+ * A hash table with open addressing and linear probing, from the name's
+ * hash's low bits.  The table and each name's record are ordinary blocks
+ * of the heap.  A slot is 0 (empty), MMH_NAME_GONE (a removed name: probes
+ * go on past it) or a record's offset, below 2^MMH_NAME_OFF_BITS, with the
+ * name's hash's high bits above it, so that a probe reads a record only
+ * when those bits match. */
+#define MMH_NAMES_MAGIC    0x53454d414e484d4dull /* "MMHNAMES" */
+#define MMH_NAME_GONE      1u
+#define MMH_NAME_OFF_BITS  41
+#define MMH_NAME_OFF_MASK  (((uint64_t)1 << MMH_NAME_OFF_BITS) - 1)
+#define MMH_NAMES_MIN_CAP  16u
+_Static_assert(MMH_MAX_MAX_SIZE <= (size_t)1 << MMH_NAME_OFF_BITS, "offsets fit a name slot");
+
+typedef struct mmh_names {
+    uint64_t magic;
+    uint64_t seed;       /* of the names' hashes, random per table         */
+    uint64_t cap;        /* slots, a power of two                          */
+    uint64_t count;      /* names                                          */
+    uint64_t used;       /* slots not empty: names and MMH_NAME_GONE marks */
+    uint64_t reserved_[3];
+    uint64_t slot[];
+} mmh_names;
+
+typedef struct mmh_name_rec {
+    uint64_t value;      /* offset of the named block                      */
+    uint8_t  len;        /* of the name, without its NUL                   */
+    char     name[];     /* NUL-terminated                                 */
+} mmh_name_rec;
+
+/* The slot of a record at rec_off for a name of this hash. */
+static inline uint64_t mmh_name_slot(uint64_t rec_off, uint64_t hash)
+{
+    return rec_off | (hash & ~MMH_NAME_OFF_MASK);
+}
 
 /* ---- the write-ahead log FILE.wal ----------------------------------------
  * Its header has two slots, at 0 and MMH_WAL_SLOT; commits start at
@@ -286,7 +329,7 @@ MMH_HIDDEN uint64_t mmh_hash64(const void *data, size_t len, uint64_t seed);
 /* format.c: the header's checksum field's value. */
 MMH_HIDDEN uint64_t mmh_format_checksum(const mmh_hdr *hdr);
 /* format.c: 0 if hdr (of the file path, file_size bytes long) is a sound
- * format 5 header; -1 with errno and a message naming path otherwise. */
+ * format 6 header; -1 with errno and a message naming path otherwise. */
 MMH_HIDDEN int      mmh_format_check(const char *path, const mmh_hdr *hdr, uint64_t file_size);
 /* wal.c: set w->hash; the head's hash (the chain value); a head's bytes
  * with its record table, padded to MMH_WAL_ALIGN. */

@@ -24,6 +24,21 @@ int mmh_ranges_add(mmh_heap *h, size_t off, size_t len, void *arg)
     return 0;
 }
 
+/* Segment 0's metadata without the segment map's entries past the extent,
+ * zero in the file since it was made: room for growth, most of it. */
+static int add_header_segment(mmh_heap *h, size_t meta_len, mmh_ranges *r)
+{
+    size_t page = h->hdr->page_size;
+    size_t map_end = h->hdr->segmap_off + (h->mapped >> MMH_SEG_SHIFT) * sizeof(uint32_t);
+    size_t slots = h->hdr->slots_off & ~(page - 1);
+    map_end = mmh_align_up(map_end, page);
+    if (map_end >= slots)
+        return mmh_ranges_add(h, 0, meta_len, r);
+    if (mmh_ranges_add(h, 0, map_end, r) != 0)
+        return -1;
+    return mmh_ranges_add(h, slots, meta_len - slots, r);
+}
+
 /* Untracked: every in-use range of the extent (the whole metadata slice of
  * free runs too: it holds their links). */
 int mmh_in_use_ranges(mmh_heap *h, mmh_ranges *r)
@@ -35,6 +50,11 @@ int mmh_in_use_ranges(mmh_heap *h, mmh_ranges *r)
         size_t len;
         switch (sp.kind) {
         case MMH_SPAN_SLICED:
+            if (sp.seg == 0 && sp.slice == 0) {
+                if (add_header_segment(h, mmh_span_bytes(&sp), r) != 0)
+                    return -1;
+                continue;
+            }
             len = sp.pg->kind == MMH_PAGE_FREE ? 0 : mmh_span_bytes(&sp);
             break;
         case MMH_SPAN_HUGE:

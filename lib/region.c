@@ -85,6 +85,33 @@ void *mmh_region_reserve(void *want, size_t size, bool exact)
     return NULL;
 }
 
+/* Raise the reservation of h to max_size (a multiple of MMH_SEG_SIZE) in
+ * place: the range after it must be free, and the heap's segment map must
+ * have room for it (header segmap_len: the header may not be mapped yet).
+ * The caller records the limit in the header. */
+int mmh_region_extend(mmh_heap *h, size_t max_size, uint32_t segmap_len)
+{
+    size_t old = h->max_size;
+    uint64_t room = (uint64_t)segmap_len << MMH_SEG_SHIFT;
+    if (max_size <= old)
+        return 0;
+    if (max_size > room)
+        return mmh_fail(EFBIG, "%s: cannot grow past %llu bytes: the heap was made by an "
+                        "earlier release, whose segment map has room for no more",
+                        h->path, (unsigned long long)room);
+    if (!mmh_region_fits((uintptr_t)h->base, max_size))
+        return mmh_fail(EINVAL, "%s: max_size %zu at base %p leaves the user address space",
+                        h->path, max_size, (void *)h->base);
+    if (!reserve_at(h->base + old, max_size - old))
+        return mmh_fail(errno == EEXIST ? EADDRINUSE : ENOMEM,
+                        "%s: cannot grow to max_size %zu in place: the range %p-%p after the "
+                        "heap is %s", h->path, max_size, (void *)(h->base + old),
+                        (void *)(h->base + max_size),
+                        errno == EEXIST ? "in use" : "refused by the kernel");
+    h->max_size = max_size;
+    return 0;
+}
+
 void mmh_region_release(void *base, size_t size)
 {
     munmap(base, size);

@@ -30,6 +30,17 @@ static __thread pthread_mutex_t *tls_borrowed __attribute__((tls_model("initial-
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static mmh_heap *registry;
 static uint64_t next_uid = 1;
+
+/* The open heaps by base address, for mmh_heap_of; a close changes the
+ * generation, which drops the threads' cached answers. */
+static mmh_heap **by_base;
+static size_t by_base_n, by_base_cap;
+static _Atomic uint64_t by_base_gen = 1;
+static __thread struct {
+    uint64_t  gen;
+    uintptr_t base, size;
+    mmh_heap *h;
+} tls_heap_of __attribute__((tls_model("initial-exec")));
 static pthread_key_t exit_key;
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -40,6 +51,7 @@ static void fork_prepare(void)
 {
     pthread_mutex_lock(&registry_lock);
     for (mmh_heap *h = registry; h; h = h->next_open) {
+        mmh_names_fork_prepare(h);
         for (int i = 0; i < MMH_SHARED_SLOTS; i++) /* borrowers take them before lock */
             pthread_mutex_lock(&h->threads.share[i].lock);
         mmh_lock(h);
@@ -61,6 +73,7 @@ static void fork_parent(void)
         mmh_persist_fork_parent(h);
         mmh_unlock(h);
         unlock_shares(h);
+        mmh_names_fork_done(h);
     }
     pthread_mutex_unlock(&registry_lock);
 }
@@ -89,6 +102,7 @@ static void fork_child(void)
         mmh_persist_fork_child(h);
         mmh_unlock(h);
         unlock_shares(h);
+        mmh_names_fork_done(h);
     }
     pthread_mutex_unlock(&registry_lock);
 }
@@ -98,12 +112,40 @@ static void install_atfork(void)
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
+/* Index of the first heap in by_base whose base is above a. */
+static size_t by_base_after(uintptr_t a)
+{
+    size_t lo = 0, hi = by_base_n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if ((uintptr_t)by_base[mid]->base <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 int mmh_registry_add(mmh_heap *h)
 {
     pthread_once(&atfork_once, install_atfork);
     for (int i = 0; i < MMH_SHARED_SLOTS; i++)
         pthread_mutex_init(&h->threads.share[i].lock, NULL);
     pthread_mutex_lock(&registry_lock);
+    if (by_base_n == by_base_cap) {
+        size_t cap = by_base_cap ? by_base_cap * 2 : 16;
+        mmh_heap **v = mmh_meta_realloc(by_base, cap * sizeof *v);
+        if (!v) {
+            pthread_mutex_unlock(&registry_lock);
+            return mmh_fail(ENOMEM, "%s: out of memory", h->path);
+        }
+        by_base = v;
+        by_base_cap = cap;
+    }
+    size_t i = by_base_after((uintptr_t)h->base);
+    memmove(&by_base[i + 1], &by_base[i], (by_base_n - i) * sizeof *by_base);
+    by_base[i] = h;
+    by_base_n++;
     h->uid = next_uid++;
     h->next_open = registry;
     registry = h;
@@ -120,7 +162,35 @@ void mmh_registry_remove(mmh_heap *h)
             break;
         }
     }
+    size_t i = by_base_after((uintptr_t)h->base) - 1;
+    mmh_assert(i < by_base_n && by_base[i] == h);
+    memmove(&by_base[i], &by_base[i + 1], (by_base_n - i - 1) * sizeof *by_base);
+    by_base_n--;
+    atomic_fetch_add_explicit(&by_base_gen, 1, memory_order_release);
     pthread_mutex_unlock(&registry_lock);
+}
+
+/* The thread's last answer stands while no heap was closed since; growth
+ * only widens a heap, so a cached size too small only misses. */
+mmh_heap *mmh_heap_of(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    uint64_t gen = atomic_load_explicit(&by_base_gen, memory_order_acquire);
+    if (tls_heap_of.gen == gen && a - tls_heap_of.base < tls_heap_of.size)
+        return tls_heap_of.h;
+    mmh_heap *h = NULL;
+    pthread_mutex_lock(&registry_lock);
+    size_t i = by_base_after(a);
+    if (i > 0 && a - (uintptr_t)by_base[i - 1]->base < by_base[i - 1]->max_size)
+        h = by_base[i - 1];
+    if (h) { /* the generation changes only under the lock */
+        tls_heap_of.gen = atomic_load_explicit(&by_base_gen, memory_order_relaxed);
+        tls_heap_of.base = (uintptr_t)h->base;
+        tls_heap_of.size = h->max_size;
+        tls_heap_of.h = h;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return h;
 }
 
 /* Release the slot of a binding whose heap may have been closed since,

@@ -419,7 +419,9 @@ static int install(void)
     return 0;
 }
 
-static int registry_add(mp_state *st, size_t max_size, const char *path)
+/* The entry covers [base, base + mapped): the faults of this heap, which
+ * mprotect_extend widens as it grows. */
+static int registry_add(mp_state *st, size_t mapped, const char *path)
 {
     pthread_mutex_lock(&registry_lock);
     int rc = install();
@@ -434,7 +436,7 @@ static int registry_add(mp_state *st, size_t max_size, const char *path)
     if (rc == 0) {
         st->reg_index = (int)i;
         atomic_store_explicit(&registry[i].st, st, memory_order_relaxed);
-        atomic_store_explicit(&registry[i].end, (uintptr_t)st->base + max_size,
+        atomic_store_explicit(&registry[i].end, (uintptr_t)st->base + mapped,
                               memory_order_relaxed);
         atomic_store_explicit(&registry[i].start, (uintptr_t)st->base, memory_order_release);
         if (i == used)
@@ -476,7 +478,9 @@ static int mprotect_attach(mmh_heap *h)
 {
     if (setup_once() != 0)
         return -1;
-    size_t nsegs = (h->max_size + MMH_SEG_SIZE - 1) >> MMH_SEG_SHIFT;
+    /* For every segment the heap can grow to (mmh_grow); the pages of
+     * the bitmaps past the extent are never touched. */
+    size_t nsegs = h->hdr->segmap_len;
     size_t seg_words = (nsegs + 63) / 64, page_words = nsegs * (pages_per_seg / 64);
     size_t hdr = mmh_align_up(sizeof(mp_state), 64);
     size_t size = mmh_align_up(hdr + (seg_words + page_words) * sizeof(uint64_t), page_size);
@@ -492,7 +496,7 @@ static int mprotect_attach(mmh_heap *h)
     st->segs = (mp_word *)(mem + hdr);
     st->pages = st->segs + seg_words;
     st->size = size;
-    if (registry_add(st, h->max_size, h->path) != 0) {
+    if (registry_add(st, h->mapped, h->path) != 0) {
         munmap(mem, size);
         return -1;
     }
@@ -515,8 +519,11 @@ static int mprotect_extend(mmh_heap *h, size_t from, size_t to)
         return 0;
     size_t old = atomic_load(&st->mapped);
     /* Tracked before protected: no fault in [from, to) can miss us. */
-    if (to > old)
+    if (to > old) {
+        atomic_store_explicit(&registry[st->reg_index].end, (uintptr_t)st->base + to,
+                              memory_order_release);
         atomic_store_explicit(&st->mapped, to, memory_order_release);
+    }
     if (protect(h, from, to - from, PROT_READ) != 0) {
         int err = errno;
         mprotect(h->base + from, to - from, PROT_READ | PROT_WRITE);
