@@ -3,11 +3,13 @@
  * for standard containers, header-only over the C API of mmheap.h.
  *
  * @code
- * mmh::heap h("inventory.heap", mmh_config{0, 0, MMH_CREATE});
- * using Stock = std::map<mmh::string, int, std::less<>,
- *                        mmh::allocator<std::pair<const mmh::string, int>>>;
- * Stock *stock = h.find_or_construct<Stock>("stock", mmh::allocator<char>(h));
- * (*stock)[mmh::string("apples", stock->get_allocator())] += 3;
+ * using Stock = std::map<mmh::string, long, std::less<>,
+ *                        mmh::allocator<std::pair<const mmh::string, long>>>;
+ * mmh_config cfg{};
+ * cfg.flags = MMH_CREATE;
+ * mmh::heap h("inventory.heap", cfg);
+ * Stock *stock = h.find_or_construct<Stock>("stock", h);
+ * (*stock)[mmh::string("apples", mmh::allocator<char>(h))] += 3;
  * h.commit();                       // durable; the destructor commits too
  * @endcode
  *
@@ -46,8 +48,8 @@ namespace mmh {
 struct error : std::runtime_error {
     int code; /**< the errno of the failure (ENOENT, EBUSY, ...) */
 
-    /** An error with code @p code and message @p what. */
-    error(int code, const std::string &what) : std::runtime_error(what), code(code) {}
+    /** An error with code @p err and message @p what. */
+    error(int err, const std::string &what) : std::runtime_error(what), code(err) {}
 };
 
 namespace detail {

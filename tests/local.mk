@@ -1,8 +1,9 @@
 # tests: owned by the test suite (included from the top Makefile.am; every
 # path is relative to the top directory).
 #
-#   make check              the cmocka suite, tests/preload.sh and
-#                           tests/kv_server.sh (examples/kv_server -f)
+#   make check              the cmocka suite, tests/preload.sh,
+#                           tests/kv_server.sh (examples/kv_server -f) and
+#                           tests/cxx_inventory.sh (examples/cxx_inventory)
 #   make check-valgrind     the suite under valgrind (MMH_TEST_SCALE=0.02)
 #   make check-sanitizers   a separate ASan/UBSan build running make check
 #   make installcheck       the installed library, drop-in malloc and man pages
@@ -60,6 +61,7 @@ EXTRA_DIST += \
 	tests/no-cmocka.sh \
 	tests/preload.sh \
 	tests/kv_server.sh \
+	tests/cxx_inventory.sh \
 	tests/installcheck.sh
 
 if HAVE_CMOCKA
@@ -69,7 +71,7 @@ TESTS += $(MMH_TESTS) $(MMH_MALLOC_TESTS) $(MMH_CHECKER_TESTS)
 else
 TESTS += tests/no-cmocka.sh
 endif
-TESTS += tests/preload.sh tests/kv_server.sh
+TESTS += tests/preload.sh tests/kv_server.sh tests/cxx_inventory.sh
 
 # Where test_malloc_dlopen and preload.sh find the library.
 AM_TESTS_ENVIRONMENT = \
@@ -197,7 +199,7 @@ check-crash: tests/test_crash
 .PHONY: check-valgrind check-sanitizers check-debug check-crash
 
 installcheck-local:
-	CC="$(CC)" PKG_CONFIG="$(PKG_CONFIG)" DESTDIR="$(DESTDIR)" \
+	CC="$(CC)" CXX="$(CXX)" PKG_CONFIG="$(PKG_CONFIG)" DESTDIR="$(DESTDIR)" \
 	pkgconfigdir="$(DESTDIR)$(pkgconfigdir)" mandir="$(DESTDIR)$(mandir)" \
 	bindir="$(DESTDIR)$(bindir)" \
 	$(SHELL) $(srcdir)/tests/installcheck.sh
