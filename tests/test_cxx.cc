@@ -42,6 +42,13 @@ using Ordered = std::map<mmh::string, Ints, std::less<>, Pairs<mmh::string, Ints
 // What the containers should hold, as process-local standard containers.
 using Model = std::map<std::string, std::vector<int>>;
 
+// Heaps of the tests reserve 64 MiB: valgrind takes seconds to map and
+// unmap the default reservation (1 TiB).
+static mmh_config small(unsigned flags = 0)
+{
+    return tu_cfg(flags, 0, 64 * MiB);
+}
+
 // ------------------------------------------------------------- contents
 
 // Keys longer than the strings' inline buffer, so that they are heap blocks
@@ -170,7 +177,7 @@ static void test_containers_new_process(void **state)
     char *path = tu_path("containers.heap");
     int n = (int)tu_scaled(1000, 100);
     {
-        mmh::heap h(path, tu_cfg(MMH_CREATE, 0, 0));
+        mmh::heap h(path, small(MMH_CREATE));
         make(*h.find_or_construct<Index>("index", h), n);
         make(*h.find_or_construct<Ordered>("ordered", h), n);
         h.commit();
@@ -217,7 +224,7 @@ static void test_error_second_writer(void **state)
 {
     (void)state;
     char *path = tu_path("busy.heap");
-    mmh::heap h(path, tu_cfg(MMH_CREATE, 0, 0));
+    mmh::heap h(path, small(MMH_CREATE));
     try {
         mmh::heap second(path);
         fail_msg("a second writer opened the file");
@@ -233,7 +240,7 @@ static void test_error_second_writer(void **state)
 static void test_error_commit_anonymous(void **state)
 {
     (void)state;
-    mmh::heap h(nullptr);
+    mmh::heap h(nullptr, small());
     try {
         h.commit();
         fail_msg("committed an anonymous heap");
@@ -245,7 +252,7 @@ static void test_error_commit_anonymous(void **state)
 static void test_error_closed_heap(void **state)
 {
     (void)state;
-    mmh::heap h(nullptr);
+    mmh::heap h(nullptr, small());
     mmh::allocator<int> a(h);
     int *p = a.allocate(4);
     h.close();
@@ -266,11 +273,11 @@ static void test_error_closed_heap(void **state)
     }
 
     // so does a moved-from heap
-    mmh::heap from(nullptr);
+    mmh::heap from(nullptr, small());
     mmh::heap to(std::move(from));
     assert_null(from.get());
     assert_non_null(to.get());
-    to = mmh::heap(nullptr);
+    to = mmh::heap(nullptr, small());
     assert_non_null(to.get());
 }
 
@@ -303,7 +310,7 @@ static void test_out_of_memory(void **state)
 static void test_find_missing(void **state)
 {
     (void)state;
-    mmh::heap h(nullptr);
+    mmh::heap h(nullptr, small());
     assert_null(h.find<int>("nothing"));
     assert_false(h.destroy<int>("nothing"));
     std::string long_name(MMH_NAME_MAX + 1, 'n');
@@ -331,7 +338,7 @@ struct alignas(64) Line {
 static void test_construct_destroy(void **state)
 {
     (void)state;
-    mmh::heap h(nullptr);
+    mmh::heap h(nullptr, small());
     std::uint64_t before = live_blocks(h);
 
     // a throwing constructor leaves neither a block nor a name
@@ -373,7 +380,7 @@ std::atomic<int> Slow::made;
 static void test_construct_threads(void **state)
 {
     (void)state;
-    mmh::heap h(nullptr);
+    mmh::heap h(nullptr, small());
     const int threads = 8;
     Slow *got[threads];
     std::vector<std::thread> pool;
@@ -397,7 +404,7 @@ static void test_allocator_equality(void **state)
     static_assert(!Traits::is_always_equal::value);
     static_assert(!Traits::propagate_on_container_move_assignment::value);
 
-    mmh::heap one(nullptr), two(nullptr);
+    mmh::heap one(nullptr, small()), two(nullptr, small());
     mmh::allocator<int> a(one), b(one.get()), c(two);
     Traits::rebind_alloc<double> rebound(a);
     assert_true(a == b);
