@@ -655,40 +655,66 @@ static void check_slots(walk *w)
 
 /* ---- the header's own fields ----------------------------------------------- */
 
-/* Is off inside a live block?  Walks the descriptors of its segment. */
-static bool in_live_block(const walk *w, uint64_t off)
+/* The block that holds off, by the descriptors of its segment: its span's
+ * descriptor, and its start and size; NULL when off is in no block. */
+static const mmh_page *block_of(const walk *w, uint64_t off, uint64_t *start, uint64_t *size)
 {
     size_t i = (size_t)(off >> MMH_SEG_SHIFT);
     if (off < MMH_SLICE_SIZE || i >= w->nsegs)
-        return false;
+        return NULL;
     uint32_t e = w->segmap[i];
     if (MMH_SEGMAP_KIND(e) == MMH_SEGMAP_HUGE_IN && MMH_SEGMAP_LEN(e) <= i) {
         i -= MMH_SEGMAP_LEN(e);
         e = w->segmap[i];
     }
-    if (MMH_SEGMAP_KIND(e) == MMH_SEGMAP_HUGE)
-        return off >= seg_at(w, i)->pages[1].free;
+    if (MMH_SEGMAP_KIND(e) == MMH_SEGMAP_HUGE) {
+        const mmh_page *pg = &seg_at(w, i)->pages[1];
+        uint64_t end = (uint64_t)(i + MMH_SEGMAP_LEN(e)) << MMH_SEG_SHIFT;
+        if (off < pg->free || pg->free >= end)
+            return NULL;
+        *start = pg->free;
+        *size = end - pg->free;
+        return pg;
+    }
     if (MMH_SEGMAP_KIND(e) != MMH_SEGMAP_SLICED)
-        return false;
+        return NULL;
     const mmh_segment *s = seg_at(w, i);
     size_t slice = (size_t)((off & MMH_SEG_MASK) >> MMH_SLICE_SHIFT), idx = s->first_slice;
     while (idx < MMH_SEG_SLICES && s->pages[idx].slice_count &&
            idx + s->pages[idx].slice_count <= slice)
         idx += s->pages[idx].slice_count;
     if (idx >= MMH_SEG_SLICES || idx > slice)
-        return false;
+        return NULL;
     const mmh_page *pg = &s->pages[idx];
-    if (pg->kind == MMH_PAGE_LARGE)
-        return true;
+    uint64_t span = (uint64_t)(mmh_page_start(pg) - w->base);
+    uint64_t span_end = span + ((uint64_t)pg->slice_count << MMH_SLICE_SHIFT);
+    if (pg->kind == MMH_PAGE_LARGE) {
+        if (off < pg->free || pg->free >= span_end)
+            return NULL;
+        *start = pg->free;
+        *size = span_end - pg->free;
+        return pg;
+    }
     if (pg->kind != MMH_PAGE_SMALL || !pg->block_size)
-        return false;
-    uint64_t start = (uint64_t)(mmh_page_start(pg) - w->base);
-    uint64_t b = (off - start) / pg->block_size;
+        return NULL;
+    uint64_t b = (off - span) / pg->block_size;
     if (b >= pg->capacity)
-        return false;
+        return NULL;
+    *start = span + b * pg->block_size;
+    *size = pg->block_size;
+    return pg;
+}
+
+/* Is off inside a live block?  A small block must be on no free list. */
+static bool in_live_block(const walk *w, uint64_t off)
+{
+    uint64_t block, size;
+    const mmh_page *pg = block_of(w, off, &block, &size);
+    if (!pg || pg->kind != MMH_PAGE_SMALL)
+        return pg != NULL;
     /* Its counts may be damaged (the root is checked after the walk that
      * reported them): the list walk stays in the page's segment. */
-    uint64_t block = start + b * pg->block_size, lists[2] = {
+    uint64_t lists[2] = {
         pg->free, atomic_load_explicit(&pg->xfree, memory_order_relaxed) & ~(uint64_t)MMH_XF_FLAGS
     };
     for (int k = 0; k < 2; k++) {
@@ -700,6 +726,85 @@ static bool in_live_block(const walk *w, uint64_t off)
                 return false;
     }
     return true;
+}
+
+/* Does a block of at least len bytes start at off?  Not whether it is on
+ * a free list: for a million names that would be a million list walks. */
+static bool block_starts(const walk *w, uint64_t off, uint64_t len)
+{
+    uint64_t block, size;
+    return block_of(w, off, &block, &size) && block == off && size >= len;
+}
+
+/* ---- the names table ------------------------------------------------------- */
+
+/* One name's record, at the slot at index i of table t (at t_off). */
+static void check_name(walk *w, const mmh_names *t, uint64_t t_off, uint64_t i)
+{
+    uint64_t s = t->slot[i], off = s & MMH_NAME_OFF_MASK, so = t_off + sizeof *t + i * 8;
+    if (off % 8 || !block_starts(w, off, offsetof(mmh_name_rec, name) + 1)) {
+        problem(w, so, "names table: slot %llu: record %#llx is not a block",
+                (unsigned long long)i, (unsigned long long)off);
+        return;
+    }
+    const mmh_name_rec *r = (const mmh_name_rec *)(w->base + off);
+    if (!block_starts(w, off, offsetof(mmh_name_rec, name) + r->len + 1u) || r->name[r->len] ||
+        strlen(r->name) != r->len) {
+        problem(w, off, "names table: record %#llx: its name's length %u does not match it",
+                (unsigned long long)off, r->len);
+        return;
+    }
+    uint64_t hash = mmh_hash64(r->name, r->len, t->seed), mask = t->cap - 1;
+    if (mmh_name_slot(off, hash) != s)
+        problem(w, so, "names table: slot %llu: the hash bits do not match the name \"%s\"",
+                (unsigned long long)i, r->name);
+    for (uint64_t j = hash & mask; j != i; j = (j + 1) & mask)
+        if (!t->slot[j]) {
+            problem(w, so, "names table: \"%s\" at slot %llu is past an empty slot (%llu): "
+                    "lookups miss it", r->name, (unsigned long long)i, (unsigned long long)j);
+            break;
+        }
+    if (!block_starts(w, r->value, 1))
+        problem(w, off, "names table: \"%s\" names %#llx, which starts no block", r->name,
+                (unsigned long long)r->value);
+}
+
+/* The table's header always (the library trusts it at every lookup); its
+ * slots and records in a full check. */
+static void check_names(walk *w)
+{
+    uint64_t t_off = w->hdr->names, extent = w->nsegs << MMH_SEG_SHIFT;
+    if (!t_off)
+        return;
+    const mmh_names *t = (const mmh_names *)(w->base + t_off);
+    if (!block_starts(w, t_off, sizeof *t) || t->magic != MMH_NAMES_MAGIC) {
+        problem(w, offsetof(mmh_hdr, names), "the names table %#llx is not a block, or has a "
+                "bad magic", (unsigned long long)t_off);
+        return;
+    }
+    if (t->cap < MMH_NAMES_MIN_CAP || (t->cap & (t->cap - 1)) || t->cap > extent / 8 ||
+        !block_starts(w, t_off, sizeof *t + t->cap * 8) || t->used >= t->cap ||
+        t->count > t->used) {
+        problem(w, t_off, "names table: %llu slots, %llu used, %llu names: impossible in a "
+                "block this size", (unsigned long long)t->cap, (unsigned long long)t->used,
+                (unsigned long long)t->count);
+        return;
+    }
+    if (!w->full)
+        return;
+    uint64_t names = 0, used = 0;
+    for (uint64_t i = 0; i < t->cap; i++) {
+        used += t->slot[i] != 0;
+        if (t->slot[i] > MMH_NAME_GONE) {
+            names++;
+            check_name(w, t, t_off, i);
+        }
+    }
+    if (names != t->count || used != t->used)
+        problem(w, t_off, "names table: counts say %llu names in %llu used slots, the slots "
+                "hold %llu in %llu", (unsigned long long)t->count, (unsigned long long)t->used,
+                (unsigned long long)names, (unsigned long long)used);
+    w->r->names = names;
 }
 
 static void check_header(walk *w)
@@ -723,25 +828,51 @@ static void check_header(walk *w)
                 (unsigned long long)blocks, (unsigned long long)w->r->large_bytes);
 }
 
-/* The walk over a heap mapped at base (segment-aligned) whose header
+/* A walk over the heap mapped at base (segment-aligned) whose header
  * passed mmh_format_check. */
+static walk walk_of(const char *base, mmh_check_result *r)
+{
+    const mmh_hdr *hdr = (const mmh_hdr *)base;
+    return (walk){
+        .base = base, .hdr = hdr, .r = r,
+        .segmap = (const uint32_t *)(base + hdr->segmap_off),
+        .nsegs = (size_t)(hdr->extent >> MMH_SEG_SHIFT),
+    };
+}
+
 static int check_heap(const char *base, const mmh_heap *live, bool full, mmh_check_result *r,
                       mmh_check_report_fn report, mmh_check_progress_fn progress, void *arg)
 {
     memset(r, 0, sizeof *r);
-    const mmh_hdr *hdr = (const mmh_hdr *)base;
-    walk w = {
-        .base = base, .live = live, .full = full, .hdr = hdr, .r = r, .report = report, .arg = arg,
-        .segmap = (const uint32_t *)(base + hdr->segmap_off),
-        .nsegs = (size_t)(hdr->extent >> MMH_SEG_SHIFT),
-    };
+    walk w = walk_of(base, r);
+    w.live = live;
+    w.full = full;
+    w.report = report;
+    w.arg = arg;
     r->segments = w.nsegs;
     check_segments(&w, progress);
     check_span_bins(&w);
     check_free_runs(&w);
     check_slots(&w);
     check_header(&w);
+    check_names(&w);
     return r->problems ? 1 : 0;
+}
+
+void mmh_check_names_each(const mmh_fileview *fv, mmh_check_name_fn fn, void *arg)
+{
+    mmh_check_result r;
+    walk w = walk_of(fv->base, &r);
+    if (!w.hdr->names)
+        return;
+    const mmh_names *t = (const mmh_names *)(w.base + w.hdr->names);
+    for (uint64_t i = 0; i < t->cap; i++) {
+        if (t->slot[i] <= MMH_NAME_GONE)
+            continue;
+        const mmh_name_rec *rec = (const mmh_name_rec *)(w.base + (t->slot[i] & MMH_NAME_OFF_MASK));
+        uint64_t block, size;
+        fn(arg, rec->name, rec->value, block_of(&w, rec->value, &block, &size) ? size : 0);
+    }
 }
 
 int mmh_check_fileview(const mmh_fileview *fv, mmh_check_result *r, mmh_check_report_fn report,

@@ -27,6 +27,7 @@ typedef struct mmh_check_result {
     uint64_t small_bytes;  /* in small pages                               */
     uint64_t large_bytes;  /* usable bytes of large and huge blocks        */
     uint64_t free_bytes, largest_free, meta_bytes;
+    uint64_t names;        /* in the names table (a full check)            */
     mmh_class_stats classes[MMH_CLASSES];
 } mmh_check_result;
 
@@ -43,5 +44,10 @@ MMH_HIDDEN int  mmh_verify(const mmh_heap *h);
 MMH_HIDDEN int  mmh_check_fileview(const mmh_fileview *fv, mmh_check_result *r,
                                 mmh_check_report_fn report, mmh_check_progress_fn progress,
                                 void *arg);
+
+/* Each name in the table of a heap whose check found no problem, with the
+ * offset and size of the block it names. */
+typedef void (*mmh_check_name_fn)(void *arg, const char *name, uint64_t off, uint64_t size);
+MMH_HIDDEN void mmh_check_names_each(const mmh_fileview *fv, mmh_check_name_fn fn, void *arg);
 
 #endif /* MMH_CHECK_H */

@@ -56,6 +56,8 @@ static int tool(const char *const args[], char *out, size_t size)
     return rc;
 }
 
+enum { GOOD_NAMES = 40 };
+
 static void build_good_heap(void)
 {
     tu_dir_join(good_path, sizeof good_path, "good.heap");
@@ -90,6 +92,13 @@ static void build_good_heap(void)
     mmh_free(h, huge[1]); /* a free segment run between huge blocks */
     root_block = small[1];
     assert_int_equal(mmh_set_root(h, root_block), 0);
+    for (int i = 0; i < GOOD_NAMES; i++) { /* and some named, one removed */
+        char name[32];
+        snprintf(name, sizeof name, "block-%03d", i);
+        assert_int_equal(mmh_name_set(h, name, small[2 * i + 1]), 0);
+    }
+    assert_int_equal(mmh_name_set(h, "large", large[0]), 0);
+    assert_int_equal(mmh_name_set(h, "block-007", NULL), 0);
     pthread_barrier_wait(&freed);
     for (size_t i = 0; i < REMOTE; i += 3)
         mmh_free(h, remote[i]);
@@ -247,7 +256,7 @@ static void test_info(void **state)
     const char *args[] = { "info", good_path, NULL };
     assert_int_equal(tool(args, out, sizeof out), 0);
     assert_non_null(strstr(out, "root          offset 0x"));
-    assert_non_null(strstr(out, "format        version 5"));
+    assert_non_null(strstr(out, "format        version 6"));
     assert_non_null(strstr(out, "commit        1"));
     assert_non_null(strstr(out, "size class"));
     assert_null(strstr(out, "problems"));
@@ -371,7 +380,50 @@ static void d_root_in_free_memory(mapped *m)
 static void d_large_counter(mapped *m) { m->hdr->large_allocs++; }
 static void d_empty_page(mapped *m) { m->hdr->empty_page.free = 4096; }
 
+/* The names table of the copy, and its first slot holding a name. */
+static mmh_names *names_of(mapped *m)
+{
+    assert_true(m->hdr->names != 0);
+    return (mmh_names *)(m->base + m->hdr->names);
+}
+static uint64_t *first_name_slot(mapped *m)
+{
+    mmh_names *t = names_of(m);
+    for (uint64_t i = 0; i < t->cap; i++)
+        if (t->slot[i] > MMH_NAME_GONE)
+            return &t->slot[i];
+    fail_msg("no name in the test heap");
+    return NULL;
+}
+static mmh_name_rec *first_name(mapped *m)
+{
+    return (mmh_name_rec *)(m->base + (*first_name_slot(m) & MMH_NAME_OFF_MASK));
+}
+static void d_names_magic(mapped *m) { names_of(m)->magic ^= 1; }
+static void d_names_count(mapped *m) { names_of(m)->count--; }
+static void d_names_hash(mapped *m) { *first_name_slot(m) ^= (uint64_t)1 << 60; }
+static void d_names_length(mapped *m) { first_name(m)->len--; }
+static void d_names_value(mapped *m) { first_name(m)->value += 8; }
+/* A name moved to just before its home slot: a probe from home reaches
+ * an empty slot first. */
+static void d_names_probe(mapped *m)
+{
+    mmh_names *t = names_of(m);
+    uint64_t *slot = first_name_slot(m), mask = t->cap - 1;
+    mmh_name_rec *r = first_name(m);
+    uint64_t before = (mmh_hash64(r->name, r->len, t->seed) - 1) & mask;
+    assert_int_equal(t->slot[before], 0);
+    t->slot[before] = *slot;
+    *slot = MMH_NAME_GONE;
+}
+
 static const damage damages[] = {
+    { "names table magic", false, "bad magic", d_names_magic },
+    { "names count", false, "counts say", d_names_count },
+    { "name's hash bits", false, "hash bits do not match", d_names_hash },
+    { "name's length", false, "does not match it", d_names_length },
+    { "named block", false, "starts no block", d_names_value },
+    { "name out of probe order", false, "lookups miss it", d_names_probe },
     { "segment magic", false, "bad sliced segment", d_segment_magic },
     { "span length", false, "no span starts here", d_span_length },
     { "span back offset", false, "do not point back", d_back_offset },
@@ -420,6 +472,47 @@ static void test_damaged_heaps(void **state)
         assert_non_null(strstr(out, "\"sound\": false"));
         unlink(path);
     }
+}
+
+/* mmheap ls lists the names sorted, with their blocks; a damaged table is
+ * check's to report.  The library refuses a damaged record at lookup. */
+static void test_ls(void **state)
+{
+    (void)state;
+    char out[16384], path[PATH_MAX];
+    const char *args[] = { "ls", good_path, NULL };
+    assert_int_equal(tool(args, out, sizeof out), 0);
+    char *a = strstr(out, "  block-000\n"), *b = strstr(out, "  block-001\n");
+    assert_true(a && b && a < b);
+    assert_null(strstr(out, "block-007"));
+    assert_non_null(strstr(out, "  large\n"));
+    const char *j[] = { "ls", "--json", good_path, NULL };
+    assert_int_equal(tool(j, out, sizeof out), 0);
+    const char *large = strstr(out, "{\"name\": \"large\", ");
+    unsigned long long off = 0, size = 0;
+    assert_non_null(large);
+    assert_int_equal(sscanf(large, "{\"name\": \"large\", \"offset\": %llu, \"size\": %llu}",
+                            &off, &size), 2);
+    assert_true(off % MMH_MIN_ALIGN == 0 && size >= 300 * KiB && size < 400 * KiB);
+
+    mapped m = map_copy("badname.heap", path, sizeof path);
+    char name[MMH_NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s", first_name(&m)->name);
+    d_names_length(&m);
+    unmap(&m, false);
+    const char *bad[] = { "ls", path, NULL };
+    assert_int_equal(tool(bad, out, sizeof out), 1);
+    assert_non_null(strstr(out, "run mmheap check"));
+    tu_heap_checks = false;
+    mmh_heap *h = mmh_open(path, NULL);
+    assert_non_null(h);
+    errno = 0;
+    assert_null(mmh_name_get(h, name));
+    assert_int_equal(errno, EBADMSG);
+    assert_errmsg_contains("corrupt names table");
+    assert_int_equal(mmh_close(h), 0);
+    tu_heap_checks = true;
+    unlink(path);
 }
 
 /* A crafted header with base 0 (checksum fixed up): info and check refuse
@@ -700,6 +793,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_good_heap_is_sound, setup),
         cmocka_unit_test(test_info),
+        cmocka_unit_test(test_ls),
         cmocka_unit_test(test_damaged_heaps),
         cmocka_unit_test(test_crafted_base),
         cmocka_unit_test(test_log_applied),

@@ -14,10 +14,10 @@
 #define VERSION_OFFSET 8
 #define HEADER_SCAN    4096
 
-static char *make_heap_file(const char *name, size_t payload)
+static char *make_heap_file_max(const char *name, size_t payload, size_t max_size)
 {
     char *path = tu_path(name);
-    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, max_size);
     mmh_heap *h = mmh_open(path, &cfg);
     assert_non_null(h);
     unsigned char *p = mmh_alloc(h, payload);
@@ -27,6 +27,11 @@ static char *make_heap_file(const char *name, size_t payload)
     assert_int_equal(mmh_commit(h), 0);
     assert_int_equal(mmh_close(h), 0);
     return path;
+}
+
+static char *make_heap_file(const char *name, size_t payload)
+{
+    return make_heap_file_max(name, payload, 0);
 }
 
 static void check_heap_file(const char *path, size_t payload)
@@ -340,9 +345,21 @@ static void test_newer_version(void **state)
     free(path);
 }
 
-/* The heap file at path rewritten as format 4 wrote it (the redo journal's
- * format: no wal_gen after file_id), without its log. */
-static void downgrade_to_4(const char *path)
+/* The checksum of a header page whose checksum field is at sum_at, as
+ * formats 4 to 6 compute it: the page's hash with that field zeroed. */
+static uint64_t header_checksum(const unsigned char *page, size_t sum_at)
+{
+    unsigned char zeroed[MMH_HDR_SIZE];
+    memcpy(zeroed, page, sizeof zeroed);
+    memset(zeroed + sum_at, 0, 8);
+    return mmh_hash64(zeroed, sizeof zeroed, 0x6d6d68656170ull);
+}
+
+/* The heap file at path rewritten as format 4 or 5 wrote it.  Format 4 is
+ * the redo journal's: no wal_gen after file_id, and no log.  Both
+ * laid out their segment maps for max_size, so the heap must have been
+ * made with the largest, whose layout format 6 shares; neither has names. */
+static void downgrade(const char *path, unsigned version)
 {
     union {
         mmh_hdr h;
@@ -355,22 +372,27 @@ static void downgrade_to_4(const char *path)
     int fd = open(path, O_RDWR | O_CLOEXEC);
     assert_true(fd >= 0);
     assert_int_equal(pread(fd, cur.page, sizeof cur.page, 0), (ssize_t)sizeof cur.page);
-    memset(&old, 0, sizeof old);
-    memcpy(&old.h, &cur.h, offsetof(mmh_hdr4, segmap_off));
-    old.h.version = 4;
-    memcpy(&old.h.segmap_off, &cur.h.segmap_off, offsetof(mmh_hdr4, unpurged) +
-           sizeof old.h.unpurged - offsetof(mmh_hdr4, segmap_off));
-    old.h.empty_page = cur.h.empty_page;
-    /* Format 4's checksum: the page's hash with its own field zeroed. */
-    unsigned char zeroed[MMH_HDR_SIZE];
-    memcpy(zeroed, old.page, sizeof zeroed);
-    memset(zeroed + offsetof(mmh_hdr4, checksum), 0, 8);
-    old.h.checksum = mmh_hash64(zeroed, sizeof zeroed, 0x6d6d68656170ull);
-    assert_int_equal(pwrite(fd, old.page, sizeof old.page, 0), (ssize_t)sizeof old.page);
+    assert_int_equal(cur.h.max_size, MMH_MAX_MAX_SIZE);
+    assert_int_equal(cur.h.names, 0);
+    cur.h.segmap_len = 0; /* format 5's padding */
+    cur.h.version = 5;
+    cur.h.checksum = header_checksum(cur.page, offsetof(mmh_hdr, checksum));
+    if (version == 4) {
+        memset(&old, 0, sizeof old);
+        memcpy(&old.h, &cur.h, offsetof(mmh_hdr4, segmap_off));
+        old.h.version = 4;
+        memcpy(&old.h.segmap_off, &cur.h.segmap_off, offsetof(mmh_hdr4, unpurged) +
+               sizeof old.h.unpurged - offsetof(mmh_hdr4, segmap_off));
+        old.h.empty_page = cur.h.empty_page;
+        old.h.checksum = header_checksum(old.page, offsetof(mmh_hdr4, checksum));
+        memcpy(cur.page, old.page, sizeof cur.page);
+    }
+    assert_int_equal(pwrite(fd, cur.page, sizeof cur.page, 0), (ssize_t)sizeof cur.page);
     close(fd);
     char wal[PATH_MAX];
     snprintf(wal, sizeof wal, "%s.wal", path);
-    assert_int_equal(unlink(wal), 0);
+    if (version == 4)
+        assert_int_equal(unlink(wal), 0);
 }
 
 static uint32_t file_version(const char *path)
@@ -384,14 +406,14 @@ static uint32_t file_version(const char *path)
 }
 
 /* A format 4 file is converted as it is read: a reader sees it, the first
- * writable open commits it as format 5.  Its FILE.journal still holding a
+ * writable open commits it as format 6.  Its FILE.journal still holding a
  * commit stops the open, naming it: only the release that wrote it can
  * replay it. */
 static void test_format4_converted(void **state)
 {
     (void)state;
-    char *path = make_heap_file("four.heap", 5000), journal[PATH_MAX];
-    downgrade_to_4(path);
+    char *path = make_heap_file_max("four.heap", 5000, MMH_MAX_MAX_SIZE), journal[PATH_MAX];
+    downgrade(path, 4);
     assert_int_equal(file_version(path), 4);
     snprintf(journal, sizeof journal, "%s.journal", path);
     assert_int_equal(tu_write_file(journal, "MMHJRNL1 and a commit", 21), 0);
@@ -407,13 +429,38 @@ static void test_format4_converted(void **state)
     assert_pattern(mmh_root(h), 5000, 5000);
     struct mmh_stats st;
     assert_int_equal(mmh_stats(h, &st), 0);
-    assert_int_equal(((const mmh_hdr *)(uintptr_t)st.base)->version, 5); /* in memory */
+    assert_int_equal(((const mmh_hdr *)(uintptr_t)st.base)->version, 6); /* in memory */
     assert_int_equal(mmh_close(h), 0);
     assert_int_equal(file_version(path), 4);
-    check_heap_file(path, 5000);          /* writable: commits as format 5 */
-    assert_int_equal(file_version(path), 5);
+    check_heap_file(path, 5000);          /* writable: commits as format 6 */
+    assert_int_equal(file_version(path), 6);
     check_heap_file(path, 5000);
     unlink(journal);
+    unlink(path);
+    free(path);
+}
+
+/* A format 5 file is converted as it is read, its segment map's room being
+ * the max_size it was made with; its log (format 5 named it) replays. */
+static void test_format5_converted(void **state)
+{
+    (void)state;
+    char *path = make_heap_file_max("five.heap", 7000, MMH_MAX_MAX_SIZE);
+    downgrade(path, 5);
+    assert_int_equal(file_version(path), 5);
+    mmh_heap *h = mmh_open(path, NULL);
+    if (!h)
+        fail_msg("open of a format 5 file: %s", mmh_errmsg());
+    assert_pattern(mmh_root(h), 7000, 7000);
+    struct mmh_stats st;
+    assert_int_equal(mmh_stats(h, &st), 0);
+    const mmh_hdr *hdr = (const mmh_hdr *)(uintptr_t)st.base;
+    assert_int_equal(hdr->version, 6);
+    assert_int_equal((uint64_t)hdr->segmap_len << MMH_SEG_SHIFT, MMH_MAX_MAX_SIZE);
+    assert_int_equal(mmh_check(h), 0);
+    assert_int_equal(mmh_close(h), 0);
+    assert_int_equal(file_version(path), 6);
+    check_heap_file(path, 7000);
     unlink(path);
     free(path);
 }
@@ -757,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_newer_version),
         cmocka_unit_test(test_format4_converted),
+        cmocka_unit_test(test_format5_converted),
         cmocka_unit_test(test_missing_log),
         cmocka_unit_test(test_header_byte_flips),
         cmocka_unit_test(test_zeroed_header),

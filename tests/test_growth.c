@@ -1,11 +1,15 @@
-/* test_growth: heaps grow in place up to max_size; chosen bases. */
+/* test_growth: heaps grow in place up to max_size, and max_size grows in
+ * place (a larger one at reopen, mmh_grow); chosen bases; mmh_heap_of. */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
 #define CHOSEN_BASE ((uintptr_t)0x300000000000ull)
+#define TiB         ((size_t)1 << 40)
+#define GROW_BASE   (CHOSEN_BASE + 256 * GiB) /* room for 1 TiB after it */
 
 struct blk {
     unsigned char *p;
@@ -467,6 +471,216 @@ static void test_full_tmpfs_private(void **state)
         fail_msg("full-tmpfs child failed (status %#x)", st);
 }
 
+/* ---- growth past the reservation ---------------------------------------- */
+
+/* Allocations of 1 MiB into v[n], v[n + 1], ... until the heap is full,
+ * each filled with its index; the count in v then. */
+static size_t fill_to_limit(mmh_heap *h, unsigned char **v, size_t n, size_t cap)
+{
+    while (n < cap && (v[n] = mmh_alloc(h, MiB)) != NULL) {
+        memset(v[n], (int)(n & 0xff), MiB);
+        n++;
+    }
+    assert_true(n < cap);
+    assert_int_equal(errno, ENOMEM);
+    return n;
+}
+
+static void check_filled(unsigned char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        assert_true(tu_all_bytes(v[i], MiB, (unsigned char)(i & 0xff)));
+}
+
+/* A heap made at 64 MiB, reopened at 1 TiB, takes blocks past 64 MiB at the
+ * same base, its old blocks intact; the new limit is in the file from then
+ * on, and the heap passes mmheap check. */
+static void test_reopen_larger(void **state)
+{
+    (void)state;
+    char *path = tu_path("grow.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 64 * MiB);
+    cfg.base = (void *)GROW_BASE;
+    mmh_heap *h = mmh_open(path, &cfg);
+    if (!h)
+        fail_msg("open at %p: %s", cfg.base, mmh_errmsg());
+    unsigned char *v[256];
+    size_t n = fill_to_limit(h, v, 0, 256);
+    assert_int_equal(mmh_close(h), 0);
+
+    cfg = tu_cfg(0, 0, TiB);
+    h = mmh_open(path, &cfg);
+    if (!h)
+        fail_msg("reopen at 1 TiB: %s", mmh_errmsg());
+    struct mmh_stats st = tu_stats(h);
+    assert_int_equal(st.base, GROW_BASE);
+    assert_int_equal(st.max_size, TiB);
+    check_filled(v, n);
+    unsigned char *big = mmh_alloc(h, 200 * MiB);
+    assert_non_null(big);
+    assert_true((size_t)(big - (unsigned char *)GROW_BASE) >= 64 * MiB);
+    memset(big, 0x5a, 200 * MiB);
+    assert_int_equal(mmh_set_root(h, big), 0);
+    assert_int_equal(mmh_close(h), 0);
+    tu_check_heap_file(path);
+
+    h = mmh_open(path, NULL); /* the file keeps the larger limit */
+    assert_non_null(h);
+    assert_int_equal(tu_stats(h).max_size, TiB);
+    assert_ptr_equal(mmh_root(h), big);
+    assert_true(tu_all_bytes(big, 200 * MiB, 0x5a));
+    check_filled(v, n);
+    assert_int_equal(mmh_check(h), 0);
+    assert_int_equal(mmh_close(h), 0);
+    unlink(path);
+    free(path);
+}
+
+/* A larger max_size whose range after the heap is taken: EADDRINUSE naming
+ * the range, the file left as it was; MMH_RELOCATE opens it elsewhere. */
+static void test_reopen_larger_taken(void **state)
+{
+    (void)state;
+    char *path = tu_path("taken.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 64 * MiB);
+    cfg.base = (void *)GROW_BASE;
+    mmh_heap *h = mmh_open(path, &cfg);
+    assert_non_null(h);
+    char *s = mmh_alloc(h, 32);
+    assert_non_null(s);
+    strcpy(s, "before growth");
+    assert_int_equal(mmh_set_root(h, s), 0);
+    assert_int_equal(mmh_close(h), 0);
+    void *m = mmap((void *)(GROW_BASE + 512 * MiB), 4096, PROT_READ,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (m != (void *)(GROW_BASE + 512 * MiB))
+        skip();
+
+    cfg = tu_cfg(0, 0, TiB);
+    assert_null_errno(mmh_open(path, &cfg), EADDRINUSE);
+    char range[64];
+    snprintf(range, sizeof range, "%p-%p", (void *)(GROW_BASE + 64 * MiB),
+             (void *)(GROW_BASE + TiB));
+    assert_errmsg_contains(path);
+    assert_errmsg_contains(range);
+    assert_errmsg_contains("in use");
+    h = mmh_open(path, NULL);
+    assert_non_null(h);
+    assert_int_equal(tu_stats(h).max_size, 64 * MiB);
+    assert_int_equal(mmh_close(h), 0);
+
+    cfg.flags = MMH_RELOCATE;
+    h = mmh_open(path, &cfg);
+    if (!h)
+        fail_msg("relocating open at 1 TiB: %s", mmh_errmsg());
+    struct mmh_stats st = tu_stats(h);
+    assert_true(st.base != GROW_BASE);
+    assert_int_equal(st.max_size, TiB);
+    assert_string_equal(mmh_root(h), "before growth");
+    assert_int_equal(mmh_close(h), 0);
+    munmap(m, 4096);
+    unlink(path);
+    free(path);
+}
+
+/* mmh_grow on a full heap, under each tracker: blocks past the old limit
+ * are written, committed and found again; the range taken, a read-only
+ * heap and bad sizes are errors that change nothing. */
+static void grow_running(mmh_tracker tracker)
+{
+    char *path = tu_path("running.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 16 * MiB);
+    cfg.base = (void *)GROW_BASE;
+    cfg.tracker = tracker;
+    mmh_heap *h = mmh_open(path, &cfg);
+    if (!h && errno == ENOTSUP) {
+        free(path);
+        return;
+    }
+    if (!h)
+        fail_msg("open at %p: %s", cfg.base, mmh_errmsg());
+    unsigned char *v[256];
+    size_t old = fill_to_limit(h, v, 0, 256);
+    assert_int_equal(mmh_grow(h, 64 * MiB), 0);
+    assert_int_equal(tu_stats(h).max_size, 64 * MiB);
+    size_t n = fill_to_limit(h, v, old, 256);
+    assert_true(n - old >= 30); /* 3 blocks of 1 MiB in each new 4 MiB segment */
+    assert_int_equal(mmh_grow(h, 8 * MiB), 0); /* smaller: nothing to do */
+    assert_int_equal(tu_stats(h).max_size, 64 * MiB);
+    assert_int_equal(mmh_grow(h, 3 * TiB), -1);
+    assert_int_equal(errno, EINVAL);
+    void *m = mmap((void *)(GROW_BASE + 96 * MiB), 4096, PROT_READ,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    assert_true(m == (void *)(GROW_BASE + 96 * MiB));
+    assert_int_equal(mmh_grow(h, 128 * MiB), -1);
+    assert_int_equal(errno, EADDRINUSE);
+    assert_errmsg_contains("in use");
+    munmap(m, 4096);
+    assert_int_equal(tu_stats(h).max_size, 64 * MiB);
+    assert_int_equal(mmh_commit(h), 0);
+    assert_int_equal(mmh_close(h), 0);
+
+    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
+    h = mmh_open(path, &ro);
+    assert_non_null(h);
+    assert_int_equal(tu_stats(h).max_size, 64 * MiB);
+    check_filled(v, n);
+    assert_int_equal(mmh_grow(h, 128 * MiB), -1);
+    assert_int_equal(errno, EROFS);
+    assert_int_equal(mmh_close(h), 0);
+    assert_int_equal(mmh_grow(NULL, 128 * MiB), -1);
+    assert_int_equal(errno, EINVAL);
+    unlink(path);
+    free(path);
+}
+
+static void test_grow_running(void **state)
+{
+    (void)state;
+    grow_running(MMH_TRACK_UFFD);
+    grow_running(MMH_TRACK_MPROTECT);
+    grow_running(MMH_TRACK_NONE);
+}
+
+static void *heap_of_in_thread(void *p)
+{
+    return mmh_heap_of(p);
+}
+
+/* mmh_heap_of finds the heap whose reservation holds an address, follows
+ * growth, and forgets a heap closed (the thread's cached answer too). */
+static void test_heap_of(void **state)
+{
+    (void)state;
+    mmh_config cfg = tu_cfg(0, 0, 64 * MiB);
+    cfg.base = (void *)GROW_BASE;
+    mmh_heap *a = mmh_open(NULL, &cfg), *b = mmh_open(NULL, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    char *pa = mmh_alloc(a, 100), *pb = mmh_alloc(b, 100), *base = (char *)GROW_BASE;
+    assert_ptr_equal(mmh_heap_of(pa), a);
+    assert_ptr_equal(mmh_heap_of(pb), b);
+    assert_ptr_equal(mmh_heap_of(base), a);
+    assert_ptr_equal(mmh_heap_of(base + 64 * MiB - 1), a);
+    assert_null(mmh_heap_of(base + 64 * MiB));
+    assert_null(mmh_heap_of(base - 1));
+    assert_null(mmh_heap_of(&cfg));
+    assert_null(mmh_heap_of(NULL));
+    assert_int_equal(mmh_grow(a, 128 * MiB), 0);
+    assert_ptr_equal(mmh_heap_of(base + 100 * MiB), a);
+    pthread_t t;
+    void *got;
+    assert_int_equal(pthread_create(&t, NULL, heap_of_in_thread, pb), 0);
+    assert_int_equal(pthread_join(t, &got), 0);
+    assert_ptr_equal(got, b);
+    assert_ptr_equal(mmh_heap_of(pa), a); /* cached */
+    assert_int_equal(mmh_close(a), 0);
+    assert_null(mmh_heap_of(pa));
+    assert_ptr_equal(mmh_heap_of(pb), b);
+    assert_int_equal(mmh_close(b), 0);
+    assert_null(mmh_heap_of(pb));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +695,10 @@ int main(void)
         cmocka_unit_test(test_free_returns_memory_anon),
         cmocka_unit_test(test_free_punches_file),
         cmocka_unit_test(test_full_tmpfs_private),
+        cmocka_unit_test(test_reopen_larger),
+        cmocka_unit_test(test_reopen_larger_taken),
+        cmocka_unit_test(test_grow_running),
+        cmocka_unit_test(test_heap_of),
     };
     return TU_RUN(tests);
 }

@@ -1,6 +1,7 @@
 /* mmheap: look inside a heap file, check it, recover it.
  *
  *   mmheap info    [--json] FILE    header, log, usage, size classes
+ *   mmheap ls      [--json] FILE    the names table: name, offset, block size
  *   mmheap check   [--json] [--quiet] [--max-problems N] FILE
  *   mmheap recover [--json] FILE    checkpoint FILE.wal into the heap file
  *
@@ -268,6 +269,7 @@ static void info_text(const opts *o, const mmh_fileview *fv, const mmh_check_res
         printf("root          offset %#" PRIx64 "\n", hdr->root);
     else
         printf("root          none\n");
+    printf("names         %" PRIu64 "\n", r->names);
     printf("commit        %" PRIu64 "\n", hdr->commit_seq);
     printf("log           %s\n", js);
     printf("slots         %u used of %u, %" PRIu64 " with pages\n", hdr->slots_hwm, hdr->nslots,
@@ -306,9 +308,10 @@ static void info_json(const opts *o, const mmh_fileview *fv, const mmh_check_res
     json_string(o->file);
     printf(",\n  \"version\": %u, \"page_size\": %u, \"segment_size\": %u, \"file_id\": \"%016"
            PRIx64 "\", \"base\": %" PRIu64 ", \"size\": %" PRIu64 ", \"max_size\": %" PRIu64
-           ", \"segments\": %" PRIu64 ", \"root\": %" PRIu64 ", \"commit_seq\": %" PRIu64 ",\n",
-           hdr->version, hdr->page_size, hdr->seg_size, hdr->file_id, hdr->base, hdr->extent,
-           hdr->max_size, r->segments, hdr->root, hdr->commit_seq);
+           ", \"segments\": %" PRIu64 ", \"root\": %" PRIu64 ", \"names\": %" PRIu64
+           ", \"commit_seq\": %" PRIu64 ",\n", hdr->version, hdr->page_size, hdr->seg_size,
+           hdr->file_id, hdr->base, hdr->extent, hdr->max_size, r->segments, hdr->root,
+           r->names, hdr->commit_seq);
     printf("  \"wal\": {\"state\": \"%s\", \"size\": %" PRIu64 ", \"commits\": %" PRIu64
            ", \"torn\": %s", wal_word(wi->state), wi->size, wi->commits,
            wi->torn ? "true" : "false");
@@ -355,6 +358,110 @@ static int run_info(const opts *o)
     free(ws.kept);
     mmh_fileview_close(&fv);
     return EXIT_SOUND;
+}
+
+/* ---- ls --------------------------------------------------------------------------- */
+
+typedef struct name_entry {
+    char    *name;
+    uint64_t off, size;
+} name_entry;
+
+typedef struct name_list {
+    name_entry *v;
+    size_t      n, cap;
+    bool        failed;
+} name_list;
+
+static void collect_name(void *arg, const char *name, uint64_t off, uint64_t size)
+{
+    name_list *l = arg;
+    if (l->failed)
+        return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        name_entry *v = realloc(l->v, cap * sizeof *v);
+        if (!v) {
+            l->failed = true;
+            return;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    if (!(l->v[l->n].name = strdup(name))) {
+        l->failed = true;
+        return;
+    }
+    l->v[l->n].off = off;
+    l->v[l->n++].size = size;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const name_entry *)a)->name, ((const name_entry *)b)->name);
+}
+
+/* A name as text: control bytes escaped, since a name may hold any byte. */
+static void text_name(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f || c == '\\')
+            printf("\\x%02x", c);
+        else
+            putchar(c);
+    }
+}
+
+static int run_ls(const opts *o)
+{
+    mmh_fileview fv;
+    mmh_check_result r;
+    walk_state ws;
+    name_list l = { 0 };
+    opts quiet = *o;
+    quiet.quiet = true; /* a damaged table is check's to report */
+    int rc = walk_file(&quiet, &fv, &r, &ws);
+    if (rc != 0)
+        return rc;
+    char msg[512];
+    if (r.problems) {
+        snprintf(msg, sizeof msg, "%s: %" PRIu64 " problems found: run mmheap check %s",
+                 o->file, r.problems, o->file);
+        rc = EXIT_PROBLEMS;
+    } else {
+        mmh_check_names_each(&fv, collect_name, &l);
+        snprintf(msg, sizeof msg, "%s: out of memory", o->file);
+        rc = l.failed ? EXIT_UNREADABLE : EXIT_SOUND;
+    }
+    if (rc != EXIT_SOUND)
+        print_error(o, msg);
+    else
+        qsort(l.v, l.n, sizeof *l.v, by_name);
+    if (rc == EXIT_SOUND && o->json) {
+        printf("{\"file\": ");
+        json_string(o->file);
+        printf(", \"names\": [");
+        for (size_t i = 0; i < l.n; i++) {
+            printf("%s\n  {\"name\": ", i ? "," : "");
+            json_string(l.v[i].name);
+            printf(", \"offset\": %" PRIu64 ", \"size\": %" PRIu64 "}", l.v[i].off, l.v[i].size);
+        }
+        printf("%s]}\n", l.n ? "\n" : "");
+    } else if (rc == EXIT_SOUND) {
+        printf("%-18s %12s  %s\n", "offset", "size", "name");
+        for (size_t i = 0; i < l.n; i++) {
+            printf("%#-18" PRIx64 " %12" PRIu64 "  ", l.v[i].off, l.v[i].size);
+            text_name(l.v[i].name);
+            putchar('\n');
+        }
+    }
+    for (size_t i = 0; i < l.n; i++)
+        free(l.v[i].name);
+    free(l.v);
+    free(ws.kept);
+    mmh_fileview_close(&fv);
+    return rc;
 }
 
 /* ---- recover ---------------------------------------------------------------------- */
@@ -434,12 +541,19 @@ static const command commands[] = {
       "and per size class the pages, live blocks and capacity.  The file is\n"
       "read as the next open will see it: the commits in its log are applied in\n"
       "memory, and nothing is written.", run_info },
+    { "ls", "mmheap ls [--json] FILE",
+      "List the heap's names (mmh_name_set), sorted: the offset of the block\n"
+      "each names, the block's size, and the name (control bytes escaped as\n"
+      "\\xNN).  The file is read as the next open will see it, and checked\n"
+      "first: a heap with problems is listed by mmheap check instead (exit\n"
+      "status 1).", run_ls },
     { "check", "mmheap check [--json] [--quiet] [--max-problems N] FILE",
       "Walk every piece of allocator metadata read-only and verify its\n"
       "invariants: the segment map, segments and spans, free lists inside their\n"
       "pages and their counts, span bins and free segment runs (linked both ways,\n"
       "coalesced, every free span on exactly one), the slots' class rings, the\n"
-      "root and the header's counters.  Each problem is printed with the heap\n"
+      "root, the header's counters and the names table (its slots, records and\n"
+      "probe order, and that every name names the start of a block).  Each problem is printed with the heap\n"
       "offset of the metadata at fault (the first N, default 100).  The commits\n"
       "in its log are applied in memory first.  A progress bar is drawn on a\n"
       "terminal for heaps of 256 MiB and more.", run_check },
