@@ -1,5 +1,6 @@
-/* benchutil.h: helpers shared by the C benchmark programs (bench_alloc,
- * bench_persist, bench_snapshot, bench_malloc).
+/* benchutil.h: helpers shared by the benchmark programs (bench_alloc,
+ * bench_persist, bench_snapshot, bench_malloc, and bench_names, which is
+ * C++: the header compiles as both).
  *
  * Include it after the system headers, with BENCH_NAME defined to the
  * program's name (the prefix of the messages of die and die_errno).  All

@@ -120,7 +120,8 @@ typedef struct mmh_config {
                                mapped memory), rounded up to 4 MiB; 0 = 4 MiB;
                                ignored for an existing file */
     size_t      max_size; /**< address space reserved, rounded up to 4 MiB:
-                               the limit the heap grows to; 0 = 1 TiB, at
+                               the limit the heap grows to; 0 = 1 TiB (64 GiB
+                               under valgrind, slow to map large ranges), at
                                most 2 TiB.  An existing file keeps the limit
                                it records when this is 0 or smaller; a
                                larger one raises it (see mmh_grow()) */

@@ -21,7 +21,9 @@
 /* The limit of a heap made with cfg (checked). */
 static size_t new_max_size(const mmh_config *cfg)
 {
-    return cfg->max_size ? cfg->max_size : MMH_DEFAULT_MAX_SIZE;
+    if (cfg->max_size)
+        return cfg->max_size;
+    return mmh_inst_on_valgrind() ? MMH_VALGRIND_MAX_SIZE : MMH_DEFAULT_MAX_SIZE;
 }
 
 static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)

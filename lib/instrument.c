@@ -27,6 +27,15 @@ static bool on_memcheck(void)
 #endif
 }
 
+bool mmh_inst_on_valgrind(void)
+{
+#if MMH_MEMCHECK
+    return RUNNING_ON_VALGRIND;
+#else
+    return false;
+#endif
+}
+
 /* Poison or unpoison, mark off limits or addressable: the two checkers'
  * views of [p, p + len). */
 static void shut(const mmh_heap *h, const void *p, size_t len)

@@ -47,6 +47,9 @@ static inline bool mmh_inst(const mmh_heap *h)
     return MMH_ASAN || mmh_memcheck(h);
 }
 
+/* Does this process run under valgrind (any tool)? */
+MMH_HIDDEN bool     mmh_inst_on_valgrind(void);
+
 /* instrument.c: the slow halves, called only when mmh_inst(h). */
 MMH_HIDDEN uint64_t mmh_inst_link_get(const mmh_heap *h, const void *p);
 MMH_HIDDEN void     mmh_inst_link_set(const mmh_heap *h, void *p, uint64_t v);

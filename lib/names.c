@@ -218,8 +218,8 @@ static int check_name(mmh_heap *h, const char *name, const char *fn, size_t *len
         return mmh_fail(EINVAL, "%s: %s is NULL", fn, h ? "name" : "heap");
     *len = strnlen(name, MMH_NAME_MAX + 1);
     if (*len > MMH_NAME_MAX)
-        return mmh_fail(ENAMETOOLONG, "%s: %s: name \"%.32s...\" is longer than %d bytes",
-                        h->path, fn, name, MMH_NAME_MAX);
+        return mmh_fail(ENAMETOOLONG, "%s: %s: name \"%.*s...\" is longer than %d bytes",
+                        h->path, fn, 32, name, MMH_NAME_MAX);
     return 0;
 }
 
@@ -255,7 +255,7 @@ void *mmh_name_get(mmh_heap *h, const char *name)
     if (rc != 0)
         return NULL;
     if (!pr.rec)
-        return mmh_fail_null(ENOENT, "%s: no block is named \"%.64s\"", h->path, name);
+        return mmh_fail_null(ENOENT, "%s: no block is named \"%.*s\"", h->path, 64, name);
     return mmh_ptr(h, pr.rec->value);
 }
 

@@ -102,12 +102,14 @@ int mmh_region_extend(mmh_heap *h, size_t max_size, uint32_t segmap_len)
     if (!mmh_region_fits((uintptr_t)h->base, max_size))
         return mmh_fail(EINVAL, "%s: max_size %zu at base %p leaves the user address space",
                         h->path, max_size, (void *)h->base);
+    /* Any refusal: valgrind, for one, answers EINVAL or ENOMEM for a range
+     * that is taken. */
     if (!reserve_at(h->base + old, max_size - old))
-        return mmh_fail(errno == EEXIST ? EADDRINUSE : ENOMEM,
-                        "%s: cannot grow to max_size %zu in place: the range %p-%p after the "
-                        "heap is %s", h->path, max_size, (void *)(h->base + old),
-                        (void *)(h->base + max_size),
-                        errno == EEXIST ? "in use" : "refused by the kernel");
+        return mmh_fail(EADDRINUSE, "%s: cannot grow to max_size %zu in place: the range %p-%p "
+                        "after the heap is in use%s%s", h->path, max_size,
+                        (void *)(h->base + old), (void *)(h->base + max_size),
+                        errno == EEXIST ? "" : " or refused: ",
+                        errno == EEXIST ? "" : strerror(errno));
     h->max_size = max_size;
     return 0;
 }

@@ -2,7 +2,8 @@
 # path is relative to the top directory).
 #
 #   make check              the cmocka suite, tests/preload.sh,
-#                           tests/kv_server.sh (examples/kv_server -f) and
+#                           tests/kv_server.sh (examples/kv_server -f),
+#                           tests/python.sh (examples/mmheap.py) and
 #                           tests/cxx_inventory.sh (examples/cxx_inventory)
 #   make check-valgrind     the suite under valgrind (MMH_TEST_SCALE=0.02)
 #   make check-sanitizers   a separate ASan/UBSan build running make check
@@ -25,6 +26,7 @@ MMH_TESTS = \
 	tests/test_threads \
 	tests/test_tracker_api \
 	tests/test_crash \
+	tests/test_names \
 	tests/test_faults \
 	tests/test_tracker_ranges \
 	tests/test_snapshot \
@@ -61,6 +63,8 @@ EXTRA_DIST += \
 	tests/no-cmocka.sh \
 	tests/preload.sh \
 	tests/kv_server.sh \
+	tests/python.sh \
+	examples/mmheap.py \
 	tests/cxx_inventory.sh \
 	tests/installcheck.sh
 
@@ -71,13 +75,15 @@ TESTS += $(MMH_TESTS) $(MMH_MALLOC_TESTS) $(MMH_CHECKER_TESTS)
 else
 TESTS += tests/no-cmocka.sh
 endif
-TESTS += tests/preload.sh tests/kv_server.sh tests/cxx_inventory.sh
+TESTS += tests/preload.sh tests/kv_server.sh tests/python.sh tests/cxx_inventory.sh
 
-# Where test_malloc_dlopen and preload.sh find the library.
+# Where test_malloc_dlopen and preload.sh find the library, and python.sh
+# the one examples/mmheap.py loads.
 AM_TESTS_ENVIRONMENT = \
 	MMH_MALLOC_LIB='$(abs_top_builddir)/.libs/libmmheap-malloc.so'; \
 	MMH_MMHEAP_TOOL='$(abs_top_builddir)/tools/mmheap'; \
-	export MMH_MALLOC_LIB MMH_MMHEAP_TOOL;
+	MMHEAP_LIB='$(abs_top_builddir)/.libs/libmmheap.so'; \
+	export MMH_MALLOC_LIB MMH_MMHEAP_TOOL MMHEAP_LIB;
 
 # The tests' helper library (tests/testutil.h), built by make check only.
 # libtestutil calls no mmheap function; libtestheap calls mmheap through
@@ -107,6 +113,7 @@ tests_test_relocate_LDADD = $(MMH_TEST_LDADD)
 tests_test_threads_LDADD = $(MMH_TEST_LDADD)
 tests_test_tracker_api_LDADD = $(MMH_TEST_LDADD)
 tests_test_crash_LDADD = $(MMH_TEST_LDADD)
+tests_test_names_LDADD = $(MMH_TEST_LDADD)
 tests_test_snapshot_LDADD = $(MMH_TEST_LDADD)
 tests_test_fork_LDADD = $(MMH_TEST_LDADD)
 tests_test_asan_LDADD = $(MMH_TEST_LDADD)

@@ -404,17 +404,24 @@ static void d_names_count(mapped *m) { names_of(m)->count--; }
 static void d_names_hash(mapped *m) { *first_name_slot(m) ^= (uint64_t)1 << 60; }
 static void d_names_length(mapped *m) { first_name(m)->len--; }
 static void d_names_value(mapped *m) { first_name(m)->value += 8; }
-/* A name moved to just before its home slot: a probe from home reaches
- * an empty slot first. */
+/* A name moved to just before its home slot, where that slot is empty: a
+ * probe from home reaches an empty slot first. */
 static void d_names_probe(mapped *m)
 {
     mmh_names *t = names_of(m);
-    uint64_t *slot = first_name_slot(m), mask = t->cap - 1;
-    mmh_name_rec *r = first_name(m);
-    uint64_t before = (mmh_hash64(r->name, r->len, t->seed) - 1) & mask;
-    assert_int_equal(t->slot[before], 0);
-    t->slot[before] = *slot;
-    *slot = MMH_NAME_GONE;
+    uint64_t mask = t->cap - 1;
+    for (uint64_t i = 0; i < t->cap; i++) {
+        if (t->slot[i] <= MMH_NAME_GONE)
+            continue;
+        mmh_name_rec *r = (mmh_name_rec *)(m->base + (t->slot[i] & MMH_NAME_OFF_MASK));
+        uint64_t before = (mmh_hash64(r->name, r->len, t->seed) - 1) & mask;
+        if (t->slot[before] == 0) {
+            t->slot[before] = t->slot[i];
+            t->slot[i] = MMH_NAME_GONE;
+            return;
+        }
+    }
+    fail_msg("no name with an empty slot before its home");
 }
 
 static const damage damages[] = {
