@@ -13,3 +13,9 @@ examples_kv_server_LDADD = libmmheap.la
 noinst_PROGRAMS += examples/graph
 examples_graph_SOURCES = examples/graph.c
 examples_graph_LDADD = libmmheap.la
+
+# C++17: the containers of include/mmheap.hpp.
+noinst_PROGRAMS += examples/cxx_inventory
+examples_cxx_inventory_SOURCES = examples/cxx_inventory.cc
+examples_cxx_inventory_CXXFLAGS = $(AM_CXXFLAGS) -Wall -Wextra -std=gnu++17
+examples_cxx_inventory_LDADD = libmmheap.la

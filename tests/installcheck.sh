@@ -2,16 +2,17 @@
 # tests/installcheck.sh: check an installed mmheap (make installcheck, which
 # make distcheck runs after installing into a scratch prefix).
 #
-#   CC=... PKG_CONFIG=... pkgconfigdir=... mandir=... bindir=... [DESTDIR=...] \
-#       sh tests/installcheck.sh
+#   CC=... CXX=... PKG_CONFIG=... pkgconfigdir=... mandir=... bindir=... \
+#       [DESTDIR=...] sh tests/installcheck.sh
 #
 # A program that uses the library builds with `pkg-config --cflags --libs
-# mmheap` and nothing else, and runs; a program linked with -lmmheap-malloc
+# mmheap` and nothing else, and runs, in C and in C++ (mmheap.hpp); a
+# program linked with -lmmheap-malloc
 # gets its malloc from the default heap; the mmheap command checks a heap
 # that program made; the man pages are installed.
 set -eu
 
-: "${CC:?CC is not set}" "${PKG_CONFIG:?PKG_CONFIG is not set}"
+: "${CC:?CC is not set}" "${CXX:?CXX is not set}" "${PKG_CONFIG:?PKG_CONFIG is not set}"
 : "${pkgconfigdir:?pkgconfigdir is not set}" "${mandir:?mandir is not set}"
 : "${bindir:?bindir is not set}"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mmheap-installcheck.XXXXXX")
@@ -48,6 +49,30 @@ $CC $cflags -o "$tmp/use" "$tmp/use.c" $libs -Wl,-rpath,"$libdir"
 "$tmp/use" "$tmp/use.heap"
 "$bindir/mmheap" check "$tmp/use.heap"
 
+cat > "$tmp/use.cc" <<'EOF'
+#include <mmheap.hpp>
+#include <cstdio>
+
+int main(int argc, char **argv)
+{
+    try {
+        mmh_config cfg{};
+        cfg.flags = MMH_CREATE;
+        mmh::heap h(argc > 1 ? argv[1] : nullptr, cfg);
+        auto *s = h.find_or_construct<mmh::string>("installed", "a string kept in the heap", h);
+        return *s == "a string kept in the heap" ? 0 : 1;
+    } catch (const mmh::error &e) {
+        std::fprintf(stderr, "installcheck: %s\n", e.what());
+        return 1;
+    }
+}
+EOF
+# shellcheck disable=SC2086
+$CXX -std=gnu++17 $cflags -o "$tmp/use_cxx" "$tmp/use.cc" $libs -Wl,-rpath,"$libdir"
+"$tmp/use_cxx" "$tmp/use_cxx.heap"
+"$tmp/use_cxx" "$tmp/use_cxx.heap"
+"$bindir/mmheap" check "$tmp/use_cxx.heap"
+
 cat > "$tmp/dropin.c" <<'EOF'
 #include <mmheap.h>
 #include <stdio.h>
@@ -70,4 +95,4 @@ $CC $cflags -o "$tmp/dropin" "$tmp/dropin.c" -L"$libdir" -lmmheap-malloc -Wl,-rp
 for page in man1/mmheap.1 man3/mmheap.3 man3/mmheap-malloc.3; do
     [ -f "$mandir/$page" ] || { echo "installcheck: $mandir/$page is not installed" >&2; exit 1; }
 done
-echo "installcheck: the library builds with pkg-config alone, the drop-in malloc links, mmheap checks a heap, man pages are in place"
+echo "installcheck: the library builds with pkg-config alone (C and C++), the drop-in malloc links, mmheap checks a heap, man pages are in place"

@@ -2,8 +2,9 @@
 # path is relative to the top directory).
 #
 #   make check              the cmocka suite, tests/preload.sh,
-#                           tests/kv_server.sh (examples/kv_server -f) and
-#                           tests/python.sh (examples/mmheap.py)
+#                           tests/kv_server.sh (examples/kv_server -f),
+#                           tests/python.sh (examples/mmheap.py) and
+#                           tests/cxx_inventory.sh (examples/cxx_inventory)
 #   make check-valgrind     the suite under valgrind (MMH_TEST_SCALE=0.02)
 #   make check-sanitizers   a separate ASan/UBSan build running make check
 #   make installcheck       the installed library, drop-in malloc and man pages
@@ -32,7 +33,8 @@ MMH_TESTS = \
 	tests/test_bgcommit \
 	tests/test_fork \
 	tests/test_check \
-	tests/test_trust
+	tests/test_trust \
+	tests/test_cxx
 
 # The drop-in malloc, libmmheap-malloc.  test_malloc, test_malloc_threads
 # and test_malloc_cxx are linked to it; test_malloc_dlopen is linked to no
@@ -63,6 +65,7 @@ EXTRA_DIST += \
 	tests/kv_server.sh \
 	tests/python.sh \
 	examples/mmheap.py \
+	tests/cxx_inventory.sh \
 	tests/installcheck.sh
 
 if HAVE_CMOCKA
@@ -72,7 +75,7 @@ TESTS += $(MMH_TESTS) $(MMH_MALLOC_TESTS) $(MMH_CHECKER_TESTS)
 else
 TESTS += tests/no-cmocka.sh
 endif
-TESTS += tests/preload.sh tests/kv_server.sh tests/python.sh
+TESTS += tests/preload.sh tests/kv_server.sh tests/python.sh tests/cxx_inventory.sh
 
 # Where test_malloc_dlopen and preload.sh find the library, and python.sh
 # the one examples/mmheap.py loads.
@@ -149,6 +152,11 @@ tests_test_malloc_cxx_CXXFLAGS = $(AM_CXXFLAGS) -Wall -Wextra -std=gnu++17 \
 	-fsized-deallocation
 tests_test_malloc_cxx_LDADD = $(MMH_DROPIN_LDADD)
 
+# The C++ layer, include/mmheap.hpp: C++17.
+tests_test_cxx_SOURCES = tests/test_cxx.cc
+tests_test_cxx_CXXFLAGS = $(AM_CXXFLAGS) -Wall -Wextra -std=gnu++17
+tests_test_cxx_LDADD = $(MMH_TEST_LDADD)
+
 # Linked to no mmheap library (it dlopens libmmheap-malloc): the helper
 # library's part that calls none.
 tests_test_malloc_dlopen_LDADD = tests/libtestutil.la $(CMOCKA_LIBS) -ldl
@@ -198,7 +206,7 @@ check-crash: tests/test_crash
 .PHONY: check-valgrind check-sanitizers check-debug check-crash
 
 installcheck-local:
-	CC="$(CC)" PKG_CONFIG="$(PKG_CONFIG)" DESTDIR="$(DESTDIR)" \
+	CC="$(CC)" CXX="$(CXX)" PKG_CONFIG="$(PKG_CONFIG)" DESTDIR="$(DESTDIR)" \
 	pkgconfigdir="$(DESTDIR)$(pkgconfigdir)" mandir="$(DESTDIR)$(mandir)" \
 	bindir="$(DESTDIR)$(bindir)" \
 	$(SHELL) $(srcdir)/tests/installcheck.sh
