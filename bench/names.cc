@@ -167,19 +167,6 @@ void put(const char *key, double v)
     g_m[key] = v;
 }
 
-uint64_t write_bytes()
-{
-    FILE *f = fopen("/proc/self/io", "r");
-    char line[128];
-    unsigned long long v = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "write_bytes: %llu", &v) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return v;
-}
-
 double rss_bytes()
 {
     FILE *f = fopen("/proc/self/statm", "r");

@@ -71,6 +71,8 @@
 #include <string>
 #include <vector>
 
+#define BENCH_NAME "bench_persist_alloc"
+#include "benchutil.h" // write_bytes
 #include "mmheap.h"
 
 #if defined(HAVE_PMEMOBJ) && __has_include(<libpmemobj.h>)
@@ -123,19 +125,6 @@ struct Rng {
     }
     size_t size() { return 16 + (size_t)(next() % 1009); } // 16..1024
 };
-
-uint64_t write_bytes()
-{
-    FILE *f = fopen("/proc/self/io", "r");
-    char line[128];
-    unsigned long long v = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "write_bytes: %llu", &v) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return v;
-}
 
 // Bytes the block device holding --dir completed writing (sectors written,
 // field 7 of /sys/dev/block/MAJ:MIN/stat, x 512; every process and the
