@@ -332,7 +332,7 @@ MMH_HIDDEN void mmh_registry_remove(mmh_heap *h);
 
 /* names.c: atfork, from thread.c's handlers */
 MMH_HIDDEN void mmh_names_fork_prepare(mmh_heap *h);
-MMH_HIDDEN void mmh_names_fork_done(mmh_heap *h);
+MMH_HIDDEN void mmh_names_fork_done(mmh_heap *h, bool child);
 
 /* snapshot.c: caller holds h->job.lock.  1: still running (nohang). */
 MMH_HIDDEN int  mmh_job_reap(mmh_heap *h, bool nohang);

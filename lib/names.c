@@ -294,8 +294,16 @@ void mmh_names_fork_prepare(mmh_heap *h)
         pthread_rwlock_wrlock(&h->names.lock);
 }
 
-/* In the parent and the child alike: the forking thread holds the lock. */
-void mmh_names_fork_done(mmh_heap *h)
+/* The forking thread holds the lock in both processes; the child's lock
+ * is made anew, since a glibc rwlock knows its writer by thread id, which
+ * the child's thread does not share (an unlock there would count as a
+ * reader's, and the next lock would wait forever). */
+void mmh_names_fork_done(mmh_heap *h, bool child)
 {
-    names_leave(h);
+    if (walking(h))
+        return;
+    if (child)
+        pthread_rwlock_init(&h->names.lock, NULL);
+    else
+        pthread_rwlock_unlock(&h->names.lock);
 }

@@ -73,7 +73,7 @@ static void fork_parent(void)
         mmh_persist_fork_parent(h);
         mmh_unlock(h);
         unlock_shares(h);
-        mmh_names_fork_done(h);
+        mmh_names_fork_done(h, false);
     }
     pthread_mutex_unlock(&registry_lock);
 }
@@ -102,7 +102,7 @@ static void fork_child(void)
         mmh_persist_fork_child(h);
         mmh_unlock(h);
         unlock_shares(h);
-        mmh_names_fork_done(h);
+        mmh_names_fork_done(h, true);
     }
     pthread_mutex_unlock(&registry_lock);
 }

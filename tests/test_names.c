@@ -524,6 +524,42 @@ static void test_threads(void **state)
     drop_heap(path);
 }
 
+/* A child and a grandchild of a process that uses the table change it:
+ * the table's lock is usable on both sides of each fork (a lock taken by
+ * the fork handlers and let go wrongly in the child hangs there: the
+ * alarm ends that). */
+static int fork_child(void *arg)
+{
+    mmh_heap *h = arg;
+    alarm(20);
+    CK(name_new(h, "child", 2, 1) == 0);
+    CK(is_tagged(mmh_name_get(h, "parent"), 1, 1));
+    pid_t pid = fork();
+    CK(pid >= 0);
+    if (pid == 0) {
+        _exit(name_new(h, "grandchild", 3, 1) == 0 &&
+              is_tagged(mmh_name_get(h, "child"), 2, 1) ? 0 : 1);
+    }
+    int st;
+    CK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CK(mmh_name_set(h, "child", NULL) == 0);
+    return 0;
+}
+
+static void test_fork(void **state)
+{
+    (void)state;
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    assert_int_equal(name_new(h, "parent", 1, 1), 0);
+    for (int round = 0; round < 3; round++) {
+        assert_child_ok(fork_child, h);
+        assert_int_equal(name_new(h, "parent", 1, 1), 0); /* and on this side */
+        assert_unnamed(h, "child");
+    }
+    assert_int_equal(mmh_close(h), 0);
+}
+
 /* --------------------------------------------------------- persistence */
 
 /* Names committed survive a close and reopen, and so do their removals. */
@@ -896,6 +932,7 @@ int main(void)
         cmocka_unit_test(test_readonly),
         cmocka_unit_test(test_each),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_fork),
         cmocka_unit_test(test_persist),
         cmocka_unit_test(test_crash_exit),
         cmocka_unit_test(test_crash_kill),
