@@ -6,7 +6,8 @@
 # file read-only and reads the bytes and the names back, and checks that
 # the views are read-only and released at close; a third checks that a
 # missing file opened without create raises MmheapError with ENOENT and the
-# path in the message.  Skipped (77) without python3.
+# path in the message.  Skipped (77) without python3, and for a library
+# built with AddressSanitizer.
 #
 # The library is $MMHEAP_LIB (make check sets it to the build tree's
 # .libs/libmmheap.so); the module is $srcdir/examples/mmheap.py.
@@ -19,6 +20,12 @@ fi
 export MMHEAP_LIB=${MMHEAP_LIB:-$(pwd)/.libs/libmmheap.so}
 if [ ! -f "$MMHEAP_LIB" ]; then
     echo "python.sh: $MMHEAP_LIB not found (--disable-shared?): skipped"
+    exit 77
+fi
+# A sanitizer build's library needs its runtime loaded first, which the
+# python3 executable is not built with.
+if grep -q __asan_init "$MMHEAP_LIB"; then
+    echo "python.sh: $MMHEAP_LIB is built with AddressSanitizer: skipped"
     exit 77
 fi
 srcdir=$(cd "${srcdir:-.}" && pwd) || exit 1
