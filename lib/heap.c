@@ -55,12 +55,12 @@ static int check_config(const char *path, const mmh_config *in, mmh_config *cfg)
      * default (new_max_size). */
     cfg->max_size = mmh_align_up(cfg->max_size, MMH_SEG_SIZE);
     cfg->size = mmh_align_up(cfg->size ? cfg->size : MMH_DEFAULT_SIZE, MMH_SEG_SIZE);
-    if (cfg->size > new_max_size(cfg))
-        return mmh_fail(EINVAL, "%s: size %zu is larger than max_size %zu", name, cfg->size,
-                        new_max_size(cfg));
-    if (cfg->base && !mmh_region_fits((uintptr_t)cfg->base, new_max_size(cfg)))
+    size_t max = new_max_size(cfg);
+    if (cfg->size > max)
+        return mmh_fail(EINVAL, "%s: size %zu is larger than max_size %zu", name, cfg->size, max);
+    if (cfg->base && !mmh_region_fits((uintptr_t)cfg->base, max))
         return mmh_fail(EINVAL, "%s: base %p with max_size %zu is outside the user address space",
-                        name, cfg->base, new_max_size(cfg));
+                        name, cfg->base, max);
     if (!cfg->mode)
         cfg->mode = 0600;
     return 0;
