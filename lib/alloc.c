@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
-static void *large_alloc(mmh_heap *h, size_t size, size_t align)
+void *mmh_large_alloc(mmh_heap *h, size_t size, size_t align, bool room)
 {
     if (size > h->max_size)
         return mmh_fail_null(ENOMEM, "%s: %zu bytes requested, more than max_size %zu",
@@ -19,15 +19,15 @@ static void *large_alloc(mmh_heap *h, size_t size, size_t align)
     mmh_page *pg;
     mmh_lock(h);
     if (slices + align_slices - 1 < MMH_SEG_SLICES) {
-        pg = mmh_span_alloc(h, slices, align_slices);
+        pg = mmh_span_alloc(h, slices, align_slices, room);
         if (pg) {
             p = mmh_page_start(pg);
             pg->free = mmh_off(h, p);
         }
     } else {
-        pg = mmh_huge_alloc(h, size, align < MMH_MIN_ALIGN ? MMH_MIN_ALIGN : align, &p);
+        pg = mmh_huge_alloc(h, size, align < MMH_MIN_ALIGN ? MMH_MIN_ALIGN : align, room, &p);
     }
-    size_t usable = pg ? mmh_usable_size(h, p) : 0;
+    size_t usable = pg ? mmh_block_usable(h, pg, p) : 0;
     if (pg) {
         h->hdr->large_allocs++;
         h->hdr->large_alloc_bytes += usable;
@@ -38,18 +38,18 @@ static void *large_alloc(mmh_heap *h, size_t size, size_t align)
     return p;
 }
 
-static void large_free(mmh_heap *h, mmh_page *pg, void *p)
+void mmh_large_free(mmh_heap *h, mmh_page *pg, void *p, unsigned flags)
 {
-    size_t usable = mmh_usable_size(h, p);
+    size_t usable = mmh_block_usable(h, pg, p);
     if (!mmh_block_freeing(h, p, usable))
         return;
     mmh_lock(h);
     h->hdr->large_frees++;
     h->hdr->large_free_bytes += usable;
     if (pg->kind == MMH_PAGE_HUGE)
-        mmh_huge_free(h, pg);
+        mmh_huge_free(h, pg, flags);
     else
-        mmh_span_free(h, pg);
+        mmh_span_free(h, pg, flags);
     mmh_unlock(h);
 }
 
@@ -64,7 +64,7 @@ static void *alloc_with(mmh_heap *h, mmh_tbind *b, size_t size, size_t align)
             return pg->free ? mmh_page_pop(h, pg) : mmh_page_alloc_slow(h, b, cls);
         }
     }
-    return large_alloc(h, size, align);
+    return mmh_large_alloc(h, size, align, false);
 }
 
 /* The thread has no slot of its own: do the call on a borrowed one. */
@@ -158,7 +158,7 @@ bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp)
 static bool free_block(mmh_heap *h, mmh_tbind *b, mmh_page *pg, void *p)
 {
     if (pg->kind != MMH_PAGE_SMALL) {
-        large_free(h, pg, p);
+        mmh_large_free(h, pg, p, 0);
         return true;
     }
     if (pg->slot_id == b->slot_id)
@@ -215,15 +215,8 @@ void mmh_free(mmh_heap *h, void *p)
         free_slow(h, p);
 }
 
-size_t mmh_usable_size(mmh_heap *h, const void *p)
+size_t mmh_block_usable(const mmh_heap *h, const mmh_page *pg, const void *p)
 {
-    mmh_page *pg;
-    if (!p || !h)
-        return 0;
-    if (!mmh_block_valid(h, p, &pg)) {
-        mmh_fail(EINVAL, "mmh_usable_size: %p is not a block of heap %s", p, h->path);
-        return 0;
-    }
     switch (pg->kind) {
     case MMH_PAGE_SMALL:
         return pg->block_size;
@@ -237,64 +230,14 @@ size_t mmh_usable_size(mmh_heap *h, const void *p)
     }
 }
 
-/* Resize a large or huge block in place; true when it now holds size
- * bytes. */
-static bool resize_in_place(mmh_heap *h, mmh_page *pg, size_t size)
-{
-    void *p = mmh_ptr(h, pg->free);
-    bool ok;
-    mmh_lock(h);
-    size_t before = mmh_usable_size(h, p);
-    if (pg->kind == MMH_PAGE_HUGE) {
-        size_t lead = (size_t)((char *)p - ((char *)mmh_segment_of(p) - MMH_SEGHDR_OFFSET));
-        ok = mmh_huge_resize(h, pg, (lead + size + MMH_SEG_MASK) >> MMH_SEG_SHIFT);
-    } else {
-        size_t slices = (size + MMH_SLICE_SIZE - 1) >> MMH_SLICE_SHIFT;
-        ok = true;
-        if (slices < pg->slice_count)
-            mmh_span_shrink(h, pg, slices);
-        else if (slices > pg->slice_count)
-            ok = slices < MMH_SEG_SLICES && mmh_span_grow(h, pg, slices);
-    }
-    size_t after = mmh_usable_size(h, p);
-    if (ok) {
-        h->hdr->large_free_bytes += before;
-        h->hdr->large_alloc_bytes += after;
-    }
-    mmh_unlock(h);
-    if (ok)
-        mmh_block_resized(h, p, before, after);
-    return ok;
-}
-
-void *mmh_realloc(mmh_heap *h, void *p, size_t size)
+size_t mmh_usable_size(mmh_heap *h, const void *p)
 {
     mmh_page *pg;
-    if (!p)
-        return mmh_alloc(h, size);
-    if (size == 0) {
-        mmh_free(h, p);
-        return NULL;
+    if (!p || !h)
+        return 0;
+    if (!mmh_block_valid(h, p, &pg)) {
+        mmh_fail(EINVAL, "mmh_usable_size: %p is not a block of heap %s", p, h->path);
+        return 0;
     }
-    if (!h)
-        return mmh_fail_null(EINVAL, "mmh_realloc: heap is NULL");
-    if (!mmh_block_valid(h, p, &pg))
-        return mmh_fail_null(EINVAL, "mmh_realloc: %p is not a block of heap %s", p, h->path);
-    if (h->flags & MMH_READONLY) /* even in place: the metadata would change */
-        return mmh_fail_null(EROFS, "%s: heap is open read-only", h->path);
-    size_t usable = mmh_usable_size(h, p);
-    if (pg->kind == MMH_PAGE_SMALL && size <= usable && size >= usable / 2)
-        return p;
-    if (pg->kind != MMH_PAGE_SMALL && size > MMH_SMALL_MAX) {
-        if (size <= usable && size >= usable / 2)
-            return p;
-        if (size <= h->max_size && resize_in_place(h, pg, size))
-            return p;
-    }
-    void *q = mmh_alloc(h, size);
-    if (!q)
-        return NULL;
-    memcpy(q, p, usable < size ? usable : size);
-    mmh_free(h, p);
-    return q;
+    return mmh_block_usable(h, pg, p);
 }

@@ -296,6 +296,7 @@ MMH_HIDDEN int   mmh_file_punch(mmh_heap *h, size_t off, size_t len);
 MMH_HIDDEN int   mmh_region_prepare(mmh_heap *h, size_t off, size_t len);
 MMH_HIDDEN int   mmh_region_grow(mmh_heap *h, size_t extent);
 MMH_HIDDEN int   mmh_region_extend(mmh_heap *h, size_t max_size, uint32_t segmap_len);
+MMH_HIDDEN int   mmh_region_move(mmh_heap *h, size_t from, size_t to, size_t len);
 
 /* format.c: the file header */
 /* A new heap's header, and h->segmap and h->slots in it. */
@@ -306,12 +307,13 @@ MMH_HIDDEN int      mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t 
 
 /* segment.c: segments and spans; callers hold h->lock */
 MMH_HIDDEN void      mmh_segment_init_first(mmh_heap *h);
-MMH_HIDDEN mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices);
-MMH_HIDDEN void      mmh_span_free(mmh_heap *h, mmh_page *pg);
+MMH_HIDDEN mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices, bool room);
+MMH_HIDDEN void      mmh_span_free(mmh_heap *h, mmh_page *pg, unsigned flags);
 MMH_HIDDEN bool      mmh_span_grow(mmh_heap *h, mmh_page *pg, size_t slices);
 MMH_HIDDEN void      mmh_span_shrink(mmh_heap *h, mmh_page *pg, size_t slices);
-MMH_HIDDEN mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, char **block);
-MMH_HIDDEN void      mmh_huge_free(mmh_heap *h, mmh_page *pg);
+MMH_HIDDEN mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, bool room,
+                                    char **block);
+MMH_HIDDEN void      mmh_huge_free(mmh_heap *h, mmh_page *pg, unsigned flags);
 MMH_HIDDEN bool      mmh_huge_resize(mmh_heap *h, mmh_page *pg, size_t nsegs);
 MMH_HIDDEN size_t    mmh_huge_segments(const mmh_heap *h, const mmh_page *pg);
 MMH_HIDDEN void      mmh_purge_maybe(mmh_heap *h);
@@ -362,7 +364,15 @@ MMH_HIDDEN void mmh_stats_init(mmh_heap *h);
 MMH_HIDDEN void mmh_stats_classes(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES]);
 
 /* alloc.c */
-MMH_HIDDEN bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp);
+MMH_HIDDEN bool   mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp);
+/* The usable size of p, a valid block of pg. */
+MMH_HIDDEN size_t mmh_block_usable(const mmh_heap *h, const mmh_page *pg, const void *p);
+/* A block in a span of its own or a huge run, however small; with `room`,
+ * placed where it can grow in place (mmh_span_alloc, mmh_huge_alloc). */
+MMH_HIDDEN void  *mmh_large_alloc(mmh_heap *h, size_t size, size_t align, bool room);
+/* Free p, the large or huge block of pg; flags MMH_PF_PURGED when its
+ * memory was handed back already. */
+MMH_HIDDEN void   mmh_large_free(mmh_heap *h, mmh_page *pg, void *p, unsigned flags);
 
 #include "instrument.h"
 

@@ -164,7 +164,7 @@ static mmh_page *page_new(mmh_heap *h, uint32_t slot_id, unsigned cls)
     size_t bsize = mmh_class_size(cls);
     size_t slices = bsize <= MMH_SMALL_PAGE_MAX ? 1 : MMH_MEDIUM_SLICES;
     mmh_lock(h);
-    mmh_page *pg = mmh_span_alloc(h, slices, 1);
+    mmh_page *pg = mmh_span_alloc(h, slices, 1, false);
     mmh_unlock(h);
     if (!pg)
         return NULL;
@@ -194,7 +194,7 @@ static void retire(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
     else
         class_unlink(h, slot, pg);
     mmh_lock(h);
-    mmh_span_free(h, pg);
+    mmh_span_free(h, pg, 0);
     mmh_unlock(h);
 }
 

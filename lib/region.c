@@ -141,11 +141,38 @@ int mmh_region_map(mmh_heap *h, size_t from, size_t to)
     return 0;
 }
 
-/* Hand the memory of a free range back.  Anonymous and private memory is
- * dropped (a private file mapping falls back to the file's committed bytes,
- * whose disk space a commit punches out).  A shared file gets a hole. */
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4 /* Linux 5.7 */
+#endif
+
+/* Move the pages of [from, from + len) of an anonymous heap to [to, to +
+ * len) without copying them: mremap moves their page table entries.  With
+ * MREMAP_DONTUNMAP the source stays mapped all along (empty), so no hole
+ * opens in the reservation for another mmap to land in.  Both ranges are
+ * then mappings of their own (the kernel does not merge a moved anonymous
+ * mapping with its neighbours): fresh memory is mapped over the source at
+ * once, and over the destination when it is purged (mmh_region_purge), so
+ * that the heap's mappings stay few.  -1 when the kernel refuses (older
+ * than 5.7, or a tool that does not know the flag): the caller copies. */
+int mmh_region_move(mmh_heap *h, size_t from, size_t to, size_t len)
+{
+    mmh_assert(h->fd < 0 && !((from | to | len) & (MMH_SLICE_SIZE - 1)));
+    if (mremap(h->base + from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+               h->base + to) == MAP_FAILED)
+        return -1;
+    (void)mmh_region_map(h, from, from + len); /* failing, the range only stays apart */
+    return 0;
+}
+
+/* Hand the memory of a free range back.  Anonymous memory is replaced by a
+ * fresh mapping, which also joins a range that mmh_region_move made a
+ * mapping of its own to its neighbours again; private file memory is
+ * dropped (falling back to the file's committed bytes, whose disk space a
+ * commit punches out); a shared file gets a hole. */
 void mmh_region_purge(mmh_heap *h, size_t off, size_t len)
 {
+    if (h->fd < 0 && mmh_region_map(h, off, off + len) == 0)
+        return;
     if (h->fd >= 0 && (h->flags & MMH_SHARED))
         (void)mmh_file_punch(h, off, len); /* a failure only keeps the blocks */
     else

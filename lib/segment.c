@@ -198,45 +198,78 @@ static void segrun_free(mmh_heap *h, size_t idx, size_t n, unsigned flags)
 
 /* Grow the heap to `segs` segments, the new ones a free run (joined to one
  * that ends the heap). */
+static void purge(mmh_heap *h, uint32_t min_age);
+
 static int grow_to(mmh_heap *h, size_t segs)
 {
     size_t old = seg_count(h);
     if (segs > (h->max_size >> MMH_SEG_SHIFT))
         return mmh_fail(ENOMEM, "%s: heap full: max_size %zu reached", h->path, h->max_size);
+    /* Free memory that could not serve this request is handed back before
+     * the heap takes new memory: the process's footprint then follows what
+     * it uses, not the heap's fragments (an anonymous heap would otherwise
+     * keep them until they had been free for PURGE_DELAY_MS). */
+    if (h->hdr->unpurged >= PURGE_MIN)
+        purge(h, 0);
     if (mmh_region_grow(h, segs << MMH_SEG_SHIFT) != 0)
         return -1;
     segrun_free(h, old, segs - old, fresh_flags(h));
     return 0;
 }
 
+/* Take segments [start, start + n) out of the free run s, the rest of it
+ * staying free; their flags and age to *flags and *freed. */
+static void segrun_take(mmh_heap *h, mmh_segment *s, size_t start, size_t n, unsigned *flags,
+                        uint32_t *freed)
+{
+    size_t idx = mmh_seg_index(h, s), len = s->nsegs;
+    mmh_assert(start >= idx && start + n <= idx + len);
+    *flags = s->flags;
+    *freed = s->freed_ms;
+    segrun_unlink(h, s);
+    if (start > idx)
+        segrun_insert(h, idx, start - idx, *flags, *freed);
+    if (start + n < idx + len)
+        segrun_insert(h, start + n, idx + len - start - n, *flags, *freed);
+}
+
 /* Find n free segments such that segment (start + lead) is aligned to
- * `modulus` segments in absolute address terms; grow the heap if needed.
- * Returns the first segment index or SIZE_MAX (errno set). */
-static size_t segrun_alloc(mmh_heap *h, size_t n, size_t modulus, size_t lead, unsigned *flags,
-                           uint32_t *freed)
+ * `modulus` segments in absolute address terms: the first free run that
+ * holds them, or with `room`, preferably one that leaves as many free
+ * segments again after them, or ends the heap, so that the run can grow in
+ * place (mmh_huge_resize); else grow the heap.  Returns the first segment
+ * index or SIZE_MAX (errno set). */
+static size_t segrun_alloc(mmh_heap *h, size_t n, size_t modulus, size_t lead, bool room,
+                           unsigned *flags, uint32_t *freed)
 {
     size_t base_seg = (uintptr_t)h->base >> MMH_SEG_SHIFT;
     for (;;) {
-        size_t tail_start = seg_count(h);
+        size_t tail_start = seg_count(h), fit_start = 0;
+        mmh_segment *fit = NULL;
         for (uint64_t off = h->hdr->free_segs; off;) {
             mmh_segment *s = (mmh_segment *)mmh_ptr(h, off);
             size_t idx = mmh_seg_index(h, s), len = s->nsegs;
             size_t mis = (base_seg + idx + lead) % modulus;
             size_t start = idx + (mis ? modulus - mis : 0);
+            bool tail = idx + len == seg_count(h);
             off = s->next;
-            if (idx + len == seg_count(h))
+            if (tail)
                 tail_start = idx;
             if (start + n > idx + len)
                 continue;
-            *flags = s->flags;
-            *freed = s->freed_ms;
-            mmh_assert(start >= idx && start + n <= idx + len);
-            segrun_unlink(h, s);
-            if (start > idx)
-                segrun_insert(h, idx, start - idx, *flags, *freed);
-            if (start + n < idx + len)
-                segrun_insert(h, start + n, idx + len - start - n, *flags, *freed);
-            return start;
+            if (!room || tail || start + 2 * n <= idx + len) {
+                fit = s;
+                fit_start = start;
+                break;
+            }
+            if (!fit) {
+                fit = s;
+                fit_start = start;
+            }
+        }
+        if (fit) {
+            segrun_take(h, fit, fit_start, n, flags, freed);
+            return fit_start;
         }
         size_t mis = (base_seg + tail_start + lead) % modulus;
         if (grow_to(h, tail_start + (mis ? modulus - mis : 0) + n) != 0)
@@ -270,8 +303,10 @@ void mmh_segment_init_first(mmh_heap *h)
 /* ---- spans ------------------------------------------------------------ */
 
 /* A span of `slices` slices starting at a multiple of align_slices (both
- * fit in one segment), its kind left for the caller to set. */
-mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices)
+ * fit in one segment), its kind left for the caller to set: from the
+ * smallest free span that fits it, or with `room`, from the largest, so
+ * that free slices follow it for mmh_span_grow. */
+mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices, bool room)
 {
     size_t need = slices + align_slices - 1;
     mmh_assert_locked(h);
@@ -280,14 +315,15 @@ mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices)
     if (!avail) {
         unsigned flags;
         uint32_t freed;
-        size_t idx = segrun_alloc(h, 1, 1, 0, &flags, &freed);
+        size_t idx = segrun_alloc(h, 1, 1, 0, false, &flags, &freed);
         if (idx == SIZE_MAX)
             return NULL;
         mmh_segment *s = segment_init(h, idx, MMH_SEGMAP_SLICED, 0);
         span_insert_free(h, s, 1, MMH_SEG_SLICES - 1, flags, freed);
         avail = h->hdr->span_bitmap & ~((2ull << (need - 1)) - 1);
     }
-    mmh_page *pg = mmh_page_at(h, h->hdr->span_bins[__builtin_ctzll(avail)]);
+    unsigned bin = room ? 63u - (unsigned)__builtin_clzll(avail) : (unsigned)__builtin_ctzll(avail);
+    mmh_page *pg = mmh_page_at(h, h->hdr->span_bins[bin]);
     mmh_segment *s = segment_of_page(pg);
     size_t idx = page_index(pg), n = pg->slice_count, start = mmh_align_up(idx, align_slices);
     unsigned flags = pg->flags;
@@ -303,21 +339,23 @@ mmh_page *mmh_span_alloc(mmh_heap *h, size_t slices, size_t align_slices)
     if ((flags & MMH_PF_HOLES) &&
         mmh_region_prepare(h, mmh_off(h, mmh_page_start(pg)), slices << MMH_SLICE_SHIFT) != 0) {
         span_mark(s, start, slices, MMH_PAGE_FREE, flags);
-        mmh_span_free(h, pg);
+        mmh_span_free(h, pg, 0);
         return NULL;
     }
     return pg;
 }
 
-void mmh_span_free(mmh_heap *h, mmh_page *pg)
+/* flags: MMH_PF_PURGED when the span's memory was handed back already. */
+void mmh_span_free(mmh_heap *h, mmh_page *pg, unsigned flags)
 {
     mmh_segment *s = segment_of_page(pg);
     size_t idx = page_index(pg), n = pg->slice_count;
     mmh_assert_locked(h);
     mmh_assert(pg->kind != MMH_PAGE_FREE && pg->kind != MMH_PAGE_META && pg->slice_offset == 0);
     mmh_assert(h->space.used_bytes >= (size_t)n << MMH_SLICE_SHIFT);
-    unsigned flags = 0;
-    h->hdr->unpurged += (uint64_t)n << MMH_SLICE_SHIFT;
+    mmh_assert(!(flags & ~(unsigned)MMH_PF_PURGED));
+    if (!(flags & MMH_PF_PURGED))
+        h->hdr->unpurged += (uint64_t)n << MMH_SLICE_SHIFT;
     h->space.used_bytes -= (size_t)n << MMH_SLICE_SHIFT;
     if (idx + n < MMH_SEG_SLICES && s->pages[idx + n].kind == MMH_PAGE_FREE) {
         mmh_page *next = &s->pages[idx + n];
@@ -380,12 +418,13 @@ void mmh_span_shrink(mmh_heap *h, mmh_page *pg, size_t slices)
     mmh_assert_locked(h);
     mmh_assert(pg->kind == MMH_PAGE_LARGE && slices >= 1 && slices < n);
     pg->slice_count = (uint16_t)slices;
-    mmh_span_free(h, span_mark(s, idx + slices, n - slices, MMH_PAGE_LARGE, 0));
+    mmh_span_free(h, span_mark(s, idx + slices, n - slices, MMH_PAGE_LARGE, 0), 0);
 }
 
 /* ---- huge blocks: runs of whole segments ----------------------------- */
 
-mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, char **block)
+/* With `room`, where the run can grow in place (see segrun_alloc). */
+mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, bool room, char **block)
 {
     mmh_assert_locked(h);
     size_t nsegs, modulus = 1, lead = 0, off;
@@ -402,7 +441,7 @@ mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, char **block)
     }
     unsigned flags;
     uint32_t freed;
-    size_t idx = segrun_alloc(h, nsegs, modulus, lead, &flags, &freed);
+    size_t idx = segrun_alloc(h, nsegs, modulus, lead, room, &flags, &freed);
     if (idx == SIZE_MAX)
         return NULL;
     if ((flags & MMH_PF_HOLES) &&
@@ -426,20 +465,23 @@ size_t mmh_huge_segments(const mmh_heap *h, const mmh_page *pg)
     return MMH_SEGMAP_LEN(h->segmap[idx]);
 }
 
-/* Segments [idx, idx + n) of a huge block are free again. */
-static void huge_release(mmh_heap *h, size_t idx, size_t n)
+/* Segments [idx, idx + n) of a huge block are free again; flags as for
+ * mmh_span_free. */
+static void huge_release(mmh_heap *h, size_t idx, size_t n, unsigned flags)
 {
-    h->hdr->unpurged += (uint64_t)n << MMH_SEG_SHIFT;
+    if (!(flags & MMH_PF_PURGED))
+        h->hdr->unpurged += (uint64_t)n << MMH_SEG_SHIFT;
     h->space.used_bytes -= n << MMH_SEG_SHIFT;
-    segrun_free(h, idx, n, 0);
+    segrun_free(h, idx, n, flags);
     mmh_purge_maybe(h);
 }
 
-void mmh_huge_free(mmh_heap *h, mmh_page *pg)
+/* flags: as for mmh_span_free. */
+void mmh_huge_free(mmh_heap *h, mmh_page *pg, unsigned flags)
 {
     mmh_assert_locked(h);
     size_t idx = mmh_seg_index(h, (char *)segment_of_page(pg) - MMH_SEGHDR_OFFSET);
-    huge_release(h, idx, MMH_SEGMAP_LEN(h->segmap[idx]));
+    huge_release(h, idx, MMH_SEGMAP_LEN(h->segmap[idx]), flags);
 }
 
 /* Resize a huge block's run to nsegs segments in place: shrink it, or
@@ -454,7 +496,7 @@ bool mmh_huge_resize(mmh_heap *h, mmh_page *pg, size_t nsegs)
         if (nsegs == n)
             return true;
         h->segmap[idx] = MMH_SEGMAP(MMH_SEGMAP_HUGE, nsegs);
-        huge_release(h, idx + nsegs, n - nsegs);
+        huge_release(h, idx + nsegs, n - nsegs, 0);
         return true;
     }
     size_t need = nsegs - n, avail = 0;

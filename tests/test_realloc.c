@@ -218,6 +218,117 @@ static void test_realloc_huge_shrink_in_place(void **state)
     assert_int_equal(mmh_close(h), 0);
 }
 
+/* A block grown by doubling copies only while it is small: from the second
+ * growth on it moves into a span of its own, grows there in place (the
+ * span was cut where free slices follow it), and keeps its contents. */
+static void test_realloc_doubling_chain(void **state)
+{
+    (void)state;
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    for (int round = 0; round < 3; round++) {
+        unsigned char *p = mmh_alloc(h, 32), *first_in_span = NULL;
+        assert_non_null(p);
+        tu_fill(p, 32, 7);
+        unsigned moves = 0;
+        for (size_t n = 64; n <= 256 * KiB; n *= 2) {
+            unsigned char *q = mmh_realloc(h, p, n);
+            assert_non_null(q);
+            assert_true(tu_check(q, n / 2, 7) == (size_t)-1);
+            tu_fill(q, n, 7);
+            moves += q != p;
+            if (n >= 2 * KiB && !first_in_span)
+                first_in_span = q;
+            p = q;
+        }
+        /* 32 -> 64, 128, 256, 512, 1K (classes), 2K (the span): 6 moves */
+        assert_int_equal(moves, 6);
+        assert_ptr_equal(p, first_in_span);
+        mmh_free(h, p);
+    }
+    assert_int_equal(tu_stats(h).allocations, 0);
+    assert_int_equal(mmh_close(h), 0);
+}
+
+/* A large block shrinks in place, giving its tail slices back, and grows
+ * back in place into them. */
+static void test_realloc_large_shrink_in_place(void **state)
+{
+    (void)state;
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    unsigned char *p = mmh_alloc(h, 1 * MiB);
+    assert_non_null(p);
+    tu_fill(p, 1 * MiB, 3);
+    assert_ptr_equal(mmh_realloc(h, p, 100 * KiB), p);
+    assert_int_equal(mmh_usable_size(h, p), 128 * KiB);
+    assert_true(tu_check(p, 100 * KiB, 3) == (size_t)-1);
+    assert_ptr_equal(mmh_realloc(h, p, 900 * KiB), p);
+    assert_true(tu_check(p, 100 * KiB, 3) == (size_t)-1);
+    mmh_free(h, p);
+    assert_int_equal(mmh_close(h), 0);
+}
+
+static int mapping_count(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    int n = 0;
+    for (int c; (c = fgetc(f)) != EOF;)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+/* Huge blocks of an anonymous heap that cannot grow in place move by
+ * mremap, contents kept; and the heap's mappings stay few however many
+ * moves there were (a moved range is a mapping of its own, which the
+ * kernel never merges with its neighbours: fresh memory is mapped over the
+ * ranges left behind).  Blocks allocated after each vector force the
+ * moves; only the vectors' ends are written, so that the test is quick. */
+static void test_realloc_huge_moves(void **state)
+{
+    (void)state;
+    if (tu_under_valgrind())
+        skip(); /* valgrind refuses MREMAP_DONTUNMAP: realloc copies there */
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    enum { ROUNDS = 20, VECTORS = 4, STEPS = 6 };
+    int before = mapping_count(), most = before;
+    for (int round = 0; round < ROUNDS; round++) {
+        uint64_t *v[VECTORS] = { 0 };
+        void *blocker[VECTORS * STEPS];
+        size_t len[VECTORS] = { 0 }, nblockers = 0;
+        for (int step = 0; step < STEPS; step++) {
+            for (int i = 0; i < VECTORS; i++) {
+                size_t n = len[i] ? len[i] + len[i] / 2 : (4 * MiB) / 8;
+                uint64_t *q = mmh_realloc(h, v[i], n * 8);
+                assert_non_null(q);
+                if (len[i] && (q[0] != (uint64_t)i || q[len[i] - 1] != len[i] + (uint64_t)i))
+                    fail_msg("vector %d lost its contents in realloc to %zu bytes", i, n * 8);
+                q[0] = (uint64_t)i;
+                q[n - 1] = n + (uint64_t)i;
+                v[i] = q;
+                len[i] = n;
+                blocker[nblockers] = mmh_alloc(h, (size_t)(1 + (step + i) % 4) * MiB);
+                assert_non_null(blocker[nblockers++]);
+            }
+        }
+        int now = mapping_count();
+        most = now > most ? now : most;
+        for (int i = 0; i < VECTORS; i++)
+            mmh_free(h, v[i]);
+        for (size_t i = 0; i < nblockers; i++)
+            mmh_free(h, blocker[i]);
+    }
+    print_message("mappings: %d before, at most %d\n", before, most);
+    if (most - before > 40)
+        fail_msg("the heap's mappings grew from %d to %d over %d moves", before, most,
+                 ROUNDS * VECTORS * STEPS);
+    assert_int_equal(tu_stats(h).allocations, 0);
+    assert_int_equal(mmh_close(h), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +339,9 @@ int main(void)
         cmocka_unit_test(test_realloc_aligned_block),
         cmocka_unit_test(test_realloc_persists),
         cmocka_unit_test(test_realloc_huge_shrink_in_place),
+        cmocka_unit_test(test_realloc_doubling_chain),
+        cmocka_unit_test(test_realloc_large_shrink_in_place),
+        cmocka_unit_test(test_realloc_huge_moves),
     };
     return TU_RUN(tests);
 }
