@@ -608,7 +608,63 @@ suite_body() {
         }
         close(file)
     }
-    BEGIN { na = split(allocs, al, ","); nw = split(wls, wl, ","); nrep = 0 }
+    # throughput_table(): issue 16 sets targets on reallocgrow and mixedsizes
+    # in throughput: mmheap / peer is the same-repetition ratio of the peer
+    # time to mmheap time (the work is the same), > 1: mmheap faster.
+    # Fills thr[A, W].
+    function throughput_table(   i, j, w, t, line, rows) {
+        for (j = 1; j <= nw; j++) if (wl[j] in throughput_target) rows = rows " " wl[j]
+        if (rows == "" || !("mmheap" in have)) return
+        print "mmheap throughput relative to each peer (median over repetitions of the same-repetition ratio; > 1: mmheap faster)\n"
+        line = "| workload "
+        for (i = 1; i <= na; i++) if (al[i] != "mmheap") line = line "| mmheap / " al[i] " "
+        print line "|"
+        line = "|---"
+        for (i = 1; i < na; i++) line = line "|--:"
+        print line "|"
+        for (j = 1; j <= nw; j++) {
+            w = wl[j]
+            if (!(w in throughput_target)) continue
+            line = "| " w " "
+            for (i = 1; i <= na; i++) {
+                if (al[i] == "mmheap") continue
+                t = ratio(1, al[i], "mmheap", w)
+                if (t != "") thr[al[i], w] = t
+                line = line "| " (t == "" ? cell(1, al[i], w) : sprintf("%.2f", t)) " "
+            }
+            print line "|"
+        }
+        print ""
+    }
+    # met(OK, MISSING): the verdict of a target line.
+    function met(ok, missing) { return missing != "" ? "not measured (" missing ")" : ok ? "met" : "not met" }
+    # throughput_summary(W): the target lines of W, one a target; a peer
+    # without a result leaves its target not measured.
+    function throughput_summary(w,   i, a, line, ok, missing) {
+        line = ""; ok = 1; missing = ""
+        for (i = 1; i <= 4; i++) {
+            a = target_peer[i]
+            if (!((a, w) in thr)) {
+                line = line " " a " " cell(1, a, w); missing = missing (missing == "" ? "" : ", ") a
+            } else {
+                line = line sprintf(" %s %.2fx", a, thr[a, w])
+                if (a == "glibc") ok = thr[a, w] >= 0.5
+                else ok = ok && thr[a, w] > 1
+            }
+            if (a == "glibc") {
+                printf "**%s: mmheap throughput at least 0.5x glibc%ss**:%s: %s\n\n", w, "\047", line,
+                    met(ok, missing == "" ? "" : "no result")
+                line = ""; ok = 1; missing = ""
+            }
+        }
+        printf "**%s: mmheap throughput ahead of jemalloc, mimalloc and tcmalloc**:%s: %s\n\n", w, line,
+            met(ok, missing == "" ? "" : "no result for " missing)
+    }
+    BEGIN {
+        na = split(allocs, al, ","); nw = split(wls, wl, ","); nrep = 0
+        throughput_target["reallocgrow"] = throughput_target["mixedsizes"] = 1
+        split("glibc jemalloc mimalloc tcmalloc", target_peer, " ")
+    }
     $1 == "result" {
         w = $2; a = $3; r = $4
         val[1, a, w, r] = $5; val[2, a, w, r] = $6 / 1024
@@ -633,6 +689,12 @@ suite_body() {
             else printf "**mmheap, worst workload time relative to the best peer**: %.2f (%s; best peer %s)\n\n", tobest[1, worst], worst, best(1, worst)
         }
         summary(2, "jemalloc", "peak RSS, geometric mean over the workloads, relative to jemalloc")
+        if (("mmheap" in have) && ((2, "realloc") in tobest))
+            printf "**realloc: mmheap peak RSS at most 1.1x the best peer%ss**: %.2fx (%s): %s\n\n", "\047",
+                tobest[2, "realloc"], best(2, "realloc"), met(tobest[2, "realloc"] <= 1.1, "")
+        throughput_table()
+        if ("mmheap" in have)
+            for (j = 1; j <= nw; j++) if (wl[j] in throughput_target) throughput_summary(wl[j])
         printf "libraries (each checked in the maps of every process it ran in):\n\n"
         for (i = 1; i <= na; i++) printf "- %s: %s\n", al[i], lib[al[i]]
         if (problems != "") printf "\nfailures:\n\n%s", problems
