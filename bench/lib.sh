@@ -11,6 +11,7 @@ bench_command="bench/$(basename "$0")${*:+ $*}"
 bench_tag=
 bench_out=
 bench_save=1
+bench_results_dir=$bench_srcdir/results
 
 # BENCH_AWK_MEDIAN: an awk function, median(LIST) of the numbers in the
 # space-separated string LIST ("" for none), to put in front of a program.
@@ -109,6 +110,36 @@ bench_peer_lib() {
     esac
 }
 
+# bench_mallocs BUILD_DIR LIST: of the allocators in LIST (commas: mmheap,
+# glibc, jemalloc, mimalloc, tcmalloc), those whose library is there.  Sets
+# bench_active to their names and lib_NAME to each one's library (mmheap:
+# MMHEAP_MALLOC, default BUILD_DIR/.libs/libmmheap-malloc.so); prints a line
+# "lib<TAB>NAME<TAB>FILE" for each, and "note<TAB>NAME: ... left out" (also
+# on stderr) for each that is not there.  Exits 1 if none is.
+bench_mallocs() {
+    bench_active=
+    for a in $(echo "$2" | tr ',' ' '); do
+        case $a in
+        mmheap) lib=${MMHEAP_MALLOC:-$(cd "$1" && pwd)/.libs/libmmheap-malloc.so} ;;
+        glibc|jemalloc|mimalloc|tcmalloc) lib=$(bench_peer_lib "$a") ;;
+        *) echo "$prog: unknown allocator $a (mmheap, glibc, jemalloc, mimalloc, tcmalloc)" >&2; exit 1 ;;
+        esac
+        if [ -z "$lib" ] || [ ! -e "$lib" ]; then
+            echo "note	$a: ${lib:-library} not found, left out"
+            echo "$prog: $a: ${lib:-library} not found, left out" >&2
+            continue
+        fi
+        eval "lib_$a=\$lib"
+        echo "lib	$a	$(readlink -f "$lib")"
+        bench_active="$bench_active $a"
+    done
+    [ -n "$bench_active" ] || { echo "$prog: no allocator to run" >&2; exit 1; }
+}
+
+# bench_maps_name LIB: the name LIB's mapping shows in /proc/PID/maps (its
+# real file's), which bench_malloc run --expect looks for.
+bench_maps_name() { basename "$(readlink -f "$1")"; }
+
 # bench_pkgver PACKAGE: the installed version of a Debian package, or "?".
 bench_pkgver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo '?'; }
 
@@ -144,7 +175,8 @@ bench_loadavg() {
 # prints (peers, files, ...); after them the seconds taken and the load
 # average at the end.  All of it is printed and saved in
 # bench/results/YYYY-MM-DD-SUITE[-TAG].md (UTC date of the start; -2, -3,
-# ... when the name is taken), or in --out=FILE; --no-save prints only.
+# ... when the name is taken; a script may set bench_results_dir to save
+# in another directory), or in --out=FILE; --no-save prints only.
 # A BODY that draws a plot writes it to $bench_plot and links it as
 # $bench_svg (empty with --no-save): it is saved beside the results file,
 # with the same name and .svg.  BODY and ABOUT run in one subshell (a
@@ -159,7 +191,7 @@ bench_main() {
         if [ -n "$bench_out" ]; then
             bench_file=$bench_out
         else
-            bench_base=$bench_srcdir/results/$(date -u -d "@$bench_start" +%Y-%m-%d)-$bench_suite${bench_tag:+-$bench_tag}
+            bench_base=$bench_results_dir/$(date -u -d "@$bench_start" +%Y-%m-%d)-$bench_suite${bench_tag:+-$bench_tag}
             bench_file=$bench_base.md
             bench_n=2
             while [ -e "$bench_file" ]; do

@@ -128,39 +128,12 @@ results=$tmp/results.tsv
 
 # glibc runs with libc.so.6 preloaded: a program linked against another
 # allocator (Debian's redis-server links jemalloc) then still gets glibc's.
-lib_glibc=$(bench_peer_lib glibc)
-lib_jemalloc=$(bench_peer_lib jemalloc)
-lib_mimalloc=$(bench_peer_lib mimalloc)
-lib_tcmalloc=$(bench_peer_lib tcmalloc)
-lib_mmheap=${MMHEAP_MALLOC:-$(cd "$builddir" && pwd)/.libs/libmmheap-malloc.so}
-
-alloc_lib() {
-    case $1 in
-    glibc) echo "$lib_glibc" ;;
-    jemalloc) echo "$lib_jemalloc" ;;
-    mimalloc) echo "$lib_mimalloc" ;;
-    tcmalloc) echo "$lib_tcmalloc" ;;
-    mmheap) echo "$lib_mmheap" ;;
-    *) echo "$prog: unknown allocator $1 (mmheap, glibc, jemalloc, mimalloc, tcmalloc)" >&2; exit 1 ;;
-    esac
-}
-
-# The name the library's mapping shows in /proc/PID/maps: its real file's.
-maps_name() { basename "$(readlink -f "$1")"; }
-
-active=
-for a in $(echo "$allocators" | tr ',' ' '); do
-    lib=$(alloc_lib "$a")
-    if [ -z "$lib" ] || [ ! -e "$lib" ]; then
-        echo "note	$a: ${lib:-library} not found, left out" >> "$results"
-        echo "$prog: $a: ${lib:-library} not found, left out" >&2
-        continue
-    fi
-    echo "lib	$a	$(readlink -f "$lib")" >> "$results"
-    active="$active $a"
-done
+bench_mallocs "$builddir" "$allocators" >> "$results"
+active=$bench_active
 set -- $active
-[ $# -gt 0 ] || { echo "$prog: no allocator to run" >&2; exit 1; }
+
+# alloc_lib A: the library of allocator A (bench_mallocs found it).
+alloc_lib() { eval "echo \"\$lib_$1\""; }
 
 # ---- workloads ----------------------------------------------------------------
 
@@ -332,7 +305,7 @@ measure() {
     else
         measure_lib=$(alloc_lib "$2")
         shift 2
-        set -- --preload="$measure_lib" --expect="$(maps_name "$measure_lib")" -- "$@"
+        set -- --preload="$measure_lib" --expect="$(bench_maps_name "$measure_lib")" -- "$@"
     fi
     rm -f "$measure_m.run"
     ${run_exec:-} "$bin" run --out="$measure_m.run" "$@" > "$measure_m.out" 2> "$measure_m.err"

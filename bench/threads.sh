@@ -73,20 +73,8 @@ for b in "$bt" "$bm"; do
     [ -x "$b" ] || { echo "$prog: $b not built" >&2; exit 1; }
 done
 
-active=
-for a in $(echo "$allocators" | tr ',' ' '); do
-    case $a in
-    mmheap) lib=${MMHEAP_MALLOC:-$builddir/.libs/libmmheap-malloc.so} ;;
-    *) lib=$(bench_peer_lib "$a") ;;
-    esac
-    if [ -z "$lib" ] || [ ! -e "$lib" ]; then
-        echo "$prog: $a: ${lib:-library} not found, left out" >&2
-        continue
-    fi
-    eval "lib_$a=\$lib"
-    active="$active $a"
-done
-[ -n "$active" ] || { echo "$prog: no allocator to run" >&2; exit 1; }
+bench_mallocs "$builddir" "$allocators" > /dev/null
+active=$bench_active
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mmheap-threads.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -107,7 +95,7 @@ suite_body() {
                 eval "lib=\$lib_$a"
                 m=$tmp/$a.$n.$r
                 rc=0
-                "$bm" run --preload="$lib" --expect="$(basename "$(readlink -f "$lib")")" \
+                "$bm" run --preload="$lib" --expect="$(bench_maps_name "$lib")" \
                     --out="$m.run" -- "$bt" "$n" "$steps" > "$m.out" 2> "$m.err" || rc=$?
                 if [ "$rc" = 0 ]; then
                     s=$(sed -n 's/.*: \([0-9.]*\) s$/\1/p' "$m.out")
