@@ -13,8 +13,9 @@ bench_out=
 bench_save=1
 bench_results_dir=$bench_srcdir/results
 
-# BENCH_AWK_MEDIAN: an awk function, median(LIST) of the numbers in the
-# space-separated string LIST ("" for none), to put in front of a program.
+# BENCH_AWK_MEDIAN: awk functions to put in front of a program: median(LIST)
+# of the numbers in the space-separated string LIST ("" for none), and the
+# same-repetition ratio and best peer of the allocator suites.
 BENCH_AWK_MEDIAN='
 function median(list,   n, v, i, j, t) {
     n = split(list, v, " ")
@@ -26,6 +27,28 @@ function median(list,   n, v, i, j, t) {
     }
     if (n % 2) return v[(n + 1) / 2]
     return (v[n / 2] + v[n / 2 + 1]) / 2
+}
+# same_rep_ratio(V, A, B, KEY): the median over repetitions 1..nrep of the
+# ratio V[A, KEY, r] / V[B, KEY, r] within one repetition r, where both
+# are there; "" if none.  KEY may join several subscripts with SUBSEP.
+function same_rep_ratio(v, a, b, key,   r, list) {
+    list = ""
+    for (r = 1; r <= nrep; r++)
+        if (((a, key, r) in v) && ((b, key, r) in v) && v[b, key, r] > 0)
+            list = list " " v[a, key, r] / v[b, key, r]
+    return list == "" ? "" : median(list)
+}
+# best_peer(M, KEY, SIGN): of the allocators al[1..na] but mmheap, the one
+# whose list M[A, KEY] (as for median) has the lowest median (SIGN 1) or
+# the highest (SIGN -1); "" if none has one.
+function best_peer(m, key, sign,   i, a, b) {
+    b = ""
+    for (i = 1; i <= na; i++) {
+        a = al[i]
+        if (a == "mmheap" || !((a, key) in m)) continue
+        if (b == "" || sign * median(m[a, key]) < sign * median(m[b, key])) b = a
+    }
+    return b
 }'
 
 # bench_usage: the usage, lines 2 to $usage_last of the script, uncommented.
@@ -139,6 +162,30 @@ bench_mallocs() {
 # bench_maps_name LIB: the name LIB's mapping shows in /proc/PID/maps (its
 # real file's), which bench_malloc run --expect looks for.
 bench_maps_name() { basename "$(readlink -f "$1")"; }
+
+# bench_plot_wanted FILE: sets do_plot to 1 if the suite draws its plot:
+# asked for with --plot FILE (which needs gnuplot: exit 1 without it), or
+# saved beside the results file when gnuplot is installed.
+bench_plot_wanted() {
+    do_plot=0
+    if command -v gnuplot >/dev/null 2>&1; then
+        if [ -n "$1" ] || [ "$bench_save" = 1 ]; then do_plot=1; fi
+    elif [ -n "$1" ]; then
+        echo "$prog: --plot needs gnuplot (apt-get install gnuplot-nox)" >&2; exit 1
+    fi
+}
+
+# bench_plot_link FILE CAPTION: after gnuplot wrote $bench_plot, copies it to
+# FILE (--plot; may be empty) and prints the Markdown that shows it.
+bench_plot_link() {
+    if [ -n "$1" ]; then cp "$bench_plot" "$1"; fi
+    echo
+    if [ -n "$bench_svg" ]; then
+        echo "![$2]($bench_svg)"
+    else
+        echo "plot: $1"
+    fi
+}
 
 # bench_pkgver PACKAGE: the installed version of a Debian package, or "?".
 bench_pkgver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo '?'; }

@@ -105,13 +105,7 @@ if ! awk -v s="$scale" 'BEGIN { exit !(s + 0 > 0) }'; then
     echo "$prog: --scale: '$scale' is not a number above 0" >&2; exit 1
 fi
 # The plot: asked for with --plot, or beside the saved results if gnuplot is there.
-have_gnuplot=0
-command -v gnuplot >/dev/null 2>&1 && have_gnuplot=1
-if [ -n "$plot" ] && [ "$have_gnuplot" = 0 ]; then
-    echo "$prog: --plot needs gnuplot (apt-get install gnuplot-nox)" >&2; exit 1
-fi
-do_plot=0
-if [ -n "$plot" ] || { [ "$bench_save" = 1 ] && [ "$have_gnuplot" = 1 ]; }; then do_plot=1; fi
+bench_plot_wanted "$plot"
 
 bench_build "$builddir" bench-malloc-programs
 bin=$builddir/bench/bench_malloc
@@ -486,25 +480,11 @@ suite_body() {
         -v plotdata="$plotdata" "$BENCH_AWK_MEDIAN"'
     # ratio(K, A, B, W): median over repetitions of the same-repetition ratio
     # of metric K (1 time, 2 RSS) of A to B on W; "" if there is none.
-    function ratio(k, a, b, w,   r, list) {
-        list = ""
-        for (r = 1; r <= nrep; r++)
-            if (((k, a, w, r) in val) && ((k, b, w, r) in val) && val[k, b, w, r] > 0)
-                list = list " " val[k, a, w, r] / val[k, b, w, r]
-        return list == "" ? "" : median(list)
-    }
+    function ratio(k, a, b, w) { return same_rep_ratio(val, a, b, k SUBSEP w) }
     # best(K, W): the peer (not mmheap) with the lowest median of K on W.
-    function best(k, w,   i, a, b) {
-        b = ""
-        for (i = 1; i <= na; i++) {
-            a = al[i]
-            if (a == "mmheap" || !((k, a, w) in vals)) continue
-            if (b == "" || median(vals[k, a, w]) < median(vals[k, b, w])) b = a
-        }
-        return b
-    }
+    function best(k, w) { return best_peer(vals, k SUBSEP w, 1) }
     function cell(k, a, w) {
-        if ((k, a, w) in vals) return sprintf(k == 1 ? "%.3f" : "%.1f", median(vals[k, a, w]))
+        if ((a, k, w) in vals) return sprintf(k == 1 ? "%.3f" : "%.1f", median(vals[a, k, w]))
         return ((a, w) in badcell) ? badcell[a, w] : "-"
     }
     function absolute_table(k, title,   i, j, w, b, t, line) {
@@ -609,8 +589,9 @@ suite_body() {
         }
         print ""
     }
-    # met(OK, MISSING): the verdict of a target line.
-    function met(ok, missing) { return missing != "" ? "not measured (" missing ")" : ok ? "met" : "not met" }
+    # met(OK, MISSING): the verdict of a target line: not met on what was
+    # measured, else not measured if a result is MISSING.
+    function met(ok, missing) { return !ok ? "not met" : missing != "" ? "not measured (" missing ")" : "met" }
     # throughput_summary(W): the target lines of W, one a target; a peer
     # without a result leaves its target not measured.
     function throughput_summary(w,   i, a, line, ok, missing) {
@@ -640,8 +621,8 @@ suite_body() {
     }
     $1 == "result" {
         w = $2; a = $3; r = $4
-        val[1, a, w, r] = $5; val[2, a, w, r] = $6 / 1024
-        vals[1, a, w] = vals[1, a, w] " " $5; vals[2, a, w] = vals[2, a, w] " " $6 / 1024
+        val[a, 1, w, r] = $5; val[a, 2, w, r] = $6 / 1024
+        vals[a, 1, w] = vals[a, 1, w] " " $5; vals[a, 2, w] = vals[a, 2, w] " " $6 / 1024
         have[a] = 1
         if (r > nrep) nrep = r
     }
@@ -696,13 +677,7 @@ set title 'peak RSS relative to jemalloc (lower is smaller)'
 plot for [i=2:$n] '$tmp/plot.rss' using i:xtic(1) title columnheader(i)
 unset multiplot
 EOF
-        if [ -n "$plot" ]; then cp "$bench_plot" "$plot"; fi
-        echo
-        if [ -n "$bench_svg" ]; then
-            echo "![Time relative to mimalloc and peak RSS relative to jemalloc, per workload]($bench_svg)"
-        else
-            echo "plot: $plot"
-        fi
+        bench_plot_link "$plot" "Time relative to mimalloc and peak RSS relative to jemalloc, per workload"
     fi
 }
 

@@ -105,13 +105,7 @@ if ! awk -v s="$scale" 'BEGIN { exit !(s + 0 > 0) }'; then
     echo "$prog: --scale: '$scale' is not a number above 0" >&2; exit 1
 fi
 [ -z "$out_dir" ] || bench_results_dir=$out_dir
-have_gnuplot=0
-command -v gnuplot >/dev/null 2>&1 && have_gnuplot=1
-if [ -n "$plot" ] && [ "$have_gnuplot" = 0 ]; then
-    echo "$prog: --plot needs gnuplot (apt-get install gnuplot-nox)" >&2; exit 1
-fi
-do_plot=0
-if [ -n "$plot" ] || { [ "$bench_save" = 1 ] && [ "$have_gnuplot" = 1 ]; }; then do_plot=1; fi
+bench_plot_wanted "$plot"
 
 bench_build "$builddir" bench-malloc-programs
 bin=$(cd "$builddir" && pwd)/bench/bench_malloc
@@ -242,23 +236,9 @@ suite_body() {
         "$BENCH_AWK_MEDIAN"'
     # ratio(A, B, W, N): median over repetitions of the same-repetition ratio
     # of the throughput of A to that of B on W with N threads; "" if none.
-    function ratio(a, b, w, n,   r, list) {
-        list = ""
-        for (r = 1; r <= nrep; r++)
-            if (((a, w, n, r) in tput) && ((b, w, n, r) in tput) && tput[b, w, n, r] > 0)
-                list = list " " tput[a, w, n, r] / tput[b, w, n, r]
-        return list == "" ? "" : median(list)
-    }
+    function ratio(a, b, w, n) { return same_rep_ratio(tput, a, b, w SUBSEP n) }
     # best(W, N): the peer (not mmheap) with the highest median throughput.
-    function best(w, n,   i, a, b) {
-        b = ""
-        for (i = 1; i <= na; i++) {
-            a = al[i]
-            if (a == "mmheap" || !((a, w, n) in tputs)) continue
-            if (b == "" || median(tputs[a, w, n]) > median(tputs[b, w, n])) b = a
-        }
-        return b
-    }
+    function best(w, n) { return best_peer(tputs, w SUBSEP n, -1) }
     function cell(a, w, n) {
         if ((a, w, n) in tputs) return sprintf("%.3g", median(tputs[a, w, n]) / 1e6)
         if ((a, w, n) in badcell) return badcell[a, w, n]
@@ -360,13 +340,7 @@ suite_body() {
             done
             echo "unset multiplot"
         } | gnuplot
-        if [ -n "$plot" ]; then cp "$bench_plot" "$plot"; fi
-        echo
-        if [ -n "$bench_svg" ]; then
-            echo "![Throughput against threads, per workload and allocator]($bench_svg)"
-        else
-            echo "plot: $plot"
-        fi
+        bench_plot_link "$plot" "Throughput against threads, per workload and allocator"
     fi
 }
 

@@ -112,12 +112,9 @@ suite_body() {
 
     awk -F '\t' -v allocs="$(echo $active | tr ' ' ',')" -v counts="$counts" "$BENCH_AWK_MEDIAN"'
     # ratio(PER, A, B, N): median over rounds of PER[A, N, round] / PER[B, N, round].
-    function ratio(per, a, b, n,   r, list) {
-        list = ""
-        for (r = 1; r <= nrep; r++)
-            if (((a, n, r) in per) && ((b, n, r) in per) && per[b, n, r] > 0)
-                list = list " " per[a, n, r] / per[b, n, r]
-        return list == "" ? "-" : sprintf("%.2f", median(list))
+    function ratio(per, a, b, n,   t) {
+        t = same_rep_ratio(per, a, b, n)
+        return t == "" ? "-" : sprintf("%.2f", t)
     }
     # table(TITLE, V, PER, FMT): medians of V per allocator and thread count,
     # and the ratio mmheap / glibc from PER.
