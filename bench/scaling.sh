@@ -44,8 +44,9 @@
 #
 # Environment: JEMALLOC, MIMALLOC, TCMALLOC, MMHEAP_MALLOC as for malloc.sh.
 
-# Lists of words ($active, $chosen, $counts) are split on purpose.
-# shellcheck disable=SC2086
+# Lists of words ($active, $chosen, $counts) are split on purpose; lib_A,
+# scale_W and est_W are set through eval.
+# shellcheck disable=SC2086,SC2154
 set -eu
 
 prog=scaling.sh usage_last=45
@@ -321,10 +322,11 @@ suite_body() {
     if [ "$do_plot" = 1 ]; then
         nw=$(echo $chosen | wc -w)
         n=$(( $(echo $active | wc -w) + 1 ))
+        rows=$(( (nw + 2) / 3 ))
         {
-            echo "set terminal svg size 1200,$(( (nw + 2) / 3 * 380 + 40 )) dynamic font 'sans,11'"
+            echo "set terminal svg size 1200,$(( rows * 380 + 40 )) dynamic font 'sans,11'"
             echo "set output '$bench_plot'"
-            echo "set datafile separator '\\t'"
+            printf "set datafile separator '\\t'\n"
             echo "set datafile missing '-'"
             echo "set logscale x 2"
             echo "set xtics ($(echo "$counts" | sed 's/,/, /g'))"
@@ -333,7 +335,7 @@ suite_body() {
             echo "set key top left"
             echo "set xlabel 'threads ($cpus CPUs)'"
             echo "set ylabel 'million units/s'"
-            echo "set multiplot layout $(( (nw + 2) / 3 )),3 title 'throughput against threads, $(date -u '+%Y-%m-%d'): $reps repetitions (higher is better)'"
+            echo "set multiplot layout $rows,3 title 'throughput against threads, $(date -u '+%Y-%m-%d'): $reps repetitions (higher is better)'"
             for w in $chosen; do
                 echo "set title '$w' noenhanced"
                 echo "plot for [i=2:$n] '$tmp/plot.$w' using 1:i with linespoints title columnheader(i)"
