@@ -142,15 +142,21 @@ static inline uint64_t tag_check(uint32_t size, uint32_t id)
     return x ^ (x >> 29);
 }
 
-/* A block of size bytes (at least BLOCK_MIN), tagged. */
-static inline void *block_new(size_t size, uint32_t id)
+/* Tags block p of size bytes (at least BLOCK_MIN), however it was
+ * allocated, and returns it. */
+static inline void *block_tag(void *p, size_t size, uint32_t id)
 {
-    unsigned char *p = xmalloc(size);
     struct tag t = { (uint32_t)size, id, tag_check((uint32_t)size, id) };
     memcpy(p, &t, sizeof t);
     if (size > sizeof t)
-        p[size - 1] = (unsigned char)t.check;
+        ((unsigned char *)p)[size - 1] = (unsigned char)t.check;
     return p;
+}
+
+/* A block of size bytes (at least BLOCK_MIN), tagged. */
+static inline void *block_new(size_t size, uint32_t id)
+{
+    return block_tag(xmalloc(size), size, id);
 }
 
 static inline bool block_ok(const void *p)
@@ -229,6 +235,7 @@ static void pool_drain(const char *workload)
 struct worker {
     unsigned index;
     uint64_t steps;
+    uint64_t calls; /* allocator calls made, where the workload counts those */
 };
 
 static void *larson_thread(void *arg)
@@ -256,20 +263,24 @@ static void *larson_thread(void *arg)
     return NULL;
 }
 
-/* Runs n threads of fn, each a struct worker with its share of steps. */
-static uint64_t run_workers(unsigned n, void *(*fn)(void *), uint64_t steps)
+/* Runs n threads of fn, each a struct worker with its share of steps;
+ * returns the steps done, or with count_calls the calls the workers made. */
+static uint64_t run_workers(unsigned n, void *(*fn)(void *), uint64_t steps, bool count_calls)
 {
     struct worker *w = xcalloc(n, sizeof *w);
+    uint64_t done = 0;
     for (unsigned i = 0; i < n; i++)
-        w[i] = (struct worker){ i, share_of(steps, n) };
+        w[i] = (struct worker){ i, share_of(steps, n), 0 };
     run_threads(n, fn, w, sizeof *w);
+    for (unsigned i = 0; i < n; i++)
+        done += count_calls ? w[i].calls : w[i].steps;
     free(w);
-    return share_of(steps, n) * n;
+    return done;
 }
 
 static uint64_t larson(unsigned threads, double scale)
 {
-    uint64_t done = run_workers(threads, larson_thread, (uint64_t)(LARSON_STEPS * scale));
+    uint64_t done = run_workers(threads, larson_thread, (uint64_t)(LARSON_STEPS * scale), false);
     pool_drain("larson");
     return done;
 }
@@ -472,7 +483,7 @@ static uint64_t pareto(unsigned threads, double scale)
     struct pareto_worker *pw = xcalloc(threads, sizeof *pw);
     uint64_t steps = share_of((uint64_t)(PARETO_STEPS * scale), threads);
     for (unsigned i = 0; i < threads; i++)
-        pw[i] = (struct pareto_worker){ { i, steps }, share_of(PARETO_LIVE, threads) };
+        pw[i] = (struct pareto_worker){ { i, steps, 0 }, share_of(PARETO_LIVE, threads) };
     run_threads(threads, pareto_thread, pw, sizeof *pw);
     free(pw);
     return steps * threads;
@@ -587,7 +598,7 @@ static void *realloc_thread(void *arg)
 
 static uint64_t realloc_growth(unsigned threads, double scale)
 {
-    return run_workers(threads, realloc_thread, (uint64_t)(REALLOC_ROUNDS * scale));
+    return run_workers(threads, realloc_thread, (uint64_t)(REALLOC_ROUNDS * scale), false);
 }
 
 /* ---- largereuse: large blocks allocated, touched, freed ----------------- */
@@ -645,7 +656,7 @@ static void *largereuse_thread(void *arg)
 
 static uint64_t largereuse(unsigned threads, double scale)
 {
-    return run_workers(threads, largereuse_thread, (uint64_t)(LARGE_STEPS * scale));
+    return run_workers(threads, largereuse_thread, (uint64_t)(LARGE_STEPS * scale), false);
 }
 
 /* ---- threadchurn: short-lived threads, blocks that outlive them -------- */
@@ -686,13 +697,446 @@ static uint64_t threadchurn(unsigned threads, double scale)
     while (started < total) {
         unsigned wave = total - started < threads ? (unsigned)(total - started) : threads;
         for (unsigned i = 0; i < wave; i++)
-            w[i] = (struct worker){ (unsigned)(started + i), 0 };
+            w[i] = (struct worker){ (unsigned)(started + i), 0, 0 };
         run_threads(wave, churn_thread, w, sizeof *w);
         started += wave;
     }
     free(w);
     pool_drain("threadchurn");
     return total;
+}
+
+/* ---- growth chains: reallocgrow and mixedsizes -------------------------- */
+
+/* A chain grows one block with realloc, doubling or by 1..CHAIN_STEP_MAX
+ * bytes at a time.  After each realloc the first byte and the last byte
+ * written before it must have survived, and the new last byte is written:
+ * only those, so that a chain measures the allocator and not memcpy. */
+#define CHAIN_FIRST    32
+#define CHAIN_LAST     (256u << 10)
+#define CHAIN_STEP_MAX 16
+
+struct chain {
+    unsigned char *p;
+    size_t len;
+    uint32_t salt;      /* byte i of the block, where written, is string_byte(i, salt) */
+    uint64_t *calls;    /* counts the chain's reallocs */
+    const char *workload;
+};
+
+static void chain_start(struct chain *c, size_t len)
+{
+    c->p = xmalloc(len);
+    c->len = len;
+    c->p[0] = string_byte(0, c->salt);
+    c->p[len - 1] = string_byte(len - 1, c->salt);
+}
+
+/* Grows the chain until it holds at least last bytes. */
+static void chain_grow(struct chain *c, struct rng *r, size_t last, bool doubling)
+{
+    while (c->len < last) {
+        size_t len = doubling ? 2 * c->len : c->len + 1 + rng_below(r, CHAIN_STEP_MAX);
+        c->p = xrealloc(c->p, len);
+        if (c->p[0] != string_byte(0, c->salt) || c->p[c->len - 1] != string_byte(c->len - 1, c->salt))
+            report_bad(c->workload, c->p, "data lost in realloc");
+        c->p[len - 1] = string_byte(len - 1, c->salt);
+        c->len = len;
+        ++*c->calls;
+    }
+}
+
+/* reallocgrow: each step a block of CHAIN_FIRST bytes is doubled up to
+ * CHAIN_LAST (13 reallocs), then freed.  Counted in reallocs. */
+#define REALLOCGROW_CHAINS 5000000ull
+
+static void *reallocgrow_thread(void *arg)
+{
+    struct worker *w = arg;
+    struct rng r = rng_for(w->index);
+    for (uint64_t s = 0; s < w->steps; s++) {
+        struct chain c = { .salt = (uint32_t)s, .calls = &w->calls, .workload = "reallocgrow" };
+        chain_start(&c, CHAIN_FIRST);
+        chain_grow(&c, &r, CHAIN_LAST, true);
+        free(c.p);
+    }
+    return NULL;
+}
+
+static uint64_t reallocgrow(unsigned threads, double scale)
+{
+    return run_workers(threads, reallocgrow_thread, (uint64_t)(REALLOCGROW_CHAINS * scale), true);
+}
+
+/* mixedsizes: each thread keeps MIXED_LIVE slots; each step frees the
+ * block in a random slot (after checking it) and puts there a new one, of
+ * one of four kinds (out of 16 steps):
+ *   2  a chain doubled from CHAIN_FIRST to CHAIN_LAST bytes;
+ *   2  a chain grown 1..16 bytes at a time from 16 B to 64 B..1 KiB;
+ *   11 an aligned block of 100..5100 B at 64 B..2 KiB, from posix_memalign
+ *      and aligned_alloc in turn (the alignment is checked);
+ *   1  a block of 1 MiB from malloc.
+ * Every block is tagged at both ends once made, and checked when freed.
+ * Counted in allocator calls: malloc, realloc, the aligned ones, free. */
+#define MIXED_LIVE  256
+#define MIXED_STEPS 400000ull
+#define MIXED_LARGE (1u << 20)
+
+static void *aligned_block(struct rng *r, uint32_t id)
+{
+    size_t align = (size_t)64 << rng_below(r, 6);
+    size_t size = 100 + rng_below(r, 5001);
+    void *p = NULL;
+    if (id % 2 == 0)
+        p = aligned_alloc(align, size); /* any size since C17 (DR 460) */
+    else if (posix_memalign(&p, align, size) != 0)
+        p = NULL;
+    if (p == NULL)
+        out_of_memory(size);
+    if ((uintptr_t)p % align != 0)
+        report_bad("mixedsizes", p, "not aligned as asked");
+    return block_tag(p, size, id);
+}
+
+static void *mixed_block(struct rng *r, uint32_t id, uint64_t *calls)
+{
+    uint32_t kind = rng_below(r, 16);
+    ++*calls; /* the block's allocation; a chain's reallocs count themselves */
+    if (kind >= 4)
+        return kind < 15 ? aligned_block(r, id) : block_new(MIXED_LARGE, id);
+    struct chain c = { .salt = id, .calls = calls, .workload = "mixedsizes" };
+    bool doubling = kind < 2;
+    chain_start(&c, doubling ? CHAIN_FIRST : BLOCK_MIN);
+    chain_grow(&c, r, doubling ? CHAIN_LAST : size_octaves(r, 6, 10), doubling);
+    return block_tag(c.p, c.len, id);
+}
+
+static void *mixedsizes_thread(void *arg)
+{
+    struct worker *w = arg;
+    struct rng r = rng_for(w->index);
+    void **live = xcalloc(MIXED_LIVE, sizeof *live);
+    for (uint64_t s = 0; s < w->steps; s++) {
+        void **slot = &live[rng_below(&r, MIXED_LIVE)];
+        if (*slot != NULL) {
+            block_free(*slot, "mixedsizes");
+            w->calls++;
+        }
+        *slot = mixed_block(&r, (uint32_t)s, &w->calls);
+    }
+    for (size_t i = 0; i < MIXED_LIVE; i++)
+        if (live[i] != NULL) {
+            block_free(live[i], "mixedsizes");
+            w->calls++;
+        }
+    free(live);
+    return NULL;
+}
+
+static uint64_t mixedsizes(unsigned threads, double scale)
+{
+    return run_workers(threads, mixedsizes_thread, (uint64_t)(MIXED_STEPS * scale), true);
+}
+
+/* ---- xmalloc: producers allocate, other threads free -------------------- */
+
+/* xmalloc-test (Lever and Boreham), as described by mimalloc-bench: half the
+ * threads (at least one) allocate blocks of 8..512 B (log-uniform) in
+ * batches of XMALLOC_BATCH and put each batch on one list shared by all,
+ * under a mutex; the other threads (at least one) take batches off it and
+ * free them.  Every block is freed by a thread that did not allocate it,
+ * and neither side knows which thread is at the other end.  Producers wait
+ * while XMALLOC_PENDING batches are on the list, so memory stays bounded.
+ * Counted in blocks. */
+#define XMALLOC_BATCH   64
+#define XMALLOC_PENDING 256
+#define XMALLOC_BLOCKS  8000000ull
+
+struct xbatch {
+    struct xbatch *next;
+    void *block[XMALLOC_BATCH];
+};
+
+struct xlist {
+    pthread_mutex_t lock;
+    pthread_cond_t not_full, not_empty;
+    struct xbatch *head;
+    unsigned pending;
+    unsigned producers_left;
+};
+
+struct xmalloc_end {
+    struct xlist *list;
+    unsigned index;
+    bool producer;
+    uint64_t batches; /* a producer's */
+};
+
+static void xmalloc_produce(const struct xmalloc_end *e)
+{
+    struct xlist *l = e->list;
+    struct rng r = rng_for(e->index);
+    uint32_t id = 0;
+    for (uint64_t b = 0; b < e->batches; b++) {
+        struct xbatch *batch = xmalloc(sizeof *batch);
+        for (size_t i = 0; i < XMALLOC_BATCH; i++)
+            batch->block[i] = block_new(size_octaves(&r, 4, 9), id++);
+        pthread_mutex_lock(&l->lock);
+        while (l->pending >= XMALLOC_PENDING)
+            pthread_cond_wait(&l->not_full, &l->lock);
+        batch->next = l->head;
+        l->head = batch;
+        l->pending++;
+        pthread_cond_signal(&l->not_empty);
+        pthread_mutex_unlock(&l->lock);
+    }
+    pthread_mutex_lock(&l->lock);
+    if (--l->producers_left == 0)
+        pthread_cond_broadcast(&l->not_empty);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void xmalloc_consume(const struct xmalloc_end *e)
+{
+    struct xlist *l = e->list;
+    for (;;) {
+        pthread_mutex_lock(&l->lock);
+        while (l->head == NULL && l->producers_left > 0)
+            pthread_cond_wait(&l->not_empty, &l->lock);
+        struct xbatch *batch = l->head;
+        if (batch != NULL) {
+            l->head = batch->next;
+            l->pending--;
+            pthread_cond_signal(&l->not_full);
+        }
+        pthread_mutex_unlock(&l->lock);
+        if (batch == NULL)
+            return;
+        for (size_t i = 0; i < XMALLOC_BATCH; i++)
+            block_free(batch->block[i], "xmalloc");
+        free(batch);
+    }
+}
+
+static void *xmalloc_thread(void *arg)
+{
+    const struct xmalloc_end *e = arg;
+    if (e->producer)
+        xmalloc_produce(e);
+    else
+        xmalloc_consume(e);
+    return NULL;
+}
+
+/* threads / 2 producers (at least one), the rest freeing (at least one). */
+static uint64_t xmalloc_test(unsigned threads, double scale)
+{
+    unsigned producers = threads / 2 > 0 ? threads / 2 : 1;
+    unsigned n = threads > producers ? threads : producers + 1;
+    uint64_t batches = share_of((uint64_t)(XMALLOC_BLOCKS * scale) / XMALLOC_BATCH, producers);
+    struct xlist list = { .producers_left = producers };
+    pthread_mutex_init(&list.lock, NULL);
+    pthread_cond_init(&list.not_full, NULL);
+    pthread_cond_init(&list.not_empty, NULL);
+    struct xmalloc_end *ends = xcalloc(n, sizeof *ends);
+    for (unsigned i = 0; i < n; i++)
+        ends[i] = (struct xmalloc_end){ &list, i, i < producers, batches };
+    run_threads(n, xmalloc_thread, ends, sizeof *ends);
+    free(ends);
+    pthread_cond_destroy(&list.not_empty);
+    pthread_cond_destroy(&list.not_full);
+    pthread_mutex_destroy(&list.lock);
+    return batches * producers * XMALLOC_BATCH;
+}
+
+/* ---- mstress: mostly small blocks, some large, threads that come and go - */
+
+/* After mimalloc-bench's mstress: the work is done in MSTRESS_ROUNDS rounds,
+ * each by a fresh set of threads that carry on with the blocks the threads
+ * of the round before left: each thread index keeps MSTRESS_LIVE slots from
+ * round to round.  Each step picks a random slot and, half the time, frees
+ * the block there; otherwise it puts a new block there (freeing the one it
+ * replaces), 99 in 100 of 8..512 B and the others of 4 KiB..256 KiB
+ * (log-uniform).  One step in MSTRESS_TRANSFER swaps the slot's block with
+ * the shared pool instead, so blocks move between threads and are freed by
+ * other threads than their own, some after it has exited.  Counted in steps. */
+#define MSTRESS_ROUNDS   10
+#define MSTRESS_LIVE     1000
+#define MSTRESS_LARGE    100 /* one block in this many is large */
+#define MSTRESS_TRANSFER 32
+#define MSTRESS_STEPS    30000000ull
+
+struct mstress_worker {
+    struct worker w;
+    void **live; /* MSTRESS_LIVE slots, kept from round to round */
+};
+
+static void *mstress_block(struct rng *r, uint32_t id)
+{
+    bool large = rng_below(r, MSTRESS_LARGE) == 0;
+    return block_new(large ? size_octaves(r, 12, 18) : size_octaves(r, 3, 9) + BLOCK_MIN, id);
+}
+
+static void *mstress_thread(void *arg)
+{
+    const struct mstress_worker *mw = arg;
+    struct rng r = rng_for(mw->w.index);
+    for (uint64_t s = 0; s < mw->w.steps; s++) {
+        void **slot = &mw->live[rng_below(&r, MSTRESS_LIVE)];
+        if (rng_below(&r, MSTRESS_TRANSFER) == 0) {
+            *slot = pool_swap(&r, *slot);
+            continue;
+        }
+        if (*slot != NULL)
+            block_free(*slot, "mstress");
+        *slot = rng_below(&r, 2) ? mstress_block(&r, (uint32_t)s) : NULL;
+    }
+    return NULL;
+}
+
+static uint64_t mstress(unsigned threads, double scale)
+{
+    struct mstress_worker *mw = xcalloc(threads, sizeof *mw);
+    uint64_t steps = share_of((uint64_t)(MSTRESS_STEPS * scale), threads * MSTRESS_ROUNDS);
+    for (unsigned i = 0; i < threads; i++)
+        mw[i].live = xcalloc(MSTRESS_LIVE, sizeof *mw[i].live);
+    for (unsigned round = 0; round < MSTRESS_ROUNDS; round++) {
+        for (unsigned i = 0; i < threads; i++)
+            mw[i].w = (struct worker){ round * threads + i, steps, 0 };
+        run_threads(threads, mstress_thread, mw, sizeof *mw);
+    }
+    for (unsigned i = 0; i < threads; i++) {
+        for (size_t k = 0; k < MSTRESS_LIVE; k++)
+            if (mw[i].live[k] != NULL)
+                block_free(mw[i].live[k], "mstress");
+        free(mw[i].live);
+    }
+    free(mw);
+    pool_drain("mstress");
+    return steps * threads * MSTRESS_ROUNDS;
+}
+
+/* ---- rptest: a working set with cross-thread frees ---------------------- */
+
+/* After rpmalloc's benchmark (mimalloc-bench's rptest): each thread runs
+ * loops; a loop allocates RPTEST_SET blocks of 16 B..16 KiB (log-uniform),
+ * replaces random ones RPTEST_REPLACE times, frees every other block itself
+ * and hands the rest to the next thread (index + 1, round the ring), which
+ * frees them at the start of its next loop.  A thread whose successor has
+ * RPTEST_INBOX_MAX batches waiting empties its own inbox until that drops,
+ * and a thread that is done keeps emptying its inbox until all are done,
+ * so no thread waits on one that cannot move.  Counted in blocks
+ * allocated. */
+#define RPTEST_SET       500
+#define RPTEST_REPLACE   1000
+#define RPTEST_INBOX_MAX 4
+#define RPTEST_BLOCKS    12000000ull
+
+struct rp_batch {
+    struct rp_batch *next;
+    void *block[RPTEST_SET / 2];
+};
+
+struct rp_inbox {
+    _Alignas(64) pthread_mutex_t lock;
+    struct rp_batch *head;
+    unsigned batches;
+};
+
+struct rp_worker {
+    struct worker w;
+    struct rp_inbox *inbox; /* all threads', indexed by thread */
+    unsigned threads;
+    atomic_uint *done;      /* threads that finished their loops */
+};
+
+static void rp_drain(struct rp_inbox *in)
+{
+    pthread_mutex_lock(&in->lock);
+    struct rp_batch *b = in->head;
+    in->head = NULL;
+    in->batches = 0;
+    pthread_mutex_unlock(&in->lock);
+    while (b != NULL) {
+        struct rp_batch *next = b->next;
+        for (size_t i = 0; i < RPTEST_SET / 2; i++)
+            block_free(b->block[i], "rptest");
+        free(b);
+        b = next;
+    }
+}
+
+static void rp_send(const struct rp_worker *rw, struct rp_batch *b)
+{
+    struct rp_inbox *to = &rw->inbox[(rw->w.index + 1) % rw->threads];
+    for (;;) {
+        pthread_mutex_lock(&to->lock);
+        bool room = to->batches < RPTEST_INBOX_MAX;
+        if (room) {
+            b->next = to->head;
+            to->head = b;
+            to->batches++;
+        }
+        pthread_mutex_unlock(&to->lock);
+        if (room)
+            return;
+        rp_drain(&rw->inbox[rw->w.index]);
+        sched_yield();
+    }
+}
+
+static void *rptest_thread(void *arg)
+{
+    const struct rp_worker *rw = arg;
+    struct rng r = rng_for(rw->w.index);
+    void *set[RPTEST_SET];
+    uint32_t id = 0;
+    for (uint64_t loop = 0; loop < rw->w.steps; loop++) {
+        rp_drain(&rw->inbox[rw->w.index]);
+        for (size_t i = 0; i < RPTEST_SET; i++)
+            set[i] = block_new(size_octaves(&r, 4, 14), id++);
+        for (size_t k = 0; k < RPTEST_REPLACE; k++) {
+            void **slot = &set[rng_below(&r, RPTEST_SET)];
+            block_free(*slot, "rptest");
+            *slot = block_new(size_octaves(&r, 4, 14), id++);
+        }
+        struct rp_batch *b = xmalloc(sizeof *b);
+        for (size_t i = 0; i < RPTEST_SET / 2; i++) {
+            block_free(set[2 * i], "rptest");
+            b->block[i] = set[2 * i + 1];
+        }
+        rp_send(rw, b);
+    }
+    atomic_fetch_add(rw->done, 1);
+    while (atomic_load(rw->done) < rw->threads) {
+        rp_drain(&rw->inbox[rw->w.index]);
+        sched_yield();
+    }
+    return NULL;
+}
+
+static uint64_t rptest(unsigned threads, double scale)
+{
+    uint64_t loops = share_of((uint64_t)(RPTEST_BLOCKS * scale) / (RPTEST_SET + RPTEST_REPLACE),
+                              threads);
+    struct rp_inbox *inbox = aligned_alloc(64, threads * sizeof *inbox);
+    if (inbox == NULL)
+        out_of_memory(threads * sizeof *inbox);
+    struct rp_worker *rw = xcalloc(threads, sizeof *rw);
+    atomic_uint done = 0;
+    for (unsigned i = 0; i < threads; i++) {
+        inbox[i] = (struct rp_inbox){ .head = NULL };
+        pthread_mutex_init(&inbox[i].lock, NULL);
+        rw[i] = (struct rp_worker){ { i, loops, 0 }, inbox, threads, &done };
+    }
+    run_threads(threads, rptest_thread, rw, sizeof *rw);
+    for (unsigned i = 0; i < threads; i++) {
+        rp_drain(&inbox[i]);
+        pthread_mutex_destroy(&inbox[i].lock);
+    }
+    free(rw);
+    free(inbox);
+    return loops * threads * (RPTEST_SET + RPTEST_REPLACE);
 }
 
 /* ---- the workloads ------------------------------------------------------ */
@@ -721,6 +1165,21 @@ static const struct workload workloads[] = {
       "4 live blocks of 256 KiB..32 MiB per thread, every page written, random replace" },
     { "threadchurn", threadchurn, "threads",
       "threads allocate 1000 blocks, free 7/8, leave 1/8 to later threads, exit" },
+    { "reallocgrow", reallocgrow, "reallocs",
+      "a block doubled by realloc from 32 B to 256 KiB (13 reallocs), freed; first and "
+      "last bytes checked" },
+    { "mixedsizes", mixedsizes, "calls",
+      "256 live slots per thread refilled with realloc chains (x2 to 256 KiB, +1..16 B "
+      "to 64 B..1 KiB), aligned blocks (100..5100 B at 64 B..2 KiB) and 1 MiB blocks" },
+    { "xmalloc", xmalloc_test, "blocks",
+      "xmalloc-test: threads/2 producers allocate 8..512 B in batches on one shared "
+      "list, the other threads free them" },
+    { "mstress", mstress, "steps",
+      "10 rounds of fresh threads on 1000 slots each: 8..512 B, 1 in 100 of "
+      "4..256 KiB, half freed, 1 step in 32 swapped with a shared pool" },
+    { "rptest", rptest, "blocks",
+      "rpmalloc's benchmark: 500 blocks of 16 B..16 KiB per loop, 1000 random "
+      "replaces, half freed, half freed by the next thread" },
 };
 #define N_WORKLOADS (sizeof workloads / sizeof workloads[0])
 

@@ -11,9 +11,11 @@ bench_command="bench/$(basename "$0")${*:+ $*}"
 bench_tag=
 bench_out=
 bench_save=1
+bench_results_dir=$bench_srcdir/results
 
-# BENCH_AWK_MEDIAN: an awk function, median(LIST) of the numbers in the
-# space-separated string LIST ("" for none), to put in front of a program.
+# BENCH_AWK_MEDIAN: awk functions to put in front of a program: median(LIST)
+# of the numbers in the space-separated string LIST ("" for none), and the
+# same-repetition ratio and best peer of the allocator suites.
 BENCH_AWK_MEDIAN='
 function median(list,   n, v, i, j, t) {
     n = split(list, v, " ")
@@ -25,6 +27,28 @@ function median(list,   n, v, i, j, t) {
     }
     if (n % 2) return v[(n + 1) / 2]
     return (v[n / 2] + v[n / 2 + 1]) / 2
+}
+# same_rep_ratio(V, A, B, KEY): the median over repetitions 1..nrep of the
+# ratio V[A, KEY, r] / V[B, KEY, r] within one repetition r, where both
+# are there; "" if none.  KEY may join several subscripts with SUBSEP.
+function same_rep_ratio(v, a, b, key,   r, list) {
+    list = ""
+    for (r = 1; r <= nrep; r++)
+        if (((a, key, r) in v) && ((b, key, r) in v) && v[b, key, r] > 0)
+            list = list " " v[a, key, r] / v[b, key, r]
+    return list == "" ? "" : median(list)
+}
+# best_peer(M, KEY, SIGN): of the allocators al[1..na] but mmheap, the one
+# whose list M[A, KEY] (as for median) has the lowest median (SIGN 1) or
+# the highest (SIGN -1); "" if none has one.
+function best_peer(m, key, sign,   i, a, b) {
+    b = ""
+    for (i = 1; i <= na; i++) {
+        a = al[i]
+        if (a == "mmheap" || !((a, key) in m)) continue
+        if (b == "" || sign * median(m[a, key]) < sign * median(m[b, key])) b = a
+    }
+    return b
 }'
 
 # bench_usage: the usage, lines 2 to $usage_last of the script, uncommented.
@@ -109,6 +133,60 @@ bench_peer_lib() {
     esac
 }
 
+# bench_mallocs BUILD_DIR LIST: of the allocators in LIST (commas: mmheap,
+# glibc, jemalloc, mimalloc, tcmalloc), those whose library is there.  Sets
+# bench_active to their names and lib_NAME to each one's library (mmheap:
+# MMHEAP_MALLOC, default BUILD_DIR/.libs/libmmheap-malloc.so); prints a line
+# "lib<TAB>NAME<TAB>FILE" for each, and "note<TAB>NAME: ... left out" (also
+# on stderr) for each that is not there.  Exits 1 if none is.
+bench_mallocs() {
+    bench_active=
+    for a in $(echo "$2" | tr ',' ' '); do
+        case $a in
+        mmheap) lib=${MMHEAP_MALLOC:-$(cd "$1" && pwd)/.libs/libmmheap-malloc.so} ;;
+        glibc|jemalloc|mimalloc|tcmalloc) lib=$(bench_peer_lib "$a") ;;
+        *) echo "$prog: unknown allocator $a (mmheap, glibc, jemalloc, mimalloc, tcmalloc)" >&2; exit 1 ;;
+        esac
+        if [ -z "$lib" ] || [ ! -e "$lib" ]; then
+            echo "note	$a: ${lib:-library} not found, left out"
+            echo "$prog: $a: ${lib:-library} not found, left out" >&2
+            continue
+        fi
+        eval "lib_$a=\$lib"
+        echo "lib	$a	$(readlink -f "$lib")"
+        bench_active="$bench_active $a"
+    done
+    [ -n "$bench_active" ] || { echo "$prog: no allocator to run" >&2; exit 1; }
+}
+
+# bench_maps_name LIB: the name LIB's mapping shows in /proc/PID/maps (its
+# real file's), which bench_malloc run --expect looks for.
+bench_maps_name() { basename "$(readlink -f "$1")"; }
+
+# bench_plot_wanted FILE: sets do_plot to 1 if the suite draws its plot:
+# asked for with --plot FILE (which needs gnuplot: exit 1 without it), or
+# saved beside the results file when gnuplot is installed.
+bench_plot_wanted() {
+    do_plot=0
+    if command -v gnuplot >/dev/null 2>&1; then
+        if [ -n "$1" ] || [ "$bench_save" = 1 ]; then do_plot=1; fi
+    elif [ -n "$1" ]; then
+        echo "$prog: --plot needs gnuplot (apt-get install gnuplot-nox)" >&2; exit 1
+    fi
+}
+
+# bench_plot_link FILE CAPTION: after gnuplot wrote $bench_plot, copies it to
+# FILE (--plot; may be empty) and prints the Markdown that shows it.
+bench_plot_link() {
+    if [ -n "$1" ]; then cp "$bench_plot" "$1"; fi
+    echo
+    if [ -n "$bench_svg" ]; then
+        echo "![$2]($bench_svg)"
+    else
+        echo "plot: $1"
+    fi
+}
+
 # bench_pkgver PACKAGE: the installed version of a Debian package, or "?".
 bench_pkgver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo '?'; }
 
@@ -144,7 +222,8 @@ bench_loadavg() {
 # prints (peers, files, ...); after them the seconds taken and the load
 # average at the end.  All of it is printed and saved in
 # bench/results/YYYY-MM-DD-SUITE[-TAG].md (UTC date of the start; -2, -3,
-# ... when the name is taken), or in --out=FILE; --no-save prints only.
+# ... when the name is taken; a script may set bench_results_dir to save
+# in another directory), or in --out=FILE; --no-save prints only.
 # A BODY that draws a plot writes it to $bench_plot and links it as
 # $bench_svg (empty with --no-save): it is saved beside the results file,
 # with the same name and .svg.  BODY and ABOUT run in one subshell (a
@@ -159,7 +238,7 @@ bench_main() {
         if [ -n "$bench_out" ]; then
             bench_file=$bench_out
         else
-            bench_base=$bench_srcdir/results/$(date -u -d "@$bench_start" +%Y-%m-%d)-$bench_suite${bench_tag:+-$bench_tag}
+            bench_base=$bench_results_dir/$(date -u -d "@$bench_start" +%Y-%m-%d)-$bench_suite${bench_tag:+-$bench_tag}
             bench_file=$bench_base.md
             bench_n=2
             while [ -e "$bench_file" ]; do

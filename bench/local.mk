@@ -129,11 +129,13 @@ bench-snapshot: $(BENCH_SNAPSHOT_BINS)
 #
 # bench/bench_malloc: workloads that call plain malloc/free (larson,
 # producer-consumer, false sharing, Pareto sizes, realloc growth, large-block
-# reuse, thread churn) and a runner that measures a command's wall time and
-# peak RSS; bench/malloc.sh runs them, redis-server + redis-benchmark, the
+# reuse, thread churn, realloc chains, mixed sizes and alignments,
+# xmalloc-test, mstress, rptest) and a runner that measures a command's wall
+# time and peak RSS; bench/malloc.sh runs them, redis-server + redis-benchmark, the
 # sqlite3 shell and python3 under glibc, jemalloc, mimalloc, tcmalloc and
-# libmmheap-malloc.so (LD_PRELOAD).  The program does not link mmheap: the
-# allocator under test is always the preloaded one.
+# libmmheap-malloc.so (LD_PRELOAD); bench/scaling.sh runs the multi-thread
+# ones at 1 to 16 threads (make bench-scaling).  The program does not link
+# mmheap: the allocator under test is always the preloaded one.
 
 EXTRA_PROGRAMS += bench/bench_malloc bench/bench_threads
 bench_bench_malloc_SOURCES = bench/bench_malloc.c bench/benchutil.h
@@ -147,7 +149,7 @@ bench_bench_threads_SOURCES = bench/bench_threads.c
 bench_bench_threads_CFLAGS = $(AM_CFLAGS) -O2
 bench_bench_threads_LDFLAGS = $(AM_LDFLAGS) -no-install
 
-EXTRA_DIST += bench/malloc.sh bench/threads.sh
+EXTRA_DIST += bench/malloc.sh bench/threads.sh bench/scaling.sh
 CLEANFILES += bench/bench_malloc$(EXEEXT) bench/bench_threads$(EXEEXT)
 
 BENCH_MALLOC_BINS = bench/bench_malloc$(EXEEXT) bench/bench_threads$(EXEEXT) libmmheap-malloc.la
@@ -161,7 +163,12 @@ bench-malloc: $(BENCH_MALLOC_BINS)
 bench-threads: $(BENCH_MALLOC_BINS)
 	$(SHELL) $(srcdir)/bench/threads.sh --no-build $(BENCH_THREADS_FLAGS) .
 
-.PHONY: bench-malloc bench-malloc-programs bench-threads
+# BENCH_SCALING_FLAGS: options for scaling.sh, e.g. --threads=1,2,4 --reps=5,
+# or --device --budget=480 --out-dir=DIR on a many-core machine
+bench-scaling: $(BENCH_MALLOC_BINS)
+	$(SHELL) $(srcdir)/bench/scaling.sh --no-build $(BENCH_SCALING_FLAGS) .
+
+.PHONY: bench-malloc bench-malloc-programs bench-threads bench-scaling
 
 # ---- names (make bench-names) ----------------------------------------------
 #

@@ -105,13 +105,7 @@ if ! awk -v s="$scale" 'BEGIN { exit !(s + 0 > 0) }'; then
     echo "$prog: --scale: '$scale' is not a number above 0" >&2; exit 1
 fi
 # The plot: asked for with --plot, or beside the saved results if gnuplot is there.
-have_gnuplot=0
-command -v gnuplot >/dev/null 2>&1 && have_gnuplot=1
-if [ -n "$plot" ] && [ "$have_gnuplot" = 0 ]; then
-    echo "$prog: --plot needs gnuplot (apt-get install gnuplot-nox)" >&2; exit 1
-fi
-do_plot=0
-if [ -n "$plot" ] || { [ "$bench_save" = 1 ] && [ "$have_gnuplot" = 1 ]; }; then do_plot=1; fi
+bench_plot_wanted "$plot"
 
 bench_build "$builddir" bench-malloc-programs
 bin=$builddir/bench/bench_malloc
@@ -128,39 +122,12 @@ results=$tmp/results.tsv
 
 # glibc runs with libc.so.6 preloaded: a program linked against another
 # allocator (Debian's redis-server links jemalloc) then still gets glibc's.
-lib_glibc=$(bench_peer_lib glibc)
-lib_jemalloc=$(bench_peer_lib jemalloc)
-lib_mimalloc=$(bench_peer_lib mimalloc)
-lib_tcmalloc=$(bench_peer_lib tcmalloc)
-lib_mmheap=${MMHEAP_MALLOC:-$(cd "$builddir" && pwd)/.libs/libmmheap-malloc.so}
-
-alloc_lib() {
-    case $1 in
-    glibc) echo "$lib_glibc" ;;
-    jemalloc) echo "$lib_jemalloc" ;;
-    mimalloc) echo "$lib_mimalloc" ;;
-    tcmalloc) echo "$lib_tcmalloc" ;;
-    mmheap) echo "$lib_mmheap" ;;
-    *) echo "$prog: unknown allocator $1 (mmheap, glibc, jemalloc, mimalloc, tcmalloc)" >&2; exit 1 ;;
-    esac
-}
-
-# The name the library's mapping shows in /proc/PID/maps: its real file's.
-maps_name() { basename "$(readlink -f "$1")"; }
-
-active=
-for a in $(echo "$allocators" | tr ',' ' '); do
-    lib=$(alloc_lib "$a")
-    if [ -z "$lib" ] || [ ! -e "$lib" ]; then
-        echo "note	$a: ${lib:-library} not found, left out" >> "$results"
-        echo "$prog: $a: ${lib:-library} not found, left out" >&2
-        continue
-    fi
-    echo "lib	$a	$(readlink -f "$lib")" >> "$results"
-    active="$active $a"
-done
+bench_mallocs "$builddir" "$allocators" >> "$results"
+active=$bench_active
 set -- $active
-[ $# -gt 0 ] || { echo "$prog: no allocator to run" >&2; exit 1; }
+
+# alloc_lib A: the library of allocator A (bench_mallocs found it).
+alloc_lib() { eval "echo \"\$lib_$1\""; }
 
 # ---- workloads ----------------------------------------------------------------
 
@@ -332,7 +299,7 @@ measure() {
     else
         measure_lib=$(alloc_lib "$2")
         shift 2
-        set -- --preload="$measure_lib" --expect="$(maps_name "$measure_lib")" -- "$@"
+        set -- --preload="$measure_lib" --expect="$(bench_maps_name "$measure_lib")" -- "$@"
     fi
     rm -f "$measure_m.run"
     ${run_exec:-} "$bin" run --out="$measure_m.run" "$@" > "$measure_m.out" 2> "$measure_m.err"
@@ -513,25 +480,11 @@ suite_body() {
         -v plotdata="$plotdata" "$BENCH_AWK_MEDIAN"'
     # ratio(K, A, B, W): median over repetitions of the same-repetition ratio
     # of metric K (1 time, 2 RSS) of A to B on W; "" if there is none.
-    function ratio(k, a, b, w,   r, list) {
-        list = ""
-        for (r = 1; r <= nrep; r++)
-            if (((k, a, w, r) in val) && ((k, b, w, r) in val) && val[k, b, w, r] > 0)
-                list = list " " val[k, a, w, r] / val[k, b, w, r]
-        return list == "" ? "" : median(list)
-    }
+    function ratio(k, a, b, w) { return same_rep_ratio(val, a, b, k SUBSEP w) }
     # best(K, W): the peer (not mmheap) with the lowest median of K on W.
-    function best(k, w,   i, a, b) {
-        b = ""
-        for (i = 1; i <= na; i++) {
-            a = al[i]
-            if (a == "mmheap" || !((k, a, w) in vals)) continue
-            if (b == "" || median(vals[k, a, w]) < median(vals[k, b, w])) b = a
-        }
-        return b
-    }
+    function best(k, w) { return best_peer(vals, k SUBSEP w, 1) }
     function cell(k, a, w) {
-        if ((k, a, w) in vals) return sprintf(k == 1 ? "%.3f" : "%.1f", median(vals[k, a, w]))
+        if ((a, k, w) in vals) return sprintf(k == 1 ? "%.3f" : "%.1f", median(vals[a, k, w]))
         return ((a, w) in badcell) ? badcell[a, w] : "-"
     }
     function absolute_table(k, title,   i, j, w, b, t, line) {
@@ -608,11 +561,68 @@ suite_body() {
         }
         close(file)
     }
-    BEGIN { na = split(allocs, al, ","); nw = split(wls, wl, ","); nrep = 0 }
+    # throughput_table(): issue 16 sets targets on reallocgrow and mixedsizes
+    # in throughput: mmheap / peer is the same-repetition ratio of the peer
+    # time to mmheap time (the work is the same), > 1: mmheap faster.
+    # Fills thr[A, W].
+    function throughput_table(   i, j, w, t, line, rows) {
+        for (j = 1; j <= nw; j++) if (wl[j] in throughput_target) rows = rows " " wl[j]
+        if (rows == "" || !("mmheap" in have)) return
+        print "mmheap throughput relative to each peer (median over repetitions of the same-repetition ratio; > 1: mmheap faster)\n"
+        line = "| workload "
+        for (i = 1; i <= na; i++) if (al[i] != "mmheap") line = line "| mmheap / " al[i] " "
+        print line "|"
+        line = "|---"
+        for (i = 1; i < na; i++) line = line "|--:"
+        print line "|"
+        for (j = 1; j <= nw; j++) {
+            w = wl[j]
+            if (!(w in throughput_target)) continue
+            line = "| " w " "
+            for (i = 1; i <= na; i++) {
+                if (al[i] == "mmheap") continue
+                t = ratio(1, al[i], "mmheap", w)
+                if (t != "") thr[al[i], w] = t
+                line = line "| " (t == "" ? cell(1, al[i], w) : sprintf("%.2f", t)) " "
+            }
+            print line "|"
+        }
+        print ""
+    }
+    # met(OK, MISSING): the verdict of a target line: not met on what was
+    # measured, else not measured if a result is MISSING.
+    function met(ok, missing) { return !ok ? "not met" : missing != "" ? "not measured (" missing ")" : "met" }
+    # throughput_summary(W): the target lines of W, one a target; a peer
+    # without a result leaves its target not measured.
+    function throughput_summary(w,   i, a, line, ok, missing) {
+        line = ""; ok = 1; missing = ""
+        for (i = 1; i <= 4; i++) {
+            a = target_peer[i]
+            if (!((a, w) in thr)) {
+                line = line " " a " " cell(1, a, w); missing = missing (missing == "" ? "" : ", ") a
+            } else {
+                line = line sprintf(" %s %.2fx", a, thr[a, w])
+                if (a == "glibc") ok = thr[a, w] >= 0.5
+                else ok = ok && thr[a, w] > 1
+            }
+            if (a == "glibc") {
+                printf "**%s: mmheap throughput at least 0.5x glibc%ss**:%s: %s\n\n", w, "\047", line,
+                    met(ok, missing == "" ? "" : "no result")
+                line = ""; ok = 1; missing = ""
+            }
+        }
+        printf "**%s: mmheap throughput ahead of jemalloc, mimalloc and tcmalloc**:%s: %s\n\n", w, line,
+            met(ok, missing == "" ? "" : "no result for " missing)
+    }
+    BEGIN {
+        na = split(allocs, al, ","); nw = split(wls, wl, ","); nrep = 0
+        throughput_target["reallocgrow"] = throughput_target["mixedsizes"] = 1
+        split("glibc jemalloc mimalloc tcmalloc", target_peer, " ")
+    }
     $1 == "result" {
         w = $2; a = $3; r = $4
-        val[1, a, w, r] = $5; val[2, a, w, r] = $6 / 1024
-        vals[1, a, w] = vals[1, a, w] " " $5; vals[2, a, w] = vals[2, a, w] " " $6 / 1024
+        val[a, 1, w, r] = $5; val[a, 2, w, r] = $6 / 1024
+        vals[a, 1, w] = vals[a, 1, w] " " $5; vals[a, 2, w] = vals[a, 2, w] " " $6 / 1024
         have[a] = 1
         if (r > nrep) nrep = r
     }
@@ -633,6 +643,12 @@ suite_body() {
             else printf "**mmheap, worst workload time relative to the best peer**: %.2f (%s; best peer %s)\n\n", tobest[1, worst], worst, best(1, worst)
         }
         summary(2, "jemalloc", "peak RSS, geometric mean over the workloads, relative to jemalloc")
+        if (("mmheap" in have) && ((2, "realloc") in tobest))
+            printf "**realloc: mmheap peak RSS at most 1.1x the best peer%ss**: %.2fx (%s): %s\n\n", "\047",
+                tobest[2, "realloc"], best(2, "realloc"), met(tobest[2, "realloc"] <= 1.1, "")
+        throughput_table()
+        if ("mmheap" in have)
+            for (j = 1; j <= nw; j++) if (wl[j] in throughput_target) throughput_summary(wl[j])
         printf "libraries (each checked in the maps of every process it ran in):\n\n"
         for (i = 1; i <= na; i++) printf "- %s: %s\n", al[i], lib[al[i]]
         if (problems != "") printf "\nfailures:\n\n%s", problems
@@ -661,13 +677,7 @@ set title 'peak RSS relative to jemalloc (lower is smaller)'
 plot for [i=2:$n] '$tmp/plot.rss' using i:xtic(1) title columnheader(i)
 unset multiplot
 EOF
-        if [ -n "$plot" ]; then cp "$bench_plot" "$plot"; fi
-        echo
-        if [ -n "$bench_svg" ]; then
-            echo "![Time relative to mimalloc and peak RSS relative to jemalloc, per workload]($bench_svg)"
-        else
-            echo "plot: $plot"
-        fi
+        bench_plot_link "$plot" "Time relative to mimalloc and peak RSS relative to jemalloc, per workload"
     fi
 }
 

@@ -73,20 +73,8 @@ for b in "$bt" "$bm"; do
     [ -x "$b" ] || { echo "$prog: $b not built" >&2; exit 1; }
 done
 
-active=
-for a in $(echo "$allocators" | tr ',' ' '); do
-    case $a in
-    mmheap) lib=${MMHEAP_MALLOC:-$builddir/.libs/libmmheap-malloc.so} ;;
-    *) lib=$(bench_peer_lib "$a") ;;
-    esac
-    if [ -z "$lib" ] || [ ! -e "$lib" ]; then
-        echo "$prog: $a: ${lib:-library} not found, left out" >&2
-        continue
-    fi
-    eval "lib_$a=\$lib"
-    active="$active $a"
-done
-[ -n "$active" ] || { echo "$prog: no allocator to run" >&2; exit 1; }
+bench_mallocs "$builddir" "$allocators" > /dev/null
+active=$bench_active
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mmheap-threads.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -107,7 +95,7 @@ suite_body() {
                 eval "lib=\$lib_$a"
                 m=$tmp/$a.$n.$r
                 rc=0
-                "$bm" run --preload="$lib" --expect="$(basename "$(readlink -f "$lib")")" \
+                "$bm" run --preload="$lib" --expect="$(bench_maps_name "$lib")" \
                     --out="$m.run" -- "$bt" "$n" "$steps" > "$m.out" 2> "$m.err" || rc=$?
                 if [ "$rc" = 0 ]; then
                     s=$(sed -n 's/.*: \([0-9.]*\) s$/\1/p' "$m.out")
@@ -124,12 +112,9 @@ suite_body() {
 
     awk -F '\t' -v allocs="$(echo $active | tr ' ' ',')" -v counts="$counts" "$BENCH_AWK_MEDIAN"'
     # ratio(PER, A, B, N): median over rounds of PER[A, N, round] / PER[B, N, round].
-    function ratio(per, a, b, n,   r, list) {
-        list = ""
-        for (r = 1; r <= nrep; r++)
-            if (((a, n, r) in per) && ((b, n, r) in per) && per[b, n, r] > 0)
-                list = list " " per[a, n, r] / per[b, n, r]
-        return list == "" ? "-" : sprintf("%.2f", median(list))
+    function ratio(per, a, b, n,   t) {
+        t = same_rep_ratio(per, a, b, n)
+        return t == "" ? "-" : sprintf("%.2f", t)
     }
     # table(TITLE, V, PER, FMT): medians of V per allocator and thread count,
     # and the ratio mmheap / glibc from PER.
