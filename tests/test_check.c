@@ -256,7 +256,7 @@ static void test_info(void **state)
     const char *args[] = { "info", good_path, NULL };
     assert_int_equal(tool(args, out, sizeof out), 0);
     assert_non_null(strstr(out, "root          offset 0x"));
-    assert_non_null(strstr(out, "format        version 6"));
+    assert_non_null(strstr(out, "format        version 7"));
     assert_non_null(strstr(out, "commit        1"));
     assert_non_null(strstr(out, "size class"));
     assert_null(strstr(out, "problems"));
