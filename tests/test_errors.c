@@ -410,6 +410,28 @@ static uint32_t file_version(const char *path)
     return v;
 }
 
+/* A file of format old (its root payload bytes, as make_heap_file wrote
+ * it) is converted as it is read: a reader sees the current format in
+ * memory, with one slot table, and leaves the file as it was; the first
+ * writable open commits it as the current format. */
+static void check_converted(const char *path, size_t payload, uint32_t old)
+{
+    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
+    mmh_heap *h = mmh_open(path, &ro);
+    if (!h)
+        fail_msg("read-only open of a format %u file: %s", old, mmh_errmsg());
+    assert_pattern(mmh_root(h), payload, payload);
+    struct mmh_stats st;
+    assert_int_equal(mmh_stats(h, &st), 0);
+    assert_int_equal(((const mmh_hdr *)(uintptr_t)st.base)->version, MMH_FORMAT_VERSION);
+    assert_int_equal(st.slots, MMH_SLOTS);
+    assert_int_equal(mmh_close(h), 0);
+    assert_int_equal(file_version(path), old);
+    check_heap_file(path, payload);
+    assert_int_equal(file_version(path), MMH_FORMAT_VERSION);
+    check_heap_file(path, payload);
+}
+
 /* A format 4 file is converted as it is read: a reader sees it, the first
  * writable open commits it as the current format.  Its FILE.journal still holding a
  * commit stops the open, naming it: only the release that wrote it can
@@ -429,19 +451,7 @@ static void test_format4_converted(void **state)
     assert_int_equal(errno, EAGAIN);
     assert_errmsg_contains(journal);
     assert_int_equal(tu_write_file(journal, "\0\0\0\0\0\0\0\0 done", 13), 0);
-    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
-    mmh_heap *h = mmh_open(path, &ro);
-    if (!h)
-        fail_msg("read-only open of a format 4 file: %s", mmh_errmsg());
-    assert_pattern(mmh_root(h), 5000, 5000);
-    struct mmh_stats st;
-    assert_int_equal(mmh_stats(h, &st), 0);
-    assert_int_equal(((const mmh_hdr *)(uintptr_t)st.base)->version, MMH_FORMAT_VERSION);
-    assert_int_equal(mmh_close(h), 0);
-    assert_int_equal(file_version(path), 4);
-    check_heap_file(path, 5000);          /* writable: commits as the current format */
-    assert_int_equal(file_version(path), MMH_FORMAT_VERSION);
-    check_heap_file(path, 5000);
+    check_converted(path, 5000, 4);
     unlink(journal);
     unlink(path);
     free(path);
@@ -482,19 +492,7 @@ static void test_format6_converted(void **state)
     char *path = make_heap_file("six.heap", 6000);
     downgrade(path, 6);
     assert_int_equal(file_version(path), 6);
-    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
-    mmh_heap *h = mmh_open(path, &ro);
-    if (!h)
-        fail_msg("read-only open of a format 6 file: %s", mmh_errmsg());
-    struct mmh_stats st;
-    assert_int_equal(mmh_stats(h, &st), 0);
-    assert_int_equal(((const mmh_hdr *)(uintptr_t)st.base)->version, MMH_FORMAT_VERSION);
-    assert_int_equal(st.slots, MMH_SLOTS);
-    assert_int_equal(mmh_close(h), 0);
-    assert_int_equal(file_version(path), 6);
-    check_heap_file(path, 6000);          /* writable: commits as the current format */
-    assert_int_equal(file_version(path), MMH_FORMAT_VERSION);
-    check_heap_file(path, 6000);
+    check_converted(path, 6000, 6);
     unlink(path);
     free(path);
 }
