@@ -14,8 +14,8 @@
 # pthread_create to the last join.  Each run goes through bench_malloc run,
 # which preloads the allocator and checks that it shows in the process's
 # maps (else "not loaded"), and reads the peak RSS.  Past 1,008 threads
-# libmmheap-malloc has no per-thread slot left for the newcomers, which take
-# turns on 16 shared slots: the counts straddle that.
+# libmmheap-malloc adds a table of 1,024 slots to its heap, so that every
+# thread keeps a slot of its own: the counts straddle that.
 #
 # Options:
 #   --threads A,B      thread counts (default 1000,1500,2000,4000)

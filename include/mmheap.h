@@ -764,6 +764,12 @@ struct mmh_stats {
                                       resolved, #MMH_TRACK_NONE when
                                       untracked */
     unsigned    flags;           /**< MMH_* flags the heap was opened with */
+    uint32_t    slots;           /**< thread slots the heap has: tables of
+                                      1,024, one added whenever threads
+                                      would hold all but 16 (kept for
+                                      shared use), up to 262,144 */
+    uint32_t    threads_bound;   /**< threads holding a slot of their own
+                                      in the heap now */
 };
 
 /** Fill @p out with the heap's statistics.

@@ -140,6 +140,7 @@ typedef struct walk {
     mmh_check_report_fn report;
     void             *arg;
     uint64_t          ring_pages; /* small pages not parked: on some ring */
+    uint32_t          slot_tables; /* spans that are the slot tables the header names */
 } walk;
 
 static void problem(walk *w, uint64_t off, const char *fmt, ...)
@@ -296,6 +297,25 @@ static void check_small(walk *w, const mmh_page *pg, uint64_t pg_off, size_t sli
 
 /* ---- segments and spans ------------------------------------------------------ */
 
+/* A slot table's span: the table its descriptor says it is, which the
+ * header names at its start.  Two spans cannot both pass for one table,
+ * so the count that check_slots compares makes it one table a span. */
+static void check_slot_table(walk *w, const mmh_span *sp)
+{
+    const mmh_page *pg = sp->pg;
+    uint64_t start = mmh_span_start(sp);
+    uint32_t t = pg->used;
+    w->r->meta_bytes += mmh_span_bytes(sp);
+    if (sp->count != MMH_SLOT_TABLE_SLICES || pg->free != start || t == 0 ||
+        t >= w->hdr->nslots / MMH_SLOTS || w->hdr->slot_tables[t - 1] != start) {
+        problem(w, desc_off(sp->seg, sp->slice), "slot table span at %#llx (%zu slices, table "
+                "%u): the header does not name it as that table", (unsigned long long)start,
+                sp->count, t);
+        return;
+    }
+    w->slot_tables++;
+}
+
 /* A sliced segment's own header: its map entry, magic and metadata slices.
  * false: its spans cannot be trusted to be walked. */
 static bool check_sliced_head(walk *w, size_t i)
@@ -348,6 +368,9 @@ static bool check_span(walk *w, const mmh_span *sp, bool prev_free)
         return true;
     case MMH_PAGE_SMALL:
         check_small(w, pg, po, n);
+        return true;
+    case MMH_PAGE_SLOTS:
+        check_slot_table(w, sp);
         return true;
     case MMH_PAGE_LARGE:
         if (pg->free != start)
@@ -615,13 +638,25 @@ static void check_ring(walk *w, uint32_t id, unsigned cls, uint64_t head, uint64
     *members += count;
 }
 
+/* The heap offset of the slot at index i, in a table check_slot_table
+ * found. */
+static uint64_t slot_off(const walk *w, uint32_t i)
+{
+    return mmh_slot_table_off(w->hdr, i / MMH_SLOTS) + (uint64_t)(i % MMH_SLOTS) * sizeof(mmh_slot);
+}
+
 static void check_slots(walk *w)
 {
-    const mmh_slot *slots = (const mmh_slot *)(w->base + w->hdr->slots_off);
+    uint32_t tables = w->hdr->nslots / MMH_SLOTS;
+    if (w->slot_tables != tables - 1) {
+        problem(w, offsetof(mmh_hdr, slot_tables), "the header names %u slot tables after the "
+                "first, the segments hold %u of them", tables - 1, w->slot_tables);
+        return;
+    }
     uint64_t members = 0;
     for (uint32_t i = 0; i < w->hdr->slots_hwm; i++) {
-        const mmh_slot *slot = &slots[i];
-        uint64_t so = w->hdr->slots_off + i * sizeof(mmh_slot);
+        uint64_t so = slot_off(w, i);
+        const mmh_slot *slot = (const mmh_slot *)(w->base + so);
         bool used = false;
         if (slot->pages[0] != MMH_EMPTY_PAGE_OFF)
             problem(w, so + offsetof(mmh_slot, pages), "slot %u has pages of size class 0", i);

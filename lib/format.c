@@ -19,7 +19,7 @@ static size_t slots_offset(uint32_t segmap_len)
 }
 
 /* Bytes of segment 0 taken by metadata with a segment map of segmap_len
- * entries. */
+ * entries: the first slot table last. */
 static size_t meta_size(uint32_t segmap_len)
 {
     return slots_offset(segmap_len) + (size_t)MMH_SLOTS * sizeof(mmh_slot);
@@ -100,23 +100,33 @@ static int upgrade4(const char *path, mmh_hdr *hdr)
 
 /* Format 5 to 6: its segment map has room for the max_size it was made
  * with (segmap_len was padding, zero), and it has no names. */
-static int upgrade5(const char *path, mmh_hdr *hdr)
+static void upgrade5(mmh_hdr *hdr)
 {
-    if (mmh_format_checksum(hdr) != hdr->checksum)
-        return corrupt(path, "header checksum mismatch");
     hdr->segmap_len = (uint32_t)(hdr->max_size >> MMH_SEG_SHIFT);
     hdr->version = 6;
-    return 0;
+}
+
+/* Format 6 to 7: its one slot table is the first, and the slot_tables
+ * naming the others were zero. */
+static void upgrade6(mmh_hdr *hdr)
+{
+    hdr->version = 7;
 }
 
 int mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size)
 {
     if (file_size < MMH_HDR_SIZE || memcmp(hdr->magic, MMH_MAGIC, sizeof hdr->magic) != 0 ||
-        (hdr->version != 4 && hdr->version != 5))
+        hdr->version < 4 || hdr->version > 6)
         return 0;
-    if ((hdr->version == 4 && upgrade4(path, hdr) != 0) || upgrade5(path, hdr) != 0)
+    if (hdr->version == 4 && upgrade4(path, hdr) != 0)
         return -1;
-    _Static_assert(MMH_FORMAT_VERSION == 6, "an upgrade to every format");
+    /* Sealed again below: a damaged header must not pass for a sound one. */
+    if (mmh_format_checksum(hdr) != hdr->checksum)
+        return corrupt(path, "header checksum mismatch");
+    if (hdr->version == 5)
+        upgrade5(hdr);
+    upgrade6(hdr);
+    _Static_assert(MMH_FORMAT_VERSION == 7, "an upgrade to every format");
     hdr->checksum = mmh_format_checksum(hdr);
     return 0;
 }
@@ -144,7 +154,32 @@ void mmh_format_init(mmh_heap *h, size_t extent)
     hdr->nslots = MMH_SLOTS;
     hdr->first_slice = first_slice(hdr->segmap_len);
     h->segmap = (uint32_t *)(h->base + hdr->segmap_off);
-    h->slots = (mmh_slot *)(h->base + hdr->slots_off);
+}
+
+/* The slot tables after the first: as many as nslots says, each where a
+ * span of a sliced segment may be, inside the extent; none named past
+ * them.  (The walk checks that each is its span, mmh_verify.) */
+static int check_slot_tables(const char *path, const mmh_hdr *hdr)
+{
+    uint32_t tables = hdr->nslots / MMH_SLOTS;
+    uint64_t bytes = (uint64_t)MMH_SLOT_TABLE_SLICES << MMH_SLICE_SHIFT;
+    if (hdr->nslots % MMH_SLOTS || tables == 0 || tables > MMH_SLOT_TABLES_MAX ||
+        hdr->slots_hwm > hdr->nslots)
+        return mmh_fail(EBADMSG, "%s: corrupt heap file: %u thread slots (%u used) are not "
+                        "whole tables of %u, at most %u", path, hdr->nslots, hdr->slots_hwm,
+                        MMH_SLOTS, MMH_SLOTS_MAX);
+    for (uint32_t t = 1; t < MMH_SLOT_TABLES_MAX; t++) {
+        uint64_t off = hdr->slot_tables[t - 1], in_seg = off & MMH_SEG_MASK;
+        bool sound = t >= tables ? off == 0
+                                 : off % MMH_SLICE_SIZE == 0 && in_seg != 0 &&
+                                   in_seg + bytes <= MMH_SEG_SIZE && off < hdr->extent &&
+                                   off >= (uint64_t)hdr->first_slice << MMH_SLICE_SHIFT;
+        if (!sound)
+            return mmh_fail(EBADMSG, "%s: corrupt heap file: slot table %u at offset 0x%llx "
+                            "(of %u tables) is not where a table can be", path, t,
+                            (unsigned long long)off, tables);
+    }
+    return 0;
 }
 
 /* Validate a header read from a file of file_size bytes. */
@@ -164,7 +199,7 @@ int mmh_format_check(const char *path, const mmh_hdr *hdr, uint64_t file_size)
     if (hdr->version < MMH_FORMAT_VERSION && hdr->version != 0)
         return mmh_fail(EPROTONOSUPPORT, "%s: format version %u is from a pre-release of "
                         "mmheap and cannot be read by this one (%u; it converts formats 4 "
-                        "and 5)",
+                        "to 6)",
                         path, hdr->version, MMH_FORMAT_VERSION);
     if (mmh_format_checksum(hdr) != hdr->checksum)
         return corrupt(path, "header checksum mismatch");
@@ -186,9 +221,10 @@ int mmh_format_check(const char *path, const mmh_hdr *hdr, uint64_t file_size)
     if (hdr->segmap_len > MMH_SEGMAP_MAX || hdr->segmap_len < hdr->max_size >> MMH_SEG_SHIFT)
         return corrupt(path, "max_size beyond the segment map");
     if (hdr->segmap_off != segmap_offset() || hdr->slots_off != slots_offset(hdr->segmap_len) ||
-        hdr->nslots != MMH_SLOTS || hdr->slots_hwm > hdr->nslots ||
         hdr->first_slice != first_slice(hdr->segmap_len))
         return corrupt(path, "bad metadata layout");
+    if (check_slot_tables(path, hdr) != 0)
+        return -1;
     if (hdr->root >= hdr->extent)
         return corrupt(path, "root outside the heap");
     if (hdr->names >= hdr->extent || hdr->names % 8)

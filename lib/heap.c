@@ -99,6 +99,7 @@ static void heap_destroy(mmh_heap *h)
     pthread_mutex_destroy(&h->lock);
     pthread_mutex_destroy(&h->job.lock);
     pthread_rwlock_destroy(&h->names.lock);
+    mmh_slots_close(h);
     mmh_meta_free(h->path);
     mmh_meta_free(h);
     errno = err;
@@ -109,11 +110,9 @@ static mmh_heap *heap_ready(mmh_heap *h, mmh_tracker tracker)
 {
     h->hdr = (mmh_hdr *)h->base;
     h->segmap = (uint32_t *)(h->base + h->hdr->segmap_off);
-    h->slots = (mmh_slot *)(h->base + h->hdr->slots_off);
-    if (!(h->flags & MMH_READONLY))
-        mmh_slots_reset(h);
     mmh_stats_init(h);
-    if (mmh_track_start(h, tracker) != 0 || mmh_registry_add(h) != 0) {
+    if (mmh_slots_open(h) != 0 || mmh_track_start(h, tracker) != 0 ||
+        mmh_registry_add(h) != 0) {
         heap_destroy(h);
         return NULL;
     }

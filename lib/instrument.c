@@ -149,6 +149,11 @@ void mmh_inst_resize(const mmh_heap *h, void *p, size_t from, size_t to)
     }
 }
 
+void mmh_inst_metadata(const mmh_heap *h, void *p, size_t len)
+{
+    open_up(h, p, len, true);
+}
+
 void mmh_inst_bulk_begin(void)
 {
 #if MMH_MEMCHECK

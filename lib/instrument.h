@@ -56,6 +56,7 @@ MMH_HIDDEN void     mmh_inst_link_set(const mmh_heap *h, void *p, uint64_t v);
 MMH_HIDDEN void     mmh_inst_alloc(const mmh_heap *h, void *p, size_t size, bool defined);
 MMH_HIDDEN bool     mmh_inst_free(const mmh_heap *h, void *p, size_t size);
 MMH_HIDDEN void     mmh_inst_resize(const mmh_heap *h, void *p, size_t from, size_t to);
+MMH_HIDDEN void     mmh_inst_metadata(const mmh_heap *h, void *p, size_t len);
 /* Heap opened (the blocks already in it become known: allocated, their
  * contents defined) and closed (its blocks are forgotten; before that, a
  * heap whose file keeps them gets a leak search). */
@@ -105,6 +106,14 @@ static inline void mmh_block_resized(const mmh_heap *h, void *p, size_t from, si
 {
     if (mmh_inst(h))
         mmh_inst_resize(h, p, from, to);
+}
+
+/* [p, p + len), span memory, now holds allocator metadata (a slot table):
+ * the library's to touch, and no block. */
+static inline void mmh_metadata_made(const mmh_heap *h, void *p, size_t len)
+{
+    if (mmh_inst(h))
+        mmh_inst_metadata(h, p, len);
 }
 
 #endif /* MMH_INSTRUMENT_H */

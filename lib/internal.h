@@ -56,7 +56,6 @@ struct mmh_heap {
     char           *base;
     mmh_hdr        *hdr;
     uint32_t       *segmap;
-    mmh_slot       *slots;
     uint64_t        uid;       /* unique in this process, never reused  */
     _Atomic size_t  mapped;    /* bytes mapped (== extent)              */
     _Atomic size_t  max_size;  /* the reservation: only grows (mmh_grow) */
@@ -75,10 +74,19 @@ struct mmh_heap {
     size_t          file_size; /* MMH_VOLATILE: bytes backed by the file */
     bool            fs_checked, fs_faults_allocate; /* region.c: tmpfs-like */
 
-    /* Threads (thread.c): how many hold a slot of their own, and the
-     * shared slots that the threads without one take turns on. */
+    /* Threads (thread.c): the slot tables, how many threads hold a slot
+     * of their own, the slots nobody holds, and the shared slots that the
+     * threads without one take turns on. */
     struct {
+        /* By table number (0: in segment 0): set at open and when a table
+         * is added (release), read by mmh_slot_at (acquire), no lock. */
+        mmh_slot *_Atomic tables[MMH_SLOT_TABLES_MAX];
         _Atomic uint32_t bound;
+        /* Ids below slots_hwm that no thread holds, under h->lock: room
+         * for nslots (writable heaps). */
+        uint32_t        *unheld, nunheld;
+        _Atomic uint64_t table_retry_ns; /* a table could not be added:
+                                            binds borrow until then    */
         struct {
             pthread_mutex_t lock;
             uint32_t        id; /* slot index + 1; 0: none claimed yet */
@@ -176,6 +184,15 @@ extern __thread mmh_tbind mmh_tls_binds[MMH_TBINDS]
 MMH_HIDDEN mmh_tbind *mmh_bind_slow(mmh_heap *h) __attribute__((cold));
 MMH_HIDDEN void mmh_slot_borrow(mmh_heap *h, mmh_tbind *b);
 MMH_HIDDEN void mmh_slot_return(mmh_tbind *b);
+
+/* The slot of id (index + 1, as pages name their owner): its table's
+ * address, published before any page names a slot of it, and an index. */
+static inline mmh_slot *mmh_slot_at(const mmh_heap *h, uint32_t id)
+{
+    mmh_slot *table = atomic_load_explicit(&h->threads.tables[(id - 1) / MMH_SLOTS],
+                                           memory_order_acquire);
+    return &table[(id - 1) % MMH_SLOTS];
+}
 
 static inline mmh_tbind *mmh_bind(mmh_heap *h)
 {
@@ -299,10 +316,10 @@ MMH_HIDDEN int   mmh_region_extend(mmh_heap *h, size_t max_size, uint32_t segmap
 MMH_HIDDEN int   mmh_region_move(mmh_heap *h, size_t from, size_t to, size_t len);
 
 /* format.c: the file header */
-/* A new heap's header, and h->segmap and h->slots in it. */
+/* A new heap's header, and h->segmap in it. */
 MMH_HIDDEN void     mmh_format_init(mmh_heap *h, size_t extent);
-/* A format 4 header (read from path, file_size bytes) rewritten in place
- * as format 5; any other left alone.  -1 if it cannot be. */
+/* A format 4 to 6 header (read from path, file_size bytes) rewritten in
+ * place as format 7; any other left alone.  -1 if it cannot be. */
 MMH_HIDDEN int      mmh_format_upgrade(const char *path, mmh_hdr *hdr, uint64_t file_size);
 
 /* segment.c: segments and spans; callers hold h->lock */
@@ -328,7 +345,10 @@ MMH_HIDDEN bool  mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p);
 MMH_HIDDEN void  mmh_slot_trim(mmh_heap *h, mmh_slot *slot);
 
 /* thread.c: bindings and slots */
-MMH_HIDDEN void mmh_slots_reset(mmh_heap *h);
+/* The mapping is final: find the slot tables and, writable, hold none of
+ * the slots (owners of an earlier run mean nothing).  -1: out of memory. */
+MMH_HIDDEN int  mmh_slots_open(mmh_heap *h);
+MMH_HIDDEN void mmh_slots_close(mmh_heap *h);
 MMH_HIDDEN int  mmh_registry_add(mmh_heap *h);
 MMH_HIDDEN void mmh_registry_remove(mmh_heap *h);
 

@@ -40,7 +40,14 @@
 
 #define MMH_MAX_MAX_SIZE  ((size_t)2 << 40) /* the largest reservation */
 #define MMH_SEGMAP_MAX    ((uint32_t)(MMH_MAX_MAX_SIZE >> MMH_SEG_SHIFT))
-#define MMH_SLOTS         1024u   /* thread slots in the header segment */
+/* Thread slots come in tables of MMH_SLOTS: the first in the header
+ * segment, the others (added as threads need them) spans of kind
+ * MMH_PAGE_SLOTS, named in the header.  A slot's id (index + 1, as pages
+ * record their owner) picks its table and place by division. */
+#define MMH_SLOTS            1024u
+#define MMH_SLOT_TABLES_MAX  256u   /* the header has room for 255 more */
+#define MMH_SLOTS_MAX        (MMH_SLOTS * MMH_SLOT_TABLES_MAX)
+#define MMH_SLOT_TABLE_SLICES 8u    /* a table's span */
 
 /* ---- size classes -----------------------------------------------------
  * Classes 1..8 are 16..128 bytes in steps of 16; above that, 4 classes per
@@ -77,6 +84,8 @@ enum mmh_page_kind {
     MMH_PAGE_LARGE,      /* one block spanning slices           */
     MMH_PAGE_HUGE,       /* one block spanning whole segments   */
     MMH_PAGE_META,       /* segment metadata                    */
+    MMH_PAGE_SLOTS,      /* a slot table after the first; used:
+                            its number (1..), free: its offset    */
 };
 
 enum {
@@ -169,10 +178,11 @@ typedef struct __attribute__((aligned(64))) mmh_slot {
 } mmh_slot;
 
 #define MMH_MAGIC          "MMHEAP\r\n"
-#define MMH_FORMAT_VERSION 6u /* 2: file_id; 3: remote-free line of mmh_page;
+#define MMH_FORMAT_VERSION 7u /* 2: file_id; 3: remote-free line of mmh_page;
                                  4: a slot's class lists are rings;
                                  5: write-ahead log (wal_gen);
-                                 6: segmap_len (growth), names */
+                                 6: segmap_len (growth), names;
+                                 7: slot_tables */
 #define MMH_SPAN_BINS      (MMH_SEG_SLICES)
 #define MMH_EMPTY_PAGE_OFF offsetof(mmh_hdr, empty_page)
 
@@ -194,8 +204,8 @@ typedef struct mmh_hdr {
     uint64_t wal_gen;         /* the generation of FILE.wal this file's
                                  commits go through; 0: none made yet      */
     uint64_t segmap_off;      /* segment map (uint32 per segment)          */
-    uint64_t slots_off;       /* MMH_SLOTS mmh_slot                        */
-    uint32_t nslots;
+    uint64_t slots_off;       /* the first slot table: MMH_SLOTS mmh_slot  */
+    uint32_t nslots;          /* slots in the tables: MMH_SLOTS each       */
     uint32_t slots_hwm;       /* slots ever used: the ones to reset        */
     uint32_t first_slice;     /* of segment 0                              */
     uint32_t segmap_len;      /* segment map entries: the largest max_size,
@@ -211,9 +221,20 @@ typedef struct mmh_hdr {
     /* Format 6 added what follows; the checksum covers the whole page, so
      * format 5's fields kept their places (and these were zero). */
     uint64_t names;           /* the names table (an mmh_names); 0: none   */
+    /* Format 7: the slot tables after the first (table t at index t - 1),
+     * as many as nslots says; 0 past them (format 6 had none). */
+    uint64_t slot_tables[MMH_SLOT_TABLES_MAX - 1];
 } mmh_hdr;
 
 _Static_assert(sizeof(mmh_hdr) <= MMH_HDR_SIZE, "header fits its page");
+_Static_assert(MMH_SLOTS * sizeof(mmh_slot) == (size_t)MMH_SLOT_TABLE_SLICES << MMH_SLICE_SHIFT,
+               "a slot table fills its span");
+
+/* The heap offset of slot table t (0: the one in segment 0). */
+static inline uint64_t mmh_slot_table_off(const mmh_hdr *hdr, uint32_t t)
+{
+    return t ? hdr->slot_tables[t - 1] : hdr->slots_off;
+}
 
 /* Format 4's header (the redo journal's), read and converted by
  * mmh_format_upgrade: format 5 added wal_gen after file_id. */
@@ -329,7 +350,7 @@ MMH_HIDDEN uint64_t mmh_hash64(const void *data, size_t len, uint64_t seed);
 /* format.c: the header's checksum field's value. */
 MMH_HIDDEN uint64_t mmh_format_checksum(const mmh_hdr *hdr);
 /* format.c: 0 if hdr (of the file path, file_size bytes long) is a sound
- * format 6 header; -1 with errno and a message naming path otherwise. */
+ * format 7 header; -1 with errno and a message naming path otherwise. */
 MMH_HIDDEN int      mmh_format_check(const char *path, const mmh_hdr *hdr, uint64_t file_size);
 /* wal.c: set w->hash; the head's hash (the chain value); a head's bytes
  * with its record table, padded to MMH_WAL_ALIGN. */

@@ -49,7 +49,7 @@ static uint64_t *class_head(mmh_slot *slot, const mmh_page *pg)
 static void class_unlink(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
     uint64_t *head = class_head(slot, pg), off = mmh_off(h, pg);
-    mmh_assert(!(pg->flags & MMH_PF_PARKED) && &h->slots[pg->slot_id - 1] == slot);
+    mmh_assert(!(pg->flags & MMH_PF_PARKED) && mmh_slot_at(h, pg->slot_id) == slot);
     mmh_assert(mmh_page_at(h, pg->prev)->next == off && mmh_page_at(h, pg->next)->prev == off);
     if (pg->next == off) {
         *head = MMH_EMPTY_PAGE_OFF;
@@ -65,7 +65,7 @@ static void class_unlink(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 static void class_push_last(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
 {
     uint64_t *head = class_head(slot, pg), off = mmh_off(h, pg);
-    mmh_assert(!(pg->flags & MMH_PF_PARKED) && &h->slots[pg->slot_id - 1] == slot);
+    mmh_assert(!(pg->flags & MMH_PF_PARKED) && mmh_slot_at(h, pg->slot_id) == slot);
     if (*head == MMH_EMPTY_PAGE_OFF) {
         pg->next = pg->prev = off;
         *head = off;
@@ -264,7 +264,7 @@ bool mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p)
     if (!mmh_block_freeing(h, p, pg->block_size))
         return true; /* free already: the checker reported it */
     push_remote(h, pg, p);
-    mmh_slot *slot = &h->slots[slot_id - 1];
+    mmh_slot *slot = mmh_slot_at(h, slot_id);
     uint64_t none = 0;
     if (atomic_load_explicit(&slot->owner, memory_order_relaxed) != 0 ||
         !atomic_compare_exchange_strong(&slot->owner, &none, UINT64_MAX))
@@ -293,7 +293,7 @@ static void push_remote(mmh_heap *h, mmh_page *pg, void *p)
         return;
     /* This free woke a parked page: queue it for its owner.  The page
      * cannot be given back while NOTIFIED is set, so pg->slot_id is stable. */
-    mmh_slot *slot = &h->slots[pg->slot_id - 1];
+    mmh_slot *slot = mmh_slot_at(h, pg->slot_id);
     uint64_t head = atomic_load_explicit(&slot->xpages, memory_order_relaxed);
     do
         pg->xnext = head;

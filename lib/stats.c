@@ -109,6 +109,8 @@ int mmh_stats(mmh_heap *h, struct mmh_stats *out)
     out->job_running = h->job.running != NULL;
     out->tracker = h->track.kind;
     out->flags = h->flags;
+    out->slots = hdr->nslots;
+    out->threads_bound = atomic_load(&h->threads.bound);
     mmh_unlock(h);
     return 0;
 }

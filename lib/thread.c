@@ -4,13 +4,19 @@
  * when the thread exits, when a binding is evicted, and wholesale when the
  * heap is opened again (owners of an earlier run mean nothing).
  *
+ * The slots are in tables of MMH_SLOTS (layout.h), and a table is added
+ * when the threads holding slots would leave fewer than MMH_SHARED_SLOTS
+ * unheld, so every thread has a slot of its own however many there are
+ * (up to MMH_SLOTS_MAX).  A bind takes the slot released last from a list
+ * of the unheld ones, or the next one never used: O(1), not a scan.
+ *
  * A thread with no slot of its own borrows one of MMH_SHARED_SLOTS shared
  * slots for each call, under that slot's lock: after its exit destructor
  * ran (frees from later destructors must not claim a slot that nothing
- * would release), or when all the slots threads may bind are held.  Bound
- * threads stop MMH_SHARED_SLOTS short of the table, so the shared slots
- * always exist; a borrower waits on a lock, never in a retry loop, and
- * with thousands of threads calls cost a mutex, not a scan of the table. */
+ * would release), or when no table could be added (the heap is full, or
+ * has its most tables).  Bound threads stop MMH_SHARED_SLOTS short of the
+ * tables, so the shared slots always exist; a borrower waits on a lock,
+ * never in a retry loop. */
 #define _GNU_SOURCE
 #include "persist.h"
 #include "track.h"
@@ -18,6 +24,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 __thread mmh_tbind mmh_tls_binds[MMH_TBINDS] __attribute__((tls_model("initial-exec")));
@@ -26,6 +33,12 @@ static __thread pthread_mutex_t *tls_borrowed __attribute__((tls_model("initial-
 
 /* Owner of a shared slot: no thread's id + 1. */
 #define SHARED_OWNER (UINT64_MAX - 1)
+
+/* After a table could not be added, binds borrow this long before one
+ * tries again (each try holds h->lock). */
+#define TABLE_RETRY_NS 1000000000ull
+
+static void slots_reown(mmh_heap *h, uint64_t token);
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static mmh_heap *registry;
@@ -87,15 +100,8 @@ static void fork_child(void)
     uint64_t token = (uint64_t)gettid() + 1;
     mmh_meta_fork_done();
     for (mmh_heap *h = registry; h; h = h->next_open) {
-        if (!(h->flags & MMH_READONLY)) {
-            mmh_slots_reset(h);
-            for (int b = 0; b < MMH_TBINDS; b++) {
-                if (mmh_tls_binds[b].uid == h->uid) {
-                    atomic_store(&mmh_tls_binds[b].slot->owner, token);
-                    h->threads.bound++;
-                }
-            }
-        }
+        if (!(h->flags & MMH_READONLY))
+            slots_reown(h, token);
         pthread_mutex_init(&h->job.lock, NULL);
         mmh_job_forget(h);
         mmh_track_forked(h);
@@ -193,6 +199,8 @@ mmh_heap *mmh_heap_of(const void *p)
     return h;
 }
 
+static void slot_release(mmh_heap *h, uint32_t id);
+
 /* Release the slot of a binding whose heap may have been closed since,
  * trimming it first (this thread is still its owner). */
 static void unbind(mmh_tbind *b)
@@ -203,8 +211,7 @@ static void unbind(mmh_tbind *b)
     for (mmh_heap *h = registry; h; h = h->next_open) {
         if (h->uid == b->uid) {
             mmh_slot_trim(h, b->slot);
-            atomic_store(&b->slot->owner, 0);
-            atomic_fetch_sub(&h->threads.bound, 1);
+            slot_release(h, b->slot_id);
             break;
         }
     }
@@ -232,36 +239,102 @@ static void slot_init(mmh_slot *slot)
         slot->pages[c] = MMH_EMPTY_PAGE_OFF;
 }
 
-/* Claim a slot of h that has no owner for `token`, under h->lock; its
- * index + 1, or 0 when none is free (a free slot a remote free adopts for
- * a moment looks taken). */
+/* Take an unheld slot of h for `token`, under h->lock: the one released
+ * last, else the next one never used; its id, or 0 when every slot of
+ * the tables is held.  A slot that a remote free adopts for a moment is
+ * passed over and stays listed. */
 static uint32_t slot_claim(mmh_heap *h, uint64_t token)
 {
     mmh_hdr *hdr = h->hdr;
+    uint32_t *ids = h->threads.unheld;
     mmh_assert_locked(h);
-    mmh_assert(hdr->slots_hwm <= hdr->nslots);
-    for (uint32_t i = 0; i < hdr->nslots; i++) {
+    mmh_assert(hdr->slots_hwm <= hdr->nslots && h->threads.nunheld <= hdr->slots_hwm);
+    for (uint32_t k = h->threads.nunheld; k-- > 0;) {
+        uint32_t id = ids[k];
         uint64_t none = 0;
-        if (i == hdr->slots_hwm) {
-            slot_init(&h->slots[i]);
-            hdr->slots_hwm = i + 1;
+        if (atomic_compare_exchange_strong(&mmh_slot_at(h, id)->owner, &none, token)) {
+            ids[k] = ids[--h->threads.nunheld];
+            return id;
         }
-        if (atomic_load_explicit(&h->slots[i].owner, memory_order_relaxed) == 0 &&
-            atomic_compare_exchange_strong(&h->slots[i].owner, &none, token))
-            return i + 1;
+    }
+    if (hdr->slots_hwm == hdr->nslots)
+        return 0;
+    mmh_slot *slot = mmh_slot_at(h, hdr->slots_hwm + 1);
+    slot_init(slot);
+    atomic_store(&slot->owner, token);
+    return ++hdr->slots_hwm;
+}
+
+/* The owner lets go of its slot: the next bind takes it. */
+static void slot_release(mmh_heap *h, uint32_t id)
+{
+    mmh_lock(h);
+    atomic_store(&mmh_slot_at(h, id)->owner, 0);
+    h->threads.unheld[h->threads.nunheld++] = id;
+    atomic_fetch_sub(&h->threads.bound, 1);
+    mmh_unlock(h);
+}
+
+/* Table t (t > 0) in a new span, published for mmh_slot_at; the list of
+ * unheld ids first gets room for its slots. */
+static int table_new(mmh_heap *h, uint32_t t)
+{
+    mmh_hdr *hdr = h->hdr;
+    uint32_t *ids = mmh_meta_realloc(h->threads.unheld,
+                                     ((size_t)hdr->nslots + MMH_SLOTS) * sizeof *ids);
+    if (!ids)
+        return mmh_fail(ENOMEM, "%s: out of memory for a table of thread slots", h->path);
+    h->threads.unheld = ids;
+    mmh_page *pg = mmh_span_alloc(h, MMH_SLOT_TABLE_SLICES, 1);
+    if (!pg)
+        return -1; /* the heap is full: the reason names it */
+    char *table = mmh_page_start(pg);
+    pg->kind = MMH_PAGE_SLOTS;
+    pg->flags = 0;
+    pg->used = t;
+    pg->free = mmh_off(h, table);
+    mmh_metadata_made(h, table, (size_t)MMH_SLOT_TABLE_SLICES << MMH_SLICE_SHIFT);
+    hdr->slot_tables[t - 1] = mmh_off(h, table);
+    atomic_store_explicit(&h->threads.tables[t], (mmh_slot *)table, memory_order_release);
+    hdr->nslots += MMH_SLOTS;
+    return 0;
+}
+
+/* Another table, under h->lock; -1 with a reason when the heap has its
+ * most tables or no room for one, and binds borrow for a while. */
+static int table_add(mmh_heap *h)
+{
+    uint32_t t = h->hdr->nslots / MMH_SLOTS;
+    if (t == MMH_SLOT_TABLES_MAX) {
+        atomic_store(&h->threads.table_retry_ns, UINT64_MAX);
+        return mmh_fail(EAGAIN, "%s: %u thread slots held, the most a heap has: further "
+                        "threads take turns on %d shared slots", h->path, MMH_SLOTS_MAX,
+                        MMH_SHARED_SLOTS);
+    }
+    if (table_new(h, t) != 0) {
+        atomic_store(&h->threads.table_retry_ns, mmh_now_ns(CLOCK_MONOTONIC) + TABLE_RETRY_NS);
+        return -1;
     }
     return 0;
 }
 
-/* A slot of the thread's own, or 0 while all that threads may bind are
- * held: then the count alone answers, without the lock or a scan. */
+/* May one more thread bind without a new table? */
+static bool slot_room(const mmh_heap *h)
+{
+    return atomic_load_explicit(&h->threads.bound, memory_order_relaxed) + MMH_SHARED_SLOTS <
+           h->hdr->nslots;
+}
+
+/* A slot of the thread's own, or 0 when the tables are held up to the
+ * shared slots and none can be added. */
 static uint32_t slot_bind(mmh_heap *h)
 {
-    uint32_t limit = h->hdr->nslots - MMH_SHARED_SLOTS, id = 0;
-    if (atomic_load_explicit(&h->threads.bound, memory_order_relaxed) >= limit)
+    uint32_t id = 0;
+    if (!slot_room(h) && mmh_now_ns(CLOCK_MONOTONIC) <
+                         atomic_load_explicit(&h->threads.table_retry_ns, memory_order_relaxed))
         return 0;
     mmh_lock(h);
-    if (atomic_load(&h->threads.bound) < limit && (id = slot_claim(h, (uint64_t)gettid() + 1)))
+    if ((slot_room(h) || table_add(h) == 0) && (id = slot_claim(h, (uint64_t)gettid() + 1)))
         atomic_fetch_add(&h->threads.bound, 1);
     mmh_unlock(h);
     return id;
@@ -269,7 +342,7 @@ static uint32_t slot_bind(mmh_heap *h)
 
 static mmh_tbind bind_of(mmh_heap *h, uint32_t id)
 {
-    return (mmh_tbind){ .uid = h->uid, .base = h->base, .slot = &h->slots[id - 1],
+    return (mmh_tbind){ .uid = h->uid, .base = h->base, .slot = mmh_slot_at(h, id),
                         .slot_id = id };
 }
 
@@ -318,7 +391,7 @@ void mmh_slot_borrow(mmh_heap *h, mmh_tbind *b)
     pthread_mutex_lock(&h->threads.share[k].lock);
 locked:
     if (!h->threads.share[k].id) {
-        /* Bound threads leave MMH_SHARED_SLOTS free: only a remote free
+        /* Bound threads leave MMH_SHARED_SLOTS unheld: only a remote free
          * adopting one for a moment can make this wait. */
         mmh_lock(h);
         while (!(h->threads.share[k].id = slot_claim(h, SHARED_OWNER))) {
@@ -339,12 +412,47 @@ void mmh_slot_return(mmh_tbind *b)
     tls_borrowed = NULL;
 }
 
-/* A heap opened again: no thread holds any of its slots. */
-void mmh_slots_reset(mmh_heap *h)
+/* Who holds which slot after an open (nobody) or in the child of a fork
+ * (the forking thread, token, its bindings): owners set, the unheld ones
+ * listed, lowest id on top, and the shared slots to be claimed anew. */
+static void slots_reown(mmh_heap *h, uint64_t token)
 {
-    for (uint32_t i = 0; i < h->hdr->slots_hwm; i++)
-        atomic_store(&h->slots[i].owner, 0);
-    atomic_store(&h->threads.bound, 0);
+    uint32_t hwm = h->hdr->slots_hwm, bound = 0, n = 0;
+    for (uint32_t id = 1; id <= hwm; id++)
+        atomic_store(&mmh_slot_at(h, id)->owner, 0);
+    for (int b = 0; token && b < MMH_TBINDS; b++) {
+        if (mmh_tls_binds[b].uid == h->uid) {
+            atomic_store(&mmh_tls_binds[b].slot->owner, token);
+            bound++;
+        }
+    }
+    for (uint32_t id = hwm; id >= 1; id--)
+        if (!atomic_load_explicit(&mmh_slot_at(h, id)->owner, memory_order_relaxed))
+            h->threads.unheld[n++] = id;
+    h->threads.nunheld = n;
+    atomic_store(&h->threads.bound, bound);
     for (int i = 0; i < MMH_SHARED_SLOTS; i++)
         h->threads.share[i].id = 0;
+}
+
+int mmh_slots_open(mmh_heap *h)
+{
+    const mmh_hdr *hdr = h->hdr;
+    for (uint32_t t = 0; t < hdr->nslots / MMH_SLOTS; t++)
+        atomic_store_explicit(&h->threads.tables[t],
+                              (mmh_slot *)(h->base + mmh_slot_table_off(hdr, t)),
+                              memory_order_release);
+    if (h->flags & MMH_READONLY)
+        return 0;
+    h->threads.unheld = mmh_meta_calloc(hdr->nslots, sizeof *h->threads.unheld);
+    if (!h->threads.unheld)
+        return mmh_fail(ENOMEM, "%s: out of memory", h->path);
+    slots_reown(h, 0);
+    return 0;
+}
+
+void mmh_slots_close(mmh_heap *h)
+{
+    mmh_meta_free(h->threads.unheld);
+    h->threads.unheld = NULL;
 }

@@ -238,11 +238,11 @@ int mmh_wal_inspect(const char *path, int heap_fd, bool writable, mmh_wal_view *
     v->fd = -1;
     (void)!mmh_pread_all(heap_fd, magic, sizeof magic, offsetof(mmh_hdr, magic));
     (void)!mmh_pread_all(heap_fd, &version, sizeof version, offsetof(mmh_hdr, version));
-    if (memcmp(magic, MMH_MAGIC, sizeof magic) != 0 || version < 4 || version > 6)
+    if (memcmp(magic, MMH_MAGIC, sizeof magic) != 0 || version < 4 || version > 7)
         return 0; /* not a heap of these formats: mmh_format_check says so */
-    /* Format 4 (converted as it is read) has file_id where 5 and 6 have,
+    /* Format 4 (converted as it is read) has file_id where 5 to 7 have,
      * and no wal_gen: its log is one made since, not yet checkpointed. */
-    _Static_assert(MMH_FORMAT_VERSION == 6, "formats with a log");
+    _Static_assert(MMH_FORMAT_VERSION == 7, "formats with a log");
     (void)!mmh_pread_all(heap_fd, &file_id, sizeof file_id, offsetof(mmh_hdr, file_id));
     if (version >= 5)
         (void)!mmh_pread_all(heap_fd, &gen, sizeof gen, offsetof(mmh_hdr, wal_gen));

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <sys/mman.h>
 
 /* The header of an open heap, as it is in memory. */
@@ -148,12 +149,12 @@ typedef struct mapped {
     uint32_t *segmap;
 } mapped;
 
-/* A copy of the good heap, mapped shared: stores go to the copy. */
-static mapped map_copy(const char *name, char *path, size_t path_size)
+/* A copy of the heap file src, mapped shared: stores go to the copy. */
+static mapped map_copy_of(const char *src, const char *name, char *path, size_t path_size)
 {
     tu_dir_join(path, path_size, name);
     size_t len = 0;
-    void *bytes = tu_read_file(good_path, &len);
+    void *bytes = tu_read_file(src, &len);
     assert_non_null(bytes);
     assert_int_equal(tu_write_file(path, bytes, len), 0);
     free(bytes);
@@ -166,6 +167,11 @@ static mapped map_copy(const char *name, char *path, size_t path_size)
     m.hdr = (mmh_hdr *)m.base;
     m.segmap = (uint32_t *)(m.base + m.hdr->segmap_off);
     return m;
+}
+
+static mapped map_copy(const char *name, char *path, size_t path_size)
+{
+    return map_copy_of(good_path, name, path, path_size);
 }
 
 static void unmap(mapped *m, bool fix_checksum)
@@ -256,7 +262,7 @@ static void test_info(void **state)
     const char *args[] = { "info", good_path, NULL };
     assert_int_equal(tool(args, out, sizeof out), 0);
     assert_non_null(strstr(out, "root          offset 0x"));
-    assert_non_null(strstr(out, "format        version 6"));
+    assert_non_null(strstr(out, "format        version 7"));
     assert_non_null(strstr(out, "commit        1"));
     assert_non_null(strstr(out, "size class"));
     assert_null(strstr(out, "problems"));
@@ -541,6 +547,136 @@ static void test_crafted_base(void **state)
     unlink(path);
 }
 
+/* ---- slot tables after the first ------------------------------------------- */
+
+enum { TABLE_THREADS = MMH_SLOTS + 8 };
+
+static char tables_path[PATH_MAX]; /* a heap with two slot tables */
+
+typedef struct table_arg {
+    mmh_heap          *h;
+    size_t             i;
+    sem_t             *bound;
+    pthread_barrier_t *all;
+} table_arg;
+
+/* Thread i binds the (i + 1)th slot or a later one (they bind one at a
+ * time, and hold their slots until all have); those past the first table
+ * leave a block behind, in a page of their slot. */
+static void *table_thread(void *p)
+{
+    table_arg *a = p;
+    void *block = mmh_alloc(a->h, 32);
+    sem_post(a->bound);
+    pthread_barrier_wait(a->all);
+    if (a->i < MMH_SLOTS)
+        mmh_free(a->h, block);
+    return NULL;
+}
+
+static void make_tables_heap(void)
+{
+    tu_dir_join(tables_path, sizeof tables_path, "tables.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    mmh_heap *h = mmh_open(tables_path, &cfg);
+    assert_non_null(h);
+    static table_arg args[TABLE_THREADS];
+    static pthread_t th[TABLE_THREADS];
+    sem_t bound;
+    pthread_barrier_t all;
+    pthread_attr_t attr;
+    assert_int_equal(sem_init(&bound, 0, 0), 0);
+    assert_int_equal(pthread_barrier_init(&all, NULL, TABLE_THREADS + 1), 0);
+    pthread_attr_init(&attr);
+    assert_int_equal(pthread_attr_setstacksize(&attr, 64 * KiB), 0);
+    for (size_t i = 0; i < TABLE_THREADS; i++) {
+        args[i] = (table_arg){ h, i, &bound, &all };
+        assert_int_equal(pthread_create(&th[i], &attr, table_thread, &args[i]), 0);
+        sem_wait(&bound);
+    }
+    pthread_barrier_wait(&all);
+    for (size_t i = 0; i < TABLE_THREADS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(tu_stats(h).slots, 2 * MMH_SLOTS);
+    assert_int_equal(mmh_close(h), 0); /* commits and checkpoints */
+    /* Copies name no log, as the good heap's do. */
+    mapped m = map_copy_of(tables_path, "tables.heap", tables_path, sizeof tables_path);
+    m.hdr->wal_gen = 0;
+    unmap(&m, true);
+    char wal[PATH_MAX + 8];
+    snprintf(wal, sizeof wal, "%s.wal", tables_path);
+    assert_int_equal(unlink(wal), 0);
+    pthread_attr_destroy(&attr);
+    pthread_barrier_destroy(&all);
+    sem_destroy(&bound);
+}
+
+static void d_table_outside(mapped *m) { m->hdr->slot_tables[0] = m->hdr->extent; }
+static void d_table_count(mapped *m) { m->hdr->nslots++; }
+static void d_table_moved(mapped *m)
+{
+    uint64_t off = m->hdr->slot_tables[0];
+    m->hdr->slot_tables[0] = (off & MMH_SEG_MASK) < MMH_SEG_SIZE / 2 ? off + MMH_SLICE_SIZE
+                                                                     : off - MMH_SLICE_SIZE;
+}
+static void d_table_number(mapped *m) { find_span(m, MMH_PAGE_SLOTS, NULL)->used = 2; }
+static void d_page_slot_unused(mapped *m)
+{
+    find_span(m, MMH_PAGE_SMALL, NULL)->slot_id = m->hdr->slots_hwm + 1;
+}
+
+typedef struct table_damage {
+    damage d;
+    int    tool_rc; /* 1: check reports it; 3: the header is refused */
+} table_damage;
+
+static const table_damage table_damages[] = {
+    { { "slot table outside the heap", true, "slot table 1 at offset", d_table_outside }, 3 },
+    { { "slot count", true, "are not whole tables", d_table_count }, 3 },
+    { { "slot table moved", true, "names 1 slot tables after the first, the segments hold 0",
+        d_table_moved }, 1 },
+    { { "slot table number", false, "does not name it as that table", d_table_number }, 1 },
+    { { "page of an unused slot", false, "not a slot in use", d_page_slot_unused }, 1 },
+};
+
+/* A heap with a second slot table passes; each damage to its tables is
+ * reported by mmheap check and refused by mmh_open (EBADMSG, naming the
+ * file), never followed into a crash. */
+static void test_slot_tables(void **state)
+{
+    (void)state;
+    char out[16384], path[PATH_MAX];
+    if (tu_under_valgrind()) /* valgrind runs at most 500 threads */
+        skip();
+    make_tables_heap();
+    const char *c[] = { "check", tables_path, NULL };
+    assert_int_equal(tool(c, out, sizeof out), 0);
+    const char *i[] = { "info", tables_path, NULL };
+    assert_int_equal(tool(i, out, sizeof out), 0);
+    if (!strstr(out, "of 2048 (2 tables;"))
+        fail_msg("info of a heap with two slot tables:\n%s", out);
+    for (size_t k = 0; k < sizeof table_damages / sizeof *table_damages; k++) {
+        const table_damage *td = &table_damages[k];
+        mapped m = map_copy_of(tables_path, "damaged.heap", path, sizeof path);
+        td->d.apply(&m);
+        unmap(&m, td->d.header);
+        const char *args[] = { "check", path, NULL };
+        int rc = tool(args, out, sizeof out);
+        if (rc != td->tool_rc || !strstr(out, td->d.expect))
+            fail_msg("damage '%s': exit %d (want %d), report lacks '%s':\n%s", td->d.name, rc,
+                     td->tool_rc, td->d.expect, out);
+        tu_heap_checks = false;
+        errno = 0;
+        mmh_heap *h = mmh_open(path, NULL);
+        tu_heap_checks = true;
+        if (h || errno != EBADMSG || !strstr(mmh_errmsg(), path))
+            fail_msg("damage '%s': mmh_open gave %p, errno %d: %s", td->d.name, (void *)h,
+                     errno, mmh_errmsg());
+        unlink(path);
+    }
+    unlink(tables_path);
+}
+
 /* ---- logs: what check, info and recover make of them ------------------------ */
 
 static int pending_commit_child(void *arg)
@@ -803,6 +939,7 @@ int main(void)
         cmocka_unit_test(test_ls),
         cmocka_unit_test(test_damaged_heaps),
         cmocka_unit_test(test_crafted_base),
+        cmocka_unit_test(test_slot_tables),
         cmocka_unit_test(test_log_applied),
         cmocka_unit_test(test_log_torn),
         cmocka_unit_test(test_usage_and_errors),

@@ -355,10 +355,11 @@ static uint64_t header_checksum(const unsigned char *page, size_t sum_at)
     return mmh_hash64(zeroed, sizeof zeroed, 0x6d6d68656170ull);
 }
 
-/* The heap file at path rewritten as format 4 or 5 wrote it.  Format 4 is
- * the redo journal's: no wal_gen after file_id, and no log.  Both
- * laid out their segment maps for max_size, so the heap must have been
- * made with the largest, whose layout format 6 shares; neither has names. */
+/* The heap file at path rewritten as format 4, 5 or 6 wrote it.  Format 6
+ * had one slot table.  Format 4 is the redo journal's: no wal_gen after
+ * file_id, and no log.  Formats 4 and 5 laid out their segment maps for
+ * max_size, so the heap must have been made with the largest, whose
+ * layout format 6 shares; neither has names. */
 static void downgrade(const char *path, unsigned version)
 {
     union {
@@ -372,10 +373,14 @@ static void downgrade(const char *path, unsigned version)
     int fd = open(path, O_RDWR | O_CLOEXEC);
     assert_true(fd >= 0);
     assert_int_equal(pread(fd, cur.page, sizeof cur.page, 0), (ssize_t)sizeof cur.page);
-    assert_int_equal(cur.h.max_size, MMH_MAX_MAX_SIZE);
-    assert_int_equal(cur.h.names, 0);
-    cur.h.segmap_len = 0; /* format 5's padding */
-    cur.h.version = 5;
+    assert_int_equal(cur.h.nslots, MMH_SLOTS);
+    cur.h.version = 6;
+    if (version <= 5) {
+        assert_int_equal(cur.h.max_size, MMH_MAX_MAX_SIZE);
+        assert_int_equal(cur.h.names, 0);
+        cur.h.segmap_len = 0; /* format 5's padding */
+        cur.h.version = 5;
+    }
     cur.h.checksum = header_checksum(cur.page, offsetof(mmh_hdr, checksum));
     if (version == 4) {
         memset(&old, 0, sizeof old);
@@ -405,8 +410,30 @@ static uint32_t file_version(const char *path)
     return v;
 }
 
+/* A file of format old (its root payload bytes, as make_heap_file wrote
+ * it) is converted as it is read: a reader sees the current format in
+ * memory, with one slot table, and leaves the file as it was; the first
+ * writable open commits it as the current format. */
+static void check_converted(const char *path, size_t payload, uint32_t old)
+{
+    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
+    mmh_heap *h = mmh_open(path, &ro);
+    if (!h)
+        fail_msg("read-only open of a format %u file: %s", old, mmh_errmsg());
+    assert_pattern(mmh_root(h), payload, payload);
+    struct mmh_stats st;
+    assert_int_equal(mmh_stats(h, &st), 0);
+    assert_int_equal(((const mmh_hdr *)(uintptr_t)st.base)->version, MMH_FORMAT_VERSION);
+    assert_int_equal(st.slots, MMH_SLOTS);
+    assert_int_equal(mmh_close(h), 0);
+    assert_int_equal(file_version(path), old);
+    check_heap_file(path, payload);
+    assert_int_equal(file_version(path), MMH_FORMAT_VERSION);
+    check_heap_file(path, payload);
+}
+
 /* A format 4 file is converted as it is read: a reader sees it, the first
- * writable open commits it as format 6.  Its FILE.journal still holding a
+ * writable open commits it as the current format.  Its FILE.journal still holding a
  * commit stops the open, naming it: only the release that wrote it can
  * replay it. */
 static void test_format4_converted(void **state)
@@ -424,19 +451,7 @@ static void test_format4_converted(void **state)
     assert_int_equal(errno, EAGAIN);
     assert_errmsg_contains(journal);
     assert_int_equal(tu_write_file(journal, "\0\0\0\0\0\0\0\0 done", 13), 0);
-    mmh_config ro = tu_cfg(MMH_READONLY, 0, 0);
-    mmh_heap *h = mmh_open(path, &ro);
-    if (!h)
-        fail_msg("read-only open of a format 4 file: %s", mmh_errmsg());
-    assert_pattern(mmh_root(h), 5000, 5000);
-    struct mmh_stats st;
-    assert_int_equal(mmh_stats(h, &st), 0);
-    assert_int_equal(((const mmh_hdr *)(uintptr_t)st.base)->version, 6); /* in memory */
-    assert_int_equal(mmh_close(h), 0);
-    assert_int_equal(file_version(path), 4);
-    check_heap_file(path, 5000);          /* writable: commits as format 6 */
-    assert_int_equal(file_version(path), 6);
-    check_heap_file(path, 5000);
+    check_converted(path, 5000, 4);
     unlink(journal);
     unlink(path);
     free(path);
@@ -459,12 +474,25 @@ static void test_format5_converted(void **state)
     struct mmh_stats st;
     assert_int_equal(mmh_stats(h, &st), 0);
     const mmh_hdr *hdr = (const mmh_hdr *)(uintptr_t)st.base;
-    assert_int_equal(hdr->version, 6);
+    assert_int_equal(hdr->version, MMH_FORMAT_VERSION);
     assert_int_equal((uint64_t)hdr->segmap_len << MMH_SEG_SHIFT, MMH_MAX_MAX_SIZE);
     assert_int_equal(mmh_check(h), 0);
     assert_int_equal(mmh_close(h), 0);
-    assert_int_equal(file_version(path), 6);
+    assert_int_equal(file_version(path), MMH_FORMAT_VERSION);
     check_heap_file(path, 7000);
+    unlink(path);
+    free(path);
+}
+
+/* A format 6 file is converted as it is read: its one slot table is the
+ * first, and a heap that needs more adds them (test_threads). */
+static void test_format6_converted(void **state)
+{
+    (void)state;
+    char *path = make_heap_file("six.heap", 6000);
+    downgrade(path, 6);
+    assert_int_equal(file_version(path), 6);
+    check_converted(path, 6000, 6);
     unlink(path);
     free(path);
 }
@@ -809,6 +837,7 @@ int main(void)
         cmocka_unit_test(test_newer_version),
         cmocka_unit_test(test_format4_converted),
         cmocka_unit_test(test_format5_converted),
+        cmocka_unit_test(test_format6_converted),
         cmocka_unit_test(test_missing_log),
         cmocka_unit_test(test_header_byte_flips),
         cmocka_unit_test(test_zeroed_header),

@@ -1,4 +1,5 @@
-/* test_threads: concurrent alloc/free with cross-thread frees.
+/* test_threads: concurrent alloc/free with cross-thread frees, and more
+ * threads at once than a slot table holds.
  *
  * 8 threads each do 1,000,000 x MMH_TEST_SCALE random operations on one
  * shared heap (anonymous, then a file heap): allocations of 1 B .. 64 KiB
@@ -386,6 +387,192 @@ static void test_short_lived_threads(void **state)
     assert_int_equal(mmh_close(h), 0);
 }
 
+/* ------------------------------------ more threads than a slot table holds */
+
+#define MANY_THREADS 2500
+#define MANY_BLOCKS  4             /* each thread's: sizes 16 .. 1024 B */
+#define MANY_STACK   (64 * KiB)
+
+static size_t many_len(size_t i, int k) { return 16u << ((i + (size_t)k) % 7); }
+
+struct many {
+    mmh_heap          *h;
+    size_t             n;
+    uint64_t          *offs;       /* n * MANY_BLOCKS; 0: freed */
+    pthread_barrier_t  bound, freed;
+    atomic_int         failed;
+};
+
+struct many_arg {
+    struct many *m;
+    size_t       i;
+};
+
+/* The blocks thread i allocated: filled, or checked and freed (by any
+ * thread: a remote free unless it is i). */
+static int many_fill(struct many *m, size_t i)
+{
+    for (int k = 0; k < MANY_BLOCKS; k++) {
+        unsigned char *p = mmh_alloc(m->h, many_len(i, k));
+        if (!p)
+            return 0;
+        tu_fill(p, many_len(i, k), i * MANY_BLOCKS + (size_t)k);
+        m->offs[i * MANY_BLOCKS + (size_t)k] = mmh_offset(m->h, p);
+    }
+    return 1;
+}
+
+static int many_free(struct many *m, size_t i, int from, int to)
+{
+    for (int k = from; k < to; k++) {
+        uint64_t *off = &m->offs[i * MANY_BLOCKS + (size_t)k];
+        unsigned char *p = mmh_at(m->h, *off);
+        if (!*off || tu_check(p, many_len(i, k), i * MANY_BLOCKS + (size_t)k) != (size_t)-1)
+            return 0;
+        mmh_free(m->h, p);
+        *off = 0;
+    }
+    return 1;
+}
+
+/* All alive at once: each allocates (holding a slot from then on), waits
+ * until all have, frees half the blocks of the thread half the count
+ * away (in another slot table), waits again, and allocates and frees a
+ * block of each size, collecting what the others freed into its pages.
+ * The other half of its blocks outlive it. */
+static void *many_worker(void *argp)
+{
+    struct many_arg *a = argp;
+    struct many *m = a->m;
+    int ok = many_fill(m, a->i);
+    pthread_barrier_wait(&m->bound);
+    ok = ok && many_free(m, (a->i + m->n / 2) % m->n, 0, MANY_BLOCKS / 2);
+    pthread_barrier_wait(&m->freed);
+    for (int k = 0; ok && k < 7; k++) {
+        void *p = mmh_alloc(m->h, 16u << k);
+        ok = p != NULL;
+        mmh_free(m->h, p);
+    }
+    if (!ok)
+        atomic_store(&m->failed, 1);
+    return NULL;
+}
+
+/* n threads on h, all alive at once; each has a slot of its own (none
+ * borrows: threads_bound counts them all), and no allocation fails.  The
+ * blocks they leave are in m->offs. */
+static void run_many(struct many *m, mmh_heap *h, size_t n, uint64_t *offs)
+{
+    memset(m, 0, sizeof *m);
+    m->h = h;
+    m->n = n;
+    m->offs = offs;
+    pthread_barrier_init(&m->bound, NULL, (unsigned)n + 1);
+    pthread_barrier_init(&m->freed, NULL, (unsigned)n + 1); /* and stats read meanwhile */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    assert_int_equal(pthread_attr_setstacksize(&attr, MANY_STACK), 0);
+    uint32_t before = tu_stats(h).threads_bound; /* this one's, if it allocated */
+    pthread_t *th = calloc(n, sizeof *th);
+    struct many_arg *args = calloc(n, sizeof *args);
+    assert_true(th && args);
+    for (size_t i = 0; i < n; i++) {
+        args[i] = (struct many_arg){ m, i };
+        if (pthread_create(&th[i], &attr, many_worker, &args[i]) != 0)
+            fail_msg("thread %zu of %zu: pthread_create: %s", i, n, strerror(errno));
+    }
+    pthread_barrier_wait(&m->bound);
+    struct mmh_stats st = tu_stats(h);
+    if (st.threads_bound != before + n || st.slots < before + n + 16)
+        fail_msg("%zu threads alive: %u hold a slot of their own (%u before), of %u slots", n,
+                 st.threads_bound, before, st.slots);
+    pthread_barrier_wait(&m->freed);
+    for (size_t i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    assert_false(atomic_load(&m->failed));
+    assert_int_equal(tu_stats(h).threads_bound, before);
+    pthread_barrier_destroy(&m->bound);
+    pthread_barrier_destroy(&m->freed);
+    pthread_attr_destroy(&attr);
+    free(th);
+    free(args);
+}
+
+/* The blocks the threads left are freed by this thread: frees into slots
+ * that nobody holds, in every table. */
+static void free_many(struct many *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (!many_free(m, i, MANY_BLOCKS / 2, MANY_BLOCKS))
+            fail_msg("thread %zu's blocks damaged", i);
+}
+
+static void test_many_threads(void **state)
+{
+    (void)state;
+    if (tu_under_valgrind()) /* valgrind runs at most 500 threads */
+        skip();
+    mmh_heap *h = mmh_open(NULL, NULL);
+    assert_non_null(h);
+    uint64_t *offs = calloc((size_t)MANY_THREADS * MANY_BLOCKS, sizeof *offs);
+    assert_non_null(offs);
+    struct many m;
+    run_many(&m, h, MANY_THREADS, offs);
+    assert_int_equal(tu_stats(h).allocations, (uint64_t)MANY_THREADS * MANY_BLOCKS / 2);
+    assert_int_equal(mmh_check(h), 0);
+    free_many(&m);
+    assert_int_equal(tu_stats(h).allocations, 0);
+    assert_int_equal(mmh_check(h), 0);
+    /* the slots are there for the next threads, no table added */
+    uint32_t slots = tu_stats(h).slots;
+    run_many(&m, h, MANY_THREADS, offs);
+    assert_int_equal(tu_stats(h).slots, slots);
+    free_many(&m);
+    assert_int_equal(mmh_close(h), 0);
+    free(offs);
+}
+
+/* A file heap whose threads' pages, in every slot table, outlive them:
+ * committed, reopened (the tables with it), checked, and freed into. */
+static void test_many_threads_file(void **state)
+{
+    (void)state;
+    if (tu_under_valgrind())
+        skip();
+    char *path = tu_path("many.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    mmh_heap *h = mmh_open(path, &cfg);
+    assert_non_null(h);
+    size_t n = 2100;
+    uint64_t *offs = mmh_calloc(h, n * MANY_BLOCKS, sizeof *offs);
+    assert_non_null(offs);
+    assert_int_equal(mmh_set_root(h, offs), 0);
+    struct many m;
+    run_many(&m, h, n, offs);
+    uint32_t slots = tu_stats(h).slots;
+    assert_int_equal(mmh_commit(h), 0);
+    assert_int_equal(mmh_close(h), 0);
+
+    h = mmh_open(path, NULL);
+    if (!h)
+        fail_msg("reopen: %s", mmh_errmsg());
+    assert_int_equal(mmh_check(h), 0);
+    assert_int_equal(tu_stats(h).slots, slots);
+    assert_int_equal(tu_stats(h).allocations, 1 + n * MANY_BLOCKS / 2);
+    m.h = h;
+    m.offs = mmh_root(h);
+    free_many(&m);
+    assert_int_equal(tu_stats(h).allocations, 1);
+    assert_int_equal(mmh_check(h), 0);
+    assert_int_equal(mmh_close(h), 0);
+    h = mmh_open(path, NULL);
+    assert_non_null(h);
+    assert_int_equal(mmh_check(h), 0);
+    assert_int_equal(mmh_close(h), 0);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +580,8 @@ int main(void)
         cmocka_unit_test(test_threads_file),
         cmocka_unit_test(test_thread_blocks_survive_reopen),
         cmocka_unit_test(test_short_lived_threads),
+        cmocka_unit_test(test_many_threads),
+        cmocka_unit_test(test_many_threads_file),
     };
     return TU_RUN(tests);
 }

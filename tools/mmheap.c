@@ -272,8 +272,9 @@ static void info_text(const opts *o, const mmh_fileview *fv, const mmh_check_res
     printf("names         %" PRIu64 "\n", r->names);
     printf("commit        %" PRIu64 "\n", hdr->commit_seq);
     printf("log           %s\n", js);
-    printf("slots         %u used of %u, %" PRIu64 " with pages\n", hdr->slots_hwm, hdr->nslots,
-           r->slots_used);
+    printf("slots         %u used of %u (%u tables; a heap has at most %u), %" PRIu64
+           " with pages\n", hdr->slots_hwm, hdr->nslots, hdr->nslots / MMH_SLOTS,
+           MMH_SLOTS_MAX, r->slots_used);
     human(r->live_bytes, a, sizeof a);
     printf("in use        %" PRIu64 " blocks, %" PRIu64 " bytes (%s): %" PRIu64
            " small pages, %" PRIu64 " large and %" PRIu64 " huge blocks\n", r->live_blocks,
@@ -318,13 +319,13 @@ static void info_json(const opts *o, const mmh_fileview *fv, const mmh_check_res
     if (wi->commits)
         printf(", \"first_seq\": %" PRIu64 ", \"last_seq\": %" PRIu64 ", \"bytes\": %" PRIu64,
                wi->first_seq, wi->last_seq, wi->data_bytes);
-    printf("},\n  \"slots_used\": %u, \"slots\": %u, \"live_blocks\": %" PRIu64
-           ", \"live_bytes\": %" PRIu64 ", \"small_pages\": %" PRIu64 ", \"large_blocks\": %"
+    printf("},\n  \"slots_used\": %u, \"slots\": %u, \"slots_max\": %u, \"live_blocks\": %"
+           PRIu64 ", \"live_bytes\": %" PRIu64 ", \"small_pages\": %" PRIu64 ", \"large_blocks\": %"
            PRIu64 ", \"huge_blocks\": %" PRIu64 ", \"free_bytes\": %" PRIu64 ", \"free_spans\": %"
            PRIu64 ", \"free_runs\": %" PRIu64 ", \"largest_free\": %" PRIu64
            ", \"metadata_bytes\": %" PRIu64 ", \"problem_count\": %" PRIu64 ",\n  \"classes\": [",
-           hdr->slots_hwm, hdr->nslots, r->live_blocks, r->live_bytes, r->small_pages,
-           r->large_blocks, r->huge_blocks, r->free_bytes, r->free_spans, r->free_runs,
+           hdr->slots_hwm, hdr->nslots, MMH_SLOTS_MAX, r->live_blocks, r->live_bytes,
+           r->small_pages, r->large_blocks, r->huge_blocks, r->free_bytes, r->free_spans, r->free_runs,
            r->largest_free, r->meta_bytes, r->problems);
     bool first = true;
     for (unsigned cls = 1; cls < MMH_CLASSES; cls++) {
