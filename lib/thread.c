@@ -285,7 +285,7 @@ static int table_new(mmh_heap *h, uint32_t t)
     if (!ids)
         return mmh_fail(ENOMEM, "%s: out of memory for a table of thread slots", h->path);
     h->threads.unheld = ids;
-    mmh_page *pg = mmh_span_alloc(h, MMH_SLOT_TABLE_SLICES, 1);
+    mmh_page *pg = mmh_span_alloc(h, MMH_SLOT_TABLE_SLICES, 1, false);
     if (!pg)
         return -1; /* the heap is full: the reason names it */
     char *table = mmh_page_start(pg);
