@@ -8,44 +8,52 @@
 #include <errno.h>
 #include <string.h>
 
-void *mmh_large_alloc(mmh_heap *h, size_t size, size_t align, bool room)
+#define ROOM_SLICES 4u
+
+/* A span from the slot's cache, or under the lock from the bins or as a
+ * run of segments.  With `room`, placed to grow: a cached span up to
+ * ROOM_SLICES times as long (the block grows inside it), else one cut from
+ * the largest free span. */
+void *mmh_large_alloc(mmh_heap *h, mmh_tbind *b, size_t size, size_t align, bool room)
 {
     if (size > h->max_size)
         return mmh_fail_null(ENOMEM, "%s: %zu bytes requested, more than max_size %zu",
                              h->path, size, h->max_size);
     size_t slices = (size + MMH_SLICE_SIZE - 1) >> MMH_SLICE_SHIFT;
     size_t align_slices = align > MMH_SLICE_SIZE ? align >> MMH_SLICE_SHIFT : 1;
+    bool span = slices + align_slices - 1 < MMH_SEG_SLICES;
     char *p = NULL;
-    mmh_page *pg;
-    mmh_lock(h);
-    if (slices + align_slices - 1 < MMH_SEG_SLICES) {
-        pg = mmh_span_alloc(h, slices, align_slices, room);
-        if (pg) {
-            p = mmh_page_start(pg);
-            pg->free = mmh_off(h, p);
-        }
-    } else {
-        pg = mmh_huge_alloc(h, size, align < MMH_MIN_ALIGN ? MMH_MIN_ALIGN : align, room, &p);
+    mmh_page *pg = NULL;
+    if (b && span && align_slices == 1)
+        pg = mmh_span_cache_take(h, b->slot, slices, room ? ROOM_SLICES * slices : slices);
+    if (!pg) {
+        mmh_lock(h);
+        if (span)
+            pg = mmh_span_alloc(h, slices, align_slices, room);
+        else
+            pg = mmh_huge_alloc(h, size, align < MMH_MIN_ALIGN ? MMH_MIN_ALIGN : align, room, &p);
+        mmh_unlock(h);
+        if (!pg)
+            return NULL;
     }
-    size_t usable = pg ? mmh_block_usable(h, pg, p) : 0;
-    if (pg) {
-        h->hdr->large_allocs++;
-        h->hdr->large_alloc_bytes += usable;
+    if (span) {
+        p = mmh_page_start(pg);
+        pg->free = mmh_off(h, p);
     }
-    mmh_unlock(h);
-    if (pg)
-        mmh_block_alloced(h, p, usable, false);
+    mmh_block_alloced(h, p, mmh_block_usable(h, pg, p), false);
     return p;
 }
 
-void mmh_large_free(mmh_heap *h, mmh_page *pg, void *p, unsigned flags)
+/* Into the slot's cache, or under the lock back to the bins or the runs. */
+void mmh_large_free(mmh_heap *h, mmh_tbind *b, mmh_page *pg, void *p, unsigned flags)
 {
-    size_t usable = mmh_block_usable(h, pg, p);
-    if (!mmh_block_freeing(h, p, usable))
+    if (!mmh_block_freeing(h, p, mmh_block_usable(h, pg, p)))
         return;
+    if (b && pg->kind == MMH_PAGE_LARGE && !flags) {
+        mmh_span_cache_put(h, b->slot, b->slot_id, pg);
+        return;
+    }
     mmh_lock(h);
-    h->hdr->large_frees++;
-    h->hdr->large_free_bytes += usable;
     if (pg->kind == MMH_PAGE_HUGE)
         mmh_huge_free(h, pg, flags);
     else
@@ -64,7 +72,7 @@ static void *alloc_with(mmh_heap *h, mmh_tbind *b, size_t size, size_t align)
             return pg->free ? mmh_page_pop(h, pg) : mmh_page_alloc_slow(h, b, cls);
         }
     }
-    return mmh_large_alloc(h, size, align, false);
+    return mmh_large_alloc(h, b, size, align, false);
 }
 
 /* The thread has no slot of its own: do the call on a borrowed one. */
@@ -158,7 +166,7 @@ bool mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp)
 static bool free_block(mmh_heap *h, mmh_tbind *b, mmh_page *pg, void *p)
 {
     if (pg->kind != MMH_PAGE_SMALL) {
-        mmh_large_free(h, pg, p, 0);
+        mmh_large_free(h, b, pg, p, 0);
         return true;
     }
     if (pg->slot_id == b->slot_id)

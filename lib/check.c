@@ -140,6 +140,7 @@ typedef struct walk {
     mmh_check_report_fn report;
     void             *arg;
     uint64_t          ring_pages; /* small pages not parked: on some ring */
+    uint64_t          cached_spans; /* spans kept in slots' caches */
     uint32_t          slot_tables; /* spans that are the slot tables the header names */
 } walk;
 
@@ -371,6 +372,12 @@ static bool check_span(walk *w, const mmh_span *sp, bool prev_free)
         return true;
     case MMH_PAGE_SLOTS:
         check_slot_table(w, sp);
+        return true;
+    case MMH_PAGE_CACHED: /* check_slots finds it in its slot */
+        if (pg->slot_id == 0 || pg->slot_id > w->hdr->slots_hwm)
+            problem(w, po, "cached span at %#llx: slot %u is not a slot in use",
+                    (unsigned long long)start, pg->slot_id);
+        w->cached_spans++;
         return true;
     case MMH_PAGE_LARGE:
         if (pg->free != start)
@@ -645,6 +652,30 @@ static uint64_t slot_off(const walk *w, uint32_t i)
     return mmh_slot_table_off(w->hdr, i / MMH_SLOTS) + (uint64_t)(i % MMH_SLOTS) * sizeof(mmh_slot);
 }
 
+/* Slot id's span cache: cached spans of that slot, listed first. */
+static void check_span_cache(walk *w, uint32_t id, uint64_t so, const mmh_slot *slot,
+                             uint64_t *listed)
+{
+    bool ended = false;
+    for (unsigned k = 0; k < MMH_SLOT_SPANS; k++) {
+        uint64_t off = slot->spans[k], at = so + offsetof(mmh_slot, spans) + k * 8;
+        size_t seg, idx;
+        if (!off) {
+            ended = true;
+            continue;
+        }
+        const mmh_page *pg = sliced_desc(w, off, &seg, &idx);
+        if (ended || !pg || pg->kind != MMH_PAGE_CACHED || pg->slice_offset != 0 ||
+            pg->slot_id != id) {
+            problem(w, at, "slot %u: cached span entry %u, %#llx, is %s", id - 1, k,
+                    (unsigned long long)off, ended ? "after an empty one" :
+                    "not a cached span of the slot");
+            return;
+        }
+        (*listed)++;
+    }
+}
+
 static void check_slots(walk *w)
 {
     uint32_t tables = w->hdr->nslots / MMH_SLOTS;
@@ -653,11 +684,12 @@ static void check_slots(walk *w)
                 "first, the segments hold %u of them", tables - 1, w->slot_tables);
         return;
     }
-    uint64_t members = 0;
+    uint64_t members = 0, cached = 0;
     for (uint32_t i = 0; i < w->hdr->slots_hwm; i++) {
         uint64_t so = slot_off(w, i);
         const mmh_slot *slot = (const mmh_slot *)(w->base + so);
         bool used = false;
+        check_span_cache(w, i + 1, so, slot, &cached);
         if (slot->pages[0] != MMH_EMPTY_PAGE_OFF)
             problem(w, so + offsetof(mmh_slot, pages), "slot %u has pages of size class 0", i);
         for (unsigned cls = 1; cls < MMH_CLASSES; cls++) {
@@ -686,6 +718,10 @@ static void check_slots(walk *w)
         problem(w, w->hdr->slots_off, "the slots' class rings hold %llu pages, the segments "
                 "have %llu small pages that are not parked", (unsigned long long)members,
                 (unsigned long long)w->ring_pages);
+    if (cached != w->cached_spans)
+        problem(w, w->hdr->slots_off, "the slots' span caches list %llu spans, the segments "
+                "have %llu cached spans", (unsigned long long)cached,
+                (unsigned long long)w->cached_spans);
 }
 
 /* ---- the header's own fields ----------------------------------------------- */
@@ -853,14 +889,6 @@ static void check_header(walk *w)
     if (hdr->root && !in_live_block(w, hdr->root))
         problem(w, offsetof(mmh_hdr, root), "the root %#llx is not inside a live block",
                 (unsigned long long)hdr->root);
-    uint64_t blocks = w->r->large_blocks + w->r->huge_blocks;
-    if (hdr->large_allocs - hdr->large_frees != blocks ||
-        hdr->large_alloc_bytes - hdr->large_free_bytes != w->r->large_bytes)
-        problem(w, offsetof(mmh_hdr, large_allocs), "large block counters say %llu blocks of "
-                "%llu bytes, the segments hold %llu of %llu",
-                (unsigned long long)(hdr->large_allocs - hdr->large_frees),
-                (unsigned long long)(hdr->large_alloc_bytes - hdr->large_free_bytes),
-                (unsigned long long)blocks, (unsigned long long)w->r->large_bytes);
 }
 
 /* A walk over the heap mapped at base (segment-aligned) whose header

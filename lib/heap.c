@@ -116,6 +116,7 @@ static mmh_heap *heap_ready(mmh_heap *h, mmh_tracker tracker)
         heap_destroy(h);
         return NULL;
     }
+    mmh_slots_uncache(h);
     mmh_inst_heap_open(h);
     return h;
 }

@@ -202,6 +202,14 @@ static inline mmh_tbind *mmh_bind(mmh_heap *h)
     return mmh_bind_slow(h);
 }
 
+/* The thread's binding to h if it is its latest, else NULL: a slow path's
+ * cheap way to the slot's span cache, where it need not bind. */
+static inline mmh_tbind *mmh_bound(const mmh_heap *h)
+{
+    mmh_tbind *b = &mmh_tls_binds[0];
+    return b->uid == h->uid ? b : NULL;
+}
+
 static inline mmh_segment *mmh_segment_of(const void *p)
 {
     uintptr_t seg = ((uintptr_t)p - 1) & ~(uintptr_t)MMH_SEG_MASK;
@@ -270,6 +278,7 @@ static inline size_t mmh_align_up(size_t x, size_t a)
 
 /* util.c: async-signal-safe */
 MMH_HIDDEN uint64_t mmh_now_ns(int clock); /* clock_gettime(clock) in ns */
+MMH_HIDDEN uint32_t mmh_clock_ms(void); /* coarse, wraps: for ages */
 MMH_HIDDEN uint64_t mmh_random_u64(void);
 /* Would a file of size bytes exceed RLIMIT_FSIZE (writing there raises
  * SIGXFSZ)? */
@@ -333,9 +342,24 @@ MMH_HIDDEN mmh_page *mmh_huge_alloc(mmh_heap *h, size_t size, size_t align, bool
 MMH_HIDDEN void      mmh_huge_free(mmh_heap *h, mmh_page *pg, unsigned flags);
 MMH_HIDDEN bool      mmh_huge_resize(mmh_heap *h, mmh_page *pg, size_t nsegs);
 MMH_HIDDEN size_t    mmh_huge_segments(const mmh_heap *h, const mmh_page *pg);
+/* Is a purge pass due?  Without h->lock, a hint for a path that does not
+ * take it otherwise (spancache.c). */
+MMH_HIDDEN bool      mmh_purge_due(const mmh_heap *h);
 MMH_HIDDEN void      mmh_purge_maybe(mmh_heap *h);
 MMH_HIDDEN uint64_t  mmh_purge_all(mmh_heap *h); /* takes h->lock; bytes purged */
 MMH_HIDDEN int       mmh_punch_purged(mmh_heap *h, mmh_range_fn punch, void *arg);
+
+/* spancache.c: a slot's free spans, used by its owner (or borrower) only */
+/* The oldest cached span of `slices` to `most` slices, now LARGE and as
+ * mmh_span_alloc leaves a span; or NULL. */
+MMH_HIDDEN mmh_page *mmh_span_cache_take(mmh_heap *h, mmh_slot *slot, size_t slices,
+                                         size_t most);
+/* Keep pg (a large block's or a page's span, done with) in the slot of
+ * that id; or give it back to the bins, if it is too long to keep. */
+MMH_HIDDEN void      mmh_span_cache_put(mmh_heap *h, mmh_slot *slot, uint32_t slot_id,
+                                        mmh_page *pg);
+/* Every cached span of slot back to the bins; h->lock held. */
+MMH_HIDDEN void      mmh_span_cache_flush(mmh_heap *h, mmh_slot *slot);
 
 /* page.c: small pages, owner side */
 MMH_HIDDEN void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls);
@@ -349,6 +373,7 @@ MMH_HIDDEN void  mmh_slot_trim(mmh_heap *h, mmh_slot *slot);
  * the slots (owners of an earlier run mean nothing).  -1: out of memory. */
 MMH_HIDDEN int  mmh_slots_open(mmh_heap *h);
 MMH_HIDDEN void mmh_slots_close(mmh_heap *h);
+MMH_HIDDEN void mmh_slots_uncache(mmh_heap *h);
 MMH_HIDDEN int  mmh_registry_add(mmh_heap *h);
 MMH_HIDDEN void mmh_registry_remove(mmh_heap *h);
 
@@ -388,11 +413,14 @@ MMH_HIDDEN bool   mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp);
 /* The usable size of p, a valid block of pg. */
 MMH_HIDDEN size_t mmh_block_usable(const mmh_heap *h, const mmh_page *pg, const void *p);
 /* A block in a span of its own or a huge run, however small; with `room`,
- * placed where it can grow in place (mmh_span_alloc, mmh_huge_alloc). */
-MMH_HIDDEN void  *mmh_large_alloc(mmh_heap *h, size_t size, size_t align, bool room);
-/* Free p, the large or huge block of pg; flags MMH_PF_PURGED when its
- * memory was handed back already. */
-MMH_HIDDEN void   mmh_large_free(mmh_heap *h, mmh_page *pg, void *p, unsigned flags);
+ * placed where it can grow in place (mmh_span_alloc, mmh_huge_alloc).  b:
+ * the caller's binding, whose slot's span cache serves it; or NULL. */
+MMH_HIDDEN void  *mmh_large_alloc(mmh_heap *h, mmh_tbind *b, size_t size, size_t align,
+                                  bool room);
+/* Free p, the large or huge block of pg, into b's span cache (b may be
+ * NULL); flags MMH_PF_PURGED when its memory was handed back already. */
+MMH_HIDDEN void   mmh_large_free(mmh_heap *h, mmh_tbind *b, mmh_page *pg, void *p,
+                                 unsigned flags);
 
 #include "instrument.h"
 

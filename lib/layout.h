@@ -86,6 +86,9 @@ enum mmh_page_kind {
     MMH_PAGE_META,       /* segment metadata                    */
     MMH_PAGE_SLOTS,      /* a slot table after the first; used:
                             its number (1..), free: its offset    */
+    MMH_PAGE_CACHED,     /* free span kept by the slot slot_id for
+                            its next large block or page, listed
+                            in its spans (spancache.c)            */
 };
 
 enum {
@@ -167,22 +170,26 @@ enum {
 
 /* A thread's share of the heap.  Stored in the heap so that every block's
  * state survives a commit; reopening only clears the owners. */
+#define MMH_SLOT_SPANS 6u
 typedef struct __attribute__((aligned(64))) mmh_slot {
     _Atomic uint64_t owner;      /* nonzero while a thread holds the slot   */
     _Atomic uint64_t xpages;     /* full pages that got remote frees        */
-    uint64_t full_;              /* once the list of parked pages           */
-    uint64_t reserved_[5];       /* once counters: mmh_stats counts pages  */
+    uint64_t spans[MMH_SLOT_SPANS]; /* its cached spans (MMH_PAGE_CACHED):
+                                    descriptor offsets, oldest first, then
+                                    zeros (formats 4 to 6: always zero)   */
     uint64_t pages[MMH_CLASSES]; /* per class: page allocated from, in a
                                     ring (next/prev) with the others that
                                     are not parked                        */
 } mmh_slot;
+
+_Static_assert(sizeof(mmh_slot) == 512, "a slot is eight cache lines");
 
 #define MMH_MAGIC          "MMHEAP\r\n"
 #define MMH_FORMAT_VERSION 7u /* 2: file_id; 3: remote-free line of mmh_page;
                                  4: a slot's class lists are rings;
                                  5: write-ahead log (wal_gen);
                                  6: segmap_len (growth), names;
-                                 7: slot_tables */
+                                 7: slot_tables, span caches */
 #define MMH_SPAN_BINS      (MMH_SEG_SLICES)
 #define MMH_EMPTY_PAGE_OFF offsetof(mmh_hdr, empty_page)
 
@@ -214,7 +221,9 @@ typedef struct mmh_hdr {
     uint64_t span_bitmap;     /* bins with free spans                      */
     uint64_t span_bins[MMH_SPAN_BINS + 1]; /* by slice count; heads of lists */
     uint64_t free_segs;       /* list of free segment runs                 */
-    uint64_t large_allocs, large_frees, large_alloc_bytes, large_free_bytes;
+    uint64_t once_large_[4];  /* format 6's large block counters; since 7
+                                 the large blocks are counted from their
+                                 spans (mmh_stats, the checker)            */
     uint64_t unpurged;        /* bytes of free memory not yet handed back  */
     mmh_page empty_page;      /* page with no free block: slots' default   */
     uint64_t checksum;

@@ -159,15 +159,18 @@ static void extend(mmh_heap *h, mmh_page *pg)
     pg->capacity += n;
 }
 
-static mmh_page *page_new(mmh_heap *h, uint32_t slot_id, unsigned cls)
+static mmh_page *page_new(mmh_heap *h, mmh_slot *slot, uint32_t slot_id, unsigned cls)
 {
     size_t bsize = mmh_class_size(cls);
     size_t slices = bsize <= MMH_SMALL_PAGE_MAX ? 1 : MMH_MEDIUM_SLICES;
-    mmh_lock(h);
-    mmh_page *pg = mmh_span_alloc(h, slices, 1, false);
-    mmh_unlock(h);
-    if (!pg)
-        return NULL;
+    mmh_page *pg = mmh_span_cache_take(h, slot, slices, slices);
+    if (!pg) {
+        mmh_lock(h);
+        pg = mmh_span_alloc(h, slices, 1, false);
+        mmh_unlock(h);
+        if (!pg)
+            return NULL;
+    }
     pg->kind = MMH_PAGE_SMALL;
     pg->flags = 0;
     pg->cls = (uint8_t)cls;
@@ -193,8 +196,14 @@ static void retire(mmh_heap *h, mmh_slot *slot, mmh_page *pg)
         pg->flags &= (uint8_t)~MMH_PF_PARKED;
     else
         class_unlink(h, slot, pg);
+    mmh_span_cache_put(h, slot, pg->slot_id, pg);
+}
+
+/* The slot's cached spans back to the bins: its thread let it go. */
+static void uncache_all(mmh_heap *h, mmh_slot *slot)
+{
     mmh_lock(h);
-    mmh_span_free(h, pg, 0);
+    mmh_span_cache_flush(h, slot);
     mmh_unlock(h);
 }
 
@@ -229,7 +238,7 @@ void *mmh_page_alloc_slow(mmh_heap *h, mmh_tbind *b, unsigned cls)
     drain_notified(h, slot);
     if ((p = class_alloc(h, slot, cls)))
         return p;
-    mmh_page *pg = page_new(h, b->slot_id, cls);
+    mmh_page *pg = page_new(h, slot, b->slot_id, cls);
     if (!pg)
         return NULL;
     class_push_last(h, slot, pg);
@@ -275,6 +284,8 @@ bool mmh_page_free_remote(mmh_heap *h, mmh_page *pg, void *p)
         if (pg->used == 0)
             retire(h, slot, pg);
     }
+    if (slot->spans[0]) /* no thread would take them again */
+        uncache_all(h, slot);
     atomic_store(&slot->owner, 0);
     return true;
 }
@@ -323,4 +334,5 @@ void mmh_slot_trim(mmh_heap *h, mmh_slot *slot)
             pg = prev;
         }
     }
+    uncache_all(h, slot);
 }

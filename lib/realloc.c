@@ -66,7 +66,9 @@ static bool resize_in_place(mmh_heap *h, mmh_page *pg, void *p, size_t before, s
         if (want >= MMH_SEG_SLICES)
             return false; /* a huge block's size */
     }
-    if (want == now) /* the common case of a growing block: nothing to change */
+    /* A growing block keeps the room it was given: it would only take the
+     * slices back at its next step. */
+    if (want == now || (want < now && p == tls_growing))
         return true;
     bool ok = true;
     mmh_lock(h);
@@ -76,14 +78,9 @@ static bool resize_in_place(mmh_heap *h, mmh_page *pg, void *p, size_t before, s
         mmh_span_shrink(h, pg, want);
     else
         ok = mmh_span_grow(h, pg, want);
-    size_t after = mmh_block_usable(h, pg, p);
-    if (ok) {
-        h->hdr->large_free_bytes += before;
-        h->hdr->large_alloc_bytes += after;
-    }
     mmh_unlock(h);
     if (ok)
-        mmh_block_resized(h, p, before, after);
+        mmh_block_resized(h, p, before, mmh_block_usable(h, pg, p));
     return ok;
 }
 
@@ -96,10 +93,10 @@ static void *destination(mmh_heap *h, const mmh_page *pg, const void *p, size_t 
         size_t room = 2 * usable > size ? 2 * usable : size;
         if (room < GROW_SPAN_MIN)
             return mmh_alloc(h, room);
-        return mmh_large_alloc(h, size, MMH_MIN_ALIGN, true);
+        return mmh_large_alloc(h, mmh_bound(h), size, MMH_MIN_ALIGN, true);
     }
     if (size > MMH_SMALL_MAX || (pg->kind != MMH_PAGE_SMALL && grows))
-        return mmh_large_alloc(h, size, MMH_MIN_ALIGN, grows);
+        return mmh_large_alloc(h, mmh_bound(h), size, MMH_MIN_ALIGN, grows);
     return mmh_alloc(h, size);
 }
 
@@ -115,7 +112,7 @@ static void *move(mmh_heap *h, mmh_page *pg, void *p, size_t usable, size_t size
         if (qpg->kind == MMH_PAGE_HUGE && usable >= MOVE_PAGES_MIN && pages_movable(h) &&
             mmh_region_move(h, mmh_off(h, p), mmh_off(h, q), usable) == 0) {
             qpg->flags &= (uint8_t)~MMH_PF_ZEROED;
-            mmh_large_free(h, pg, p, MMH_PF_PURGED);
+            mmh_large_free(h, NULL, pg, p, MMH_PF_PURGED);
             return q;
         }
     }

@@ -9,25 +9,16 @@
  * PURGE_DELAY_MS, so that memory freed and allocated again soon is not
  * faulted in again.
  *
- * Every function here but mmh_purge_all runs with h->lock held; debug
- * builds assert it.
+ * Every function here but mmh_purge_all and mmh_purge_due runs with
+ * h->lock held; debug builds assert it.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 
 #define PURGE_MIN      ((uint64_t)8 << 20)
 #define PURGE_DELAY_MS 1000u
-
-/* Milliseconds, for the age of free memory; wraps, ages are differences. */
-static uint32_t clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
-}
 
 static mmh_segment *segment_of_page(const mmh_page *pg)
 {
@@ -193,7 +184,7 @@ static void segrun_free(mmh_heap *h, size_t idx, size_t n, unsigned flags)
             idx = head;
         }
     }
-    segrun_insert(h, idx, end - idx, flags, clock_ms());
+    segrun_insert(h, idx, end - idx, flags, mmh_clock_ms());
 }
 
 /* Grow the heap to `segs` segments, the new ones a free run (joined to one
@@ -295,7 +286,7 @@ void mmh_segment_init_first(mmh_heap *h)
     size_t first = h->hdr->first_slice;
     s->first_slice = (uint32_t)first;
     span_mark(s, 0, first, MMH_PAGE_META, 0);
-    span_insert_free(h, s, first, MMH_SEG_SLICES - first, fresh_flags(h), clock_ms());
+    span_insert_free(h, s, first, MMH_SEG_SLICES - first, fresh_flags(h), mmh_clock_ms());
     if (seg_count(h) > 1)
         segrun_free(h, 1, seg_count(h) - 1, fresh_flags(h));
 }
@@ -377,7 +368,7 @@ void mmh_span_free(mmh_heap *h, mmh_page *pg, unsigned flags)
     if (seg != 0 && idx == s->first_slice && idx + n == MMH_SEG_SLICES)
         segrun_free(h, seg, 1, flags);
     else
-        span_insert_free(h, s, idx, n, flags, clock_ms());
+        span_insert_free(h, s, idx, n, flags, mmh_clock_ms());
     mmh_purge_maybe(h);
 }
 
@@ -535,7 +526,7 @@ static int free_ranges_each(mmh_heap *h, unsigned need, unsigned skip, unsigned 
                             uint32_t min_age, uint64_t *young, mmh_range_fn fn, void *arg)
 {
     mmh_hdr *hdr = h->hdr;
-    uint32_t now = min_age ? clock_ms() : 0;
+    uint32_t now = min_age ? mmh_clock_ms() : 0;
     for (uint64_t bits = hdr->span_bitmap; bits; bits &= bits - 1) {
         for (mmh_page *pg = mmh_page_at(h, hdr->span_bins[__builtin_ctzll(bits)]); pg;
              pg = mmh_page_at(h, pg->next)) {
@@ -586,23 +577,25 @@ static void purge(mmh_heap *h, uint32_t min_age)
     free_ranges_each(h, 0, MMH_PF_PURGED, MMH_PF_PURGED | MMH_PF_HOLES, min_age, &young,
                      purge_range, NULL);
     h->hdr->unpurged = young;
-    h->space.purge_pass_ms = clock_ms();
+    h->space.purge_pass_ms = mmh_clock_ms();
 }
 
 /* A pass when enough free memory is waiting.  In an anonymous heap only
  * memory free for PURGE_DELAY_MS goes, and passes (which walk every free
  * span) come at most a few per delay; a file heap's free memory goes at
  * once, to become holes in the file at the next commit. */
+bool mmh_purge_due(const mmh_heap *h)
+{
+    uint64_t threshold = h->mapped / 16 > PURGE_MIN ? h->mapped / 16 : PURGE_MIN;
+    return h->hdr->unpurged >= threshold &&
+           (h->fd >= 0 || mmh_clock_ms() - h->space.purge_pass_ms >= PURGE_DELAY_MS / 4);
+}
+
 void mmh_purge_maybe(mmh_heap *h)
 {
     mmh_assert_locked(h);
-    uint64_t threshold = h->mapped / 16 > PURGE_MIN ? h->mapped / 16 : PURGE_MIN;
-    if (h->hdr->unpurged < threshold)
-        return;
-    if (h->fd >= 0)
-        purge(h, 0);
-    else if (clock_ms() - h->space.purge_pass_ms >= PURGE_DELAY_MS / 4)
-        purge(h, PURGE_DELAY_MS);
+    if (mmh_purge_due(h))
+        purge(h, h->fd >= 0 ? 0 : PURGE_DELAY_MS);
 }
 
 uint64_t mmh_purge_all(mmh_heap *h)

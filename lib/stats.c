@@ -19,11 +19,13 @@ static uint32_t remote_pending(const mmh_heap *h, const mmh_page *pg)
     return n;
 }
 
-/* What the spans hold: the small pages by class, the bytes of free spans
- * and runs (a free run's first slice too: it is free memory that holds the
- * run's links), and the bytes given to blocks. */
+/* What the spans hold: the small pages by class, the large and huge
+ * blocks, the bytes of free spans and runs (a free run's first slice too:
+ * it is free memory that holds the run's links), and the bytes given to
+ * pages, blocks and slots' span caches. */
 typedef struct census {
     mmh_class_stats classes[MMH_CLASSES];
+    uint64_t        large_blocks, large_bytes; /* usable sizes */
     uint64_t        free_bytes, used_bytes;
 } census;
 
@@ -43,6 +45,13 @@ static void take_census(const mmh_heap *h, census *c)
         } else if (sp.kind == MMH_SPAN_HUGE || (sp.kind == MMH_SPAN_SLICED &&
                                                 sp.pg->kind != MMH_PAGE_META)) {
             c->used_bytes += mmh_span_bytes(&sp);
+        }
+        if (sp.kind == MMH_SPAN_HUGE) { /* the block starts inside its first segment */
+            c->large_blocks++;
+            c->large_bytes += mmh_span_start(&sp) + mmh_span_bytes(&sp) - sp.pg->free;
+        } else if (sp.kind == MMH_SPAN_SLICED && sp.pg->kind == MMH_PAGE_LARGE) {
+            c->large_blocks++; /* it starts the span (pg->free may be being set) */
+            c->large_bytes += mmh_span_bytes(&sp);
         }
         if (sp.kind == MMH_SPAN_SLICED && sp.pg->kind == MMH_PAGE_SMALL) {
             mmh_class_stats *cs = &c->classes[sp.pg->cls < MMH_CLASSES ? sp.pg->cls : 0];
@@ -82,8 +91,8 @@ int mmh_stats(mmh_heap *h, struct mmh_stats *out)
     mmh_lock(h);
     const mmh_hdr *hdr = h->hdr;
     take_census(h, &c);
-    out->allocations = hdr->large_allocs - hdr->large_frees;
-    out->allocated = hdr->large_alloc_bytes - hdr->large_free_bytes;
+    out->allocations = c.large_blocks;
+    out->allocated = c.large_bytes;
     for (unsigned cls = 1; cls < MMH_CLASSES; cls++) {
         out->allocations += c.classes[cls].blocks;
         out->allocated += c.classes[cls].blocks * mmh_class_size(cls);

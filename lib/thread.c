@@ -451,6 +451,18 @@ int mmh_slots_open(mmh_heap *h)
     return 0;
 }
 
+/* The spans the threads of the heap's last run kept go back to the bins:
+ * after the tracker started, so that the next commit writes the change. */
+void mmh_slots_uncache(mmh_heap *h)
+{
+    if (h->flags & MMH_READONLY)
+        return;
+    mmh_lock(h);
+    for (uint32_t id = 1; id <= h->hdr->slots_hwm; id++)
+        mmh_span_cache_flush(h, mmh_slot_at(h, id));
+    mmh_unlock(h);
+}
+
 void mmh_slots_close(mmh_heap *h)
 {
     mmh_meta_free(h->threads.unheld);

@@ -14,6 +14,15 @@ uint64_t mmh_now_ns(int clock)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Milliseconds, for the age of free memory: coarse (cheap, a few ms
+ * behind); wraps, so ages are differences. */
+uint32_t mmh_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
 uint64_t mmh_random_u64(void)
 {
     uint64_t r;

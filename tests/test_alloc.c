@@ -618,6 +618,64 @@ static void test_double_free_remote(void **state)
     }
 }
 
+/* ---- the slots' span caches ---------------------------------------------- */
+
+enum { CACHED_SPANS = 4 };
+
+/* Allocate and free CACHED_SPANS large blocks of 300 KiB (5 slices each,
+ * small enough to be kept): the spans stay in the slot of the thread that
+ * freed them, so the free spans' bytes do not grow by them. */
+static uint64_t free_into_cache(mmh_heap *h)
+{
+    void *p[CACHED_SPANS];
+    for (int i = 0; i < CACHED_SPANS; i++)
+        assert_non_null(p[i] = mmh_alloc(h, 300 * KiB));
+    uint64_t free_before = tu_stats(h).free_bytes;
+    for (int i = 0; i < CACHED_SPANS; i++)
+        mmh_free(h, p[i]);
+    assert_int_equal(tu_stats(h).allocations, 0);
+    return free_before;
+}
+
+/* A cached span is the heap's state: mmh_check verifies it, a commit keeps
+ * it, and a heap opened again gives every one back to the free spans. */
+static void test_span_cache_reopen(void **state)
+{
+    (void)state;
+    char *path = tu_path("spancache.heap");
+    mmh_config cfg = tu_cfg(MMH_CREATE, 0, 0);
+    mmh_heap *h = tu_open(path, &cfg);
+    assert_non_null(h);
+    uint64_t free_before = free_into_cache(h);
+    assert_true(tu_stats(h).free_bytes < free_before + CACHED_SPANS * 320 * KiB);
+    assert_int_equal(mmh_check(h), 0);
+    assert_int_equal(mmh_commit(h), 0);
+    assert_int_equal(tu_close(h), 0);
+    h = tu_open(path, NULL);
+    assert_non_null(h);
+    assert_true(tu_stats(h).free_bytes >= free_before + CACHED_SPANS * 320 * KiB);
+    assert_int_equal(tu_close(h), 0);
+    free(path);
+}
+
+static void *cache_and_exit(void *h)
+{
+    free_into_cache(h);
+    return NULL;
+}
+
+/* A thread that exits gives its cached spans back. */
+static void test_span_cache_thread_exit(void **state)
+{
+    mmh_heap *h = *state;
+    uint64_t free_before = tu_stats(h).free_bytes;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, cache_and_exit, h), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(tu_stats(h).free_bytes >= free_before);
+    assert_int_equal(mmh_check(h), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -637,6 +695,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_uncarved, setup_heap, teardown_heap),
         cmocka_unit_test_setup_teardown(test_double_free, setup_heap, teardown_heap),
         cmocka_unit_test_setup_teardown(test_double_free_remote, setup_heap, teardown_heap),
+        cmocka_unit_test(test_span_cache_reopen),
+        cmocka_unit_test_setup_teardown(test_span_cache_thread_exit, setup_heap, teardown_heap),
     };
     return TU_RUN(tests);
 }

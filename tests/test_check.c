@@ -383,7 +383,23 @@ static void d_root_in_free_memory(mapped *m)
 {
     m->hdr->root = page_start(m, find_span(m, MMH_PAGE_FREE, NULL)) + 64;
 }
-static void d_large_counter(mapped *m) { m->hdr->large_allocs++; }
+/* The main thread's slot, whose span cache holds the spans it freed. */
+static mmh_slot *first_slot(mapped *m)
+{
+    mmh_slot *slot = (mmh_slot *)(m->base + m->hdr->slots_off);
+    find_span(m, MMH_PAGE_CACHED, NULL);
+    assert_true(slot->spans[0] != 0);
+    return slot;
+}
+static void d_cache_entry(mapped *m)
+{
+    first_slot(m)->spans[0] = page_off(m, find_span(m, MMH_PAGE_FREE, NULL));
+}
+static void d_cache_unlisted(mapped *m)
+{
+    mmh_slot *slot = first_slot(m);
+    memset(slot->spans, 0, sizeof slot->spans);
+}
 static void d_empty_page(mapped *m) { m->hdr->empty_page.free = 4096; }
 
 /* The names table of the copy, and its first slot holding a name. */
@@ -462,7 +478,8 @@ static const damage damages[] = {
     { "class ring link", false, "ring link", d_ring_link },
     { "parked page in a ring", false, "a parked page", d_parked_in_ring },
     { "root in free memory", true, "root", d_root_in_free_memory },
-    { "large block counter", true, "large block counters", d_large_counter },
+    { "span cache entry", false, "not a cached span of the slot", d_cache_entry },
+    { "cached span not listed", false, "span caches list", d_cache_unlisted },
     { "empty page", true, "empty page", d_empty_page },
 };
 

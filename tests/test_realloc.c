@@ -251,14 +251,18 @@ static void test_realloc_doubling_chain(void **state)
 }
 
 /* A large block shrinks in place, giving its tail slices back, and grows
- * back in place into them. */
+ * back in place into them.  (Another block grown just before, so that
+ * this one is not the block the thread was last seen growing, which
+ * keeps its room.) */
 static void test_realloc_large_shrink_in_place(void **state)
 {
     (void)state;
     mmh_heap *h = mmh_open(NULL, NULL);
     assert_non_null(h);
-    unsigned char *p = mmh_alloc(h, 1 * MiB);
+    unsigned char *p = mmh_alloc(h, 1 * MiB), *other = mmh_realloc(h, mmh_alloc(h, 16), 64);
     assert_non_null(p);
+    assert_non_null(other);
+    mmh_free(h, other);
     tu_fill(p, 1 * MiB, 3);
     assert_ptr_equal(mmh_realloc(h, p, 100 * KiB), p);
     assert_int_equal(mmh_usable_size(h, p), 128 * KiB);
