@@ -721,9 +721,10 @@ struct mmh_stats {
     uint64_t    allocations;     /**< live blocks */
     uint64_t    free_bytes;      /**< bytes in free spans and free segments
                                       inside size */
-    uint64_t    used_bytes;      /**< bytes in pages of small blocks and in
-                                      large blocks: size less free space
-                                      and metadata */
+    uint64_t    used_bytes;      /**< bytes in pages of small blocks, in
+                                      large blocks and in the spans threads
+                                      keep for their next ones: size less
+                                      free space and metadata */
     uint64_t    used_peak;       /**< most used_bytes since the heap was
                                       opened */
     uint64_t    purged_bytes;    /**< free memory handed back to the system
