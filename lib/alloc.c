@@ -11,9 +11,10 @@
 #define ROOM_SLICES 4u
 
 /* A span from the slot's cache, or under the lock from the bins or as a
- * run of segments.  With `room`, placed to grow: a cached span up to
- * ROOM_SLICES times as long (the block grows inside it), else one cut from
- * the largest free span. */
+ * run of segments.  With `room`, placed to grow: a cached span
+ * ROOM_SLICES to twice that many times as long (the block grows inside it;
+ * a shorter one would leave it to move again soon, since what follows a
+ * cached span is unknown), else one cut from the largest free span. */
 void *mmh_large_alloc(mmh_heap *h, mmh_tbind *b, size_t size, size_t align, bool room)
 {
     if (size > h->max_size)
@@ -25,7 +26,8 @@ void *mmh_large_alloc(mmh_heap *h, mmh_tbind *b, size_t size, size_t align, bool
     char *p = NULL;
     mmh_page *pg = NULL;
     if (b && span && align_slices == 1)
-        pg = mmh_span_cache_take(h, b->slot, slices, room ? ROOM_SLICES * slices : slices);
+        pg = room ? mmh_span_cache_take(h, b->slot, ROOM_SLICES * slices, 2 * ROOM_SLICES * slices)
+                  : mmh_span_cache_take(h, b->slot, slices, slices);
     if (!pg) {
         mmh_lock(h);
         if (span)
