@@ -383,11 +383,13 @@ static void d_root_in_free_memory(mapped *m)
 {
     m->hdr->root = page_start(m, find_span(m, MMH_PAGE_FREE, NULL)) + 64;
 }
-/* The main thread's slot, whose span cache holds the spans it freed. */
+/* The slot that keeps a cached span (the test heap's threads freed some;
+ * which thread's slot is which depends on the build). */
 static mmh_slot *first_slot(mapped *m)
 {
-    mmh_slot *slot = (mmh_slot *)(m->base + m->hdr->slots_off);
-    find_span(m, MMH_PAGE_CACHED, NULL);
+    mmh_page *pg = find_span(m, MMH_PAGE_CACHED, NULL);
+    assert_true(pg->slot_id >= 1 && pg->slot_id <= MMH_SLOTS);
+    mmh_slot *slot = (mmh_slot *)(m->base + m->hdr->slots_off) + (pg->slot_id - 1);
     assert_true(slot->spans[0] != 0);
     return slot;
 }
