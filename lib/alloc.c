@@ -15,11 +15,19 @@
  * ROOM_SLICES to twice that many times as long (the block grows inside it;
  * a shorter one would leave it to move again soon, since what follows a
  * cached span is unknown), else one cut from the largest free span. */
+bool mmh_size_allowed(mmh_heap *h, size_t size)
+{
+    if (size <= h->max_size)
+        return true;
+    mmh_fail(ENOMEM, "%s: %zu bytes requested, more than max_size %zu", h->path, size,
+             h->max_size);
+    return false;
+}
+
 void *mmh_large_alloc(mmh_heap *h, mmh_tbind *b, size_t size, size_t align, bool room)
 {
-    if (size > h->max_size)
-        return mmh_fail_null(ENOMEM, "%s: %zu bytes requested, more than max_size %zu",
-                             h->path, size, h->max_size);
+    if (!mmh_size_allowed(h, size))
+        return NULL;
     size_t slices = (size + MMH_SLICE_SIZE - 1) >> MMH_SLICE_SHIFT;
     size_t align_slices = align > MMH_SLICE_SIZE ? align >> MMH_SLICE_SHIFT : 1;
     bool span = slices + align_slices - 1 < MMH_SEG_SLICES;

@@ -410,6 +410,8 @@ MMH_HIDDEN void mmh_stats_classes(mmh_heap *h, mmh_class_stats cs[MMH_CLASSES]);
 
 /* alloc.c */
 MMH_HIDDEN bool   mmh_block_valid(mmh_heap *h, const void *p, mmh_page **pgp);
+/* Is size no more than h's max_size?  false with ENOMEM and a message. */
+MMH_HIDDEN bool   mmh_size_allowed(mmh_heap *h, size_t size);
 /* The usable size of p, a valid block of pg. */
 MMH_HIDDEN size_t mmh_block_usable(const mmh_heap *h, const mmh_page *pg, const void *p);
 /* A block in a span of its own or a huge run, however small; with `room`,

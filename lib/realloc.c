@@ -136,9 +136,8 @@ void *mmh_realloc(mmh_heap *h, void *p, size_t size)
         return mmh_fail_null(EINVAL, "mmh_realloc: %p is not a block of heap %s", p, h->path);
     if (h->flags & MMH_READONLY) /* even in place: the metadata would change */
         return mmh_fail_null(EROFS, "%s: heap is open read-only", h->path);
-    if (size > h->max_size)
-        return mmh_fail_null(ENOMEM, "%s: %zu bytes requested, more than max_size %zu", h->path,
-                             size, h->max_size);
+    if (!mmh_size_allowed(h, size)) /* also keeps resize_in_place's sums from wrapping */
+        return NULL;
     size_t usable = mmh_block_usable(h, pg, p);
     if (pg->kind == MMH_PAGE_SMALL ? size <= usable && size >= usable / 2
                                    : resize_in_place(h, pg, p, usable, size))
