@@ -32,12 +32,11 @@ static unsigned cache_len(const mmh_slot *slot)
     return n;
 }
 
-/* Remove entry i, the later ones moving up. */
-static void cache_remove(mmh_slot *slot, unsigned i, unsigned n)
+/* Remove k entries from i on, of the n listed; the later ones move up. */
+static void cache_remove(mmh_slot *slot, unsigned i, unsigned k, unsigned n)
 {
-    for (; i + 1 < n; i++)
-        slot->spans[i] = slot->spans[i + 1];
-    slot->spans[n - 1] = 0;
+    for (; i < n; i++)
+        slot->spans[i] = i + k < n ? slot->spans[i + k] : 0;
 }
 
 /* Back to the span bins; h->lock held. */
@@ -56,7 +55,7 @@ mmh_page *mmh_span_cache_take(mmh_heap *h, mmh_slot *slot, size_t slices, size_t
         uint16_t n = pg->slice_count;
         mmh_assert(pg->kind == MMH_PAGE_CACHED);
         if (n >= slices && n <= most) {
-            cache_remove(slot, i, cache_len(slot));
+            cache_remove(slot, i, 1, cache_len(slot));
             pg->kind = MMH_PAGE_LARGE;
             pg->slot_id = 0;
             pg->freed_ms = 0;
@@ -86,8 +85,7 @@ void mmh_span_cache_put(mmh_heap *h, mmh_slot *slot, uint32_t slot_id, mmh_page 
         for (unsigned i = 0; i < old; i++)
             uncache(h, mmh_page_at(h, slot->spans[i]));
         mmh_unlock(h);
-        for (unsigned i = 0; i < n; i++)
-            slot->spans[i] = i + old < n ? slot->spans[i + old] : 0;
+        cache_remove(slot, 0, old, n);
         n -= old;
     }
     /* Cleared as mmh_span_alloc would: a stale pointer into the span
